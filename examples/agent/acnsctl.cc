@@ -1,0 +1,309 @@
+// acnsctl: command-line client of libacns. Uses only the public C ABI (acns/acns.h).
+//
+//   acnsctl fqdn match (--pattern P | --name N) NAME...
+//   acnsctl policy validate FILE|DIR...
+//   acnsctl policy check --policy FILE|DIR... --labels k=v[,k=v] [--namespace NS]
+//       --server IP [--server-labels k=v,...] [--server-namespace NS] [--port 53]
+//       [--protocol udp|tcp] --qname NAME
+//   acnsctl policy selectors --policy FILE|DIR... NAME...
+//   acnsctl version
+#include <acns/acns.h>
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr int kExitUsage = 2;
+
+struct Error : acns_error {
+  Error() : acns_error{} { struct_size = sizeof(acns_error); }
+};
+
+int Usage() {
+  std::fputs(
+      "usage:\n"
+      "  acnsctl fqdn match (--pattern P | --name N) NAME...\n"
+      "  acnsctl policy validate FILE|DIR...\n"
+      "  acnsctl policy check --policy FILE|DIR... --labels k=v[,k=v] [--namespace NS]\n"
+      "      --server IP [--server-labels k=v,...] [--server-namespace NS] [--port 53]\n"
+      "      [--protocol udp|tcp] --qname NAME\n"
+      "  acnsctl policy selectors --policy FILE|DIR... NAME...\n"
+      "  acnsctl version\n",
+      stderr);
+  return kExitUsage;
+}
+
+std::vector<std::string> SplitComma(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    const size_t comma = s.find(',', start);
+    const std::string item = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (!item.empty()) out.push_back(item);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+std::vector<const char*> CStrings(const std::vector<std::string>& v) {
+  std::vector<const char*> out;
+  for (const auto& s : v) out.push_back(s.c_str());
+  return out;
+}
+
+// Files named on the command line; a directory stands for its *.yaml, *.yml and *.json files.
+bool ExpandPolicyPaths(const std::vector<std::string>& args, std::vector<std::string>& files) {
+  for (const auto& arg : args) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(arg, ec)) {
+      std::vector<std::string> found;
+      for (const auto& entry : std::filesystem::directory_iterator(arg, ec)) {
+        const std::string ext = entry.path().extension().string();
+        if (entry.is_regular_file() && (ext == ".yaml" || ext == ".yml" || ext == ".json")) {
+          found.push_back(entry.path().string());
+        }
+      }
+      if (ec) {
+        std::fprintf(stderr, "acnsctl: %s: %s\n", arg.c_str(), ec.message().c_str());
+        return false;
+      }
+      std::sort(found.begin(), found.end());
+      files.insert(files.end(), found.begin(), found.end());
+    } else {
+      files.push_back(arg);
+    }
+  }
+  return true;
+}
+
+void PrintDiagnostic(void*, const acns_diagnostic* d) {
+  std::printf("%s%s\n", d->is_warning ? "warning: " : "error: ", d->text);
+}
+
+int FqdnMatch(int argc, char** argv) {
+  acns_fqdn_pattern pattern{};
+  std::vector<const char*> names;
+  for (int i = 0; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if ((arg == "--pattern" || arg == "--name") && i + 1 < argc) {
+      pattern.kind = arg == "--pattern" ? ACNS_PATTERN_MATCH_PATTERN : ACNS_PATTERN_MATCH_NAME;
+      pattern.text = argv[++i];
+    } else if (arg.rfind("--", 0) == 0) {
+      return Usage();
+    } else {
+      names.push_back(argv[i]);
+    }
+  }
+  if (pattern.text == nullptr) return Usage();
+  acns_fqdn_matcher_opts opts{};
+  opts.struct_size = sizeof(opts);
+  opts.patterns = &pattern;
+  opts.n_patterns = 1;
+  Error err;
+  acns_fqdn_matcher* matcher = nullptr;
+  if (acns_fqdn_matcher_create(&opts, &matcher, &err) != ACNS_OK) {
+    std::fprintf(stderr, "acnsctl: invalid pattern: %s\n", err.message);
+    return kExitUsage;
+  }
+  for (const char* name : names) {
+    size_t n = 0;
+    acns_fqdn_matcher_match(matcher, name, std::strlen(name), nullptr, nullptr, &n, &err);
+    std::printf("%s\t%s\n", name, n > 0 ? "match" : "no-match");
+  }
+  acns_fqdn_matcher_destroy(matcher);
+  return 0;
+}
+
+int PolicyValidate(int argc, char** argv) {
+  std::vector<std::string> files;
+  if (argc == 0 || !ExpandPolicyPaths(std::vector<std::string>(argv, argv + argc), files)) {
+    return Usage();
+  }
+  int rc = 0;
+  for (const auto& file : files) {
+    // Validation reads the file through an engine so that file errors are reported alike.
+    acns_policy_engine* engine = nullptr;
+    Error err;
+    acns_policy_engine_create(nullptr, &engine, &err);
+    const acns_status st = acns_policy_engine_apply_file(engine, file.c_str(), PrintDiagnostic,
+                                                         nullptr, &err);
+    if (st == ACNS_OK) {
+      std::printf("%s\tvalid\n", file.c_str());
+    } else {
+      if (st != ACNS_POLICY_INVALID) std::printf("error: %s\n", err.message);
+      rc = 1;
+    }
+    acns_policy_engine_destroy(engine);
+  }
+  return rc;
+}
+
+// Loads every policy file into `engine`; prints errors and returns false on the first bad one.
+bool LoadPolicies(acns_policy_engine* engine, const std::vector<std::string>& paths) {
+  std::vector<std::string> files;
+  if (!ExpandPolicyPaths(paths, files)) return false;
+  for (const auto& file : files) {
+    Error err;
+    if (acns_policy_engine_apply_file(engine, file.c_str(), nullptr, nullptr, &err) != ACNS_OK) {
+      std::fprintf(stderr, "acnsctl: %s\n", err.message);
+      return false;
+    }
+  }
+  return true;
+}
+
+// Parses the list of policy paths that follows --policy (up to the next option).
+int TakePolicyPaths(int argc, char** argv, int i, std::vector<std::string>& paths) {
+  while (i + 1 < argc && std::strncmp(argv[i + 1], "--", 2) != 0) paths.push_back(argv[++i]);
+  return i;
+}
+
+int PolicyCheck(int argc, char** argv) {
+  std::vector<std::string> policies, labels, server_labels;
+  std::string ns, server, server_ns, qname, protocol = "udp";
+  long port = 53;
+  for (int i = 0; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
+    const char* v = nullptr;
+    if (arg == "--policy") {
+      i = TakePolicyPaths(argc, argv, i, policies);
+      continue;
+    }
+    if ((v = value()) == nullptr) return Usage();
+    if (arg == "--labels") labels = SplitComma(v);
+    else if (arg == "--namespace") ns = v;
+    else if (arg == "--server") server = v;
+    else if (arg == "--server-labels") server_labels = SplitComma(v);
+    else if (arg == "--server-namespace") server_ns = v;
+    else if (arg == "--port") port = std::strtol(v, nullptr, 10);
+    else if (arg == "--protocol") protocol = v;
+    else if (arg == "--qname") qname = v;
+    else return Usage();
+  }
+  if (policies.empty() || server.empty() || qname.empty()) return Usage();
+  if (port <= 0 || port > 65535 || (protocol != "udp" && protocol != "tcp")) {
+    std::fputs("acnsctl: --port takes 1-65535 and --protocol udp or tcp\n", stderr);
+    return kExitUsage;
+  }
+  if (!server_ns.empty()) server_labels.push_back("k8s:io.kubernetes.pod.namespace=" + server_ns);
+
+  acns_dns_query q{};
+  q.struct_size = sizeof(q);
+  if (inet_pton(AF_INET, server.c_str(), q.server_addr) == 1) {
+    q.server_family = 4;
+  } else if (inet_pton(AF_INET6, server.c_str(), q.server_addr) == 1) {
+    q.server_family = 6;
+  } else {
+    std::fprintf(stderr, "acnsctl: --server %s is not an IP address\n", server.c_str());
+    return kExitUsage;
+  }
+  acns_policy_engine* engine = nullptr;
+  Error err;
+  acns_policy_engine_create(nullptr, &engine, &err);
+  if (!LoadPolicies(engine, policies)) {
+    acns_policy_engine_destroy(engine);
+    return 1;
+  }
+  const auto label_ptrs = CStrings(labels);
+  const auto server_label_ptrs = CStrings(server_labels);
+  q.endpoint_id = 0;
+  q.endpoint_namespace = ns.empty() ? nullptr : ns.c_str();
+  q.endpoint_labels = label_ptrs.data();
+  q.n_endpoint_labels = label_ptrs.size();
+  q.protocol = protocol == "udp" ? ACNS_PROTO_UDP : ACNS_PROTO_TCP;
+  q.server_port = static_cast<uint16_t>(port);
+  if (!server_labels.empty()) {
+    q.server_labels = server_label_ptrs.data();
+    q.n_server_labels = server_label_ptrs.size();
+  }
+  q.qname = qname.c_str();
+  q.qname_len = qname.size();
+  char name[256], namespace_name[256], path[1024];
+  acns_dns_decision d{};
+  d.struct_size = sizeof(d);
+  d.policy_name_buf = name;
+  d.policy_name_buf_len = sizeof(name);
+  d.policy_namespace_buf = namespace_name;
+  d.policy_namespace_buf_len = sizeof(namespace_name);
+  d.rule_path_buf = path;
+  d.rule_path_buf_len = sizeof(path);
+  const acns_status st = acns_policy_engine_check_dns(engine, &q, &d, &err);
+  acns_policy_engine_destroy(engine);
+  if (st != ACNS_OK) {
+    std::fprintf(stderr, "acnsctl: %s\n", err.message);
+    return kExitUsage;
+  }
+  std::printf("%s\n", d.verdict == ACNS_VERDICT_ALLOW ? "ALLOW" : "DENY");
+  if (d.reason == ACNS_REASON_ALLOWED_BY_RULE) {
+    if (d.policy_kind == ACNS_POLICY_KIND_CNP) {
+      std::printf("rule: CiliumNetworkPolicy %s/%s %s\n", namespace_name, name, path);
+    } else {
+      std::printf("rule: CiliumClusterwideNetworkPolicy %s %s\n", name, path);
+    }
+  } else if (d.reason == ACNS_REASON_NOT_ENFORCED) {
+    std::printf("reason: no policy with egress rules selects the endpoint (default allow)\n");
+  } else {
+    std::printf("reason: no rule allows %s via %s port %ld/%s\n", qname.c_str(), server.c_str(),
+                port, protocol.c_str());
+  }
+  return 0;
+}
+
+void PrintSelector(void*, const char* selector, size_t len) {
+  std::printf("\tfqdn:%.*s", static_cast<int>(len), selector);
+}
+
+int PolicySelectors(int argc, char** argv) {
+  std::vector<std::string> policies;
+  std::vector<const char*> names;
+  for (int i = 0; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--policy") == 0) {
+      i = TakePolicyPaths(argc, argv, i, policies);
+      // Names follow the last policy path after a "--" separator or another option.
+    } else if (std::strcmp(argv[i], "--") != 0) {
+      names.push_back(argv[i]);
+    }
+  }
+  if (policies.empty()) return Usage();
+  acns_policy_engine* engine = nullptr;
+  Error err;
+  acns_policy_engine_create(nullptr, &engine, &err);
+  if (!LoadPolicies(engine, policies)) {
+    acns_policy_engine_destroy(engine);
+    return 1;
+  }
+  for (const char* name : names) {
+    std::printf("%s", name);
+    size_t n = 0;
+    acns_policy_engine_match_selectors(engine, name, std::strlen(name), PrintSelector, nullptr, &n,
+                                       &err);
+    std::printf("%s\n", n == 0 ? "\t(no selector)" : "");
+  }
+  acns_policy_engine_destroy(engine);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) return Usage();
+  const std::string cmd = argv[1];
+  const std::string sub = argc > 2 ? argv[2] : "";
+  if (cmd == "version") {
+    std::printf("acnsctl %s\n", acns_version_string());
+    return 0;
+  }
+  if (cmd == "fqdn" && sub == "match") return FqdnMatch(argc - 3, argv + 3);
+  if (cmd == "policy" && sub == "validate") return PolicyValidate(argc - 3, argv + 3);
+  if (cmd == "policy" && sub == "check") return PolicyCheck(argc - 3, argv + 3);
+  if (cmd == "policy" && sub == "selectors") return PolicySelectors(argc - 3, argv + 3);
+  return Usage();
+}

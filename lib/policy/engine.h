@@ -1,0 +1,128 @@
+// The policy engine: holds the loaded policies and the registered endpoints, and answers
+// "may this endpoint resolve this name through this server?" and "which toFQDNs selectors
+// match this name?". Every update builds a new immutable snapshot that replaces the old one
+// at once, so a decision never sees a half-applied update.
+#ifndef ACNS_LIB_POLICY_ENGINE_H_
+#define ACNS_LIB_POLICY_ENGINE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "absl/status/statusor.h"
+#include "lib/policy/labels.h"
+#include "lib/policy/loader.h"
+#include "lib/policy/model.h"
+#include "lib/policy/name_matcher.h"
+
+namespace acns::policy {
+
+struct DnsServer {
+  uint8_t family = 4;  // 4 or 6
+  uint8_t addr[16] = {};
+  uint16_t port = 53;
+  uint8_t protocol = kProtoUdp;     // kProtoUdp or kProtoTcp
+  const LabelSet* labels = nullptr;  // set when the server is a cluster endpoint
+};
+
+enum class DnsVerdict { kAllow, kDeny };
+
+enum class DnsReason {
+  kAllowedByRule,   // a rule allowed the name; `origin` says which
+  kNotEnforced,     // no policy with egress rules selects the endpoint: default allow
+  kNoRuleMatched,   // enforced, and no rule allows this name through this server and port
+  kUnknownEndpoint, // no endpoint with that id is registered
+};
+const char* DnsReasonName(DnsReason reason);
+
+// The rule that allowed a name. Points into the snapshot that `keep_alive` holds.
+struct RuleOrigin {
+  const Policy* policy = nullptr;
+  const std::string* path = nullptr;  // e.g. spec.egress[0].toPorts[0].rules.dns[1]
+};
+
+struct DnsDecision {
+  DnsVerdict verdict = DnsVerdict::kDeny;
+  DnsReason reason = DnsReason::kNoRuleMatched;
+  RuleOrigin origin;
+  std::shared_ptr<const void> keep_alive;
+};
+
+class PolicyEngine {
+ public:
+  struct Options {
+    NameMatcher::Limits matcher_limits;
+  };
+
+  PolicyEngine() : PolicyEngine(Options{}) {}
+  explicit PolicyEngine(Options options);
+  ~PolicyEngine();
+  PolicyEngine(const PolicyEngine&) = delete;
+  PolicyEngine& operator=(const PolicyEngine&) = delete;
+
+  // Replaces every policy that came from `source` (e.g. a file name) by those in `content`.
+  // Invalid content changes nothing: InvalidArgument, with every diagnostic in *result.
+  absl::Status Apply(absl::string_view source, absl::string_view content, LoadResult* result);
+  // Removes the policies of `source`; NotFound if there are none.
+  absl::Status Remove(absl::string_view source);
+
+  // Registers or replaces endpoint `id` (non-zero) with `labels` (namespace label included).
+  absl::Status UpsertEndpoint(uint64_t id, LabelSet labels);
+  absl::Status RemoveEndpoint(uint64_t id);
+
+  // Decides for a registered endpoint. Thread-safe, lock-free against updates.
+  DnsDecision CheckDns(uint64_t endpoint_id, const DnsServer& server, absl::string_view qname) const;
+  // Decides for an endpoint known only by its labels (compiles its rules if no registered
+  // endpoint shares them: slower, meant for tools).
+  absl::StatusOr<DnsDecision> CheckDnsForLabels(const LabelSet& endpoint, const DnsServer& server,
+                                                absl::string_view qname) const;
+
+  // Calls fn(selector) for every toFQDNs selector (its matchName or matchPattern, lower-cased)
+  // of any loaded policy that matches `name`, in a stable order.
+  template <typename Fn>
+  void ForEachMatchingSelector(absl::string_view name, Fn&& fn) const {
+    const auto selectors = CurrentSelectors();
+    const SelectorIndex& index = *selectors;
+    index.matcher.ForEachMatch(name, [&](uint32_t id) {
+      fn(absl::string_view(index.selectors[id]));
+      return true;
+    });
+  }
+  std::vector<std::string> Selectors() const;
+
+  struct Stats {
+    size_t sources = 0;
+    size_t policies = 0;
+    size_t endpoints = 0;
+    size_t compiled_dns_policies = 0;
+    size_t selectors = 0;
+  };
+  Stats stats() const;
+
+  // Compiled per-endpoint DNS policy; exposed for the snapshot builder in engine.cc.
+  struct EndpointDnsPolicy;
+  struct SelectorIndex {
+    std::vector<std::string> selectors;
+    NameMatcher matcher;  // pattern id = index into selectors
+  };
+  struct Snapshot;
+
+ private:
+  std::shared_ptr<const Snapshot> Current() const;
+  std::shared_ptr<const SelectorIndex> CurrentSelectors() const;
+  // Builds and publishes a new snapshot from `next` (whose endpoint policies are recomputed).
+  absl::Status Publish(std::shared_ptr<Snapshot> next);
+
+  Options options_;
+  std::mutex update_mu_;  // serialises writers; readers never take it
+  std::atomic<std::shared_ptr<const Snapshot>> current_;
+  uint64_t next_generation_ = 1;
+};
+
+}  // namespace acns::policy
+
+#endif  // ACNS_LIB_POLICY_ENGINE_H_

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency from Debian 12 packages, then configures and
+# builds acns into build/. Idempotent: quiet when everything is already there.
+# Usage: scripts/setup.sh [--no-build]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  # build
+  build-essential pkg-config meson ninja-build python3
+  clang llvm libclang-rt-14-dev
+  libabsl-dev libyaml-cpp-dev libre2-dev
+  libprotobuf-dev protobuf-compiler
+  libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev
+  libc-ares-dev libmicrohttpd-dev
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev
+  iproute2 dnsutils
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+[[ "${1:-}" == "--no-build" ]] && exit 0
+
+if [[ ! -f build/build.ninja ]]; then
+  meson setup build --buildtype=release >/dev/null
+fi
+ninja -C build >/dev/null || ninja -C build

@@ -1,0 +1,308 @@
+/* Exercises every function of acns.h from plain C99, including every error path.
+ * Built with -std=c99 -pedantic -Werror and linked only against libacns.so. */
+#include <acns/acns.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures = 0;
+static int checks = 0;
+
+#define CHECK(cond)                                                  \
+  do {                                                               \
+    ++checks;                                                        \
+    if (!(cond)) {                                                   \
+      ++failures;                                                    \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                                \
+  } while (0)
+
+static acns_error new_error(void) {
+  acns_error e;
+  memset(&e, 0, sizeof(e));
+  e.struct_size = sizeof(e);
+  return e;
+}
+
+static const char kPolicy[] =
+    "apiVersion: cilium.io/v2\n"
+    "kind: CiliumNetworkPolicy\n"
+    "metadata: {name: abi, namespace: ns}\n"
+    "spec:\n"
+    "  endpointSelector: {matchLabels: {app: web}}\n"
+    "  egress:\n"
+    "    - toEndpoints: [{matchLabels: {k8s-app: dns}}]\n"
+    "      toPorts: [{ports: [{port: \"53\", protocol: ANY}],\n"
+    "                 rules: {dns: [{matchPattern: \"*.allowed.test\"}]}}]\n"
+    "    - toFQDNs: [{matchPattern: \"*.allowed.test\"}, {matchName: exact.test}]\n";
+
+static const char kBadPolicy[] =
+    "apiVersion: cilium.io/v2\n"
+    "kind: CiliumNetworkPolicy\n"
+    "metadata: {name: bad}\n"
+    "spec:\n"
+    "  endpointSelector: {}\n"
+    "  egress: [{toPorts: [{ports: [{port: \"53\"}], rules: {dns: [{matchName: a, matchPattern: b}]}}]}]\n";
+
+static int diag_count;
+static void count_diag(void *user_data, const acns_diagnostic *d) {
+  (void)user_data;
+  if (!d->is_warning) ++diag_count;
+  CHECK(strstr(d->text, "spec.egress[0].toPorts[0].rules.dns[0]") != NULL);
+}
+
+static size_t matched[8];
+static size_t n_matched;
+static int record_match(void *user_data, size_t index) {
+  (void)user_data;
+  if (n_matched < 8) matched[n_matched++] = index;
+  return 1;
+}
+static int stop_match(void *user_data, size_t index) {
+  (void)user_data;
+  (void)index;
+  return 0;
+}
+
+static char selectors[256];
+static void record_selector(void *user_data, const char *s, size_t len) {
+  (void)user_data;
+  strncat(selectors, s, len);
+  strcat(selectors, ";");
+}
+
+static void test_status_and_version(void) {
+  char expect[32];
+  CHECK(strcmp(acns_status_name(ACNS_OK), "ACNS_OK") == 0);
+  CHECK(strcmp(acns_status_name(ACNS_POLICY_INVALID), "ACNS_POLICY_INVALID") == 0);
+  CHECK(strcmp(acns_status_name(ACNS_IO_ERROR), "ACNS_IO_ERROR") == 0);
+  CHECK(strcmp(acns_status_name(12345), "ACNS_UNKNOWN_STATUS") == 0);
+  sprintf(expect, "%d.%d.%d", ACNS_VERSION_MAJOR, ACNS_VERSION_MINOR, ACNS_VERSION_PATCH);
+  CHECK(strcmp(acns_version_string(), expect) == 0);
+}
+
+static void test_matcher(void) {
+  acns_error err = new_error();
+  acns_fqdn_matcher *m = NULL;
+  acns_fqdn_pattern patterns[3];
+  acns_fqdn_matcher_opts opts;
+  size_t n = 99;
+  memset(patterns, 0, sizeof(patterns));
+  memset(&opts, 0, sizeof(opts));
+  patterns[0].kind = ACNS_PATTERN_MATCH_PATTERN;
+  patterns[0].text = "*.cilium.io";
+  patterns[1].kind = ACNS_PATTERN_MATCH_NAME;
+  patterns[1].text = "www.cilium.io";
+  patterns[2].kind = ACNS_PATTERN_MATCH_PATTERN;
+  patterns[2].text = "**.io";
+  opts.struct_size = sizeof(opts);
+  opts.patterns = patterns;
+  opts.n_patterns = 3;
+
+  CHECK(acns_fqdn_matcher_create(&opts, &m, &err) == ACNS_OK && m != NULL);
+  CHECK(acns_fqdn_matcher_match(m, "WWW.cilium.io", 13, record_match, NULL, &n, &err) == ACNS_OK);
+  CHECK(n == 3 && n_matched == 3 && matched[0] == 0 && matched[1] == 1 && matched[2] == 2);
+  CHECK(acns_fqdn_matcher_match(m, "www.cilium.iox", 13, NULL, NULL, &n, &err) == ACNS_OK && n == 3);
+  CHECK(acns_fqdn_matcher_match(m, "cilium.io", 9, NULL, NULL, &n, NULL) == ACNS_OK && n == 1);
+  CHECK(acns_fqdn_matcher_match(m, "x.cilium.io", 11, stop_match, NULL, &n, NULL) == ACNS_OK && n == 1);
+  /* Error paths. */
+  CHECK(acns_fqdn_matcher_match(NULL, "a", 1, NULL, NULL, &n, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(err.code == ACNS_INVALID_ARGUMENT && strstr(err.message, "matcher") != NULL);
+  CHECK(acns_fqdn_matcher_match(m, NULL, 1, NULL, NULL, &n, &err) == ACNS_INVALID_ARGUMENT);
+  acns_fqdn_matcher_destroy(m);
+  acns_fqdn_matcher_destroy(NULL);
+
+  CHECK(acns_fqdn_matcher_create(&opts, NULL, &err) == ACNS_INVALID_ARGUMENT);
+  patterns[1].text = "bad name";
+  CHECK(acns_fqdn_matcher_create(&opts, &m, &err) == ACNS_INVALID_ARGUMENT && m == NULL);
+  CHECK(strstr(err.message, "pattern 1") != NULL);
+  patterns[1].text = NULL;
+  CHECK(acns_fqdn_matcher_create(&opts, &m, &err) == ACNS_INVALID_ARGUMENT);
+  patterns[1].text = "ok.example";
+  patterns[1].kind = 77;
+  CHECK(acns_fqdn_matcher_create(&opts, &m, &err) == ACNS_INVALID_ARGUMENT);
+  patterns[1].kind = ACNS_PATTERN_MATCH_NAME;
+  opts.patterns = NULL;
+  CHECK(acns_fqdn_matcher_create(&opts, &m, &err) == ACNS_INVALID_ARGUMENT);
+  /* NULL opts: an empty matcher. */
+  CHECK(acns_fqdn_matcher_create(NULL, &m, &err) == ACNS_OK);
+  CHECK(acns_fqdn_matcher_match(m, "a", 1, NULL, NULL, &n, &err) == ACNS_OK && n == 0);
+  acns_fqdn_matcher_destroy(m);
+}
+
+/* Versioned structs: bad struct_size, larger with a zero tail, larger with a non-zero tail. */
+static void test_struct_size(void) {
+  acns_error err = new_error();
+  acns_policy_engine *e = NULL;
+  struct {
+    acns_policy_engine_opts opts;
+    uint64_t future;
+  } bigger;
+  memset(&bigger, 0, sizeof(bigger));
+  bigger.opts.struct_size = sizeof(bigger);
+  CHECK(acns_policy_engine_create(&bigger.opts, &e, &err) == ACNS_OK);
+  acns_policy_engine_destroy(e);
+  bigger.future = 1;
+  CHECK(acns_policy_engine_create(&bigger.opts, &e, &err) == ACNS_INVALID_ARGUMENT && e == NULL);
+  CHECK(strstr(err.message, "unknown") != NULL);
+  bigger.opts.struct_size = 1;
+  CHECK(acns_policy_engine_create(&bigger.opts, &e, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(acns_policy_engine_create(NULL, NULL, &err) == ACNS_INVALID_ARGUMENT);
+  /* A caller's error struct that is smaller than ours gets only what fits. */
+  {
+    acns_error small;
+    memset(&small, 0x7f, sizeof(small));
+    small.struct_size = 16 + 8;
+    CHECK(acns_policy_engine_create(NULL, NULL, &small) == ACNS_INVALID_ARGUMENT);
+    CHECK(small.code == ACNS_INVALID_ARGUMENT && small.message[7] == '\0' && small.message[8] == 0x7f);
+  }
+}
+
+static void test_policy(void) {
+  acns_error err = new_error();
+  acns_policy_engine *e = NULL;
+  const char *labels[] = {"app=web"};
+  const char *server_labels[] = {"k8s-app=dns", "k8s:io.kubernetes.pod.namespace=ns"};
+  const char *bad_labels[] = {"=nokey"};
+  acns_endpoint ep;
+  acns_dns_query q;
+  acns_dns_decision d;
+  char name[8], ns[64], path[64];
+  size_t n = 0;
+
+  diag_count = 0;
+  CHECK(acns_policy_validate("bad.yaml", kBadPolicy, strlen(kBadPolicy), count_diag, NULL, &err) ==
+        ACNS_POLICY_INVALID);
+  CHECK(diag_count == 1 && err.code == ACNS_POLICY_INVALID);
+  CHECK(strstr(err.message, "bad.yaml: document 0: spec.egress[0]") != NULL);
+  CHECK(acns_policy_validate("ok.yaml", kPolicy, strlen(kPolicy), NULL, NULL, &err) == ACNS_OK);
+  CHECK(acns_policy_validate(NULL, kPolicy, 1, NULL, NULL, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(acns_policy_validate("x", NULL, 1, NULL, NULL, &err) == ACNS_INVALID_ARGUMENT);
+
+  CHECK(acns_policy_engine_create(NULL, &e, &err) == ACNS_OK);
+  CHECK(acns_policy_engine_apply(e, "p.yaml", kPolicy, strlen(kPolicy), NULL, NULL, &err) == ACNS_OK);
+  CHECK(acns_policy_engine_apply(e, "p.yaml", kBadPolicy, strlen(kBadPolicy), NULL, NULL, &err) ==
+        ACNS_POLICY_INVALID);
+  CHECK(acns_policy_engine_apply(NULL, "p", "", 0, NULL, NULL, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(acns_policy_engine_apply(e, NULL, "", 0, NULL, NULL, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(acns_policy_engine_apply(e, "p", NULL, 3, NULL, NULL, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(acns_policy_engine_apply_file(e, "/nonexistent/acns.yaml", NULL, NULL, &err) == ACNS_NOT_FOUND);
+  CHECK(err.sys_errno == 2);
+  CHECK(acns_policy_engine_apply_file(e, "/", NULL, NULL, &err) == ACNS_IO_ERROR && err.sys_errno != 0);
+  CHECK(acns_policy_engine_apply_file(e, NULL, NULL, NULL, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(acns_policy_engine_apply_file(NULL, "x", NULL, NULL, &err) == ACNS_INVALID_ARGUMENT);
+
+  memset(&ep, 0, sizeof(ep));
+  ep.struct_size = sizeof(ep);
+  ep.id = 42;
+  ep.namespace_name = "ns";
+  ep.labels = labels;
+  ep.n_labels = 1;
+  CHECK(acns_policy_engine_endpoint_upsert(e, &ep, &err) == ACNS_OK);
+  ep.id = 0;
+  CHECK(acns_policy_engine_endpoint_upsert(e, &ep, &err) == ACNS_INVALID_ARGUMENT);
+  ep.id = 43;
+  ep.labels = bad_labels;
+  CHECK(acns_policy_engine_endpoint_upsert(e, &ep, &err) == ACNS_INVALID_ARGUMENT);
+  ep.labels = NULL;
+  CHECK(acns_policy_engine_endpoint_upsert(e, &ep, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(acns_policy_engine_endpoint_upsert(e, NULL, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(acns_policy_engine_endpoint_upsert(NULL, &ep, &err) == ACNS_INVALID_ARGUMENT);
+
+  memset(&q, 0, sizeof(q));
+  q.struct_size = sizeof(q);
+  q.endpoint_id = 42;
+  q.server_family = 4;
+  q.protocol = ACNS_PROTO_UDP;
+  q.server_port = 53;
+  q.server_addr[0] = 198; q.server_addr[1] = 51; q.server_addr[2] = 100; q.server_addr[3] = 53;
+  q.server_labels = server_labels;
+  q.n_server_labels = 2;
+  q.qname = "WWW.Allowed.Test.";
+  q.qname_len = strlen(q.qname);
+  memset(&d, 0, sizeof(d));
+  d.struct_size = sizeof(d);
+  d.policy_name_buf = name;
+  d.policy_name_buf_len = sizeof(name);
+  d.policy_namespace_buf = ns;
+  d.policy_namespace_buf_len = sizeof(ns);
+  d.rule_path_buf = path;
+  d.rule_path_buf_len = sizeof(path);
+  CHECK(acns_policy_engine_check_dns(e, &q, &d, &err) == ACNS_OK);
+  CHECK(d.verdict == ACNS_VERDICT_ALLOW && d.reason == ACNS_REASON_ALLOWED_BY_RULE);
+  CHECK(d.policy_kind == ACNS_POLICY_KIND_CNP);
+  CHECK(strcmp(name, "abi") == 0 && d.policy_name_needed == 3);
+  CHECK(strcmp(ns, "ns") == 0);
+  CHECK(strcmp(path, "spec.egress[0].toPorts[0].rules.dns[0]") == 0);
+  /* Truncation: a 4-byte buffer gets 3 bytes and the NUL; needed says the full size. */
+  d.rule_path_buf_len = 4;
+  CHECK(acns_policy_engine_check_dns(e, &q, &d, &err) == ACNS_OK);
+  CHECK(strcmp(path, "spe") == 0 && d.rule_path_needed == strlen("spec.egress[0].toPorts[0].rules.dns[0]"));
+  d.rule_path_buf_len = sizeof(path);
+
+  q.qname = "evil.test";
+  q.qname_len = 9;
+  CHECK(acns_policy_engine_check_dns(e, &q, &d, &err) == ACNS_OK);
+  CHECK(d.verdict == ACNS_VERDICT_DENY && d.reason == ACNS_REASON_NO_RULE_MATCHED && d.policy_kind == 0);
+  CHECK(d.policy_name_needed == 0 && name[0] == '\0');
+  q.endpoint_id = 7;
+  CHECK(acns_policy_engine_check_dns(e, &q, &d, &err) == ACNS_OK && d.reason == ACNS_REASON_UNKNOWN_ENDPOINT);
+  /* By labels instead of id. */
+  q.endpoint_id = 0;
+  q.endpoint_namespace = "ns";
+  q.endpoint_labels = labels;
+  q.n_endpoint_labels = 1;
+  q.qname = "a.allowed.test";
+  q.qname_len = 14;
+  CHECK(acns_policy_engine_check_dns(e, &q, &d, &err) == ACNS_OK && d.verdict == ACNS_VERDICT_ALLOW);
+  q.endpoint_namespace = "other";
+  CHECK(acns_policy_engine_check_dns(e, &q, &d, &err) == ACNS_OK && d.reason == ACNS_REASON_NOT_ENFORCED);
+  q.endpoint_labels = bad_labels;
+  CHECK(acns_policy_engine_check_dns(e, &q, &d, &err) == ACNS_INVALID_ARGUMENT);
+  q.endpoint_labels = labels;
+  /* Malformed queries. */
+  q.server_family = 5;
+  CHECK(acns_policy_engine_check_dns(e, &q, &d, &err) == ACNS_INVALID_ARGUMENT);
+  q.server_family = 4;
+  q.protocol = 1;
+  CHECK(acns_policy_engine_check_dns(e, &q, &d, &err) == ACNS_INVALID_ARGUMENT);
+  q.protocol = ACNS_PROTO_TCP;
+  q.qname = NULL;
+  CHECK(acns_policy_engine_check_dns(e, &q, &d, &err) == ACNS_INVALID_ARGUMENT);
+  q.qname = "a.allowed.test";
+  q.pad = 0;
+  q.struct_size = 3;
+  CHECK(acns_policy_engine_check_dns(e, &q, &d, &err) == ACNS_INVALID_ARGUMENT);
+  q.struct_size = sizeof(q);
+  CHECK(acns_policy_engine_check_dns(NULL, &q, &d, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(acns_policy_engine_check_dns(e, NULL, &d, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(acns_policy_engine_check_dns(e, &q, NULL, &err) == ACNS_INVALID_ARGUMENT);
+
+  selectors[0] = '\0';
+  CHECK(acns_policy_engine_match_selectors(e, "x.allowed.test", 14, record_selector, NULL, &n, &err) == ACNS_OK);
+  CHECK(n == 1 && strcmp(selectors, "*.allowed.test;") == 0);
+  CHECK(acns_policy_engine_match_selectors(e, "EXACT.test", 10, NULL, NULL, &n, &err) == ACNS_OK && n == 1);
+  CHECK(acns_policy_engine_match_selectors(e, "no.test", 7, NULL, NULL, &n, NULL) == ACNS_OK && n == 0);
+  CHECK(acns_policy_engine_match_selectors(NULL, "a", 1, NULL, NULL, &n, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(acns_policy_engine_match_selectors(e, NULL, 1, NULL, NULL, &n, &err) == ACNS_INVALID_ARGUMENT);
+
+  CHECK(acns_policy_engine_endpoint_remove(e, 42, &err) == ACNS_OK);
+  CHECK(acns_policy_engine_endpoint_remove(e, 42, &err) == ACNS_NOT_FOUND);
+  CHECK(acns_policy_engine_endpoint_remove(NULL, 42, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(acns_policy_engine_remove(e, "p.yaml", &err) == ACNS_OK);
+  CHECK(acns_policy_engine_remove(e, "p.yaml", &err) == ACNS_NOT_FOUND);
+  CHECK(strstr(err.message, "p.yaml") != NULL);
+  CHECK(acns_policy_engine_remove(e, NULL, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(acns_policy_engine_remove(NULL, "p.yaml", &err) == ACNS_INVALID_ARGUMENT);
+  acns_policy_engine_destroy(e);
+  acns_policy_engine_destroy(NULL);
+}
+
+int main(void) {
+  test_status_and_version();
+  test_matcher();
+  test_struct_size();
+  test_policy();
+  printf("%d checks, %d failed\n", checks, failures);
+  return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

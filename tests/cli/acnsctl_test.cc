@@ -1,0 +1,89 @@
+// The acnsctl contract (issue 2): output lines and exit codes of the real binary.
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace {
+
+struct Result {
+  int exit_code;
+  std::string out;
+};
+
+Result RunAcnsctl(const std::string& args) {
+  const std::string cmd = std::string(ACNSCTL_PATH) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  EXPECT_NE(p, nullptr);
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+const std::string kPolicies = std::string(ACNS_SOURCE_DIR) + "/examples/policies";
+const std::string kInvalid = std::string(ACNS_SOURCE_DIR) + "/examples/invalid-policies/broken.yaml";
+
+TEST(AcnsctlTest, FqdnMatchPrintsOneLinePerName) {
+  Result r = RunAcnsctl("fqdn match --pattern '*.cilium.io' anysub.cilium.io cilium.io SUB.cilium.io.");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out, "anysub.cilium.io\tmatch\ncilium.io\tno-match\nSUB.cilium.io.\tmatch\n");
+  r = RunAcnsctl("fqdn match --name cilium.io CILIUM.io. ciliumXio.");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out, "CILIUM.io.\tmatch\nciliumXio.\tno-match\n");
+  r = RunAcnsctl("fqdn match --pattern '**.cilium.io' cilium.io a.b.cilium.io");
+  EXPECT_EQ(r.out, "cilium.io\tno-match\na.b.cilium.io\tmatch\n");
+}
+
+TEST(AcnsctlTest, FqdnMatchInvalidPatternExitsTwo) {
+  Result r = RunAcnsctl("fqdn match --pattern 'bad/pattern' x.example");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.out.find("invalid pattern"), std::string::npos) << r.out;
+  EXPECT_EQ(RunAcnsctl("fqdn match --name 'a*.b' x").exit_code, 2);
+}
+
+TEST(AcnsctlTest, PolicyValidate) {
+  Result r = RunAcnsctl("policy validate " + kPolicies + "/kube-dns-fqdn.yaml " + kPolicies + "/clusterwide.json");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out, kPolicies + "/kube-dns-fqdn.yaml\tvalid\n" + kPolicies + "/clusterwide.json\tvalid\n");
+  r = RunAcnsctl("policy validate " + kInvalid);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find(kInvalid + ": document 0: spec.egress[0].toPorts[0].rules.dns[1]: has both matchName and matchPattern"),
+            std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("spec.ingress[0].toPorts[0].rules.dns: DNS rules are only allowed on egress"),
+            std::string::npos) << r.out;
+  r = RunAcnsctl("policy validate /nonexistent/acns.yaml");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("No such file"), std::string::npos) << r.out;
+}
+
+TEST(AcnsctlTest, PolicyCheckAllowDeny) {
+  const std::string base = "policy check --policy " + kPolicies +
+                           " --labels app=crawler --namespace team-a --server 198.51.100.10"
+                           " --server-labels k8s-app=kube-dns --server-namespace kube-system";
+  Result r = RunAcnsctl(base + " --qname www.allowed.test");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out, "ALLOW\nrule: CiliumNetworkPolicy team-a/crawler-fqdn spec.egress[0].toPorts[0].rules.dns[0]\n");
+  r = RunAcnsctl(base + " --qname evil.test --port 53 --protocol tcp");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out.substr(0, 5), "DENY\n");
+  r = RunAcnsctl("policy check --policy " + kPolicies + " --labels k8s:io.cilium.k8s.policy.cluster=default"
+          " --namespace x --server 2001:db8::53 --server-labels k8s:k8s-app=kube-dns,k8s:io.kubernetes.pod.namespace=kube-system"
+          " --qname registry.example");
+  EXPECT_EQ(r.out, "ALLOW\nrule: CiliumClusterwideNetworkPolicy all-pods-registry items[0].spec.egress[0].toPorts[0].rules.dns[1]\n");
+  EXPECT_EQ(RunAcnsctl("policy check --policy " + kPolicies + " --server notanip --qname a").exit_code, 2);
+  EXPECT_EQ(RunAcnsctl("policy check --policy " + kInvalid + " --server 198.51.100.1 --qname a").exit_code, 1);
+}
+
+TEST(AcnsctlTest, PolicySelectors) {
+  Result r = RunAcnsctl("policy selectors --policy " + kPolicies + "/kube-dns-fqdn.yaml -- a.allowed.test nothing.example");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out, "a.allowed.test\tfqdn:*.allowed.test\nnothing.example\t(no selector)\n");
+}
+
+}  // namespace

@@ -1,0 +1,237 @@
+// Loading and validating CNP/CCNP documents: shapes Cilium accepts, errors Cilium rejects.
+#include "lib/policy/loader.h"
+
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
+#include "gtest/gtest.h"
+
+namespace acns::policy {
+namespace {
+
+std::string AllErrors(const LoadResult& r) {
+  std::vector<std::string> lines;
+  for (const auto& d : r.errors) lines.push_back(d.ToString());
+  return absl::StrJoin(lines, "\n");
+}
+
+// Expects exactly one error, at `path`, whose message contains `needle`.
+void ExpectOneError(const std::string& yaml, const std::string& path, const std::string& needle) {
+  const LoadResult r = LoadPolicies("test.yaml", yaml);
+  ASSERT_EQ(r.errors.size(), 1u) << AllErrors(r);
+  EXPECT_EQ(r.errors[0].path, path) << AllErrors(r);
+  EXPECT_TRUE(absl::StrContains(r.errors[0].message, needle)) << AllErrors(r);
+  EXPECT_TRUE(r.policies.empty());
+}
+
+constexpr char kHeader[] = R"(apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p, namespace: ns}
+)";
+
+std::string WithEgress(const std::string& egress) {
+  return std::string(kHeader) + "spec:\n  endpointSelector: {}\n  egress:\n" + egress;
+}
+
+TEST(LoaderTest, LoadsSpecAndSpecs) {
+  const LoadResult r = LoadPolicies("a.yaml", std::string(kHeader) + R"(
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  egress:
+    - toPorts: [{ports: [{port: "53", protocol: UDP}], rules: {dns: [{matchPattern: "*.a"}]}}]
+specs:
+  - endpointSelector: {matchLabels: {app: b}}
+    egress: [{toFQDNs: [{matchName: b.example}]}]
+)");
+  ASSERT_TRUE(r.ok()) << AllErrors(r);
+  ASSERT_EQ(r.policies.size(), 1u);
+  const Policy& p = r.policies[0];
+  EXPECT_EQ(p.name, "p");
+  EXPECT_EQ(p.namespace_name, "ns");
+  ASSERT_EQ(p.rules.size(), 2u);
+  EXPECT_EQ(p.rules[0].path, "spec");
+  EXPECT_EQ(p.rules[1].path, "specs[0]");
+  ASSERT_EQ(p.rules[0].egress[0].to_ports[0].dns.size(), 1u);
+  EXPECT_EQ(p.rules[0].egress[0].to_ports[0].dns[0].path, "spec.egress[0].toPorts[0].rules.dns[0]");
+  EXPECT_EQ(p.rules[0].egress[0].to_ports[0].ports[0].protocols, kProtoUdp);
+  EXPECT_EQ(p.rules[1].egress[0].to_fqdns[0].pattern.kind, PatternKind::kName);
+}
+
+TEST(LoaderTest, MultiDocumentListJsonAndClusterwide) {
+  const LoadResult r = LoadPolicies("m.yaml", R"(
+apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: cw}
+spec: {endpointSelector: {}, egress: [{toEntities: [world]}]}
+---
+---
+apiVersion: v1
+kind: List
+items:
+  - {"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "x"},
+     "spec": {"endpointSelector": {}}}
+  - apiVersion: v1
+    kind: ConfigMap
+    metadata: {name: other}
+)");
+  ASSERT_TRUE(r.ok()) << AllErrors(r);
+  ASSERT_EQ(r.policies.size(), 2u);
+  EXPECT_EQ(r.policies[0].kind, PolicyKind::kClusterwideNetworkPolicy);
+  EXPECT_EQ(r.policies[0].namespace_name, "");
+  EXPECT_EQ(r.policies[1].name, "x");
+  EXPECT_EQ(r.policies[1].namespace_name, "default");
+  EXPECT_EQ(r.policies[1].document, 2);
+  ASSERT_EQ(r.warnings.size(), 1u);
+  EXPECT_EQ(r.warnings[0].path, "items[1]");
+
+  const LoadResult json = LoadPolicies("j.json", R"({"apiVersion": "cilium.io/v2",
+    "kind": "CiliumNetworkPolicy", "metadata": {"name": "j", "namespace": "n"},
+    "specs": [{"endpointSelector": {"matchExpressions": [{"key": "k8s:app", "operator": "Exists"}]},
+               "egress": [{"toPorts": [{"ports": [{"port": 53}], "rules": {"dns": [{"matchName": "x.y"}]}}]}]}]})");
+  ASSERT_TRUE(json.ok()) << AllErrors(json);
+  EXPECT_EQ(json.policies[0].rules[0].egress[0].to_ports[0].ports[0].port, 53);
+}
+
+TEST(LoaderTest, IgnoresUnknownFieldsAndKeepsGoing) {
+  const LoadResult r = LoadPolicies("u.yaml", std::string(kHeader) + R"(
+status: {whatever: [1, 2]}
+spec:
+  description: "free text"
+  endpointSelector: {}
+  enableDefaultDeny: {egress: true}
+  egress:
+    - toPorts: [{ports: [{port: "80", protocol: TCP}], rules: {http: [{method: GET}]}}]
+      icmps: [{fields: [{type: 8}]}]
+    - toServices: [{k8sService: {serviceName: a, namespace: b}}]
+)");
+  ASSERT_TRUE(r.ok()) << AllErrors(r);
+  EXPECT_TRUE(r.policies[0].rules[0].egress[0].to_ports[0].has_other_l7);
+  EXPECT_EQ(r.policies[0].rules[0].egress[1].unsupported_l3.size(), 1u);
+}
+
+TEST(LoaderTest, ValidationErrorsNameFileDocumentAndPath) {
+  ExpectOneError(WithEgress(R"(    - toPorts: [{ports: [{port: "53"}], rules: {dns: [{matchName: a, matchPattern: b}]}}])"),
+                 "spec.egress[0].toPorts[0].rules.dns[0]", "both matchName and matchPattern");
+  ExpectOneError(WithEgress(R"(    - toPorts: [{ports: [{port: "53"}], rules: {dns: [{}]}}])"),
+                 "spec.egress[0].toPorts[0].rules.dns[0]", "neither matchName nor matchPattern");
+  ExpectOneError(WithEgress(R"(    - toPorts: [{ports: [{port: "53"}], rules: {dns: [{matchName: "a*.b"}]}}])"),
+                 "spec.egress[0].toPorts[0].rules.dns[0]", "matchName \"a*.b\" has the character '*'");
+  ExpectOneError(WithEgress(R"(    - toPorts: [{ports: [{port: "53"}], rules: {dns: [{matchPattern: "a;b"}]}}])"),
+                 "spec.egress[0].toPorts[0].rules.dns[0]", "has the character ';'");
+  ExpectOneError(WithEgress("    - toFQDNs: [{matchPattern: \"" + std::string(256, 'a') + "\"}]"),
+                 "spec.egress[0].toFQDNs[0]", "256 characters long");
+  ExpectOneError(WithEgress(R"(    - toPorts: [{ports: [{port: "0", protocol: UDP}], rules: {dns: [{matchPattern: "*"}]}}])"),
+                 "spec.egress[0].toPorts[0].rules.dns", "need a port");
+  ExpectOneError(WithEgress(R"(    - toPorts: [{rules: {dns: [{matchPattern: "*"}]}}])"),
+                 "spec.egress[0].toPorts[0].rules.dns", "need a port");
+  ExpectOneError(WithEgress(R"(    - toPorts: [{ports: [{port: "53", endPort: 54}], rules: {dns: [{matchPattern: "*"}]}}])"),
+                 "spec.egress[0].toPorts[0].rules.dns", "port range");
+  ExpectOneError(WithEgress(R"(    - toPorts: [{ports: [{port: "0"}], rules: {http: [{method: GET}]}}])"),
+                 "spec.egress[0].toPorts[0].rules", "port 0");
+  ExpectOneError(WithEgress(R"(    - toPorts: [{ports: [{port: "53"}], rules: {dns: [{matchPattern: "*"}], kafka: [{topic: t}]}}])"),
+                 "spec.egress[0].toPorts[0].rules", "more than one L7 rule type (dns, kafka)");
+  std::string ports;
+  for (int i = 0; i < 41; ++i) ports += "{port: \"" + std::to_string(1000 + i) + "\"},";
+  ExpectOneError(WithEgress("    - toPorts: [{ports: [" + ports + "]}]"), "spec.egress[0].toPorts[0].ports",
+                 "has 41 ports; at most 40");
+  ExpectOneError(WithEgress(R"(    - {toFQDNs: [{matchName: a.b}], toCIDR: [198.51.100.0/24]})"),
+                 "spec.egress[0]", "toFQDNs cannot be combined with toCIDR");
+  ExpectOneError(WithEgress(R"(    - {toFQDNs: [{matchName: a.b}], toEntities: [world], toServices: [{}]})"),
+                 "spec.egress[0]", "toEntities, toServices");
+  ExpectOneError(std::string(kHeader) + R"(
+spec:
+  endpointSelector: {}
+  ingress:
+    - toPorts: [{ports: [{port: "53"}], rules: {dns: [{matchName: a.b}]}}]
+)", "spec.ingress[0].toPorts[0].rules.dns", "only allowed on egress");
+  ExpectOneError(WithEgress(R"(    - toPorts: [{ports: [{port: "53", protocol: udp}]}])"),
+                 "spec.egress[0].toPorts[0].ports[0].protocol", "not one of TCP, UDP, SCTP, ANY");
+  ExpectOneError(WithEgress(R"(    - toPorts: [{ports: [{port: "70000"}]}])"),
+                 "spec.egress[0].toPorts[0].ports[0].port", "not a port");
+  ExpectOneError(WithEgress(R"(    - toEndpoints: [{matchExpressions: [{key: a, operator: Near}]}])"),
+                 "spec.egress[0].toEndpoints[0].matchExpressions[0].operator", "not one of In");
+  ExpectOneError(WithEgress(R"(    - toEndpoints: [{matchExpressions: [{key: a, operator: In}]}])"),
+                 "spec.egress[0].toEndpoints[0].matchExpressions[0].values", "needs values");
+  ExpectOneError(WithEgress(R"(    - toCIDR: [198.51.100.0/33])"), "spec.egress[0].toCIDR[0]",
+                 "invalid prefix length");
+  ExpectOneError(WithEgress("    - toEndpoints: notalist"), "spec.egress[0].toEndpoints", "must be a list");
+}
+
+TEST(LoaderTest, DocumentLevelErrors) {
+  ExpectOneError("apiVersion: cilium.io/v1\nkind: CiliumNetworkPolicy\nmetadata: {name: a}\nspec: {endpointSelector: {}}\n",
+                 "apiVersion", "needs cilium.io/v2");
+  ExpectOneError("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {}\nspec: {endpointSelector: {}}\n",
+                 "metadata.name", "missing");
+  ExpectOneError(std::string(kHeader), "", "neither spec nor specs");
+  ExpectOneError(std::string(kHeader) + "spec: {egress: []}\n", "spec", "needs an endpointSelector");
+  ExpectOneError("- a\n- b\n", "", "must be a mapping");
+  ExpectOneError("metadata: {name: a}\n", "kind", "missing");
+
+  const LoadResult syntax = LoadPolicies("s.yaml", "a: [1, 2\nb: c\n");
+  ASSERT_EQ(syntax.errors.size(), 1u);
+  EXPECT_TRUE(absl::StrContains(syntax.errors[0].message, "syntax error at line")) << AllErrors(syntax);
+  EXPECT_TRUE(absl::StartsWith(syntax.errors[0].ToString(), "s.yaml: document 0: "));
+
+  // The document index counts YAML documents.
+  const LoadResult second = LoadPolicies("d.yaml", std::string(kHeader) + "spec: {endpointSelector: {}}\n---\n" +
+                                                       std::string(kHeader));
+  ASSERT_EQ(second.errors.size(), 1u);
+  EXPECT_EQ(second.errors[0].document, 1);
+  EXPECT_EQ(second.errors[0].ToString(), "d.yaml: document 1: has neither spec nor specs");
+}
+
+TEST(LoaderTest, ListItemPathsAndAllErrorsReported) {
+  const LoadResult r = LoadPolicies("l.yaml", R"(
+kind: List
+items:
+  - apiVersion: cilium.io/v2
+    kind: CiliumNetworkPolicy
+    metadata: {name: ok}
+    spec: {endpointSelector: {}}
+  - apiVersion: cilium.io/v2
+    kind: CiliumNetworkPolicy
+    metadata: {name: bad}
+    specs:
+      - endpointSelector: {}
+        egress: [{toPorts: [{ports: [{port: "53"}], rules: {dns: [{matchName: "a b"}, {matchPattern: "c/d"}]}}]}]
+)");
+  ASSERT_EQ(r.errors.size(), 2u) << AllErrors(r);
+  EXPECT_EQ(r.errors[0].path, "items[1].specs[0].egress[0].toPorts[0].rules.dns[0]");
+  EXPECT_EQ(r.errors[1].path, "items[1].specs[0].egress[0].toPorts[0].rules.dns[1]");
+  EXPECT_TRUE(r.policies.empty()) << "a file with errors loads nothing";
+}
+
+TEST(LoaderTest, NamespacedSelectorsGetTheirNamespace) {
+  const LoadResult r = LoadPolicies("n.yaml", WithEgress(R"(    - toEndpoints: [{}, {matchLabels: {"k8s:io.kubernetes.pod.namespace": other}}])"));
+  ASSERT_TRUE(r.ok()) << AllErrors(r);
+  const Rule& rule = r.policies[0].rules[0];
+  const LabelSet in_ns = EndpointLabels("ns", {});
+  const LabelSet in_other = EndpointLabels("other", {});
+  EXPECT_TRUE(rule.endpoint_selector.Matches(in_ns));
+  EXPECT_FALSE(rule.endpoint_selector.Matches(in_other));
+  EXPECT_TRUE(rule.egress[0].to_endpoints[0].Matches(in_ns));
+  EXPECT_FALSE(rule.egress[0].to_endpoints[0].Matches(in_other));
+  EXPECT_TRUE(rule.egress[0].to_endpoints[1].Matches(in_other));
+}
+
+TEST(LoaderTest, RejectsOversizeAndAliasBombs) {
+  const LoadResult big = LoadPolicies("big.yaml", std::string(kMaxPolicyBytes + 1, ' '));
+  ASSERT_EQ(big.errors.size(), 1u);
+  // Aliases let 30 KB stand for 10^9 DNS rules: the loader must stop, with an error.
+  auto refs = [](const std::string& name) {
+    std::string out = "[";
+    for (int i = 0; i < 1000; ++i) out += (i ? ",*" : "*") + name;
+    return out + "]";
+  };
+  std::string bomb = "x-dns: &d {matchPattern: \"*.example\"}\n";
+  bomb += "x-port: &p {ports: [{port: \"53\"}], rules: {dns: " + refs("d") + "}}\n";
+  bomb += "x-egress: &e {toPorts: " + refs("p") + "}\n";
+  bomb += std::string(kHeader) + "spec: {endpointSelector: {}, egress: " + refs("e") + "}\n";
+  const LoadResult r = LoadPolicies("bomb.yaml", bomb);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(absl::StrContains(r.errors.back().message, "policy nodes")) << AllErrors(r);
+}
+
+}  // namespace
+}  // namespace acns::policy
