@@ -9,7 +9,7 @@ packages=(
   # build
   build-essential pkg-config meson ninja-build python3
   clang llvm libclang-rt-14-dev
-  libabsl-dev libyaml-cpp-dev libre2-dev
+  libabsl-dev libyaml-dev libre2-dev
   libprotobuf-dev protobuf-compiler
   libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev
   libc-ares-dev libmicrohttpd-dev

@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "yaml-cpp/yaml.h"
+#include "lib/policy/yaml_tree.h"
 
 namespace acns::policy {
 
@@ -46,13 +46,13 @@ class DocumentParser {
   DocumentParser(absl::string_view file, int document, LoadResult& result)
       : file_(file), document_(document), result_(result) {}
 
-  void ParseDocument(const YAML::Node& doc) {
+  void ParseDocument(const YamlNode& doc) {
     if (!doc.IsDefined() || doc.IsNull()) return;  // empty document between two `---`
     if (!doc.IsMap()) return Error("", "a document must be a mapping");
     std::string kind;
     if (!Scalar(doc["kind"], "kind", kind)) return;
     if (absl::EndsWith(kind, "List")) {
-      const YAML::Node items = doc["items"];
+      const YamlNode items = doc["items"];
       if (!items.IsDefined() || items.IsNull()) return;
       if (!items.IsSequence()) return Error("items", "must be a list");
       for (size_t i = 0; i < items.size() && Budget(); ++i) {
@@ -82,7 +82,7 @@ class DocumentParser {
   }
 
   // Reads a required scalar; reports a missing or non-scalar value.
-  bool Scalar(const YAML::Node& node, absl::string_view path, std::string& out) {
+  bool Scalar(const YamlNode& node, absl::string_view path, std::string& out) {
     if (!node.IsDefined() || node.IsNull()) {
       Error(path, "is missing");
       return false;
@@ -91,12 +91,12 @@ class DocumentParser {
       Error(path, "must be a string");
       return false;
     }
-    out = node.Scalar();
+    out = std::string(node.Scalar());
     return true;
   }
 
   // A list field: absent or null reads as empty; anything but a list is an error.
-  bool List(const YAML::Node& node, absl::string_view path) {
+  bool List(const YamlNode& node, absl::string_view path) {
     if (!node.IsDefined() || node.IsNull()) return false;
     if (!node.IsSequence()) {
       Error(path, "must be a list");
@@ -104,9 +104,9 @@ class DocumentParser {
     }
     return true;
   }
-  bool Present(const YAML::Node& node) { return node.IsDefined() && !node.IsNull(); }
+  bool Present(const YamlNode& node) { return node.IsDefined() && !node.IsNull(); }
 
-  void ParseObject(const YAML::Node& obj, const std::string& base) {
+  void ParseObject(const YamlNode& obj, const std::string& base) {
     if (!obj.IsMap()) return Error(base, "must be a mapping");
     std::string kind;
     if (!Scalar(obj["kind"], Field(base, "kind"), kind)) return;
@@ -124,7 +124,7 @@ class DocumentParser {
       Error(Field(base, "apiVersion"),
             absl::StrCat("is \"", api_version, "\"; ", kind, " needs ", kCiliumApiVersion));
     }
-    const YAML::Node metadata = obj["metadata"];
+    const YamlNode metadata = obj["metadata"];
     if (!metadata.IsMap()) {
       Error(Field(base, "metadata"), "is missing or not a mapping");
     } else {
@@ -136,8 +136,8 @@ class DocumentParser {
         }
       }
     }
-    const YAML::Node spec = obj["spec"];
-    const YAML::Node specs = obj["specs"];
+    const YamlNode spec = obj["spec"];
+    const YamlNode specs = obj["specs"];
     if (!Present(spec) && !Present(specs)) {
       Error(base, "has neither spec nor specs");
     }
@@ -152,39 +152,40 @@ class DocumentParser {
     result_.policies.push_back(std::move(policy));
   }
 
-  bool ParseSelector(const YAML::Node& node, const std::string& path, LabelSelector& out) {
+  bool ParseSelector(const YamlNode& node, const std::string& path, LabelSelector& out) {
     if (!node.IsMap()) {
       Error(path, "must be a label selector (a mapping)");
       return false;
     }
     bool ok = true;
-    const YAML::Node match_labels = node["matchLabels"];
+    const YamlNode match_labels = node["matchLabels"];
     if (Present(match_labels)) {
       if (!match_labels.IsMap()) {
         Error(Field(path, "matchLabels"), "must be a mapping");
         ok = false;
       } else {
-        for (const auto& kv : match_labels) {
+        for (size_t i = 0; i < match_labels.size(); ++i) {
           if (!Budget()) return false;
           SelectorRequirement req;
-          std::string value;
-          if (!kv.first.IsScalar() || !kv.second.IsScalar()) {
+          const YamlNode key = match_labels.Key(i);
+          const YamlNode value = match_labels.Value(i);
+          if (!key.IsScalar() || !value.IsScalar()) {
             Error(Field(path, "matchLabels"), "keys and values must be strings");
             ok = false;
             continue;
           }
-          SplitSourceKey(kv.first.Scalar(), kSourceAny, req.source, req.key);
+          SplitSourceKey(key.Scalar(), kSourceAny, req.source, req.key);
           req.op = SelectorRequirement::Op::kIn;
-          req.values.push_back(kv.second.Scalar());
+          req.values.emplace_back(value.Scalar());
           out.requirements.push_back(std::move(req));
         }
       }
     }
-    const YAML::Node exprs = node["matchExpressions"];
+    const YamlNode exprs = node["matchExpressions"];
     if (List(exprs, Field(path, "matchExpressions"))) {
       for (size_t i = 0; i < exprs.size() && Budget(); ++i) {
         const std::string epath = Index(path, "matchExpressions", i);
-        const YAML::Node expr = exprs[i];
+        const YamlNode expr = exprs[i];
         if (!expr.IsMap()) {
           Error(epath, "must be a mapping");
           ok = false;
@@ -198,7 +199,7 @@ class DocumentParser {
           continue;
         }
         SplitSourceKey(key, kSourceAny, req.source, req.key);
-        const YAML::Node values = expr["values"];
+        const YamlNode values = expr["values"];
         if (List(values, Field(epath, "values"))) {
           for (size_t v = 0; v < values.size(); ++v) {
             std::string value;
@@ -241,7 +242,7 @@ class DocumentParser {
     selector.requirements.push_back(InNamespace(policy));
   }
 
-  void ParseRule(const YAML::Node& node, const std::string& path, Policy& policy) {
+  void ParseRule(const YamlNode& node, const std::string& path, Policy& policy) {
     if (!node.IsMap()) return Error(path, "must be a mapping");
     Rule rule;
     rule.path = path;
@@ -262,7 +263,7 @@ class DocumentParser {
     }
     rule.host_rule = has_node && !has_ep;
 
-    const YAML::Node ingress = node["ingress"];
+    const YamlNode ingress = node["ingress"];
     if (List(ingress, Field(path, "ingress"))) {
       for (size_t i = 0; i < ingress.size() && Budget(); ++i) {
         const std::string ipath = Index(path, "ingress", i);
@@ -273,7 +274,7 @@ class DocumentParser {
         ParsePorts(ingress[i]["toPorts"], ipath, /*ingress=*/true);
       }
     }
-    const YAML::Node egress = node["egress"];
+    const YamlNode egress = node["egress"];
     if (List(egress, Field(path, "egress"))) {
       rule.has_egress = egress.size() > 0;
       for (size_t i = 0; i < egress.size() && Budget(); ++i) {
@@ -283,7 +284,7 @@ class DocumentParser {
         }
       }
     }
-    const YAML::Node egress_deny = node["egressDeny"];
+    const YamlNode egress_deny = node["egressDeny"];
     if (List(egress_deny, Field(path, "egressDeny")) && egress_deny.size() > 0) {
       rule.has_egress = true;
       Warning(Field(path, "egressDeny"), "deny rules are not evaluated by the DNS policy");
@@ -291,7 +292,7 @@ class DocumentParser {
     policy.rules.push_back(std::move(rule));
   }
 
-  void ParseFqdnItem(const YAML::Node& item, const std::string& path, std::vector<FqdnRule>& out) {
+  void ParseFqdnItem(const YamlNode& item, const std::string& path, std::vector<FqdnRule>& out) {
     if (!item.IsMap()) return Error(path, "must be a mapping with matchName or matchPattern");
     const bool has_name = Present(item["matchName"]);
     const bool has_pattern = Present(item["matchPattern"]);
@@ -330,7 +331,7 @@ class DocumentParser {
     return true;
   }
 
-  bool ParseEgress(const YAML::Node& node, const std::string& path, const Policy& policy,
+  bool ParseEgress(const YamlNode& node, const std::string& path, const Policy& policy,
                    EgressRule& e) {
     if (!node.IsMap()) {
       Error(path, "must be a mapping");
@@ -338,7 +339,7 @@ class DocumentParser {
     }
     e.path = path;
     const size_t errors_before = result_.errors.size();
-    const YAML::Node to_endpoints = node["toEndpoints"];
+    const YamlNode to_endpoints = node["toEndpoints"];
     if (List(to_endpoints, Field(path, "toEndpoints"))) {
       e.has_to_endpoints = true;
       for (size_t i = 0; i < to_endpoints.size() && Budget(); ++i) {
@@ -349,13 +350,13 @@ class DocumentParser {
         }
       }
     }
-    const YAML::Node to_fqdns = node["toFQDNs"];
+    const YamlNode to_fqdns = node["toFQDNs"];
     if (List(to_fqdns, Field(path, "toFQDNs"))) {
       for (size_t i = 0; i < to_fqdns.size() && Budget(); ++i) {
         ParseFqdnItem(to_fqdns[i], Index(path, "toFQDNs", i), e.to_fqdns);
       }
     }
-    const YAML::Node to_cidr = node["toCIDR"];
+    const YamlNode to_cidr = node["toCIDR"];
     if (List(to_cidr, Field(path, "toCIDR"))) {
       e.has_to_cidrs = true;
       for (size_t i = 0; i < to_cidr.size() && Budget(); ++i) {
@@ -367,12 +368,12 @@ class DocumentParser {
         }
       }
     }
-    const YAML::Node to_cidr_set = node["toCIDRSet"];
+    const YamlNode to_cidr_set = node["toCIDRSet"];
     if (List(to_cidr_set, Field(path, "toCIDRSet"))) {
       e.has_to_cidrs = true;
       for (size_t i = 0; i < to_cidr_set.size() && Budget(); ++i) {
         const std::string cpath = Index(path, "toCIDRSet", i);
-        const YAML::Node item = to_cidr_set[i];
+        const YamlNode item = to_cidr_set[i];
         if (!item.IsMap()) {
           Error(cpath, "must be a mapping");
           continue;
@@ -387,7 +388,7 @@ class DocumentParser {
             !ParseCidr(text, Field(cpath, "cidr"), cidr)) {
           continue;
         }
-        const YAML::Node except = item["except"];
+        const YamlNode except = item["except"];
         if (List(except, Field(cpath, "except"))) {
           for (size_t x = 0; x < except.size(); ++x) {
             CidrRule ex;
@@ -400,7 +401,7 @@ class DocumentParser {
         e.to_cidrs.push_back(std::move(cidr));
       }
     }
-    const YAML::Node to_entities = node["toEntities"];
+    const YamlNode to_entities = node["toEntities"];
     if (List(to_entities, Field(path, "toEntities"))) {
       for (size_t i = 0; i < to_entities.size(); ++i) {
         std::string entity;
@@ -430,13 +431,13 @@ class DocumentParser {
     return result_.errors.size() == errors_before;
   }
 
-  bool ParsePort(const YAML::Node& node, const std::string& path, PortProtocol& out) {
+  bool ParsePort(const YamlNode& node, const std::string& path, PortProtocol& out) {
     if (!node.IsMap()) {
       Error(path, "must be a mapping");
       return false;
     }
     bool ok = true;
-    const YAML::Node port = node["port"];
+    const YamlNode port = node["port"];
     if (Present(port)) {
       std::string text;
       if (!Scalar(port, Field(path, "port"), text)) return false;
@@ -457,7 +458,7 @@ class DocumentParser {
       }
     }
     out.end_port = out.port;
-    const YAML::Node end_port = node["endPort"];
+    const YamlNode end_port = node["endPort"];
     if (Present(end_port)) {
       std::string text;
       uint32_t value = 0;
@@ -472,7 +473,7 @@ class DocumentParser {
         out.end_port = static_cast<uint16_t>(value);
       }
     }
-    const YAML::Node protocol = node["protocol"];
+    const YamlNode protocol = node["protocol"];
     if (Present(protocol)) {
       std::string text;
       if (!Scalar(protocol, Field(path, "protocol"), text)) return false;
@@ -493,20 +494,20 @@ class DocumentParser {
     return ok;
   }
 
-  std::vector<PortRule> ParsePorts(const YAML::Node& to_ports, const std::string& base,
+  std::vector<PortRule> ParsePorts(const YamlNode& to_ports, const std::string& base,
                                    bool ingress) {
     std::vector<PortRule> out;
     if (!List(to_ports, Field(base, "toPorts"))) return out;
     for (size_t i = 0; i < to_ports.size() && Budget(); ++i) {
       const std::string path = Index(base, "toPorts", i);
-      const YAML::Node node = to_ports[i];
+      const YamlNode node = to_ports[i];
       if (!node.IsMap()) {
         Error(path, "must be a mapping");
         continue;
       }
       PortRule rule;
       rule.path = path;
-      const YAML::Node ports = node["ports"];
+      const YamlNode ports = node["ports"];
       if (List(ports, Field(path, "ports"))) {
         if (ports.size() > kMaxPortsPerRule) {
           Error(Field(path, "ports"), absl::StrCat("has ", ports.size(), " ports; at most ",
@@ -517,7 +518,7 @@ class DocumentParser {
           if (ParsePort(ports[p], Index(path, "ports", p), pp)) rule.ports.push_back(pp);
         }
       }
-      const YAML::Node rules = node["rules"];
+      const YamlNode rules = node["rules"];
       if (Present(rules)) {
         if (!rules.IsMap()) {
           Error(Field(path, "rules"), "must be a mapping");
@@ -530,7 +531,7 @@ class DocumentParser {
     return out;
   }
 
-  void ParseL7(const YAML::Node& rules, const std::string& path, bool ingress, PortRule& rule) {
+  void ParseL7(const YamlNode& rules, const std::string& path, bool ingress, PortRule& rule) {
     const std::string rpath = Field(path, "rules");
     std::vector<std::string> types;
     for (const char* type : {"dns", "http", "kafka", "l7proto"}) {
@@ -562,7 +563,7 @@ class DocumentParser {
       Error(rpath, absl::StrCat(types[0], " rules (L7) cannot be used on port 0 or without a port"));
     }
     if (!dns) return;
-    const YAML::Node items = rules["dns"];
+    const YamlNode items = rules["dns"];
     if (!List(items, dpath)) return;
     for (size_t i = 0; i < items.size() && Budget(); ++i) {
       ParseFqdnItem(items[i], absl::StrCat(dpath, "[", i, "]"), rule.dns);
@@ -585,23 +586,15 @@ LoadResult LoadPolicies(absl::string_view file, absl::string_view content) {
                                                     kMaxPolicyBytes, " are read")});
     return result;
   }
-  std::vector<YAML::Node> docs;
-  try {
-    docs = YAML::LoadAll(std::string(content));
-  } catch (const YAML::Exception& e) {
-    result.errors.push_back(Diagnostic{
-        std::string(file), 0, "",
-        absl::StrFormat("YAML/JSON syntax error at line %d, column %d: %s", e.mark.line + 1,
-                        e.mark.column + 1, e.msg)});
-    return result;
-  } catch (const std::exception& e) {
+  auto stream = YamlStream::Parse(content);
+  if (!stream.ok()) {
     result.errors.push_back(
-        Diagnostic{std::string(file), 0, "", absl::StrCat("cannot parse: ", e.what())});
+        Diagnostic{std::string(file), 0, "", std::string(stream.status().message())});
     return result;
   }
-  for (size_t i = 0; i < docs.size(); ++i) {
+  for (size_t i = 0; i < stream->size(); ++i) {
     try {
-      DocumentParser(file, static_cast<int>(i), result).ParseDocument(docs[i]);
+      DocumentParser(file, static_cast<int>(i), result).ParseDocument(stream->root(i));
     } catch (const std::exception& e) {
       result.errors.push_back(Diagnostic{std::string(file), static_cast<int>(i), "",
                                          absl::StrCat("cannot read: ", e.what())});

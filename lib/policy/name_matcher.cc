@@ -13,6 +13,7 @@ namespace acns::policy {
 namespace {
 
 constexpr uint32_t kNone = std::numeric_limits<uint32_t>::max();
+constexpr size_t kSinglePatternTableBytes = size_t{64} << 20;
 
 // NFA in the shape of a trie over pattern tokens, so that patterns sharing a prefix share
 // states and the subset construction works on small sets. Tokens: a literal byte, `*` (any run
@@ -229,7 +230,13 @@ absl::Status NameMatcher::CompileRange(std::span<const FqdnPattern> patterns, ui
     out.push_back(*std::move(dfa));
     return absl::OkStatus();
   }
-  if (!absl::IsResourceExhausted(dfa.status()) || patterns.size() == 1) return dfa.status();
+  if (!absl::IsResourceExhausted(dfa.status())) return dfa.status();
+  if (patterns.size() == 1) {
+    // One pattern (at most 255 bytes) has a small automaton; the limit is for sets, so a
+    // single pattern gets a generous cap instead of failing.
+    if (limits.max_table_bytes >= kSinglePatternTableBytes) return dfa.status();
+    return CompileRange(patterns, id_base, Limits{.max_table_bytes = kSinglePatternTableBytes}, out);
+  }
   const size_t half = patterns.size() / 2;
   if (auto s = CompileRange(patterns.first(half), id_base, limits, out); !s.ok()) return s;
   return CompileRange(patterns.subspan(half), id_base + static_cast<uint32_t>(half), limits, out);

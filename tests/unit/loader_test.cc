@@ -1,6 +1,8 @@
 // Loading and validating CNP/CCNP documents: shapes Cilium accepts, errors Cilium rejects.
 #include "lib/policy/loader.h"
 
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "absl/strings/match.h"
@@ -231,6 +233,24 @@ TEST(LoaderTest, RejectsOversizeAndAliasBombs) {
   const LoadResult r = LoadPolicies("bomb.yaml", bomb);
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(absl::StrContains(r.errors.back().message, "policy nodes")) << AllErrors(r);
+}
+
+}  // namespace
+}  // namespace acns::policy
+
+namespace acns::policy {
+namespace {
+
+// A malformed flow mapping our fuzzer found: yaml-cpp 0.7 spun on it for minutes.
+TEST(LoaderTest, MalformedFlowFromFuzzerFailsFast) {
+  std::ifstream in(std::string(ACNS_SOURCE_DIR) + "/tests/fuzz/corpus/policy/regress-yaml-cpp-hang.json",
+                   std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  ASSERT_GT(ss.str().size(), 500u);
+  const LoadResult r = LoadPolicies("hang.json", ss.str());
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_TRUE(absl::StrContains(r.errors[0].message, "syntax error at line")) << r.errors[0].message;
 }
 
 }  // namespace
