@@ -29,7 +29,8 @@ def main(pairs):
             for line in f:
                 t = json.loads(line)
                 result = t["result"]
-                exe = os.path.basename(t["cmd"][0]) if t.get("cmd") else ""
+                cmd = t.get("command") or []
+                exe = os.path.basename(cmd[0]) if cmd else ""
                 js = os.path.join(gtest_dir, exe + ".json")
                 if os.path.exists(js):
                     p, fl, s = gtest_counts(js)
