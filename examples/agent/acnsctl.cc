@@ -145,18 +145,25 @@ int PolicyValidate(int argc, char** argv) {
   return rc;
 }
 
-// Loads every policy file into `engine`; prints errors and returns false on the first bad one.
-bool LoadPolicies(acns_policy_engine* engine, const std::vector<std::string>& paths) {
+// A new engine holding every policy file of `paths`; prints the error and returns nullptr on
+// the first file that does not load.
+acns_policy_engine* EngineWithPolicies(const std::vector<std::string>& paths) {
   std::vector<std::string> files;
-  if (!ExpandPolicyPaths(paths, files)) return false;
+  if (!ExpandPolicyPaths(paths, files)) return nullptr;
+  acns_policy_engine* engine = nullptr;
+  Error err;
+  if (acns_policy_engine_create(nullptr, &engine, &err) != ACNS_OK) {
+    std::fprintf(stderr, "acnsctl: %s\n", err.message);
+    return nullptr;
+  }
   for (const auto& file : files) {
-    Error err;
     if (acns_policy_engine_apply_file(engine, file.c_str(), nullptr, nullptr, &err) != ACNS_OK) {
       std::fprintf(stderr, "acnsctl: %s\n", err.message);
-      return false;
+      acns_policy_engine_destroy(engine);
+      return nullptr;
     }
   }
-  return true;
+  return engine;
 }
 
 // Parses the list of policy paths that follows --policy (up to the next option).
@@ -205,13 +212,9 @@ int PolicyCheck(int argc, char** argv) {
     std::fprintf(stderr, "acnsctl: --server %s is not an IP address\n", server.c_str());
     return kExitUsage;
   }
-  acns_policy_engine* engine = nullptr;
+  acns_policy_engine* engine = EngineWithPolicies(policies);
+  if (engine == nullptr) return 1;
   Error err;
-  acns_policy_engine_create(nullptr, &engine, &err);
-  if (!LoadPolicies(engine, policies)) {
-    acns_policy_engine_destroy(engine);
-    return 1;
-  }
   const auto label_ptrs = CStrings(labels);
   const auto server_label_ptrs = CStrings(server_labels);
   q.endpoint_id = 0;
@@ -273,13 +276,9 @@ int PolicySelectors(int argc, char** argv) {
     }
   }
   if (policies.empty()) return Usage();
-  acns_policy_engine* engine = nullptr;
+  acns_policy_engine* engine = EngineWithPolicies(policies);
+  if (engine == nullptr) return 1;
   Error err;
-  acns_policy_engine_create(nullptr, &engine, &err);
-  if (!LoadPolicies(engine, policies)) {
-    acns_policy_engine_destroy(engine);
-    return 1;
-  }
   for (const char* name : names) {
     std::printf("%s", name);
     size_t n = 0;
