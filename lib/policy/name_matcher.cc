@@ -15,13 +15,17 @@ namespace {
 constexpr uint32_t kNone = std::numeric_limits<uint32_t>::max();
 constexpr size_t kSinglePatternTableBytes = size_t{64} << 20;
 
-// NFA in the shape of a trie over pattern tokens, so that patterns sharing a prefix share
-// states and the subset construction works on small sets. Tokens: a literal byte, `*` (any run
-// of DNS word characters, a self-loop) and a leading `**.` (one or more whole labels).
+// NFA in the shape of a trie over the patterns read right to left (the automaton reads names
+// from the end): patterns sharing a suffix such as `.example.com.` share states, so the states
+// every query walks first stay hot in cache however many patterns there are, and the subset
+// construction works on small sets. Tokens: a literal byte, `*` (any run of DNS word
+// characters: a self-loop) and a leading `**.`, which read backwards is a trailing
+// `(.label)+`: one or more whole labels.
 struct NfaNode {
   std::vector<std::pair<uint8_t, uint32_t>> byte_edges;  // lower-case literal or '.'
-  uint32_t word_edge = kNone;  // on any DNS word character
+  uint32_t word_edge = kNone;   // on any DNS word character
   uint32_t star_child = kNone;  // epsilon edge to the node after a `*`
+  uint32_t subdomain_dot = kNone;  // on '.': enters the `(.label)+` of a `**.` pattern
   std::vector<uint32_t> accepts;
 };
 
@@ -32,30 +36,32 @@ class TrieNfa {
   void Add(const FqdnPattern& pattern, uint32_t id) {
     if (pattern.kind == PatternKind::kPattern && IsMatchAllPattern(pattern.text)) {
       // Cilium: (^([-a-zA-Z0-9_]+[.])+$)|(^[.]$)
-      nodes_[SubdomainPrefix()].accepts.push_back(id);
+      nodes_[SubdomainLabels(0)].accepts.push_back(id);
       nodes_[ByteChild(0, '.')].accepts.push_back(id);
       return;
     }
     std::string text = absl::AsciiStrToLower(pattern.text);
     if (text.back() != '.') text.push_back('.');
-    uint32_t node = 0;
-    size_t i = 0;
+    size_t begin = 0;
+    bool subdomains = false;
     if (pattern.kind == PatternKind::kPattern) {
       const size_t stars = text.find_first_not_of('*');
       if (stars >= 2 && text[stars] == '.') {
-        node = SubdomainPrefix();
-        i = stars + 1;
+        subdomains = true;
+        begin = stars + 1;
       }
     }
-    for (; i < text.size(); ++i) {
+    uint32_t node = 0;
+    for (size_t i = text.size(); i-- > begin;) {
       const unsigned char c = static_cast<unsigned char>(text[i]);
       if (c == '*' && pattern.kind == PatternKind::kPattern) {
-        while (i + 1 < text.size() && text[i + 1] == '*') ++i;  // `**` inside is `*`
+        while (i > begin && text[i - 1] == '*') --i;  // `**` inside is `*`
         node = StarChild(node);
       } else {
         node = ByteChild(node, c);
       }
     }
+    if (subdomains) node = SubdomainLabels(node);
     nodes_[node].accepts.push_back(id);
   }
 
@@ -85,22 +91,22 @@ class TrieNfa {
     return nodes_[node].star_child;
   }
 
-  // Node reached from the root after one or more whole labels (`label.`): the root's word
-  // edge enters a label, the label's '.' reaches `after`, whose word edge starts another.
-  uint32_t SubdomainPrefix() {
-    if (subdomain_after_ == kNone) {
+  // The node reached from `node` after one or more `.label` (read backwards): '.' enters
+  // `after_dot`, a word character reaches `in_label`, which loops on word characters and
+  // starts another label on '.'. Returns in_label, where such patterns accept.
+  uint32_t SubdomainLabels(uint32_t node) {
+    if (nodes_[node].subdomain_dot == kNone) {
+      const uint32_t after_dot = NewNode();
       const uint32_t in_label = NewNode();
-      subdomain_after_ = NewNode();
-      nodes_[0].word_edge = in_label;
+      nodes_[node].subdomain_dot = after_dot;
+      nodes_[after_dot].word_edge = in_label;
       nodes_[in_label].word_edge = in_label;
-      nodes_[in_label].byte_edges.emplace_back('.', subdomain_after_);
-      nodes_[subdomain_after_].word_edge = in_label;
+      nodes_[in_label].subdomain_dot = after_dot;
     }
-    return subdomain_after_;
+    return nodes_[nodes_[node].subdomain_dot].word_edge;
   }
 
   std::vector<NfaNode> nodes_;
-  uint32_t subdomain_after_ = kNone;
 };
 
 struct InputClass {
@@ -192,6 +198,7 @@ absl::StatusOr<NameMatcher::Dfa> NameMatcher::CompileOne(std::span<const FqdnPat
           }
         }
         if (!in.dot && n.word_edge != kNone) add_with_closure(target, n.word_edge);
+        if (in.dot && n.subdomain_dot != kNone) add_with_closure(target, n.subdomain_dot);
       }
       if (target.empty()) continue;
       auto to = intern(target);

@@ -1,5 +1,5 @@
-// One automaton for many FQDN patterns: a query name is read once, byte by byte, whatever
-// the number of patterns, and the automaton's final state lists every pattern that matched.
+// One automaton for many FQDN patterns: a query name is read once, byte by byte from its end,
+// whatever the number of patterns, and the final state lists every pattern that matched.
 #ifndef ACNS_LIB_POLICY_NAME_MATCHER_H_
 #define ACNS_LIB_POLICY_NAME_MATCHER_H_
 
@@ -75,15 +75,16 @@ class NameMatcher {
     std::vector<uint32_t> accept_ids;    // pattern ids relative to id_base, ascending
     uint32_t id_base = 0;
 
-    // State index after reading `name` and, if it lacks one, the root dot.
+    // State index after reading `name` from its last byte to its first, starting with the
+    // root dot if the name lacks one.
     uint32_t FinalState(absl::string_view name) const {
       const uint32_t* table = next.data();
       uint32_t row = start;
-      for (unsigned char c : name) {
-        row = table[row + byte_class[c]];
-        if (row == 0) return 0;
+      size_t i = name.size();
+      if (i == 0 || name[i - 1] != '.') row = table[row + dot_class];
+      while (i-- > 0 && row != 0) {
+        row = table[row + byte_class[static_cast<unsigned char>(name[i])]];
       }
-      if (name.empty() || name.back() != '.') row = table[row + dot_class];
       return row / num_classes;
     }
   };

@@ -243,7 +243,7 @@ spec:
   ASSERT_TRUE(engine.UpsertEndpoint(1, Labels("ns", {})).ok());
   ASSERT_TRUE(engine.Apply("p", policy(0), nullptr).ok());
   std::atomic<bool> stop{false};
-  std::atomic<int> inconsistent{0}, went_back{0}, allowed{0};
+  std::atomic<int> inconsistent{0}, went_back{0}, allowed{0}, reads{0};
   auto reader = [&] {
     const DnsServer s = Server("198.51.100.1");
     int newest = 0;
@@ -251,6 +251,7 @@ spec:
       for (int gen = newest; gen < kGenerations; ++gen) {
         const std::string name = absl::StrCat("gen", gen, ".example");
         DnsDecision d = engine.CheckDns(1, s, name);
+        reads.fetch_add(1);
         if (d.verdict != DnsVerdict::kAllow) continue;
         allowed.fetch_add(1);
         if (d.origin.policy->rules[0].egress[0].to_ports[0].dns[0].pattern.text != name) {
@@ -266,7 +267,16 @@ spec:
     }
   };
   std::thread r1(reader), r2(reader);
-  for (int gen = 1; gen < kGenerations; ++gen) ASSERT_TRUE(engine.Apply("p", policy(gen), nullptr).ok());
+  // Let the readers make progress between updates, so that they see many generations.
+  auto wait_for_reads = [&](int n) {
+    const int target = reads.load() + n;
+    for (int spin = 0; spin < 100000 && reads.load() < target; ++spin) std::this_thread::yield();
+  };
+  for (int gen = 1; gen < kGenerations; ++gen) {
+    wait_for_reads(20);
+    ASSERT_TRUE(engine.Apply("p", policy(gen), nullptr).ok());
+  }
+  wait_for_reads(200);
   stop.store(true);
   r1.join();
   r2.join();
