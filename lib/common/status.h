@@ -1,4 +1,4 @@
-// Status helpers shared by every layer: errno capture and early-return macros.
+// Status helpers shared by every layer: errno capture.
 #ifndef ACNS_LIB_COMMON_STATUS_H_
 #define ACNS_LIB_COMMON_STATUS_H_
 
@@ -17,12 +17,5 @@ absl::Status ErrnoError(int err, absl::string_view what);
 std::optional<int> StatusErrno(const absl::Status& status);
 
 }  // namespace acns
-
-#define ACNS_RETURN_IF_ERROR(expr)              \
-  do {                                          \
-    if (absl::Status _st = (expr); !_st.ok()) { \
-      return _st;                               \
-    }                                           \
-  } while (0)
 
 #endif  // ACNS_LIB_COMMON_STATUS_H_

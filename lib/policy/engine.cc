@@ -373,8 +373,6 @@ std::shared_ptr<const PolicyEngine::SelectorIndex> PolicyEngine::CurrentSelector
   return Current()->selectors;
 }
 
-std::vector<std::string> PolicyEngine::Selectors() const { return Current()->selectors->selectors; }
-
 PolicyEngine::Stats PolicyEngine::stats() const {
   auto snap = Current();
   Stats s;

@@ -92,7 +92,6 @@ class PolicyEngine {
       return true;
     });
   }
-  std::vector<std::string> Selectors() const;
 
   struct Stats {
     size_t sources = 0;

@@ -49,7 +49,6 @@ class LabelSet {
   }
 
   const std::vector<Label>& labels() const { return labels_; }
-  bool empty() const { return labels_.empty(); }
   std::string ToString() const;  // comma-separated, sorted
 
  private:

@@ -181,10 +181,9 @@ absl::StatusOr<NameMatcher::Dfa> NameMatcher::CompileOne(std::span<const FqdnPat
   auto start_state = intern(std::move(start));
   if (!start_state.ok()) return start_state.status();
 
-  std::vector<uint32_t> next;  // state-index transitions, converted to row offsets at the end
   NodeSet target;
   for (uint32_t state = 0; state < sets.size(); ++state) {
-    next.resize(sets.size() * dfa.num_classes, 0);
+    dfa.next.resize(sets.size() * dfa.num_classes, 0);  // this state's row, all dead
     if (state == 0) continue;  // dead stays dead
     for (uint32_t cls = 1; cls < dfa.num_classes; ++cls) {
       target.clear();
@@ -203,13 +202,11 @@ absl::StatusOr<NameMatcher::Dfa> NameMatcher::CompileOne(std::span<const FqdnPat
       if (target.empty()) continue;
       auto to = intern(target);
       if (!to.ok()) return to.status();
-      next.resize(sets.size() * dfa.num_classes, 0);
-      next[state * dfa.num_classes + cls] = *to;
+      dfa.next[state * dfa.num_classes + cls] = *to * dfa.num_classes;  // row offset
     }
   }
 
-  dfa.next.resize(next.size());
-  for (size_t i = 0; i < next.size(); ++i) dfa.next[i] = next[i] * dfa.num_classes;
+  dfa.next.shrink_to_fit();
   dfa.start = *start_state * dfa.num_classes;
   dfa.id_base = id_base;
   dfa.accept_begin.reserve(sets.size() + 1);
