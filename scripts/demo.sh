@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up acns and runs the main job. Until the agent exists, the job is acnsctl over the
-# bundled example policies: validate them, show DNS decisions and toFQDNs selectors.
+# bundled example policies and FQDN cache files: validate policies, show DNS decisions and
+# toFQDNs selectors, list a pre-cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -18,3 +19,6 @@ run policy check --policy "$policies" --labels app=checkout --namespace payments
 run policy check --policy "$policies" --labels app=web --namespace team-z "${kube_dns[@]}" --qname anything.example
 run policy selectors --policy "$policies" -- www.allowed.test a.b.bank.example api.example.com unknown.example
 run fqdn match --pattern '**.cilium.io' cilium.io test.cilium.io a.b.cilium.io
+# A Cilium `fqdn cache list -o json` export (a pre-cache), listed as a table and back as JSON.
+run fqdn cache list --precache examples/fqdn/precache.json
+run fqdn cache list --precache examples/fqdn/precache.json -o json

@@ -6,6 +6,7 @@
 //       --server IP [--server-labels k=v,...] [--server-namespace NS] [--port 53]
 //       [--protocol udp|tcp] --qname NAME
 //   acnsctl policy selectors --policy FILE|DIR... NAME...
+//   acnsctl fqdn cache list [--state-dir DIR | --precache FILE] [-o json|table]
 //   acnsctl version
 #include <acns/acns.h>
 #include <arpa/inet.h>
@@ -34,6 +35,8 @@ int Usage() {
       "      --server IP [--server-labels k=v,...] [--server-namespace NS] [--port 53]\n"
       "      [--protocol udp|tcp] --qname NAME\n"
       "  acnsctl policy selectors --policy FILE|DIR... NAME...\n"
+      "  acnsctl fqdn cache list [--state-dir DIR | --precache FILE] [-o json|table]\n"
+      "      (default --state-dir /var/lib/acns, the agent's snapshot)\n"
       "  acnsctl version\n",
       stderr);
   return kExitUsage;
@@ -290,6 +293,52 @@ int PolicySelectors(int argc, char** argv) {
   return 0;
 }
 
+// Lists the FQDN cache the agent persisted in a state directory (read-only: the snapshot is
+// loaded into a private cache that is never saved), or a Cilium-format pre-cache file.
+int FqdnCacheList(int argc, char** argv) {
+  std::string state_dir = "/var/lib/acns";
+  std::string precache;
+  uint32_t format = ACNS_FQDN_LIST_TABLE;
+  for (int i = 0; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (i + 1 >= argc) return Usage();
+    const std::string value = argv[++i];
+    if (arg == "--state-dir") {
+      state_dir = value;
+    } else if (arg == "--precache") {
+      precache = value;
+    } else if (arg == "-o" && (value == "json" || value == "table")) {
+      format = value == "json" ? ACNS_FQDN_LIST_JSON : ACNS_FQDN_LIST_TABLE;
+    } else {
+      return Usage();
+    }
+  }
+  acns_fqdn_cache_opts opts{};
+  opts.struct_size = sizeof(opts);
+  opts.flags = ACNS_FQDN_CACHE_MANUAL;
+  opts.max_entries = UINT64_MAX;  // show everything the file holds
+  acns_fqdn_cache* cache = nullptr;
+  Error err;
+  acns_status status = acns_fqdn_cache_create(&opts, nullptr, &cache, &err);
+  if (status == ACNS_OK) {
+    status = precache.empty() ? acns_fqdn_cache_restore(cache, state_dir.c_str(), 0, &err)
+                              : acns_fqdn_cache_precache_load(cache, precache.c_str(), 0, nullptr, &err);
+  }
+  if (status == ACNS_OK) {
+    size_t needed = 0;
+    status = acns_fqdn_cache_list(cache, format, nullptr, 0, &needed, &err);
+    std::string text(needed + 1, '\0');
+    if (status == ACNS_OK) status = acns_fqdn_cache_list(cache, format, text.data(), text.size(), &needed, &err);
+    if (status == ACNS_OK) std::fwrite(text.data(), 1, needed, stdout);
+  }
+  acns_fqdn_cache_destroy(cache);
+  if (status != ACNS_OK) {
+    std::fprintf(stderr, "acnsctl: %s: %s\n", acns_status_name(status), err.message);
+    return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -304,5 +353,8 @@ int main(int argc, char** argv) {
   if (cmd == "policy" && sub == "validate") return PolicyValidate(argc - 3, argv + 3);
   if (cmd == "policy" && sub == "check") return PolicyCheck(argc - 3, argv + 3);
   if (cmd == "policy" && sub == "selectors") return PolicySelectors(argc - 3, argv + 3);
+  if (cmd == "fqdn" && sub == "cache" && argc > 3 && std::strcmp(argv[3], "list") == 0) {
+    return FqdnCacheList(argc - 4, argv + 4);
+  }
   return Usage();
 }

@@ -32,7 +32,7 @@ extern "C" {
 #endif
 
 #define ACNS_VERSION_MAJOR 0
-#define ACNS_VERSION_MINOR 1
+#define ACNS_VERSION_MINOR 2
 #define ACNS_VERSION_PATCH 0
 
 /* ---------------------------------------------------------------------------------------- */
@@ -53,6 +53,7 @@ typedef int32_t acns_status;
 #define ACNS_INTERNAL 9           /* a bug in acns: please report it */
 #define ACNS_UNIMPLEMENTED 10
 #define ACNS_POLICY_INVALID 11    /* a policy document failed validation; see the diagnostics */
+#define ACNS_DATA_LOSS 12         /* stored data is corrupt or truncated (e.g. a cache snapshot) */
 
 #define ACNS_ERROR_MESSAGE_SIZE 1024
 
@@ -292,6 +293,233 @@ ACNS_API acns_status acns_policy_engine_match_selectors(const acns_policy_engine
                                                size_t name_len, acns_selector_fn fn,
                                                void *user_data, size_t *n_matches,
                                                acns_error *err);
+
+/* ---------------------------------------------------------------------------------------- */
+/* FQDN cache: DNS answers -> IPs per toFQDNs selector -> node-local identities               */
+/* ---------------------------------------------------------------------------------------- */
+
+/* An IP address. IPv4 in the first 4 bytes of addr, network byte order. */
+typedef struct acns_ip {
+  uint8_t family; /* 4 or 6 */
+  uint8_t pad[3]; /* must be 0 */
+  uint8_t addr[16];
+} acns_ip;
+
+/* Delta kinds: what the datapath must apply, in sequence order. */
+#define ACNS_FQDN_DELTA_IDENTITY_ADDED 1   /* identity now stands for labels */
+#define ACNS_FQDN_DELTA_IP_UPSERTED 2      /* ip now has identity */
+#define ACNS_FQDN_DELTA_IP_REMOVED 3       /* ip leaves the ipcache */
+#define ACNS_FQDN_DELTA_IDENTITY_REMOVED 4 /* identity is used by no IP any more */
+#define ACNS_FQDN_DELTA_RESYNC 5           /* deltas were lost or the cache was restored:
+                                              forget what you had; the full state follows */
+
+typedef struct acns_fqdn_delta {
+  size_t struct_size;
+  uint64_t seq;      /* increasing; acns_fqdn_cache_ingest returns the last one it caused */
+  uint32_t kind;     /* ACNS_FQDN_DELTA_* */
+  uint32_t identity; /* IDENTITY_ADDED/REMOVED, IP_UPSERTED */
+  acns_ip ip;        /* IP_UPSERTED, IP_REMOVED */
+  uint32_t pad;
+  const char *const *labels; /* IDENTITY_ADDED: "reserved:world", "fqdn:<selector>"... */
+  size_t n_labels;
+} acns_fqdn_delta;
+
+/* Receives a batch of deltas in order. Runs on the thread whose call caused them (or in
+ * acns_fqdn_cache_drain_deltas), outside the cache's lock: it may call the cache's read
+ * functions but must not block on another thread that is calling into the cache. */
+typedef void (*acns_fqdn_delta_fn)(void *user_data, const acns_fqdn_delta *const *deltas,
+                                   size_t n_deltas);
+
+/* acns_fqdn_cache_opts.flags */
+#define ACNS_FQDN_CACHE_MANUAL 1 /* no background thread: the caller runs gc and save */
+
+typedef struct acns_fqdn_cache_opts {
+  size_t struct_size;
+  uint32_t min_ttl_s;                       /* --tofqdns-min-ttl; default 0 */
+  uint32_t max_ips_per_hostname;            /* per endpoint and name; 0 = 1000 */
+  uint32_t max_deferred_connection_deletes; /* zombies per endpoint; 0 = 10000 */
+  uint32_t idle_connection_grace_period_s;  /* default 0 */
+  uint64_t max_entries;                     /* names + (endpoint, name, IP); 0 = 1,000,000 */
+  const char *state_dir; /* snapshots go to STATE_DIR/fqdn-cache.state; NULL: none */
+  uint32_t gc_interval_s;   /* background GC; 0 = 60 */
+  uint32_t save_interval_s; /* at most one snapshot per interval; 0 = 5 */
+  uint32_t flags;           /* ACNS_FQDN_CACHE_* */
+  uint32_t pad;             /* must be 0 */
+  acns_fqdn_delta_fn delta_fn; /* NULL: deltas wait for acns_fqdn_cache_drain_deltas */
+  void *delta_user_data;
+} acns_fqdn_cache_opts;
+
+typedef struct acns_fqdn_cache acns_fqdn_cache;
+
+/*
+ * Creates an FQDN cache. `engine` (may be NULL: no identities) supplies the toFQDNs selectors
+ * and must outlive the cache; after changing its policies call acns_fqdn_cache_reevaluate.
+ * Unless ACNS_FQDN_CACHE_MANUAL, a background thread runs GC and, with a state_dir, writes
+ * snapshots. Nothing is restored by creating: call acns_fqdn_cache_restore next.
+ * Thread-safety: safe from any thread. @since 0.2
+ */
+ACNS_API acns_status acns_fqdn_cache_create(const acns_fqdn_cache_opts *opts,
+                                            const acns_policy_engine *engine,
+                                            acns_fqdn_cache **out, acns_error *err);
+
+/* Frees the cache; NULL is fine. Unless ACNS_FQDN_CACHE_MANUAL, first stops the background
+ * thread and, with a state_dir, writes a last snapshot if anything changed since the last one. Thread-safety: not while other calls use it.
+ * @since 0.2 */
+ACNS_API void acns_fqdn_cache_destroy(acns_fqdn_cache *cache);
+
+typedef struct acns_dns_answer {
+  size_t struct_size;
+  uint64_t endpoint_id; /* 0: the node itself */
+  const char *qname;    /* the queried name (any case, trailing dot optional) */
+  size_t qname_len;
+  const acns_ip *ips;   /* every A/AAAA address of the answer, through CNAMEs */
+  size_t n_ips;
+  uint32_t ttl_s;       /* minimum over the answer's A/AAAA/CNAME records */
+  uint32_t pad;         /* must be 0 */
+  int64_t now;          /* Unix seconds; 0 = the current time */
+} acns_dns_answer;
+
+/*
+ * Learns a DNS answer: TTL raised to min_ttl, at most max_ips_per_hostname per (endpoint, name)
+ * (the earliest expiring become zombies), least recently looked-up names evicted past
+ * max_entries. *seq (may be NULL) is the sequence number of the last delta this caused (or the
+ * current one): once the datapath applied it, the answer's IPs are enforced.
+ * ACNS_INVALID_ARGUMENT for an empty or over-long name or a bad address.
+ * Thread-safety: safe from any thread. @since 0.2
+ */
+ACNS_API acns_status acns_fqdn_cache_ingest(acns_fqdn_cache *cache, const acns_dns_answer *answer,
+                                            uint64_t *seq, acns_error *err);
+
+#define ACNS_FQDN_ANY_ENDPOINT UINT64_MAX
+
+typedef struct acns_fqdn_lease {
+  size_t struct_size;
+  acns_ip ip;
+  uint32_t zombie;      /* 1: expired, kept while connections may use it */
+  uint64_t endpoint_id;
+  int64_t expires;      /* Unix seconds; for a zombie, when it may be deleted if idle */
+  int64_t alive_at;     /* zombies: last time the datapath reported it in use; else 0 */
+  uint32_t ttl_s;
+  uint32_t pad;
+} acns_fqdn_lease;
+
+/*
+ * The (endpoint, IP) leases of `name` for one endpoint or ACNS_FQDN_ANY_ENDPOINT. Writes up to
+ * `cap` leases of `lease_size` bytes each (pass sizeof(acns_fqdn_lease)) into out and sets
+ * *needed to the number there are; a short array is not an error.
+ * Thread-safety: safe from any thread. @since 0.2
+ */
+ACNS_API acns_status acns_fqdn_cache_lookup_name(const acns_fqdn_cache *cache, const char *name,
+                                                 uint64_t endpoint_id, acns_fqdn_lease *out,
+                                                 size_t lease_size, size_t cap, size_t *needed,
+                                                 acns_error *err);
+
+/*
+ * What the cache knows of an IP: *identity (0: not in the ipcache) and its names, sorted, one
+ * per line, as a string out (buf may be NULL with buf_len 0 to ask the size).
+ * Thread-safety: safe from any thread. @since 0.2
+ */
+ACNS_API acns_status acns_fqdn_cache_lookup_ip(const acns_fqdn_cache *cache, const acns_ip *ip,
+                                               uint32_t *identity, char *names_buf,
+                                               size_t names_buf_len, size_t *names_needed,
+                                               acns_error *err);
+
+/*
+ * The datapath saw connections to `ip` from endpoint_id (or ACNS_FQDN_ANY_ENDPOINT) at `at`
+ * (Unix seconds, 0 = now): a zombie for it is kept. Thread-safety: any thread. @since 0.2
+ */
+ACNS_API acns_status acns_fqdn_cache_mark_alive(acns_fqdn_cache *cache, uint64_t endpoint_id,
+                                                const acns_ip *ip, int64_t at, acns_error *err);
+
+/*
+ * The datapath finished a pass over its connections begun at `started_at` (Cilium's conntrack
+ * GC), having marked alive every IP it found. From the first such report on, a zombie is
+ * deleted only when a pass begun after it became a zombie did not see it within the idle grace
+ * period; without reports, when it was not marked alive within the grace period before the GC.
+ * Thread-safety: any thread. @since 0.2
+ */
+ACNS_API acns_status acns_fqdn_cache_end_alive_sweep(acns_fqdn_cache *cache, int64_t started_at,
+                                                     acns_error *err);
+
+typedef struct acns_fqdn_gc_result {
+  size_t struct_size;
+  uint64_t expired;            /* leases whose TTL ran out (they became zombies) */
+  uint64_t zombies_deleted;    /* idle zombies deleted */
+  uint64_t zombies_over_limit; /* deleted past max_deferred_connection_deletes */
+  uint64_t names_removed;
+} acns_fqdn_gc_result;
+
+/* Runs a GC now (`now` Unix seconds, 0 = now); out may be NULL. Thread-safety: any thread.
+ * @since 0.2 */
+ACNS_API acns_status acns_fqdn_cache_gc(acns_fqdn_cache *cache, int64_t now,
+                                        acns_fqdn_gc_result *out, acns_error *err);
+
+/* Matches every cached name against the engine's current selectors again; call after applying
+ * or removing policies. Thread-safety: any thread. @since 0.2 */
+ACNS_API acns_status acns_fqdn_cache_reevaluate(acns_fqdn_cache *cache, acns_error *err);
+
+/* Forgets the leases and zombies of an endpoint. Thread-safety: any thread. @since 0.2 */
+ACNS_API acns_status acns_fqdn_cache_remove_endpoint(acns_fqdn_cache *cache, uint64_t endpoint_id,
+                                                     acns_error *err);
+
+/* Calls fn (once, with every waiting delta) when no delta_fn was given at creation; sets
+ * *n_deltas (may be NULL). Thread-safety: any thread; batches never interleave. @since 0.2 */
+ACNS_API acns_status acns_fqdn_cache_drain_deltas(acns_fqdn_cache *cache, acns_fqdn_delta_fn fn,
+                                                  void *user_data, size_t *n_deltas,
+                                                  acns_error *err);
+
+/* Writes the snapshot now (atomically: temp file, fsync, rename). ACNS_FAILED_PRECONDITION
+ * without a state_dir, ACNS_IO_ERROR with sys_errno on failure. Thread-safety: any thread.
+ * @since 0.2 */
+ACNS_API acns_status acns_fqdn_cache_save(acns_fqdn_cache *cache, acns_error *err);
+
+/*
+ * Replaces the cache's content with the snapshot in state_dir (NULL: the one in the options),
+ * at time `now` (0 = now): identities keep their numbers for the selector sets that still
+ * exist, leases that expired meanwhile become zombies, and a RESYNC delta followed by the full
+ * state goes to the datapath. ACNS_NOT_FOUND if there is no snapshot; ACNS_DATA_LOSS if it is
+ * corrupt or truncated (the cache is left as it was). Thread-safety: any thread. @since 0.2
+ */
+ACNS_API acns_status acns_fqdn_cache_restore(acns_fqdn_cache *cache, const char *state_dir,
+                                             int64_t now, acns_error *err);
+
+/*
+ * Loads a pre-cache file in Cilium's `cilium-dbg fqdn cache list -o json` format (a JSON array
+ * of {fqdn, ips, ttl, lookup-time, expiration-time[, endpoint-id]}); entries already expired
+ * at `now` (0 = now) are skipped. All or nothing: ACNS_INVALID_ARGUMENT names the first bad
+ * item. *n_leases (may be NULL) receives the (name, IP) pairs added. @since 0.2
+ */
+ACNS_API acns_status acns_fqdn_cache_precache_load(acns_fqdn_cache *cache, const char *path,
+                                                   int64_t now, size_t *n_leases,
+                                                   acns_error *err);
+
+#define ACNS_FQDN_LIST_JSON 1  /* the pre-cache format above */
+#define ACNS_FQDN_LIST_TABLE 2 /* columns like `cilium-dbg fqdn cache list` */
+
+/* The whole cache, most recently looked-up names first, one entry per (endpoint, name, expiry);
+ * zombies have source "connection", live leases "lookup". A string out.
+ * ACNS_INVALID_ARGUMENT for an unknown format. Thread-safety: any thread. @since 0.2 */
+ACNS_API acns_status acns_fqdn_cache_list(const acns_fqdn_cache *cache, uint32_t format, char *buf,
+                                          size_t buf_len, size_t *needed, acns_error *err);
+
+typedef struct acns_fqdn_cache_stats {
+  size_t struct_size;
+  uint64_t names;
+  uint64_t leases;   /* live and zombie (endpoint, name, IP) */
+  uint64_t zombies;  /* (endpoint, IP) */
+  uint64_t ips;
+  uint64_t identities;
+  uint64_t entries;  /* names + leases, against max_entries */
+  uint64_t lru_evictions;
+  uint64_t ip_limit_evictions;
+  uint64_t zombie_limit_evictions;
+  uint64_t identity_exhausted;
+  uint64_t last_seq;
+} acns_fqdn_cache_stats;
+
+/* Counters and sizes. Thread-safety: any thread. @since 0.2 */
+ACNS_API acns_status acns_fqdn_cache_stats_get(const acns_fqdn_cache *cache,
+                                               acns_fqdn_cache_stats *out, acns_error *err);
 
 #ifdef __cplusplus
 } /* extern "C" */

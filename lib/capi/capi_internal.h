@@ -12,6 +12,13 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "include/acns/acns.h"
+#include "lib/policy/engine.h"
+
+// Shared by the policy and FQDN cache shims (the cache reads the engine's selectors).
+struct acns_policy_engine {
+  explicit acns_policy_engine(acns::policy::PolicyEngine::Options options) : engine(options) {}
+  acns::policy::PolicyEngine engine;
+};
 
 namespace acns::capi {
 

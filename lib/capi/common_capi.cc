@@ -23,6 +23,19 @@ static_assert(offsetof(acns_dns_query, server_labels) == 64);
 static_assert(sizeof(acns_dns_query) == 96);
 static_assert(offsetof(acns_dns_decision, policy_name_buf) == 24);
 static_assert(sizeof(acns_dns_decision) == 96);
+static_assert(sizeof(acns_ip) == 20);
+static_assert(offsetof(acns_fqdn_delta, ip) == 24);
+static_assert(offsetof(acns_fqdn_delta, labels) == 48);
+static_assert(sizeof(acns_fqdn_delta) == 64);
+static_assert(offsetof(acns_fqdn_cache_opts, state_dir) == 32);
+static_assert(offsetof(acns_fqdn_cache_opts, delta_fn) == 56);
+static_assert(sizeof(acns_fqdn_cache_opts) == 72);
+static_assert(offsetof(acns_dns_answer, ttl_s) == 48);
+static_assert(sizeof(acns_dns_answer) == 64);
+static_assert(offsetof(acns_fqdn_lease, endpoint_id) == 32);
+static_assert(sizeof(acns_fqdn_lease) == 64);
+static_assert(sizeof(acns_fqdn_gc_result) == 40);
+static_assert(sizeof(acns_fqdn_cache_stats) == 96);
 
 namespace acns::capi {
 
@@ -68,6 +81,9 @@ acns_status FromStatus(const absl::Status& status, acns_error* err) {
     case absl::StatusCode::kUnimplemented:
       code = ACNS_UNIMPLEMENTED;
       break;
+    case absl::StatusCode::kDataLoss:
+      code = ACNS_DATA_LOSS;
+      break;
     default:
       break;
   }
@@ -104,6 +120,7 @@ const char* acns_status_name(acns_status status) {
     case ACNS_INTERNAL: return "ACNS_INTERNAL";
     case ACNS_UNIMPLEMENTED: return "ACNS_UNIMPLEMENTED";
     case ACNS_POLICY_INVALID: return "ACNS_POLICY_INVALID";
+    case ACNS_DATA_LOSS: return "ACNS_DATA_LOSS";
     default: return "ACNS_UNKNOWN_STATUS";
   }
 }

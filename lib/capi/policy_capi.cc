@@ -8,11 +8,6 @@
 #include "lib/common/file.h"
 #include "lib/policy/engine.h"
 
-struct acns_policy_engine {
-  explicit acns_policy_engine(acns::policy::PolicyEngine::Options options) : engine(options) {}
-  acns::policy::PolicyEngine engine;
-};
-
 namespace {
 
 using acns::capi::FromStatus;

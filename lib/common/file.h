@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace acns {
 
@@ -39,6 +40,10 @@ class UniqueFd {
 
 // Reads a whole file; ResourceExhausted if it is larger than max_bytes.
 absl::StatusOr<std::string> ReadFile(const std::string& path, size_t max_bytes);
+
+// Replaces `path` with `content` so that a crash at any point leaves either the old file or the
+// new one, never a mix: write a temporary file beside it, fsync, rename, fsync the directory.
+absl::Status WriteFileAtomic(const std::string& path, absl::string_view content);
 
 }  // namespace acns
 

@@ -13,7 +13,8 @@ constexpr absl::string_view kErrnoPayload = "acns.errno";
 }  // namespace
 
 absl::Status ErrnoError(int err, absl::string_view what) {
-  absl::Status status = absl::ErrnoToStatus(err, absl::StrCat(what, ": ", std::strerror(err)));
+  // ErrnoToStatus appends ": <strerror>" itself.
+  absl::Status status = absl::ErrnoToStatus(err, what);
   status.SetPayload(kErrnoPayload, absl::Cord(absl::StrCat(err)));
   return status;
 }

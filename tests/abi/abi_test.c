@@ -1,9 +1,11 @@
 /* Exercises every function of acns.h from plain C99, including every error path.
  * Built with -std=c99 -pedantic -Werror and linked only against libacns.so. */
+#define _POSIX_C_SOURCE 200809L /* mkdtemp, rmdir */
 #include <acns/acns.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int failures = 0;
 static int checks = 0;
@@ -298,11 +300,235 @@ static void test_policy(void) {
   acns_policy_engine_destroy(NULL);
 }
 
+/* ---- FQDN cache ---- */
+
+#define T0 1800000000
+static uint32_t delta_kinds[64];
+static acns_fqdn_delta first_added;
+static char first_label[64];
+static size_t n_delta;
+static void record_deltas(void *user_data, const acns_fqdn_delta *const *d, size_t n) {
+  size_t i;
+  (void)user_data;
+  for (i = 0; i < n; ++i) {
+    CHECK(d[i]->struct_size == sizeof(acns_fqdn_delta));
+    if (d[i]->kind == ACNS_FQDN_DELTA_IDENTITY_ADDED && first_added.kind == 0) {
+      first_added = *d[i];
+      CHECK(d[i]->n_labels == 2);
+      if (d[i]->n_labels == 2) snprintf(first_label, sizeof(first_label), "%s", d[i]->labels[1]);
+    }
+    if (n_delta < 64) delta_kinds[n_delta++] = d[i]->kind;
+  }
+}
+static void reset_deltas(void) {
+  n_delta = 0;
+  memset(&first_added, 0, sizeof(first_added));
+}
+
+static acns_ip ip4(uint8_t a, uint8_t b, uint8_t c, uint8_t d) {
+  acns_ip ip;
+  memset(&ip, 0, sizeof(ip));
+  ip.family = 4;
+  ip.addr[0] = a;
+  ip.addr[1] = b;
+  ip.addr[2] = c;
+  ip.addr[3] = d;
+  return ip;
+}
+
+static acns_dns_answer answer(const char *qname, const acns_ip *ips, size_t n, uint32_t ttl, int64_t now) {
+  acns_dns_answer a;
+  memset(&a, 0, sizeof(a));
+  a.struct_size = sizeof(a);
+  a.endpoint_id = 7;
+  a.qname = qname;
+  a.qname_len = strlen(qname);
+  a.ips = ips;
+  a.n_ips = n;
+  a.ttl_s = ttl;
+  a.now = now;
+  return a;
+}
+
+static void write_file(const char *path, const char *content) {
+  FILE *f = fopen(path, "w");
+  CHECK(f != NULL);
+  if (f == NULL) return;
+  fputs(content, f);
+  fclose(f);
+}
+
+static void test_fqdn_cache(void) {
+  acns_error err = new_error();
+  acns_policy_engine *engine = NULL;
+  acns_fqdn_cache *cache = NULL, *restored = NULL, *plain = NULL;
+  acns_fqdn_cache_opts opts;
+  acns_ip ips[2];
+  acns_dns_answer a;
+  acns_fqdn_lease leases[4];
+  acns_fqdn_gc_result gc;
+  acns_fqdn_cache_stats stats;
+  uint64_t seq = 0;
+  uint32_t identity = 0;
+  size_t needed = 0, n = 0;
+  char buf[256], dir[] = "/tmp/acns-abi-XXXXXX", path[320], other[] = "/tmp/acns-abi-XXXXXX";
+
+  CHECK(mkdtemp(dir) != NULL && mkdtemp(other) != NULL);
+  CHECK(acns_policy_engine_create(NULL, &engine, &err) == ACNS_OK);
+  CHECK(acns_policy_engine_apply(engine, "p.yaml", kPolicy, sizeof(kPolicy) - 1, NULL, NULL, &err) == ACNS_OK);
+
+  /* Defaults (background thread) and bad options. */
+  CHECK(acns_fqdn_cache_create(NULL, NULL, &plain, &err) == ACNS_OK);
+  acns_fqdn_cache_destroy(plain);
+  acns_fqdn_cache_destroy(NULL);
+  memset(&opts, 0, sizeof(opts));
+  CHECK(acns_fqdn_cache_create(&opts, NULL, &plain, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(strstr(err.message, "struct_size") != NULL);
+  opts.struct_size = sizeof(opts);
+  opts.flags = 0x80;
+  CHECK(acns_fqdn_cache_create(&opts, NULL, &plain, &err) == ACNS_INVALID_ARGUMENT && plain == NULL);
+  opts.flags = ACNS_FQDN_CACHE_MANUAL;
+  opts.pad = 1;
+  CHECK(acns_fqdn_cache_create(&opts, NULL, &plain, &err) == ACNS_INVALID_ARGUMENT);
+  opts.pad = 0;
+  CHECK(acns_fqdn_cache_create(&opts, NULL, NULL, &err) == ACNS_INVALID_ARGUMENT);
+
+  opts.state_dir = dir;
+  opts.delta_fn = record_deltas;
+  CHECK(acns_fqdn_cache_create(&opts, engine, &cache, &err) == ACNS_OK);
+
+  /* Ingest: an identity for {*.allowed.test}, then the two IPs. */
+  ips[0] = ip4(198, 51, 100, 1);
+  memset(&ips[1], 0, sizeof(ips[1]));
+  ips[1].family = 6;
+  ips[1].addr[0] = 0x20;
+  ips[1].addr[1] = 0x01;
+  ips[1].addr[2] = 0x0d;
+  ips[1].addr[3] = 0xb8;
+  ips[1].addr[15] = 1;
+  reset_deltas();
+  a = answer("WWW.allowed.test", ips, 2, 60, T0);
+  CHECK(acns_fqdn_cache_ingest(cache, &a, &seq, &err) == ACNS_OK);
+  CHECK(seq == 3 && n_delta == 3);
+  CHECK(delta_kinds[0] == ACNS_FQDN_DELTA_IDENTITY_ADDED && delta_kinds[1] == ACNS_FQDN_DELTA_IP_UPSERTED);
+  CHECK(first_added.identity == 16777216 && strcmp(first_label, "fqdn:*.allowed.test") == 0);
+  a = answer("", ips, 2, 60, T0);
+  CHECK(acns_fqdn_cache_ingest(cache, &a, &seq, &err) == ACNS_INVALID_ARGUMENT);
+  a = answer("x.allowed.test", NULL, 2, 60, T0);
+  CHECK(acns_fqdn_cache_ingest(cache, &a, &seq, &err) == ACNS_INVALID_ARGUMENT);
+  ips[0].family = 5;
+  a = answer("x.allowed.test", ips, 1, 60, T0);
+  CHECK(acns_fqdn_cache_ingest(cache, &a, &seq, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(strstr(err.message, "ips[0]") != NULL);
+  ips[0].family = 4;
+  CHECK(acns_fqdn_cache_ingest(NULL, &a, &seq, &err) == ACNS_INVALID_ARGUMENT);
+
+  /* Lookups. */
+  CHECK(acns_fqdn_cache_lookup_name(cache, "www.allowed.test.", ACNS_FQDN_ANY_ENDPOINT, NULL,
+                                    sizeof(acns_fqdn_lease), 0, &needed, &err) == ACNS_OK && needed == 2);
+  CHECK(acns_fqdn_cache_lookup_name(cache, "www.allowed.test", 7, leases, sizeof(acns_fqdn_lease), 1,
+                                    &needed, &err) == ACNS_OK && needed == 2);
+  CHECK(leases[0].struct_size == sizeof(acns_fqdn_lease) && leases[0].endpoint_id == 7);
+  CHECK(leases[0].expires == T0 + 60 && leases[0].ttl_s == 60 && leases[0].zombie == 0);
+  CHECK(leases[0].ip.family == 4 && leases[0].ip.addr[3] == 1);
+  CHECK(acns_fqdn_cache_lookup_name(cache, "www.allowed.test", 8, leases, sizeof(acns_fqdn_lease), 4,
+                                    &needed, &err) == ACNS_OK && needed == 0);
+  CHECK(acns_fqdn_cache_lookup_name(cache, NULL, 7, leases, sizeof(acns_fqdn_lease), 4, &needed, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(acns_fqdn_cache_lookup_name(cache, "a", 7, NULL, sizeof(acns_fqdn_lease), 4, &needed, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(acns_fqdn_cache_lookup_ip(cache, &ips[1], &identity, buf, sizeof(buf), &needed, &err) == ACNS_OK);
+  CHECK(identity == 16777216 && strcmp(buf, "www.allowed.test.") == 0 && needed == 17);
+  CHECK(acns_fqdn_cache_lookup_ip(cache, &ips[0], &identity, buf, 4, &needed, &err) == ACNS_OK);
+  CHECK(strcmp(buf, "www") == 0 && needed == 17);
+  CHECK(acns_fqdn_cache_lookup_ip(cache, NULL, &identity, buf, 4, &needed, &err) == ACNS_INVALID_ARGUMENT);
+
+  /* Liveness and GC: without sweep reports, an idle expired IP goes at the next GC. */
+  CHECK(acns_fqdn_cache_mark_alive(cache, ACNS_FQDN_ANY_ENDPOINT, &ips[0], T0, &err) == ACNS_OK);
+  CHECK(acns_fqdn_cache_mark_alive(cache, 7, NULL, T0, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(acns_fqdn_cache_end_alive_sweep(NULL, T0, &err) == ACNS_INVALID_ARGUMENT);
+  memset(&gc, 0, sizeof(gc));
+  CHECK(acns_fqdn_cache_gc(cache, T0 + 1, &gc, &err) == ACNS_INVALID_ARGUMENT);
+  gc.struct_size = sizeof(gc);
+  reset_deltas();
+  CHECK(acns_fqdn_cache_gc(cache, T0 + 60, &gc, &err) == ACNS_OK);
+  CHECK(gc.expired == 2 && gc.zombies_deleted == 2 && gc.names_removed == 1);
+  CHECK(n_delta == 3 && delta_kinds[2] == ACNS_FQDN_DELTA_IDENTITY_REMOVED);
+
+  /* Persistence: save, then a new cache restores the same IPs with the same identity. */
+  a = answer("api.allowed.test", ips, 1, 600, 0);
+  CHECK(acns_fqdn_cache_ingest(cache, &a, &seq, &err) == ACNS_OK);
+  CHECK(acns_fqdn_cache_save(cache, &err) == ACNS_OK);
+  CHECK(acns_fqdn_cache_restore(cache, other, 0, &err) == ACNS_NOT_FOUND);
+  opts.state_dir = NULL;
+  reset_deltas();
+  CHECK(acns_fqdn_cache_create(&opts, engine, &restored, &err) == ACNS_OK);
+  CHECK(acns_fqdn_cache_save(restored, &err) == ACNS_FAILED_PRECONDITION);
+  CHECK(acns_fqdn_cache_restore(restored, NULL, 0, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(acns_fqdn_cache_restore(restored, dir, 0, &err) == ACNS_OK);
+  CHECK(n_delta == 3 && delta_kinds[0] == ACNS_FQDN_DELTA_RESYNC && first_added.identity == 16777216);
+  CHECK(acns_fqdn_cache_lookup_ip(restored, &ips[0], &identity, NULL, 0, &needed, &err) == ACNS_OK);
+  CHECK(identity == 16777216 && needed == strlen("api.allowed.test."));
+  snprintf(path, sizeof(path), "%s/fqdn-cache.state", dir);
+  write_file(path, "ACNSFQC1 but not really");
+  CHECK(acns_fqdn_cache_restore(restored, dir, 0, &err) == ACNS_DATA_LOSS);
+  CHECK(strstr(err.message, path) != NULL);
+  remove(path);
+
+  /* Pre-cache in Cilium's format, and the export. */
+  snprintf(path, sizeof(path), "%s/precache.json", other);
+  write_file(path, "[{\"fqdn\": \"exact.test.\", \"ips\": [\"203.0.113.4\"], \"ttl\": 3600, "
+                   "\"lookup-time\": \"2027-01-15T08:00:00Z\", \"expiration-time\": \"2027-01-15T09:00:00Z\"}]");
+  CHECK(acns_fqdn_cache_precache_load(restored, path, T0, &n, &err) == ACNS_OK && n == 1);
+  CHECK(acns_fqdn_cache_list(restored, ACNS_FQDN_LIST_JSON, buf, sizeof(buf), &needed, &err) == ACNS_OK);
+  CHECK(strstr(buf, "\"fqdn\": \"exact.test.\", \"ips\": [\"203.0.113.4\"]") != NULL);
+  CHECK(acns_fqdn_cache_list(restored, ACNS_FQDN_LIST_TABLE, buf, sizeof(buf), &needed, &err) == ACNS_OK);
+  CHECK(strstr(buf, "exact.test.") != NULL && strstr(buf, "FQDN") != NULL);
+  CHECK(acns_fqdn_cache_list(restored, 9, buf, sizeof(buf), &needed, &err) == ACNS_INVALID_ARGUMENT);
+  write_file(path, "[{\"fqdn\": \"exact.test.\"}]");
+  CHECK(acns_fqdn_cache_precache_load(restored, path, T0, &n, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(strstr(err.message, "item 0: ips") != NULL);
+  remove(path);
+  CHECK(acns_fqdn_cache_precache_load(restored, path, T0, &n, &err) == ACNS_NOT_FOUND);
+  CHECK(err.sys_errno != 0);
+
+  /* Stats; a policy change; an endpoint leaving. */
+  memset(&stats, 0, sizeof(stats));
+  stats.struct_size = sizeof(stats);
+  CHECK(acns_fqdn_cache_stats_get(restored, &stats, &err) == ACNS_OK);
+  CHECK(stats.names == 2 && stats.leases == 2 && stats.identities == 2 && stats.entries == 4);
+  CHECK(acns_policy_engine_remove(engine, "p.yaml", &err) == ACNS_OK);
+  reset_deltas();
+  CHECK(acns_fqdn_cache_reevaluate(restored, &err) == ACNS_OK);
+  CHECK(n_delta == 4 && delta_kinds[0] == ACNS_FQDN_DELTA_IP_REMOVED);
+  CHECK(acns_fqdn_cache_remove_endpoint(restored, 7, &err) == ACNS_OK);
+  CHECK(acns_fqdn_cache_stats_get(restored, &stats, &err) == ACNS_OK && stats.names == 1);
+
+  /* Without a delta_fn, deltas wait to be drained. */
+  CHECK(acns_policy_engine_apply(engine, "p.yaml", kPolicy, sizeof(kPolicy) - 1, NULL, NULL, &err) == ACNS_OK);
+  opts.delta_fn = NULL;
+  CHECK(acns_fqdn_cache_create(&opts, engine, &plain, &err) == ACNS_OK);
+  a = answer("www.allowed.test", ips, 1, 60, T0);
+  CHECK(acns_fqdn_cache_ingest(plain, &a, &seq, &err) == ACNS_OK && seq == 2);
+  reset_deltas();
+  CHECK(acns_fqdn_cache_drain_deltas(plain, record_deltas, NULL, &n, &err) == ACNS_OK && n == 2);
+  CHECK(n_delta == 2 && delta_kinds[1] == ACNS_FQDN_DELTA_IP_UPSERTED);
+  CHECK(acns_fqdn_cache_drain_deltas(plain, record_deltas, NULL, &n, &err) == ACNS_OK && n == 0);
+  CHECK(acns_fqdn_cache_drain_deltas(plain, NULL, NULL, &n, &err) == ACNS_INVALID_ARGUMENT);
+  acns_fqdn_cache_destroy(plain);
+
+  acns_fqdn_cache_destroy(restored);
+  acns_fqdn_cache_destroy(cache);
+  acns_policy_engine_destroy(engine);
+  snprintf(path, sizeof(path), "%s/fqdn-cache.state", dir);
+  remove(path);
+  CHECK(rmdir(dir) == 0 && rmdir(other) == 0);
+}
+
 int main(void) {
   test_status_and_version();
   test_matcher();
   test_struct_size();
   test_policy();
+  test_fqdn_cache();
   printf("%d checks, %d failed\n", checks, failures);
   return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

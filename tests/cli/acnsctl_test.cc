@@ -6,6 +6,8 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "lib/fqdn/cache.h"
+#include "lib/fqdn/state.h"
 
 namespace {
 
@@ -84,6 +86,59 @@ TEST(AcnsctlTest, PolicySelectors) {
   Result r = RunAcnsctl("policy selectors --policy " + kPolicies + "/kube-dns-fqdn.yaml -- a.allowed.test nothing.example");
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_EQ(r.out, "a.allowed.test\tfqdn:*.allowed.test\nnothing.example\t(no selector)\n");
+}
+
+}  // namespace
+
+namespace {
+
+TEST(AcnsctlTest, FqdnCacheListReadsPreCacheFiles) {
+  const std::string file = std::string(ACNS_SOURCE_DIR) + "/examples/fqdn/precache.json";
+  Result r = RunAcnsctl("fqdn cache list --precache " + file);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.out.substr(0, r.out.find('\n')),
+            "ENDPOINT   SOURCE     FQDN                       TTL      EXPIRATION TIME      IPS");
+  EXPECT_NE(r.out.find("12         lookup     login.microsoftonline.com. 300      2099-01-01T00:05:00Z "
+                       "203.0.113.20,2001:db8::20\n"),
+            std::string::npos) << r.out;
+  r = RunAcnsctl("fqdn cache list --precache " + file + " -o json");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find(R"({"endpoint-id": 0, "fqdn": "api.github.com.", "ips": ["198.51.100.10", "198.51.100.11"], "ttl": 3600, "lookup-time": "2099-01-01T00:00:00Z", "expiration-time": "2099-01-01T01:00:00Z", "source": "lookup"})"),
+            std::string::npos) << r.out;
+  EXPECT_EQ(RunAcnsctl("fqdn cache list -o yaml").exit_code, 2);
+  EXPECT_EQ(RunAcnsctl("fqdn cache list --state-dir").exit_code, 2);
+  r = RunAcnsctl("fqdn cache list --state-dir /nonexistent/acns");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "acnsctl: ACNS_NOT_FOUND: open /nonexistent/acns/fqdn-cache.state: No such file or directory\n");
+}
+
+TEST(AcnsctlTest, FqdnCacheListReadsAStateDirectory) {
+  char tmpl[] = "/tmp/acnsctl-state-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  {
+    acns::fqdn::FqdnCache cache(acns::fqdn::CacheOptions{}, nullptr);
+    const acns::IpAddr ip = *acns::IpAddr::Parse("198.51.100.7");
+    ASSERT_TRUE(cache.Ingest({.endpoint = 3, .qname = "db.example.org", .ips = {&ip, 1}, .ttl = 60,
+                              .now = 4'000'000'000}).ok());
+    ASSERT_TRUE(acns::fqdn::SaveState(cache, dir, 4'000'000'000).ok());
+  }
+  Result r = RunAcnsctl("fqdn cache list --state-dir " + dir + " -o json");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find(R"("endpoint-id": 3, "fqdn": "db.example.org.", "ips": ["198.51.100.7"], "ttl": 60)"),
+            std::string::npos) << r.out;
+  // A damaged snapshot is reported, not trusted.
+  const std::string path = dir + "/" + acns::fqdn::kStateFileName;
+  FILE* f = std::fopen(path.c_str(), "r+");
+  ASSERT_NE(f, nullptr);
+  std::fseek(f, 30, SEEK_SET);
+  std::fputc('X', f);
+  std::fclose(f);
+  r = RunAcnsctl("fqdn cache list --state-dir " + dir);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("ACNS_DATA_LOSS"), std::string::npos) << r.out;
+  std::remove(path.c_str());
+  rmdir(dir.c_str());
 }
 
 }  // namespace

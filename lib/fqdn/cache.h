@@ -1,0 +1,369 @@
+// The FQDN cache: turns DNS answers into the IPs each toFQDNs selector allows and keeps that
+// right over time (TTLs, per-name limits, zombies for connections that outlive their names,
+// a cap on memory), and gives every IP the node-local identity of its selector set.
+//
+// Layers, as in Cilium: a lease is (endpoint, name, IP) with an expiry, the per-endpoint
+// history; the node-wide view is the union of all leases, per IP the set of names that hold it,
+// and drives the identities. Every change the datapath must apply comes out as a Delta with a
+// sequence number. Times are Unix seconds passed in by the caller, so tests control the clock.
+// See docs/fqdn.md.
+#ifndef ACNS_LIB_FQDN_CACHE_H_
+#define ACNS_LIB_FQDN_CACHE_H_
+
+#include <algorithm>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "lib/common/ip.h"
+#include "lib/fqdn/id_set.h"
+#include "lib/fqdn/selector_source.h"
+
+namespace acns::fqdn {
+
+using UnixSeconds = int64_t;
+
+// First node-local identity (Cilium's local scope, 1 << 24) and the last one.
+inline constexpr uint32_t kFirstLocalIdentity = 1u << 24;
+inline constexpr uint32_t kLastLocalIdentity = (1u << 25) - 1;
+
+struct CacheOptions {
+  uint32_t min_ttl = 0;                              // --tofqdns-min-ttl
+  uint32_t max_ips_per_hostname = 1000;              // --tofqdns-endpoint-max-ip-per-hostname
+  uint32_t max_deferred_connection_deletes = 10000;  // zombies per endpoint
+  uint32_t idle_connection_grace_period = 0;         // seconds
+  // Cap on names + leases; past it the least recently looked-up names are evicted.
+  size_t max_entries = 1'000'000;
+  // Deltas kept for DrainDeltas when no sink is set; past it the consumer gets a resync.
+  size_t max_pending_deltas = 1'000'000;
+};
+
+// A DNS answer to learn from.
+struct Answer {
+  uint64_t endpoint = 0;  // 0: the node itself (pre-cache entries)
+  absl::string_view qname;
+  std::span<const IpAddr> ips;
+  uint32_t ttl = 0;
+  UnixSeconds now = 0;
+};
+
+// One (endpoint, name, IP) as seen from outside.
+struct LeaseInfo {
+  IpAddr ip;
+  uint64_t endpoint = 0;
+  UnixSeconds expires = 0;  // for a zombie: when it may be deleted if idle
+  uint32_t ttl = 0;
+  bool zombie = false;
+  UnixSeconds alive_at = 0;  // zombies only: last time the datapath saw it in use
+};
+
+struct Delta {
+  enum class Kind : uint8_t {
+    kIdentityAdded,    // `identity` now stands for `labels`
+    kIpUpserted,       // `ip` now has `identity`
+    kIpRemoved,        // `ip` leaves the ipcache
+    kIdentityRemoved,  // `identity` is no longer used by any IP
+    kResync,           // deltas were lost: drop everything; the full state follows
+  };
+  uint64_t seq = 0;
+  Kind kind = Kind::kIpUpserted;
+  IpAddr ip;
+  uint32_t identity = 0;
+  std::vector<std::string> labels;  // kIdentityAdded: reserved:world, fqdn:<selector>...
+};
+const char* DeltaKindName(Delta::Kind kind);
+
+struct GcResult {
+  size_t expired = 0;              // live leases that expired (and became zombies)
+  size_t zombies_deleted = 0;      // idle zombies deleted
+  size_t zombies_over_limit = 0;   // zombies deleted past max_deferred_connection_deletes
+  size_t names_removed = 0;
+};
+
+struct CacheStats {
+  size_t names = 0;
+  size_t leases = 0;  // live and zombie
+  size_t zombies = 0; // (endpoint, IP) pairs
+  size_t ips = 0;
+  size_t identities = 0;
+  size_t entries = 0;  // names + leases, compared with max_entries
+  uint64_t lru_evictions = 0;          // names evicted by the entry cap
+  uint64_t ip_limit_evictions = 0;     // leases pushed out by max_ips_per_hostname
+  uint64_t zombie_limit_evictions = 0;
+  uint64_t identity_exhausted = 0;     // IPs left out of the ipcache: no identity left
+  uint64_t last_seq = 0;
+};
+
+struct IdentityInfo {
+  uint32_t identity = 0;
+  std::vector<std::string> selectors;
+  uint32_t ips = 0;
+};
+
+class FqdnCache {
+ public:
+  using DeltaSink = std::function<void(std::span<const Delta>)>;
+
+  // `selectors` may be null (no identities are ever given) and must outlive the cache.
+  FqdnCache(CacheOptions options, const SelectorSource* selectors);
+  ~FqdnCache();
+  FqdnCache(const FqdnCache&) = delete;
+  FqdnCache& operator=(const FqdnCache&) = delete;
+
+  const CacheOptions& options() const { return options_; }
+
+  // Learns an answer. Returns the sequence number of the last delta it caused (or the current
+  // one): once the datapath has applied that delta, the answer's IPs are enforced.
+  absl::StatusOr<uint64_t> Ingest(const Answer& answer);
+  // Adds or refreshes one lease with an absolute expiry (restores and pre-cache files). A lease
+  // already expired at `now` is ignored.
+  absl::StatusOr<uint64_t> Insert(uint64_t endpoint, absl::string_view name, const IpAddr& ip,
+                                  UnixSeconds expires, uint32_t ttl, UnixSeconds now);
+
+  // Leases of `name` (any case, trailing dot optional), of one endpoint or of all.
+  std::vector<LeaseInfo> LookupName(absl::string_view name,
+                                    std::optional<uint64_t> endpoint = std::nullopt) const;
+  struct IpInfo {
+    uint32_t identity = 0;            // 0: not in the ipcache
+    std::vector<std::string> names;   // sorted
+  };
+  IpInfo LookupIp(const IpAddr& ip) const;
+
+  // The datapath saw `ip` in use by `endpoint` (any endpoint if nullopt) at `at`.
+  void MarkAlive(std::optional<uint64_t> endpoint, const IpAddr& ip, UnixSeconds at);
+  // The datapath finished a pass over its connections that began at `started_at` and marked
+  // every IP it found alive (Cilium's conntrack GC). From then on a zombie is deleted only when
+  // such a pass, begun after the zombie was made, did not see it within the grace period.
+  void EndAliveSweep(UnixSeconds started_at);
+
+  // Expires leases into zombies, deletes idle zombies, enforces the zombie limit.
+  GcResult Gc(UnixSeconds now);
+  // Matches every cached name against the current selectors again (after a policy change).
+  void Reevaluate();
+  // Forgets every lease and zombie of an endpoint.
+  void RemoveEndpoint(uint64_t endpoint);
+
+  // Deltas go to `sink` (called in order, outside the cache lock, on the thread that made the
+  // change) or, without one, wait for DrainDeltas.
+  void SetDeltaSink(DeltaSink sink);
+  // Calls fn with the waiting deltas; returns how many.
+  size_t DrainDeltas(absl::FunctionRef<void(std::span<const Delta>)> fn);
+
+  // Names in least recently looked-up last order, with their leases.
+  void ForEachName(absl::FunctionRef<void(absl::string_view name, std::span<const LeaseInfo>)> fn) const;
+  std::vector<IdentityInfo> Identities() const;
+  // The ipcache the deltas have built: every IP with a non-zero identity.
+  void ForEachIpIdentity(absl::FunctionRef<void(const IpAddr&, uint32_t)> fn) const;
+  CacheStats stats() const;
+  // Bumped by every change; persistence saves only when it moved.
+  uint64_t generation() const;
+
+  // Persistence (lib/fqdn/state.cc): the whole cache as a protobuf, and back. Restore replaces
+  // the content, keeps the identity numbers of the snapshot for the selector sets that still
+  // exist, turns leases that expired meanwhile into zombies, and emits the full state as deltas.
+  std::string SerializeState(UnixSeconds now) const;
+  absl::Status RestoreState(absl::string_view bytes, UnixSeconds now);
+
+ private:
+  struct LeaseRec {
+    IpAddr ip;
+    uint64_t endpoint = 0;
+    uint32_t expires = 0;  // kZombie: expired, held by a zombie
+    uint32_t ttl = 0;
+  };
+  static constexpr uint32_t kZombie = 0;
+  // Expiries are stored as 32-bit Unix seconds (enough until 2106), never 0 (kZombie).
+  static uint32_t ClampExpiry(UnixSeconds t) {
+    return static_cast<uint32_t>(std::clamp<UnixSeconds>(t, 1, UINT32_MAX));
+  }
+  static constexpr uint32_t kNoName = UINT32_MAX;
+
+  // A name's text in 9 bytes plus its heap block (std::string takes 32 plus the same block for
+  // names over 15 characters, the usual case): bytes per entry are what bound the cache.
+  class NameText {
+   public:
+    absl::string_view view() const { return {data_.get(), size_}; }
+    void assign(absl::string_view s) {
+      data_ = std::make_unique_for_overwrite<char[]>(s.size());
+      std::copy(s.begin(), s.end(), data_.get());
+      size_ = static_cast<uint8_t>(s.size());  // names are at most 254 characters
+    }
+    void clear() {
+      data_.reset();
+      size_ = 0;
+    }
+
+   private:
+    std::unique_ptr<char[]> data_;
+    uint8_t size_ = 0;
+  };
+  struct NameRec {
+    NameText name;
+    bool in_use = false;
+    uint32_t lru_prev = kNoName;
+    uint32_t lru_next = kNoName;
+    uint32_t selset = 0;
+    absl::InlinedVector<LeaseRec, 1> leases;  // sorted by (endpoint, ip)
+  };
+  // The names on an IP shared by two or more (a CDN address), and how many of them have each
+  // selector set, so that adding or removing one name costs O(1), not O(names on the IP).
+  struct SharedIp {
+    absl::flat_hash_set<uint32_t> names;
+    absl::flat_hash_map<uint32_t, uint32_t> selset_names;
+  };
+  struct IpRec {
+    uint32_t identity = 0;
+    uint32_t only_name = kNoName;     // the name, while there is exactly one
+    std::unique_ptr<SharedIp> shared;  // while there are two or more
+    size_t name_count() const { return shared ? shared->names.size() : (only_name != kNoName); }
+    template <typename Fn>
+    void ForEachName(Fn&& fn) const {
+      if (shared) {
+        for (uint32_t id : shared->names) fn(id);
+      } else if (only_name != kNoName) {
+        fn(only_name);
+      }
+    }
+  };
+  struct ZombieKey {
+    IpAddr ip;
+    uint64_t endpoint = 0;
+    friend bool operator==(const ZombieKey&, const ZombieKey&) = default;
+    template <typename H>
+    friend H AbslHashValue(H h, const ZombieKey& k) {
+      return H::combine(std::move(h), k.ip, k.endpoint);
+    }
+  };
+  struct Zombie {
+    UnixSeconds alive_at = 0;
+    UnixSeconds delete_pending_at = 0;
+    UnixSeconds created_at = 0;
+    IdSet names;
+  };
+  struct Selset {
+    std::vector<uint32_t> selectors;  // sorted selector ids
+    uint32_t refs = 0;                // names using it
+  };
+  struct Identity {
+    std::vector<uint32_t> selectors;
+    uint32_t refs = 0;  // IPs using it
+  };
+  // Looks names up by text in the slab without storing the text twice.
+  struct NameHash {
+    using is_transparent = void;
+    const std::deque<NameRec>* names;
+    size_t operator()(uint32_t id) const;
+    size_t operator()(absl::string_view name) const;
+  };
+  struct NameEq {
+    using is_transparent = void;
+    const std::deque<NameRec>* names;
+    bool operator()(uint32_t a, uint32_t b) const { return a == b; }
+    bool operator()(uint32_t a, absl::string_view b) const { return (*names)[a].name.view() == b; }
+    bool operator()(absl::string_view a, uint32_t b) const { return a == (*names)[b].name.view(); }
+  };
+
+  absl::StatusOr<uint64_t> Learn(uint64_t endpoint, absl::string_view qname,
+                                 std::span<const IpAddr> ips, UnixSeconds expires, uint32_t ttl,
+                                 UnixSeconds now);
+
+  // All below: mu_ held.
+  uint32_t FindName(absl::string_view canonical) const;
+  uint32_t AddName(absl::string_view canonical);
+  void DeleteName(uint32_t id);  // the name must hold no lease
+  void LruUnlink(uint32_t id);
+  void LruPushFront(uint32_t id);
+  void InsertLease(uint32_t name_id, uint64_t endpoint, const IpAddr& ip, uint32_t expires,
+                   uint32_t ttl);
+  void EnforceIpLimit(uint32_t name_id, uint64_t endpoint, UnixSeconds now);
+  void EnforceEntryCap(uint32_t protect);
+  void ExpireLeaseToZombie(uint32_t name_id, LeaseRec& lease, UnixSeconds delete_pending_at,
+                           UnixSeconds now);
+  // Erases the leases of a name for which pred is true, with everything they held (zombie
+  // membership, the name on their IPs); deletes the name if no lease is left.
+  void RemoveLeases(uint32_t name_id, absl::FunctionRef<bool(const LeaseRec&)> pred);
+  void ForgetLease(uint32_t name_id, const LeaseRec& lease);
+  void ReleaseIps(uint32_t name_id, std::span<const IpAddr> ips);
+  bool NameHoldsIp(const NameRec& rec, const IpAddr& ip) const;
+  void DeleteZombie(const ZombieKey& key);
+
+  void AttachIp(const IpAddr& ip, uint32_t name_id);
+  void DetachIp(const IpAddr& ip, uint32_t name_id);
+  void ChangeNameSelset(uint32_t name_id, uint32_t new_selset);
+  void UpdateIpIdentity(const IpAddr& ip, IpRec& rec);
+
+  uint32_t SelsetFor(absl::string_view canonical);
+  uint32_t InternSelset(std::vector<uint32_t> selectors);
+  void RefSelset(uint32_t id) { ++selsets_[id].refs; }
+  void UnrefSelset(uint32_t id);
+  uint32_t AcquireIdentity(const std::vector<uint32_t>& selectors);
+  void ReleaseIdentity(uint32_t identity);
+  std::vector<std::string> IdentityLabels(const std::vector<uint32_t>& selectors) const;
+
+  void Emit(Delta delta);
+  // Moves the waiting deltas out; after an overflow, a kResync and the full state instead.
+  void TakePending(std::vector<Delta>* out);
+  void FlushDeltas();  // mu_ not held
+  LeaseInfo ToInfo(const LeaseRec& lease) const;
+
+  const CacheOptions options_;
+  const SelectorSource* const selectors_;
+
+  mutable absl::Mutex mu_;
+  std::deque<NameRec> names_;  // a deque: no doubling slack, indices stay valid
+  std::vector<uint32_t> free_names_;
+  absl::flat_hash_set<uint32_t, NameHash, NameEq> name_index_;
+  uint32_t lru_head_ = kNoName;  // most recently looked up
+  uint32_t lru_tail_ = kNoName;
+  size_t live_names_ = 0;
+  size_t leases_ = 0;
+
+  absl::flat_hash_map<IpAddr, IpRec> ips_;
+  absl::flat_hash_map<ZombieKey, Zombie> zombies_;
+  absl::flat_hash_map<uint64_t, uint32_t> zombies_per_endpoint_;
+  bool sweep_reported_ = false;
+  UnixSeconds last_sweep_start_ = 0;
+
+  std::vector<std::string> selector_names_;
+  absl::flat_hash_map<std::string, uint32_t> selector_ids_;
+  std::vector<Selset> selsets_;  // [0] is the empty set
+  std::vector<uint32_t> free_selsets_;
+  std::map<std::vector<uint32_t>, uint32_t> selset_ids_;
+
+  absl::flat_hash_map<uint32_t, Identity> identities_;
+  std::map<std::vector<uint32_t>, uint32_t> identity_ids_;
+  std::vector<uint32_t> free_identities_;  // released numbers, reused lowest first (min-heap)
+  uint32_t next_identity_ = kFirstLocalIdentity;
+  // During RestoreState: selector set -> number it had before the restart.
+  std::map<std::vector<uint32_t>, uint32_t> reserved_identities_;
+  absl::flat_hash_set<uint32_t> reserved_numbers_;
+
+  std::vector<Delta> pending_;
+  bool resync_ = false;
+  uint64_t seq_ = 0;
+  uint64_t generation_ = 0;
+  DeltaSink sink_;
+  absl::Mutex sink_mu_;  // orders deliveries to the sink; taken before mu_
+
+  uint64_t lru_evictions_ = 0;
+  uint64_t ip_limit_evictions_ = 0;
+  uint64_t zombie_limit_evictions_ = 0;
+  uint64_t identity_exhausted_ = 0;
+};
+
+}  // namespace acns::fqdn
+
+#endif  // ACNS_LIB_FQDN_CACHE_H_

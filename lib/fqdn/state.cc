@@ -1,0 +1,249 @@
+#include "lib/fqdn/state.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "lib/common/file.h"
+#include "lib/policy/fqdn_pattern.h"
+#include "proto/fqdn_state.pb.h"
+
+namespace acns::fqdn {
+namespace {
+
+constexpr char kMagic[8] = {'A', 'C', 'N', 'S', 'F', 'Q', 'C', '1'};
+constexpr size_t kHeaderSize = sizeof(kMagic) + 8 + 4;
+// A state file larger than this is refused rather than read into memory.
+constexpr size_t kMaxStateBytes = size_t{1} << 30;
+
+uint32_t Crc32(absl::string_view data) {
+  return static_cast<uint32_t>(
+      crc32_z(0, reinterpret_cast<const Bytef*>(data.data()), data.size()));
+}
+
+void PutLe(std::string* out, uint64_t value, int bytes) {
+  for (int i = 0; i < bytes; ++i) out->push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+}
+
+uint64_t GetLe(absl::string_view in, int bytes) {
+  uint64_t value = 0;
+  for (int i = 0; i < bytes; ++i) value |= uint64_t{static_cast<uint8_t>(in[i])} << (8 * i);
+  return value;
+}
+
+std::string StatePath(const std::string& dir) { return absl::StrCat(dir, "/", kStateFileName); }
+
+}  // namespace
+
+std::string FrameSnapshot(absl::string_view payload) {
+  std::string out(kMagic, sizeof(kMagic));
+  PutLe(&out, payload.size(), 8);
+  PutLe(&out, Crc32(payload), 4);
+  out.append(payload.data(), payload.size());
+  return out;
+}
+
+absl::StatusOr<absl::string_view> UnframeSnapshot(absl::string_view file) {
+  if (file.size() < kHeaderSize || std::memcmp(file.data(), kMagic, sizeof(kMagic)) != 0) {
+    return absl::DataLossError("not an acns FQDN cache snapshot (bad header)");
+  }
+  const uint64_t length = GetLe(file.substr(8), 8);
+  const uint32_t crc = static_cast<uint32_t>(GetLe(file.substr(16), 4));
+  absl::string_view payload = file.substr(kHeaderSize);
+  if (payload.size() != length) {
+    return absl::DataLossError(absl::StrCat("snapshot is truncated or padded: header says ", length,
+                                            " bytes, file has ", payload.size()));
+  }
+  if (Crc32(payload) != crc) return absl::DataLossError("snapshot checksum mismatch");
+  return payload;
+}
+
+std::string FqdnCache::SerializeState(UnixSeconds now) const {
+  absl::ReaderMutexLock lock(&mu_);
+  state::FqdnCacheState out;
+  out.set_saved_at(now);
+  out.set_sweep_reported(sweep_reported_);
+  out.set_last_sweep_start(last_sweep_start_);
+  for (uint32_t id = lru_head_; id != kNoName; id = names_[id].lru_next) {
+    const NameRec& rec = names_[id];
+    state::FqdnName* name = out.add_names();
+    name->set_name(std::string(rec.name.view()));
+    for (const LeaseRec& lease : rec.leases) {
+      state::FqdnLease* l = name->add_leases();
+      l->set_ip(lease.ip.bytes.data(), lease.ip.bytes.size());
+      l->set_endpoint(lease.endpoint);
+      l->set_expires(lease.expires);
+      l->set_ttl(lease.ttl);
+      l->set_zombie(lease.expires == kZombie);
+    }
+  }
+  for (const auto& [key, zombie] : zombies_) {
+    state::FqdnZombie* z = out.add_zombies();
+    z->set_ip(key.ip.bytes.data(), key.ip.bytes.size());
+    z->set_endpoint(key.endpoint);
+    z->set_alive_at(zombie.alive_at);
+    z->set_delete_pending_at(zombie.delete_pending_at);
+    z->set_created_at(zombie.created_at);
+  }
+  for (const auto& [number, identity] : identities_) {
+    state::FqdnIdentity* i = out.add_identities();
+    i->set_identity(number);
+    for (uint32_t sel : identity.selectors) i->add_selectors(selector_names_[sel]);
+  }
+  return out.SerializeAsString();
+}
+
+absl::Status FqdnCache::RestoreState(absl::string_view bytes, UnixSeconds now) {
+  state::FqdnCacheState in;
+  if (!in.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return absl::DataLossError("snapshot payload is not a valid FqdnCacheState");
+  }
+  // Check everything before touching the cache: a bad snapshot changes nothing.
+  struct Lease {
+    IpAddr ip;
+    uint64_t endpoint;
+    UnixSeconds expires;
+    uint32_t ttl;
+    bool zombie;
+  };
+  std::vector<std::pair<std::string, std::vector<Lease>>> names;
+  for (int n = 0; n < in.names_size(); ++n) {
+    const state::FqdnName& name = in.names(n);
+    const std::string canonical = policy::CanonicalFqdn(name.name());
+    if (canonical.size() <= 1 || canonical.size() > 254) {
+      return absl::DataLossError(absl::StrCat("snapshot name ", n, " is not a valid name"));
+    }
+    std::vector<Lease> leases;
+    for (const state::FqdnLease& l : name.leases()) {
+      auto ip = IpAddr::FromBytes(l.ip());
+      if (!ip.ok()) return absl::DataLossError(absl::StrCat("snapshot name ", n, ": ", ip.status().message()));
+      leases.push_back(Lease{*ip, l.endpoint(), l.expires(), l.ttl(), l.zombie()});
+    }
+    names.emplace_back(canonical, std::move(leases));
+  }
+  std::map<std::pair<IpAddr, uint64_t>, state::FqdnZombie> zombie_info;
+  for (const state::FqdnZombie& z : in.zombies()) {
+    auto ip = IpAddr::FromBytes(z.ip());
+    if (!ip.ok()) return absl::DataLossError(absl::StrCat("snapshot zombie: ", ip.status().message()));
+    zombie_info[{*ip, z.endpoint()}] = z;
+  }
+  for (const state::FqdnIdentity& i : in.identities()) {
+    if (i.identity() < kFirstLocalIdentity || i.identity() > kLastLocalIdentity) {
+      return absl::DataLossError(absl::StrCat("snapshot identity ", i.identity(),
+                                              " is outside the node-local range"));
+    }
+  }
+
+  {
+    absl::MutexLock lock(&mu_);
+    // Start over; the consumer of deltas gets a resync with the full state at the end.
+    names_.clear();
+    free_names_.clear();
+    name_index_.clear();
+    lru_head_ = lru_tail_ = kNoName;
+    live_names_ = leases_ = 0;
+    ips_.clear();
+    zombies_.clear();
+    zombies_per_endpoint_.clear();
+    selsets_.assign(1, Selset{});
+    free_selsets_.clear();
+    selset_ids_.clear();
+    selset_ids_[{}] = 0;
+    identities_.clear();
+    identity_ids_.clear();
+    free_identities_.clear();
+    next_identity_ = kFirstLocalIdentity;
+    sweep_reported_ = in.sweep_reported();
+    last_sweep_start_ = in.last_sweep_start();
+
+    // Selector sets keep the identity numbers they had, if they still exist.
+    reserved_identities_.clear();
+    reserved_numbers_.clear();
+    for (const state::FqdnIdentity& i : in.identities()) {
+      std::vector<uint32_t> ids;
+      for (const std::string& s : i.selectors()) {
+        auto [it, inserted] =
+            selector_ids_.try_emplace(s, static_cast<uint32_t>(selector_names_.size()));
+        if (inserted) selector_names_.push_back(s);
+        ids.push_back(it->second);
+      }
+      std::sort(ids.begin(), ids.end());
+      ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+      if (reserved_numbers_.insert(i.identity()).second) {
+        reserved_identities_.emplace(std::move(ids), i.identity());
+      }
+    }
+
+    // Least recent first, so that the most recent ends up at the head of the LRU list.
+    for (auto n = names.rbegin(); n != names.rend(); ++n) {
+      if (n->second.empty() || FindName(n->first) != kNoName) continue;
+      const uint32_t id = AddName(n->first);
+      for (const Lease& l : n->second) {
+        // A zombie, or a lease that expired while we were down, comes back as a zombie.
+        InsertLease(id, l.endpoint, l.ip, ClampExpiry(l.zombie ? 1 : l.expires), l.ttl);
+      }
+      for (LeaseRec& lease : names_[id].leases) {
+        if (lease.expires != kZombie && lease.expires <= now) {
+          auto z = zombie_info.find({lease.ip, lease.endpoint});
+          const bool was_zombie = z != zombie_info.end();
+          ExpireLeaseToZombie(id, lease, was_zombie ? z->second.delete_pending_at() : lease.expires,
+                              now);
+        }
+      }
+    }
+    for (auto& [key, zombie] : zombies_) {
+      auto z = zombie_info.find({key.ip, key.endpoint});
+      if (z == zombie_info.end()) continue;
+      zombie.alive_at = z->second.alive_at();
+      zombie.created_at = std::min(zombie.created_at, z->second.created_at());
+    }
+
+    EnforceEntryCap(kNoName);  // a snapshot from a larger cache still fits this one's cap
+    // Numbers reserved for selector sets that no longer occur become free again.
+    reserved_identities_.clear();
+    reserved_numbers_.clear();
+    for (const auto& [number, identity] : identities_) {
+      next_identity_ = std::max(next_identity_, number + 1);
+    }
+    for (uint32_t n = kFirstLocalIdentity; n < next_identity_; ++n) {
+      if (!identities_.contains(n)) free_identities_.push_back(n);
+    }
+    std::make_heap(free_identities_.begin(), free_identities_.end(), std::greater<>());
+    resync_ = true;
+    std::vector<Delta>().swap(pending_);
+    ++generation_;
+  }
+  FlushDeltas();
+  return absl::OkStatus();
+}
+
+absl::Status SaveState(const FqdnCache& cache, const std::string& dir, UnixSeconds now) {
+  return WriteFileAtomic(StatePath(dir), FrameSnapshot(cache.SerializeState(now)));
+}
+
+absl::Status RestoreState(FqdnCache& cache, const std::string& dir, UnixSeconds now) {
+  const std::string path = StatePath(dir);
+  auto file = ReadFile(path, kMaxStateBytes);
+  if (!file.ok()) return file.status();
+  auto payload = UnframeSnapshot(*file);
+  absl::Status status = payload.ok() ? cache.RestoreState(*payload, now) : payload.status();
+  if (!status.ok()) return absl::Status(status.code(), absl::StrCat(path, ": ", status.message()));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> StateSaver::MaybeSave(UnixSeconds now, bool force) {
+  const uint64_t generation = cache_->generation();
+  if (generation == saved_generation_) return false;
+  if (!force && now - last_save_ < min_interval_) return false;
+  absl::Status status = SaveState(*cache_, dir_, now);
+  if (!status.ok()) return status;
+  last_save_ = now;
+  saved_generation_ = generation;
+  return true;
+}
+
+}  // namespace acns::fqdn
