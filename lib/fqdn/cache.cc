@@ -358,8 +358,7 @@ void FqdnCache::UpdateIpIdentity(const IpAddr& ip, IpRec& rec) {
       const auto& s = selsets_[selset].selectors;
       selectors.insert(selectors.end(), s.begin(), s.end());
     }
-    std::sort(selectors.begin(), selectors.end());
-    selectors.erase(std::unique(selectors.begin(), selectors.end()), selectors.end());
+    SortUnique(selectors);
   } else if (rec.only_name != kNoName) {
     selectors = selsets_[names_[rec.only_name].selset].selectors;
   }
@@ -378,17 +377,24 @@ void FqdnCache::UpdateIpIdentity(const IpAddr& ip, IpRec& rec) {
   ReleaseIdentity(old);
 }
 
+uint32_t FqdnCache::InternSelector(absl::string_view selector) {
+  auto [it, inserted] =
+      selector_ids_.try_emplace(selector, static_cast<uint32_t>(selector_names_.size()));
+  if (inserted) selector_names_.emplace_back(selector);
+  return it->second;
+}
+
+void FqdnCache::SortUnique(std::vector<uint32_t>& ids) {
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+}
+
 uint32_t FqdnCache::SelsetFor(absl::string_view canonical) {
   if (selectors_ == nullptr) return 0;
   std::vector<uint32_t> ids;
-  selectors_->ForEachMatchingSelector(canonical, [&](absl::string_view selector) {
-    auto [it, inserted] =
-        selector_ids_.try_emplace(selector, static_cast<uint32_t>(selector_names_.size()));
-    if (inserted) selector_names_.emplace_back(selector);
-    ids.push_back(it->second);
-  });
-  std::sort(ids.begin(), ids.end());
-  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  selectors_->ForEachMatchingSelector(
+      canonical, [&](absl::string_view selector) { ids.push_back(InternSelector(selector)); });
+  SortUnique(ids);
   return InternSelset(std::move(ids));
 }
 

@@ -305,6 +305,8 @@ class FqdnCache {
   void ChangeNameSelset(uint32_t name_id, uint32_t new_selset);
   void UpdateIpIdentity(const IpAddr& ip, IpRec& rec);
 
+  uint32_t InternSelector(absl::string_view selector);
+  static void SortUnique(std::vector<uint32_t>& ids);
   uint32_t SelsetFor(absl::string_view canonical);
   uint32_t InternSelset(std::vector<uint32_t> selectors);
   void RefSelset(uint32_t id) { ++selsets_[id].refs; }

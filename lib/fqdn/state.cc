@@ -165,14 +165,8 @@ absl::Status FqdnCache::RestoreState(absl::string_view bytes, UnixSeconds now) {
     reserved_numbers_.clear();
     for (const state::FqdnIdentity& i : in.identities()) {
       std::vector<uint32_t> ids;
-      for (const std::string& s : i.selectors()) {
-        auto [it, inserted] =
-            selector_ids_.try_emplace(s, static_cast<uint32_t>(selector_names_.size()));
-        if (inserted) selector_names_.push_back(s);
-        ids.push_back(it->second);
-      }
-      std::sort(ids.begin(), ids.end());
-      ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+      for (const std::string& s : i.selectors()) ids.push_back(InternSelector(s));
+      SortUnique(ids);
       if (reserved_numbers_.insert(i.identity()).second) {
         reserved_identities_.emplace(std::move(ids), i.identity());
       }
