@@ -1,0 +1,236 @@
+#include "lib/dns/message.h"
+
+#include <ares.h>
+#include <netdb.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace acns::dns {
+namespace {
+
+constexpr size_t kMaxNameWire = 255;
+// Address records read from one reply; more is unusual and the cache keeps 1000 per name.
+constexpr int kMaxAddresses = 4096;
+constexpr uint16_t kEdnsUdpSize = 1232;
+
+uint16_t Get16(absl::string_view msg, size_t pos) {
+  return static_cast<uint16_t>((static_cast<uint8_t>(msg[pos]) << 8) | static_cast<uint8_t>(msg[pos + 1]));
+}
+
+void Put16(std::string* out, uint16_t v) {
+  out->push_back(static_cast<char>(v >> 8));
+  out->push_back(static_cast<char>(v & 0xff));
+}
+
+void AppendEscapedLabel(absl::string_view label, std::string* out) {
+  for (unsigned char c : label) {
+    if (absl::ascii_isalnum(c) || c == '-' || c == '_') {
+      out->push_back(static_cast<char>(c));
+    } else if (c == '.' || c == '\\') {
+      out->push_back('\\');
+      out->push_back(static_cast<char>(c));
+    } else {
+      absl::StrAppend(out, "\\", c / 100, (c / 10) % 10, c % 10);
+    }
+  }
+  out->push_back('.');
+}
+
+// Reads the name at *pos into presentation form and moves *pos past it. Compression pointers
+// are followed only if allowed, and only backwards, so every name read terminates.
+absl::Status ReadName(absl::string_view msg, size_t* pos, bool allow_compression, std::string* out) {
+  out->clear();
+  size_t p = *pos;
+  size_t resume = 0;
+  size_t wire = 1;
+  while (true) {
+    if (p >= msg.size()) return absl::InvalidArgumentError("a name runs past the end of the message");
+    const uint8_t len = static_cast<uint8_t>(msg[p]);
+    if ((len & 0xc0) == 0xc0) {
+      if (!allow_compression) return absl::InvalidArgumentError("compressed name in a question");
+      if (p + 1 >= msg.size()) return absl::InvalidArgumentError("truncated compression pointer");
+      const size_t target = ((len & 0x3f) << 8) | static_cast<uint8_t>(msg[p + 1]);
+      if (target >= p) return absl::InvalidArgumentError("compression pointer does not point back");
+      if (resume == 0) resume = p + 2;
+      p = target;
+      continue;
+    }
+    if ((len & 0xc0) != 0) return absl::InvalidArgumentError("unknown label type");
+    if (len == 0) {
+      ++p;
+      break;
+    }
+    if (p + 1 + len > msg.size()) return absl::InvalidArgumentError("a label runs past the end");
+    wire += len + 1;
+    if (wire > kMaxNameWire) return absl::InvalidArgumentError("a name is longer than 255 bytes");
+    AppendEscapedLabel(msg.substr(p + 1, len), out);
+    p += 1 + len;
+  }
+  if (out->empty()) *out = ".";
+  *pos = resume != 0 ? resume : p;
+  return absl::OkStatus();
+}
+
+// Reads the question at *pos.
+absl::Status ReadQuestion(absl::string_view msg, size_t* pos, Question* q) {
+  q->wire_begin = *pos;
+  if (absl::Status s = ReadName(msg, pos, /*allow_compression=*/false, &q->name); !s.ok()) return s;
+  if (*pos + 4 > msg.size()) return absl::InvalidArgumentError("question ends early");
+  q->qtype = Get16(msg, *pos);
+  q->qclass = Get16(msg, *pos + 2);
+  *pos += 4;
+  q->wire_end = *pos;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+bool ReadHeader(absl::string_view msg, Header* out) {
+  if (msg.size() < kHeaderSize) return false;
+  out->id = Get16(msg, 0);
+  out->flags = Get16(msg, 2);
+  out->qdcount = Get16(msg, 4);
+  out->ancount = Get16(msg, 6);
+  out->nscount = Get16(msg, 8);
+  out->arcount = Get16(msg, 10);
+  return true;
+}
+
+absl::StatusOr<Query> ParseQuery(absl::string_view msg) {
+  Query q;
+  if (!ReadHeader(msg, &q.header)) return absl::InvalidArgumentError("shorter than a DNS header");
+  if (q.header.qr()) return absl::InvalidArgumentError("a response, not a query");
+  if (q.header.opcode() != 0) {
+    return absl::UnimplementedError(absl::StrCat("opcode ", q.header.opcode(), " is not QUERY"));
+  }
+  if (q.header.qdcount != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(q.header.qdcount, " questions, not 1"));
+  }
+  size_t pos = kHeaderSize;
+  if (absl::Status s = ReadQuestion(msg, &pos, &q.question); !s.ok()) return s;
+  const int records = q.header.ancount + q.header.nscount + q.header.arcount;
+  std::string name;
+  for (int i = 0; i < records; ++i) {
+    if (absl::Status s = ReadName(msg, &pos, /*allow_compression=*/true, &name); !s.ok()) return s;
+    if (pos + 10 > msg.size()) return absl::InvalidArgumentError("a record ends early");
+    const uint16_t type = Get16(msg, pos);
+    const uint16_t rdlength = Get16(msg, pos + 8);
+    pos += 10;
+    if (pos + rdlength > msg.size()) return absl::InvalidArgumentError("record data runs past the end");
+    pos += rdlength;
+    if (type == kTypeOpt && i >= q.header.ancount + q.header.nscount) q.has_edns = true;
+  }
+  return q;
+}
+
+std::string BuildReply(absl::string_view query_msg, const Query& query, Rcode rcode) {
+  std::string out;
+  out.reserve(kHeaderSize + (query.question.wire_end - query.question.wire_begin) + 11);
+  const uint16_t keep = query.header.flags & 0x7910;  // opcode, RD, CD
+  Put16(&out, query.header.id);
+  Put16(&out, static_cast<uint16_t>(0x8000 | keep | 0x0080 | rcode));  // QR, RA
+  Put16(&out, 1);
+  Put16(&out, 0);
+  Put16(&out, 0);
+  Put16(&out, query.has_edns ? 1 : 0);
+  out.append(query_msg.data() + query.question.wire_begin,
+             query.question.wire_end - query.question.wire_begin);
+  if (query.has_edns) {
+    out.push_back('\0');  // root
+    Put16(&out, kTypeOpt);
+    Put16(&out, kEdnsUdpSize);
+    Put16(&out, 0);  // extended rcode, version
+    Put16(&out, 0);  // flags
+    Put16(&out, 0);  // no options
+  }
+  return out;
+}
+
+std::string BuildHeaderOnlyReply(absl::string_view msg, Rcode rcode) {
+  Header h;
+  if (!ReadHeader(msg, &h)) return {};
+  std::string out;
+  Put16(&out, h.id);
+  Put16(&out, static_cast<uint16_t>(0x8000 | (h.flags & 0x7900) | 0x0080 | rcode));
+  for (int i = 0; i < 4; ++i) Put16(&out, 0);
+  return out;
+}
+
+absl::StatusOr<AnswerInfo> ParseReply(absl::string_view reply, const Question& question) {
+  AnswerInfo info;
+  if (!ReadHeader(reply, &info.header)) return absl::InvalidArgumentError("shorter than a DNS header");
+  if (!info.header.qr()) return absl::InvalidArgumentError("not a response");
+  if (info.header.qdcount != 1) return absl::InvalidArgumentError("a reply without exactly one question");
+  size_t pos = kHeaderSize;
+  if (absl::Status s = ReadQuestion(reply, &pos, &info.question); !s.ok()) return s;
+  if (!absl::EqualsIgnoreCase(info.question.name, question.name) ||
+      info.question.qtype != question.qtype || info.question.qclass != question.qclass) {
+    return absl::InvalidArgumentError("the reply is for another question");
+  }
+  if (info.header.rcode() != kNoError || info.header.ancount == 0) return info;
+  const auto* buf = reinterpret_cast<const unsigned char*>(reply.data());
+  const int len = static_cast<int>(reply.size());
+  const int room = std::min<int>(info.header.ancount, kMaxAddresses);
+  uint32_t ttl = UINT32_MAX;
+  auto take_aliases = [&](hostent* host) {
+    if (host == nullptr) return;
+    if (info.cnames.empty() && host->h_aliases != nullptr) {
+      for (char** a = host->h_aliases; *a != nullptr; ++a) info.cnames.emplace_back(*a);
+    }
+    ares_free_hostent(host);
+  };
+  const bool want_a = question.qtype == kTypeA || question.qtype == kTypeAny;
+  const bool want_aaaa = question.qtype == kTypeAaaa || question.qtype == kTypeAny;
+  if (want_a) {
+    std::vector<ares_addrttl> addrs(room);
+    int n = room;
+    hostent* host = nullptr;
+    const int status = ares_parse_a_reply(buf, len, &host, addrs.data(), &n);
+    if (status == ARES_SUCCESS) {
+      for (int i = 0; i < n; ++i) {
+        info.ips.push_back(IpAddr::V4(reinterpret_cast<const uint8_t*>(&addrs[i].ipaddr)));
+        ttl = std::min<uint32_t>(ttl, static_cast<uint32_t>(std::max(addrs[i].ttl, 0)));
+      }
+    } else if (status != ARES_ENODATA) {
+      return absl::InvalidArgumentError(absl::StrCat("malformed answer: ", ares_strerror(status)));
+    }
+    take_aliases(host);
+  }
+  if (want_aaaa) {
+    std::vector<ares_addr6ttl> addrs(room);
+    int n = room;
+    hostent* host = nullptr;
+    const int status = ares_parse_aaaa_reply(buf, len, &host, addrs.data(), &n);
+    if (status == ARES_SUCCESS) {
+      for (int i = 0; i < n; ++i) {
+        info.ips.push_back(IpAddr::V6(reinterpret_cast<const uint8_t*>(&addrs[i].ip6addr)));
+        ttl = std::min<uint32_t>(ttl, static_cast<uint32_t>(std::max(addrs[i].ttl, 0)));
+      }
+    } else if (status != ARES_ENODATA) {
+      return absl::InvalidArgumentError(absl::StrCat("malformed answer: ", ares_strerror(status)));
+    }
+    take_aliases(host);
+  }
+  info.ttl = info.ips.empty() ? 0 : ttl;
+  return info;
+}
+
+void RestoreClientView(std::string& reply, uint16_t client_id, absl::string_view query_msg,
+                       const Question& client_question, const Question& reply_question) {
+  if (reply.size() < kHeaderSize) return;
+  reply[0] = static_cast<char>(client_id >> 8);
+  reply[1] = static_cast<char>(client_id & 0xff);
+  const size_t n = client_question.wire_end - client_question.wire_begin;
+  if (reply_question.wire_end - reply_question.wire_begin != n || reply_question.wire_end > reply.size()) {
+    return;
+  }
+  std::memcpy(reply.data() + reply_question.wire_begin, query_msg.data() + client_question.wire_begin, n);
+}
+
+}  // namespace acns::dns
