@@ -13,9 +13,9 @@ packages=(
   libprotobuf-dev protobuf-compiler
   libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev
   libc-ares-dev libmicrohttpd-dev
-  # tests and benchmarks
+  # tests and benchmarks: real DNS servers and clients, started by the tests themselves
   libgtest-dev libgmock-dev libbenchmark-dev
-  iproute2 dnsutils
+  iproute2 dnsutils knot-dnsutils unbound dnsperf dnsdist
 )
 
 missing=()
@@ -25,6 +25,15 @@ done
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # unbound and dnsdist are for tests, which start their own on 127.0.0.1: keep their packages
+  # from starting system services on this machine (Debian's policy-rc.d convention).
+  added_policy=""
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    added_policy=1
+  fi
+  trap '[[ -n "$added_policy" ]] && rm -f /usr/sbin/policy-rc.d' EXIT
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

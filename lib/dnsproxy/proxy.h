@@ -1,0 +1,95 @@
+// The DNS proxy, explicit mode over UDP (first slice of the proxy; TCP and transparent mode are
+// to come): listens on configured addresses, finds the endpoint by the query's source address,
+// checks the query against the policy engine, answers denied and broken queries itself,
+// forwards allowed ones to the upstream, learns the answers into the FQDN cache, and holds each
+// answer until the datapath acknowledged the cache deltas it caused (or a maximum delay).
+//
+// Threads: `workers` threads, each with its own SO_REUSEPORT socket per listen address and its
+// own epoll loop; a query lives on the worker that received it. See docs/dnsproxy.md.
+#ifndef ACNS_LIB_DNSPROXY_PROXY_H_
+#define ACNS_LIB_DNSPROXY_PROXY_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "lib/common/socket_address.h"
+#include "lib/dns/message.h"
+#include "lib/fqdn/cache.h"
+#include "lib/policy/engine.h"
+
+namespace acns::dnsproxy {
+
+struct ProxyOptions {
+  std::vector<SocketAddress> listen;  // port 0: pick one (see DnsProxy::listening)
+  SocketAddress upstream;
+  // Labels of the upstream when it is a cluster endpoint (kube-dns), for toEndpoints rules.
+  std::optional<policy::LabelSet> upstream_labels;
+  int workers = 0;  // 0: one per core
+  dns::Rcode deny_rcode = dns::kRefused;  // or kNxDomain (Cilium's nameError)
+  bool allow_unknown_endpoints = false;   // else SERVFAIL
+  absl::Duration upstream_timeout = absl::Seconds(5);
+  // Hold answers until Ack(seq) covers the deltas they caused, at most this long.
+  bool wait_for_ack = false;
+  absl::Duration response_max_delay = absl::Milliseconds(100);
+  size_t concurrency_limit = 0;  // queries in flight upstream; 0: no limit
+};
+
+struct ProxyStats {
+  uint64_t queries = 0;
+  uint64_t allowed = 0;
+  uint64_t denied = 0;
+  uint64_t malformed = 0;          // answered FORMERR / NOTIMP, or dropped without a header
+  uint64_t unknown_endpoint = 0;
+  uint64_t upstream_failures = 0;  // answered SERVFAIL: refused, unreachable, timed out
+  uint64_t upstream_timeouts = 0;
+  uint64_t concurrency_limited = 0;
+  uint64_t rejected_replies = 0;   // wrong ID or question: possible spoofs, dropped
+  uint64_t answers_learned = 0;    // replies whose addresses went to the cache
+  uint64_t held_released_late = 0; // answers released by response_max_delay, not by an ack
+};
+
+class DnsProxy {
+ public:
+  // Finds the endpoint behind a client address (explicit mode); nullopt if unknown.
+  using EndpointLookup = std::function<std::optional<uint64_t>(const IpAddr&)>;
+
+  // Binds every listen address and starts the workers. `engine` and `cache` must outlive the
+  // proxy; `cache` may be null (answers are then not learned).
+  static absl::StatusOr<std::unique_ptr<DnsProxy>> Start(ProxyOptions options,
+                                                         const policy::PolicyEngine* engine,
+                                                         fqdn::FqdnCache* cache,
+                                                         EndpointLookup endpoints);
+  ~DnsProxy();  // stops and joins the workers; queries in flight are dropped
+  DnsProxy(const DnsProxy&) = delete;
+  DnsProxy& operator=(const DnsProxy&) = delete;
+
+  // The datapath has applied every cache delta up to `seq`: held answers up to it go out.
+  void Ack(uint64_t seq);
+  // The addresses actually bound (a port 0 resolved), in the order of options.listen.
+  const std::vector<SocketAddress>& listening() const { return listening_; }
+  ProxyStats stats() const;
+
+  struct Counters;
+  class Worker;
+
+ private:
+  DnsProxy() = default;
+
+  ProxyOptions options_;
+  EndpointLookup endpoints_;
+  policy::DnsServer upstream_server_;  // what the policy engine is asked about
+  std::vector<SocketAddress> listening_;
+  std::unique_ptr<Counters> counters_;
+  std::atomic<uint64_t> acked_seq_{0};
+  std::vector<std::unique_ptr<Worker>> workers_;
+};
+
+}  // namespace acns::dnsproxy
+
+#endif  // ACNS_LIB_DNSPROXY_PROXY_H_

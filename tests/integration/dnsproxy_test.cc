@@ -1,0 +1,362 @@
+// The DNS proxy in explicit mode between real clients (dig, and raw sockets where a test needs
+// exact bytes) and a real upstream (unbound with a test zone), all on 127.0.0.1: nothing leaves
+// the machine. A scripted upstream (a socket in the test) plays the spoofer and the dead server.
+#include "lib/dnsproxy/proxy.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "gtest/gtest.h"
+#include "lib/common/file.h"
+#include "tests/support/dns_builder.h"
+#include "tests/support/unbound.h"
+
+namespace acns::dnsproxy {
+namespace {
+
+using ::acns::testing::DnsBuilder;
+using ::acns::testing::FreeLoopbackPort;
+using ::acns::testing::Unbound;
+
+constexpr uint64_t kWebEndpoint = 1;
+
+struct Dig {
+  std::string status;
+  std::string out;
+};
+
+// Runs dig against the proxy; `args` may add +tcp, a type, etc.
+Dig RunDig(uint16_t port, const std::string& args) {
+  const std::string cmd =
+      absl::StrCat("dig @127.0.0.1 -p ", port, " +tries=1 +time=3 ", args, " 2>&1");
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  pclose(p);
+  Dig d{"", out};
+  const size_t at = out.find("status: ");
+  if (at != std::string::npos) d.status = out.substr(at + 8, out.find(',', at) - at - 8);
+  return d;
+}
+
+std::string Policy(uint16_t upstream_port) {
+  return absl::StrReplaceAll(R"(
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: web-dns, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  egress:
+  - toCIDR: [127.0.0.0/8]
+    toPorts:
+    - ports: [{port: "PORT", protocol: ANY}]
+      rules:
+        dns: [{matchPattern: "*.allowed.test"}]
+  - toFQDNs: [{matchPattern: "*.allowed.test"}]
+)", {{"PORT", absl::StrCat(upstream_port)}});
+}
+
+class DnsProxyTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    unbound_ = std::make_unique<Unbound>(
+        std::vector<std::string>{"allowed.test.", "denied.test."},
+        std::vector<std::string>{"www.allowed.test. 60 IN A 198.51.100.10",
+                                 "www.allowed.test. 60 IN AAAA 2001:db8::10",
+                                 "api.allowed.test. 30 IN CNAME edge.allowed.test.",
+                                 "edge.allowed.test. 300 IN A 198.51.100.11",
+                                 "www.denied.test. 60 IN A 203.0.113.66"});
+    ASSERT_TRUE(unbound_->ready()) << "unbound did not start (is it installed?)";
+    cache_ = std::make_unique<fqdn::FqdnCache>(fqdn::CacheOptions{}, &selectors_);
+    cache_->SetDeltaSink([this](std::span<const fqdn::Delta> d) { last_seq_ = d.back().seq; });
+  }
+
+  void StartProxy(ProxyOptions options, uint16_t upstream_port) {
+    policy::LoadResult result;
+    ASSERT_TRUE(engine_.Apply("p.yaml", Policy(upstream_port), &result).ok());
+    ASSERT_TRUE(engine_.UpsertEndpoint(kWebEndpoint,
+                                       policy::EndpointLabels("default", {*policy::ParseLabel("app=web", "k8s")}))
+                    .ok());
+    options.listen = {*SocketAddress::Parse("127.0.0.1:0")};
+    options.upstream = SocketAddress::From(*IpAddr::Parse("127.0.0.1"), upstream_port);
+    if (options.workers == 0) options.workers = 2;
+    auto proxy = DnsProxy::Start(std::move(options), &engine_, cache_.get(), [this](const IpAddr& ip) {
+      return ip == *IpAddr::Parse("127.0.0.1") && client_known_ ? std::optional<uint64_t>(kWebEndpoint)
+                                                                : std::nullopt;
+    });
+    ASSERT_TRUE(proxy.ok()) << proxy.status();
+    proxy_ = *std::move(proxy);
+    port_ = proxy_->listening()[0].port();
+  }
+
+  policy::PolicyEngine engine_;
+  fqdn::PolicyEngineSelectors selectors_{&engine_};
+  std::unique_ptr<Unbound> unbound_;
+  std::unique_ptr<fqdn::FqdnCache> cache_;
+  std::atomic<uint64_t> last_seq_{0};
+  std::unique_ptr<DnsProxy> proxy_;
+  uint16_t port_ = 0;
+  std::atomic<bool> client_known_{true};
+};
+
+TEST_F(DnsProxyTest, AllowedAnsweredDeniedRefusedAndNeverForwarded) {
+  StartProxy(ProxyOptions{}, unbound_->port());
+  Dig d = RunDig(port_, "www.allowed.test A");
+  EXPECT_EQ(d.status, "NOERROR") << d.out;
+  EXPECT_NE(d.out.find("198.51.100.10"), std::string::npos) << d.out;
+  // Learned, with the TTL the upstream gave, for the endpoint that asked.
+  auto leases = cache_->LookupName("www.allowed.test", kWebEndpoint);
+  ASSERT_EQ(leases.size(), 1u);
+  EXPECT_EQ(leases[0].ip.ToString(), "198.51.100.10");
+  EXPECT_LE(leases[0].ttl, 60u);
+  EXPECT_EQ(cache_->LookupIp(leases[0].ip).identity, fqdn::kFirstLocalIdentity);
+
+  // Through a CNAME: the address is the queried name's, TTL the chain's minimum.
+  d = RunDig(port_, "api.allowed.test A");
+  EXPECT_EQ(d.status, "NOERROR") << d.out;
+  leases = cache_->LookupName("api.allowed.test");
+  ASSERT_EQ(leases.size(), 1u);
+  EXPECT_EQ(leases[0].ip.ToString(), "198.51.100.11");
+  EXPECT_LE(leases[0].ttl, 30u);
+
+  d = RunDig(port_, "www.denied.test A");
+  EXPECT_EQ(d.status, "REFUSED") << d.out;
+  EXPECT_NE(d.out.find("ANSWER: 0"), std::string::npos) << d.out;
+  EXPECT_EQ(unbound_->Log().find("denied.test"), std::string::npos) << unbound_->Log();
+  EXPECT_NE(unbound_->Log().find("www.allowed.test."), std::string::npos);
+  EXPECT_TRUE(cache_->LookupName("www.denied.test").empty());
+
+  const ProxyStats s = proxy_->stats();
+  EXPECT_EQ(s.queries, 3u);
+  EXPECT_EQ(s.allowed, 2u);
+  EXPECT_EQ(s.denied, 1u);
+  EXPECT_EQ(s.answers_learned, 2u);
+}
+
+TEST_F(DnsProxyTest, NameErrorOptionAnswersNxdomain) {
+  StartProxy(ProxyOptions{.deny_rcode = dns::kNxDomain}, unbound_->port());
+  EXPECT_EQ(RunDig(port_, "www.denied.test A").status, "NXDOMAIN");
+  EXPECT_EQ(RunDig(port_, "www.allowed.test AAAA").status, "NOERROR");
+  EXPECT_EQ(cache_->LookupName("www.allowed.test")[0].ip.ToString(), "2001:db8::10");
+}
+
+TEST_F(DnsProxyTest, MixedCaseAndEdnsComeBackAsSent) {
+  StartProxy(ProxyOptions{}, unbound_->port());
+  Dig d = RunDig(port_, "+edns=0 +bufsize=1232 WwW.AlLoWeD.tEsT A");
+  EXPECT_EQ(d.status, "NOERROR") << d.out;
+  EXPECT_NE(d.out.find(";WwW.AlLoWeD.tEsT."), std::string::npos) << d.out;  // question section
+  EXPECT_NE(d.out.find("OPT PSEUDOSECTION"), std::string::npos) << d.out;
+  d = RunDig(port_, "+noedns WwW.dEnIeD.tEsT A");
+  EXPECT_EQ(d.status, "REFUSED");
+  EXPECT_NE(d.out.find(";WwW.dEnIeD.tEsT."), std::string::npos) << d.out;
+  EXPECT_EQ(d.out.find("OPT PSEUDOSECTION"), std::string::npos) << d.out;
+}
+
+TEST_F(DnsProxyTest, UpstreamDownIsServfail) {
+  StartProxy(ProxyOptions{.upstream_timeout = absl::Seconds(1)}, FreeLoopbackPort());
+  Dig d = RunDig(port_, "www.allowed.test A");
+  EXPECT_EQ(d.status, "SERVFAIL") << d.out;
+  EXPECT_EQ(proxy_->stats().upstream_failures, 1u);
+}
+
+TEST_F(DnsProxyTest, UnknownEndpointIsServfailUnlessAllowed) {
+  StartProxy(ProxyOptions{}, unbound_->port());
+  client_known_ = false;  // no endpoint has the client's address
+  EXPECT_EQ(RunDig(port_, "www.allowed.test A").status, "SERVFAIL");
+  client_known_ = true;
+  ASSERT_TRUE(engine_.RemoveEndpoint(kWebEndpoint).ok());  // an id the engine does not know
+  EXPECT_EQ(RunDig(port_, "www.allowed.test A").status, "SERVFAIL");
+  EXPECT_EQ(proxy_->stats().unknown_endpoint, 2u);
+  EXPECT_EQ(unbound_->Log().find("www.allowed.test"), std::string::npos);
+
+  proxy_.reset();
+  StartProxy(ProxyOptions{.allow_unknown_endpoints = true}, unbound_->port());
+  client_known_ = false;
+  EXPECT_EQ(RunDig(port_, "www.denied.test A").status, "NOERROR");  // not policy-checked
+}
+
+// A raw client: sends `query`, returns the reply (empty on timeout) and how long it took.
+std::pair<std::string, std::chrono::milliseconds> Exchange(uint16_t port, const std::string& query,
+                                                           int timeout_ms = 3000) {
+  const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  const SocketAddress to = SocketAddress::From(*IpAddr::Parse("127.0.0.1"), port);
+  const auto start = std::chrono::steady_clock::now();
+  ::sendto(fd, query.data(), query.size(), 0, to.sa(), to.len());
+  char buf[4096];
+  const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+  ::close(fd);
+  return {n > 0 ? std::string(buf, n) : std::string(), took};
+}
+
+// A scripted upstream on 127.0.0.1: for each query, `script` returns the datagrams to send
+// back (from this socket) and may send others itself.
+class ScriptedUpstream {
+ public:
+  using Script =
+      std::function<std::vector<std::string>(const std::string& query, const SocketAddress& from)>;
+  explicit ScriptedUpstream(Script script) : script_(std::move(script)) {
+    fd_ = ::socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    socklen_t len = sizeof(addr);
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    timeval tv{0, 100'000};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    thread_ = std::thread([this] {
+      while (!stop_) {
+        char buf[4096];
+        sockaddr_storage from{};
+        socklen_t from_len = sizeof(from);
+        const ssize_t n = ::recvfrom(fd_, buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&from), &from_len);
+        if (n <= 0) continue;
+        ++queries_;
+        last_from_ = SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&from), from_len);
+        for (const std::string& reply : script_(std::string(buf, n), last_from_)) {
+          ::sendto(fd_, reply.data(), reply.size(), 0, reinterpret_cast<sockaddr*>(&from), from_len);
+        }
+      }
+    });
+  }
+  ~ScriptedUpstream() {
+    stop_ = true;
+    thread_.join();
+    ::close(fd_);
+  }
+  uint16_t port() const { return port_; }
+  int queries() const { return queries_; }
+  SocketAddress last_from() const { return last_from_; }
+
+ private:
+  Script script_;
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> queries_{0};
+  SocketAddress last_from_;
+  std::thread thread_;
+};
+
+uint16_t IdOf(const std::string& msg) {
+  return static_cast<uint16_t>((static_cast<uint8_t>(msg[0]) << 8) | static_cast<uint8_t>(msg[1]));
+}
+
+std::string Answer(const std::string& query, uint16_t id, const char* name, const char* ip) {
+  (void)query;
+  return DnsBuilder(id, 0x8180).Question(name, dns::kTypeA).Answer("@12", dns::kTypeA, 60, DnsBuilder::A(ip)).str();
+}
+
+TEST_F(DnsProxyTest, SpoofedRepliesNeverReachClientOrCache) {
+  ScriptedUpstream upstream([](const std::string& q, const SocketAddress& from) -> std::vector<std::string> {
+    const uint16_t id = IdOf(q);
+    // The right ID and question from another port: the kernel drops it (connected socket).
+    const int other = ::socket(AF_INET, SOCK_DGRAM, 0);
+    const std::string spoof = Answer(q, id, "www.allowed.test", "203.0.113.68");
+    ::sendto(other, spoof.data(), spoof.size(), 0, from.sa(), from.len());
+    ::close(other);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    return {Answer(q, id ^ 0x5555, "www.allowed.test", "203.0.113.66"),   // wrong ID
+            Answer(q, id, "evil.allowed.test", "203.0.113.67"),           // wrong question
+            Answer(q, id, "www.allowed.test", "198.51.100.20")};          // the real one
+  });
+  StartProxy(ProxyOptions{}, upstream.port());
+  const std::string query = DnsBuilder(0x7777, 0x0100).Question("www.allowed.test", dns::kTypeA).str();
+  auto [reply, took] = Exchange(port_, query);
+  ASSERT_FALSE(reply.empty());
+  EXPECT_EQ(IdOf(reply), 0x7777);
+  auto info = dns::ParseReply(reply, dns::ParseQuery(query)->question);
+  ASSERT_TRUE(info.ok()) << info.status();
+  ASSERT_EQ(info->ips.size(), 1u);
+  EXPECT_EQ(info->ips[0].ToString(), "198.51.100.20");
+  EXPECT_EQ(cache_->LookupIp(*IpAddr::Parse("203.0.113.66")).names.size(), 0u);
+  EXPECT_EQ(cache_->LookupIp(*IpAddr::Parse("203.0.113.67")).names.size(), 0u);
+  EXPECT_EQ(cache_->LookupIp(*IpAddr::Parse("203.0.113.68")).names.size(), 0u);
+  EXPECT_EQ(proxy_->stats().rejected_replies, 2u);
+  // The proxy asked from a fresh port with a fresh ID.
+  EXPECT_NE(upstream.last_from().port(), port_);
+}
+
+TEST_F(DnsProxyTest, SilentUpstreamTimesOutAndConcurrencyLimitHolds) {
+  ScriptedUpstream silent([](const std::string&, const SocketAddress&) { return std::vector<std::string>{}; });
+  StartProxy(ProxyOptions{.workers = 1, .upstream_timeout = absl::Milliseconds(800),
+                          .concurrency_limit = 1},
+             silent.port());
+  const std::string q1 = DnsBuilder(1, 0x0100).Question("a.allowed.test", dns::kTypeA).str();
+  const std::string q2 = DnsBuilder(2, 0x0100).Question("b.allowed.test", dns::kTypeA).str();
+  std::pair<std::string, std::chrono::milliseconds> first;
+  std::thread t([&] { first = Exchange(port_, q1); });
+  while (silent.queries() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  auto second = Exchange(port_, q2);  // the limit is reached: SERVFAIL at once
+  t.join();
+  dns::Header h;
+  ASSERT_TRUE(dns::ReadHeader(second.first, &h));
+  EXPECT_EQ(h.rcode(), dns::kServFail);
+  EXPECT_LT(second.second.count(), 500);
+  ASSERT_TRUE(dns::ReadHeader(first.first, &h));
+  EXPECT_EQ(h.rcode(), dns::kServFail);
+  EXPECT_GE(first.second.count(), 700);
+  const ProxyStats s = proxy_->stats();
+  EXPECT_EQ(s.concurrency_limited, 1u);
+  EXPECT_EQ(s.upstream_timeouts, 1u);
+}
+
+TEST_F(DnsProxyTest, MalformedQueries) {
+  StartProxy(ProxyOptions{}, unbound_->port());
+  const std::string garbage("\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x09oops", 17);
+  auto [reply, took] = Exchange(port_, garbage);
+  dns::Header h;
+  ASSERT_TRUE(dns::ReadHeader(reply, &h));
+  EXPECT_EQ(h.id, 0x1234);
+  EXPECT_EQ(h.rcode(), dns::kFormErr);
+  auto short_one = Exchange(port_, "\x01\x02\x03", 300);
+  EXPECT_TRUE(short_one.first.empty());
+  EXPECT_EQ(proxy_->stats().malformed, 2u);
+  // The proxy still serves.
+  EXPECT_EQ(RunDig(port_, "www.allowed.test A").status, "NOERROR");
+}
+
+TEST_F(DnsProxyTest, AnswerHeldUntilDatapathAcks) {
+  StartProxy(ProxyOptions{.wait_for_ack = true, .response_max_delay = absl::Milliseconds(1500)},
+             unbound_->port());
+  const std::string query = DnsBuilder(9, 0x0100).Question("www.allowed.test", dns::kTypeA).str();
+  std::thread acker([&] {
+    while (last_seq_ == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    proxy_->Ack(last_seq_);
+  });
+  auto [reply, took] = Exchange(port_, query);
+  acker.join();
+  EXPECT_FALSE(reply.empty());
+  EXPECT_GE(took.count(), 290);
+  EXPECT_LT(took.count(), 1400);
+  EXPECT_EQ(proxy_->stats().held_released_late, 0u);
+
+  // Nobody acks the next one: it goes out after response_max_delay, counted.
+  const std::string other = DnsBuilder(10, 0x0100).Question("api.allowed.test", dns::kTypeA).str();
+  auto late = Exchange(port_, other);
+  EXPECT_FALSE(late.first.empty());
+  EXPECT_GE(late.second.count(), 1400);
+  EXPECT_EQ(proxy_->stats().held_released_late, 1u);
+  // Once the datapath has everything, an answer that changes nothing goes out at once.
+  proxy_->Ack(last_seq_);
+  auto again = Exchange(port_, query);
+  EXPECT_FALSE(again.first.empty());
+  EXPECT_LT(again.second.count(), 1000);
+}
+
+}  // namespace
+}  // namespace acns::dnsproxy
