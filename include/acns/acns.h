@@ -78,6 +78,13 @@ ACNS_API const char *acns_status_name(acns_status status);
  */
 ACNS_API const char *acns_version_string(void);
 
+/* An IP address (@since 0.2). IPv4 in the first 4 bytes of addr, network byte order. */
+typedef struct acns_ip {
+  uint8_t family; /* 4 or 6 */
+  uint8_t pad[3]; /* must be 0 */
+  uint8_t addr[16];
+} acns_ip;
+
 /* ---------------------------------------------------------------------------------------- */
 /* FQDN patterns                                                                             */
 /* ---------------------------------------------------------------------------------------- */
@@ -200,15 +207,31 @@ typedef struct acns_endpoint {
   const char *namespace_name;  /* may be NULL: no namespace label */
   const char *const *labels;   /* "[source:]key=value"; no source means k8s */
   size_t n_labels;
+  /* @since 0.2: the endpoint's addresses (an explicit-mode proxy finds clients by them). */
+  const acns_ip *ips;
+  size_t n_ips;
 } acns_endpoint;
 
 /*
- * Registers an endpoint (a pod) or replaces its labels. Label strings are copied.
- * ACNS_INVALID_ARGUMENT for id 0 or a malformed label.
+ * Registers an endpoint (a pod) or replaces its labels and addresses. Everything is copied.
+ * ACNS_INVALID_ARGUMENT for id 0, a malformed label or address; ACNS_ALREADY_EXISTS if an
+ * address belongs to another endpoint.
  * Thread-safety: safe from any thread. @since 0.1
  */
 ACNS_API acns_status acns_policy_engine_endpoint_upsert(acns_policy_engine *engine,
                                                const acns_endpoint *endpoint, acns_error *err);
+
+/*
+ * Replaces every registered endpoint with those of an endpoints file (acns-agent's format: a
+ * YAML list of {id, name, namespace, labels: {k: v}, interface, ipv4, ipv6}). All or nothing:
+ * a bad file changes nothing and returns ACNS_POLICY_INVALID with every problem sent to fn
+ * ("FILE: document 0: [2].ipv4: ..."). *n_endpoints (may be NULL) receives the count.
+ * Thread-safety: safe from any thread. @since 0.2
+ */
+ACNS_API acns_status acns_policy_engine_endpoints_load_file(acns_policy_engine *engine,
+                                                            const char *path,
+                                                            acns_diagnostic_fn fn, void *user_data,
+                                                            size_t *n_endpoints, acns_error *err);
 
 /* Unregisters an endpoint. ACNS_NOT_FOUND if unknown. Thread-safety: any thread. @since 0.1 */
 ACNS_API acns_status acns_policy_engine_endpoint_remove(acns_policy_engine *engine, uint64_t id,
@@ -297,13 +320,6 @@ ACNS_API acns_status acns_policy_engine_match_selectors(const acns_policy_engine
 /* ---------------------------------------------------------------------------------------- */
 /* FQDN cache: DNS answers -> IPs per toFQDNs selector -> node-local identities               */
 /* ---------------------------------------------------------------------------------------- */
-
-/* An IP address. IPv4 in the first 4 bytes of addr, network byte order. */
-typedef struct acns_ip {
-  uint8_t family; /* 4 or 6 */
-  uint8_t pad[3]; /* must be 0 */
-  uint8_t addr[16];
-} acns_ip;
 
 /* Delta kinds: what the datapath must apply, in sequence order. */
 #define ACNS_FQDN_DELTA_IDENTITY_ADDED 1   /* identity now stands for labels */
@@ -520,6 +536,81 @@ typedef struct acns_fqdn_cache_stats {
 /* Counters and sizes. Thread-safety: any thread. @since 0.2 */
 ACNS_API acns_status acns_fqdn_cache_stats_get(const acns_fqdn_cache *cache,
                                                acns_fqdn_cache_stats *out, acns_error *err);
+
+/* ---------------------------------------------------------------------------------------- */
+/* DNS proxy (explicit mode over UDP; more modes to come)                                    */
+/* ---------------------------------------------------------------------------------------- */
+
+#define ACNS_DNS_RCODE_NXDOMAIN 3
+#define ACNS_DNS_RCODE_REFUSED 5
+
+/* acns_dns_proxy_opts.flags */
+#define ACNS_DNS_PROXY_ALLOW_UNKNOWN_ENDPOINTS 1 /* forward queries of unknown clients unchecked */
+#define ACNS_DNS_PROXY_WAIT_FOR_ACK 2 /* hold answers until acns_dns_proxy_ack covers them */
+
+typedef struct acns_dns_proxy_opts {
+  size_t struct_size;
+  const char *const *listen; /* "ADDR:PORT" or "[ADDR]:PORT"; port 0 picks one */
+  size_t n_listen;
+  const char *upstream;      /* "ADDR:PORT" */
+  uint32_t workers;          /* 0: one per core */
+  uint32_t deny_rcode;       /* 0 = ACNS_DNS_RCODE_REFUSED, or ACNS_DNS_RCODE_NXDOMAIN */
+  uint32_t flags;            /* ACNS_DNS_PROXY_* */
+  uint32_t upstream_timeout_ms;   /* 0 = 5000 */
+  uint32_t response_max_delay_ms; /* 0 = 100 */
+  uint32_t concurrency_limit;     /* queries in flight; 0 = no limit */
+  /* Labels of the upstream when it is a cluster endpoint (for toEndpoints rules); may be 0. */
+  const char *upstream_namespace;
+  const char *const *upstream_labels;
+  size_t n_upstream_labels;
+} acns_dns_proxy_opts;
+
+typedef struct acns_dns_proxy acns_dns_proxy;
+
+/*
+ * Binds the listen addresses and starts the proxy's worker threads. Clients are found by the
+ * addresses registered with the engine (acns_endpoint.ips). Learned answers go to `cache` (may
+ * be NULL). `engine` and `cache` must outlive the proxy. ACNS_INVALID_ARGUMENT for bad options,
+ * ACNS_IO_ERROR (sys_errno) if an address cannot be bound.
+ * Thread-safety: safe from any thread. @since 0.2
+ */
+ACNS_API acns_status acns_dns_proxy_create(const acns_dns_proxy_opts *opts,
+                                           const acns_policy_engine *engine,
+                                           acns_fqdn_cache *cache, acns_dns_proxy **out,
+                                           acns_error *err);
+
+/* Stops the workers (queries in flight are dropped) and frees the proxy; NULL is fine.
+ * Thread-safety: not while other calls use it. @since 0.2 */
+ACNS_API void acns_dns_proxy_destroy(acns_dns_proxy *proxy);
+
+/* The datapath applied every FQDN cache delta up to `seq`: held answers up to it are released.
+ * Thread-safety: safe from any thread (e.g. the delta callback). @since 0.2 */
+ACNS_API acns_status acns_dns_proxy_ack(acns_dns_proxy *proxy, uint64_t seq, acns_error *err);
+
+/* The address listen[index] is bound to (a port 0 resolved), as a string out.
+ * ACNS_NOT_FOUND past the last. Thread-safety: any thread. @since 0.2 */
+ACNS_API acns_status acns_dns_proxy_listen_address(const acns_dns_proxy *proxy, size_t index,
+                                                   char *buf, size_t buf_len, size_t *needed,
+                                                   acns_error *err);
+
+typedef struct acns_dns_proxy_stats {
+  size_t struct_size;
+  uint64_t queries;
+  uint64_t allowed;
+  uint64_t denied;
+  uint64_t malformed;
+  uint64_t unknown_endpoint;
+  uint64_t upstream_failures; /* answered SERVFAIL */
+  uint64_t upstream_timeouts;
+  uint64_t concurrency_limited;
+  uint64_t rejected_replies;  /* wrong ID or question: dropped */
+  uint64_t answers_learned;
+  uint64_t held_released_late;
+} acns_dns_proxy_stats;
+
+/* Counters. Thread-safety: any thread. @since 0.2 */
+ACNS_API acns_status acns_dns_proxy_stats_get(const acns_dns_proxy *proxy,
+                                              acns_dns_proxy_stats *out, acns_error *err);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -5,19 +5,35 @@
 
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <new>
+#include <string>
 
 #include "absl/strings/string_view.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "include/acns/acns.h"
+#include "lib/common/ip.h"
+#include "lib/fqdn/cache.h"
+#include "lib/fqdn/maintainer.h"
+#include "lib/fqdn/selector_source.h"
 #include "lib/policy/engine.h"
+#include "lib/policy/labels.h"
 
-// Shared by the policy and FQDN cache shims (the cache reads the engine's selectors).
+// The handles behind the opaque types; shared because the cache reads the engine's selectors
+// and the proxy uses both.
 struct acns_policy_engine {
   explicit acns_policy_engine(acns::policy::PolicyEngine::Options options) : engine(options) {}
   acns::policy::PolicyEngine engine;
+};
+
+struct acns_fqdn_cache {
+  std::unique_ptr<acns::fqdn::PolicyEngineSelectors> selectors;
+  std::unique_ptr<acns::fqdn::FqdnCache> cache;
+  std::string state_dir;
+  // Declared last: stopped (and its final snapshot written) before the cache goes.
+  std::unique_ptr<acns::fqdn::Maintainer> maintainer;
 };
 
 namespace acns::capi {
@@ -76,6 +92,14 @@ void WriteStruct(const T& value, T* out) {
   copy.struct_size = out->struct_size;
   std::memcpy(out, &copy, size);
 }
+
+// Parses "[source:]key=value" labels (default source k8s) plus the namespace label.
+absl::StatusOr<policy::LabelSet> ParseLabels(const char* namespace_name, const char* const* labels,
+                                             size_t n);
+
+// acns_ip <-> IpAddr; InvalidArgument for a bad family or a non-zero pad.
+absl::StatusOr<IpAddr> FromAcnsIp(const acns_ip* ip);
+acns_ip ToAcnsIp(const IpAddr& ip);
 
 // Copies s into (buf, buf_len) NUL-terminated and truncated, and sets *needed to s.size().
 void WriteString(absl::string_view s, char* buf, size_t buf_len, size_t* needed);

@@ -16,7 +16,8 @@ static_assert(sizeof(acns_fqdn_matcher_opts) == 32);
 static_assert(sizeof(acns_diagnostic) == 48);
 static_assert(offsetof(acns_diagnostic, text) == 40);
 static_assert(sizeof(acns_policy_engine_opts) == 16);
-static_assert(sizeof(acns_endpoint) == 40);
+static_assert(offsetof(acns_endpoint, ips) == 40);
+static_assert(sizeof(acns_endpoint) == 56);
 static_assert(offsetof(acns_dns_query, server_family) == 40);
 static_assert(offsetof(acns_dns_query, server_addr) == 44);
 static_assert(offsetof(acns_dns_query, server_labels) == 64);
@@ -36,6 +37,10 @@ static_assert(offsetof(acns_fqdn_lease, endpoint_id) == 32);
 static_assert(sizeof(acns_fqdn_lease) == 64);
 static_assert(sizeof(acns_fqdn_gc_result) == 40);
 static_assert(sizeof(acns_fqdn_cache_stats) == 96);
+static_assert(offsetof(acns_dns_proxy_opts, workers) == 32);
+static_assert(offsetof(acns_dns_proxy_opts, upstream_namespace) == 56);
+static_assert(sizeof(acns_dns_proxy_opts) == 80);
+static_assert(sizeof(acns_dns_proxy_stats) == 96);
 
 namespace acns::capi {
 
@@ -92,6 +97,25 @@ acns_status FromStatus(const absl::Status& status, acns_error* err) {
     code = ACNS_IO_ERROR;
   }
   return SetError(err, code, sys_errno.value_or(0), status.message());
+}
+
+absl::StatusOr<IpAddr> FromAcnsIp(const acns_ip* ip) {
+  if (ip == nullptr) return absl::InvalidArgumentError("ip is NULL");
+  if (ip->pad[0] != 0 || ip->pad[1] != 0 || ip->pad[2] != 0) {
+    return absl::InvalidArgumentError("acns_ip.pad must be 0");
+  }
+  return IpAddr::FromFamily(ip->family, ip->addr);
+}
+
+acns_ip ToAcnsIp(const IpAddr& ip) {
+  acns_ip out{};
+  out.family = static_cast<uint8_t>(ip.family());
+  if (ip.is_v4()) {
+    std::memcpy(out.addr, ip.v4(), 4);
+  } else {
+    std::memcpy(out.addr, ip.bytes.data(), 16);
+  }
+  return out;
 }
 
 void WriteString(absl::string_view s, char* buf, size_t buf_len, size_t* needed) {

@@ -14,21 +14,15 @@
 #include "lib/fqdn/selector_source.h"
 #include "lib/fqdn/state.h"
 
-struct acns_fqdn_cache {
-  std::unique_ptr<acns::fqdn::PolicyEngineSelectors> selectors;
-  std::unique_ptr<acns::fqdn::FqdnCache> cache;
-  std::string state_dir;
-  // Declared last: stopped (and its final snapshot written) before the cache goes.
-  std::unique_ptr<acns::fqdn::Maintainer> maintainer;
-};
-
 namespace {
 
 using acns::IpAddr;
+using acns::capi::FromAcnsIp;
 using acns::capi::FromStatus;
 using acns::capi::Guard;
 using acns::capi::ReadStruct;
 using acns::capi::SetError;
+using acns::capi::ToAcnsIp;
 using acns::capi::WriteStruct;
 using acns::fqdn::Delta;
 using acns::fqdn::UnixSeconds;
@@ -37,26 +31,6 @@ using acns::fqdn::UnixSeconds;
 constexpr size_t kMaxPreCacheBytes = size_t{256} << 20;
 
 UnixSeconds NowOr(int64_t t) { return t != 0 ? t : acns::fqdn::WallClockNow(); }
-
-absl::StatusOr<IpAddr> FromAcnsIp(const acns_ip* ip) {
-  if (ip == nullptr) return absl::InvalidArgumentError("ip is NULL");
-  if (ip->pad[0] != 0 || ip->pad[1] != 0 || ip->pad[2] != 0) {
-    return absl::InvalidArgumentError("acns_ip.pad must be 0");
-  }
-  return IpAddr::FromFamily(ip->family, ip->addr);
-}
-
-acns_ip ToAcnsIp(const IpAddr& ip) {
-  acns_ip out{};
-  if (ip.is_v4()) {
-    out.family = 4;
-    std::memcpy(out.addr, ip.v4(), 4);
-  } else {
-    out.family = 6;
-    std::memcpy(out.addr, ip.bytes.data(), 16);
-  }
-  return out;
-}
 
 uint32_t DeltaKind(Delta::Kind kind) {
   switch (kind) {

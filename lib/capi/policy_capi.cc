@@ -6,12 +6,14 @@
 #include "absl/strings/string_view.h"
 #include "lib/capi/capi_internal.h"
 #include "lib/common/file.h"
+#include "lib/policy/endpoints_file.h"
 #include "lib/policy/engine.h"
 
 namespace {
 
 using acns::capi::FromStatus;
 using acns::capi::Guard;
+using acns::capi::ParseLabels;
 using acns::capi::SetError;
 using acns::policy::LabelSet;
 using acns::policy::LoadResult;
@@ -50,8 +52,12 @@ acns_status ApplyContent(acns_policy_engine* engine, absl::string_view source,
   return FromStatus(status, err);
 }
 
+}  // namespace
+
+namespace acns::capi {
+
 // Parses "[source:]key=value" labels (default source k8s) plus the namespace label.
-absl::StatusOr<LabelSet> ParseLabels(const char* namespace_name, const char* const* labels,
+absl::StatusOr<policy::LabelSet> ParseLabels(const char* namespace_name, const char* const* labels,
                                      size_t n) {
   if (n > 0 && labels == nullptr) {
     return absl::InvalidArgumentError("labels is NULL but the label count is not 0");
@@ -66,7 +72,8 @@ absl::StatusOr<LabelSet> ParseLabels(const char* namespace_name, const char* con
   return acns::policy::EndpointLabels(namespace_name ? namespace_name : "", std::move(parsed));
 }
 
-}  // namespace
+
+}  // namespace acns::capi
 
 extern "C" {
 
@@ -143,7 +150,41 @@ acns_status acns_policy_engine_endpoint_upsert(acns_policy_engine* engine,
     if (!ep.ok()) return FromStatus(ep.status(), err);
     auto labels = ParseLabels(ep->namespace_name, ep->labels, ep->n_labels);
     if (!labels.ok()) return FromStatus(labels.status(), err);
-    return FromStatus(engine->engine.UpsertEndpoint(ep->id, *std::move(labels)), err);
+    if (ep->n_ips > 0 && ep->ips == nullptr) {
+      return SetError(err, ACNS_INVALID_ARGUMENT, 0, "ips is NULL but n_ips is not 0");
+    }
+    std::vector<acns::IpAddr> ips;
+    for (size_t i = 0; i < ep->n_ips; ++i) {
+      auto ip = acns::capi::FromAcnsIp(&ep->ips[i]);
+      if (!ip.ok()) {
+        return SetError(err, ACNS_INVALID_ARGUMENT, 0, absl::StrCat("ips[", i, "]: ", ip.status().message()));
+      }
+      ips.push_back(*ip);
+    }
+    return FromStatus(engine->engine.UpsertEndpoint(ep->id, *std::move(labels), std::move(ips)), err);
+  });
+}
+
+acns_status acns_policy_engine_endpoints_load_file(acns_policy_engine* engine, const char* path,
+                                                   acns_diagnostic_fn fn, void* user_data,
+                                                   size_t* n_endpoints, acns_error* err) {
+  return Guard(err, [&]() -> acns_status {
+    if (engine == nullptr || path == nullptr) {
+      return SetError(err, ACNS_INVALID_ARGUMENT, 0, "engine or path is NULL");
+    }
+    auto content = acns::ReadFile(path, acns::policy::kMaxPolicyBytes);
+    if (!content.ok()) return FromStatus(content.status(), err);
+    acns::policy::EndpointsFile file = acns::policy::LoadEndpointsFile(path, *content);
+    LoadResult as_result;
+    as_result.errors = file.errors;
+    Report(as_result, fn, user_data);
+    if (!file.ok()) return InvalidPolicy(as_result, err);
+    std::vector<acns::policy::PolicyEngine::EndpointRecord> records;
+    for (auto& e : file.endpoints) records.push_back({e.id, std::move(e.labels), std::move(e.ips)});
+    const size_t count = records.size();
+    if (absl::Status s = engine->engine.ReplaceEndpoints(std::move(records)); !s.ok()) return FromStatus(s, err);
+    if (n_endpoints != nullptr) *n_endpoints = count;
+    return SetError(err, ACNS_OK, 0, "");
   });
 }
 

@@ -324,7 +324,10 @@ absl::StatusOr<std::unique_ptr<DnsProxy>> DnsProxy::Start(ProxyOptions options,
                                                           EndpointLookup endpoints) {
   if (options.listen.empty()) return absl::InvalidArgumentError("no listen address");
   if (options.upstream.len() == 0) return absl::InvalidArgumentError("no upstream address");
-  if (engine == nullptr || !endpoints) return absl::InvalidArgumentError("engine and endpoint lookup are required");
+  if (engine == nullptr) return absl::InvalidArgumentError("no policy engine");
+  if (!endpoints) {
+    endpoints = [engine](const IpAddr& ip) { return engine->EndpointByIp(ip); };
+  }
   if (options.deny_rcode != dns::kRefused && options.deny_rcode != dns::kNxDomain) {
     return absl::InvalidArgumentError("deny_rcode must be REFUSED or NXDOMAIN");
   }

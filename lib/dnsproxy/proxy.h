@@ -60,7 +60,8 @@ class DnsProxy {
   using EndpointLookup = std::function<std::optional<uint64_t>(const IpAddr&)>;
 
   // Binds every listen address and starts the workers. `engine` and `cache` must outlive the
-  // proxy; `cache` may be null (answers are then not learned).
+  // proxy; `cache` may be null (answers are then not learned). Without `endpoints`, clients are
+  // found by the addresses registered with the engine (PolicyEngine::EndpointByIp).
   static absl::StatusOr<std::unique_ptr<DnsProxy>> Start(ProxyOptions options,
                                                          const policy::PolicyEngine* engine,
                                                          fqdn::FqdnCache* cache,

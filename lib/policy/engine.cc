@@ -71,6 +71,7 @@ struct RuleRef {
 
 struct Endpoint {
   LabelSet labels;
+  std::vector<IpAddr> ips;
   std::shared_ptr<const PolicyEngine::EndpointDnsPolicy> dns;
 };
 
@@ -121,6 +122,7 @@ struct PolicyEngine::Snapshot {
   std::map<std::string, Source, std::less<>> sources;
   std::vector<RuleRef> rules;  // every pod rule, in source order
   absl::flat_hash_map<uint64_t, Endpoint> endpoints;
+  absl::flat_hash_map<IpAddr, uint64_t> endpoint_by_ip;
   // Compiled DNS policies by the list of rules selecting an endpoint: endpoints with the same
   // rules share one, and unchanged ones carry over to the next snapshot.
   absl::flat_hash_map<std::string, std::shared_ptr<const EndpointDnsPolicy>> compiled;
@@ -281,21 +283,64 @@ absl::Status PolicyEngine::Remove(absl::string_view source) {
   return Publish(std::move(next));
 }
 
-absl::Status PolicyEngine::UpsertEndpoint(uint64_t id, LabelSet labels) {
+absl::Status PolicyEngine::UpsertEndpoint(uint64_t id, LabelSet labels, std::vector<IpAddr> ips) {
   if (id == 0) return absl::InvalidArgumentError("endpoint id 0 is reserved");
   std::lock_guard<std::mutex> lock(update_mu_);
   auto next = std::make_shared<Snapshot>(*Current());
-  next->endpoints[id] = Endpoint{std::move(labels), nullptr};
+  for (const IpAddr& ip : ips) {
+    auto owner = next->endpoint_by_ip.find(ip);
+    if (owner != next->endpoint_by_ip.end() && owner->second != id) {
+      return absl::AlreadyExistsError(absl::StrCat("address ", ip.ToString(),
+                                                   " already belongs to endpoint ", owner->second));
+    }
+  }
+  auto old = next->endpoints.find(id);
+  if (old != next->endpoints.end()) {
+    for (const IpAddr& ip : old->second.ips) next->endpoint_by_ip.erase(ip);
+  }
+  for (const IpAddr& ip : ips) next->endpoint_by_ip[ip] = id;
+  next->endpoints[id] = Endpoint{std::move(labels), std::move(ips), nullptr};
   return Publish(std::move(next));
 }
 
 absl::Status PolicyEngine::RemoveEndpoint(uint64_t id) {
   std::lock_guard<std::mutex> lock(update_mu_);
   auto next = std::make_shared<Snapshot>(*Current());
-  if (next->endpoints.erase(id) == 0) {
+  auto it = next->endpoints.find(id);
+  if (it == next->endpoints.end()) {
     return absl::NotFoundError(absl::StrCat("endpoint ", id, " is not registered"));
   }
+  for (const IpAddr& ip : it->second.ips) next->endpoint_by_ip.erase(ip);
+  next->endpoints.erase(it);
   return Publish(std::move(next));
+}
+
+absl::Status PolicyEngine::ReplaceEndpoints(std::vector<EndpointRecord> endpoints) {
+  std::lock_guard<std::mutex> lock(update_mu_);
+  auto next = std::make_shared<Snapshot>(*Current());
+  next->endpoints.clear();
+  next->endpoint_by_ip.clear();
+  for (EndpointRecord& e : endpoints) {
+    if (e.id == 0) return absl::InvalidArgumentError("endpoint id 0 is reserved");
+    for (const IpAddr& ip : e.ips) {
+      auto [owner, inserted] = next->endpoint_by_ip.try_emplace(ip, e.id);
+      if (!inserted && owner->second != e.id) {
+        return absl::AlreadyExistsError(absl::StrCat("address ", ip.ToString(), " belongs to endpoints ",
+                                                     owner->second, " and ", e.id));
+      }
+    }
+    if (!next->endpoints.try_emplace(e.id, Endpoint{std::move(e.labels), std::move(e.ips), nullptr}).second) {
+      return absl::AlreadyExistsError(absl::StrCat("endpoint ", e.id, " is listed twice"));
+    }
+  }
+  return Publish(std::move(next));
+}
+
+std::optional<uint64_t> PolicyEngine::EndpointByIp(const IpAddr& ip) const {
+  const auto snap = Current();
+  auto it = snap->endpoint_by_ip.find(ip);
+  if (it == snap->endpoint_by_ip.end()) return std::nullopt;
+  return it->second;
 }
 
 namespace {

@@ -9,11 +9,13 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/string_view.h"
 #include "absl/status/statusor.h"
+#include "lib/common/ip.h"
 #include "lib/policy/labels.h"
 #include "lib/policy/loader.h"
 #include "lib/policy/model.h"
@@ -70,9 +72,20 @@ class PolicyEngine {
   // Removes the policies of `source`; NotFound if there are none.
   absl::Status Remove(absl::string_view source);
 
-  // Registers or replaces endpoint `id` (non-zero) with `labels` (namespace label included).
-  absl::Status UpsertEndpoint(uint64_t id, LabelSet labels);
+  // Registers or replaces endpoint `id` (non-zero) with `labels` (namespace label included) and
+  // its addresses (how an explicit-mode proxy knows who asks). AlreadyExists if an address
+  // belongs to another endpoint.
+  absl::Status UpsertEndpoint(uint64_t id, LabelSet labels, std::vector<IpAddr> ips = {});
   absl::Status RemoveEndpoint(uint64_t id);
+  // Replaces every registered endpoint at once (an endpoints file reloaded).
+  struct EndpointRecord {
+    uint64_t id = 0;
+    LabelSet labels;
+    std::vector<IpAddr> ips;
+  };
+  absl::Status ReplaceEndpoints(std::vector<EndpointRecord> endpoints);
+  // The endpoint that has `ip`, if any. Thread-safe, lock-free against updates.
+  std::optional<uint64_t> EndpointByIp(const IpAddr& ip) const;
 
   // Decides for a registered endpoint. Thread-safe, lock-free against updates.
   DnsDecision CheckDns(uint64_t endpoint_id, const DnsServer& server, absl::string_view qname) const;

@@ -6,6 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 
 static int failures = 0;
 static int checks = 0;
@@ -523,12 +527,102 @@ static void test_fqdn_cache(void) {
   CHECK(rmdir(dir) == 0 && rmdir(other) == 0);
 }
 
+/* ---- DNS proxy ---- */
+
+static void test_dns_proxy(void) {
+  acns_error err = new_error();
+  acns_policy_engine *engine = NULL;
+  acns_dns_proxy *proxy = NULL;
+  acns_dns_proxy_opts opts;
+  acns_dns_proxy_stats stats;
+  acns_endpoint ep;
+  acns_ip ip = ip4(127, 0, 0, 1);
+  const char *labels[] = {"app=web"};
+  const char *listen[] = {"127.0.0.1:0"};
+  /* A query for www.denied.test (A, RD). */
+  static const unsigned char query[] = {0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0,
+                                        3, 'w', 'w', 'w', 6, 'd', 'e', 'n', 'i', 'e', 'd',
+                                        4, 't', 'e', 's', 't', 0, 0, 1, 0, 1};
+  unsigned char reply[512];
+  char addr[64];
+  size_t needed = 0;
+  const char *colon;
+  struct sockaddr_in to;
+  struct timeval tv;
+  int fd;
+  long n;
+
+  CHECK(acns_policy_engine_create(NULL, &engine, &err) == ACNS_OK);
+  CHECK(acns_policy_engine_apply(engine, "p.yaml", kPolicy, sizeof(kPolicy) - 1, NULL, NULL, &err) == ACNS_OK);
+  memset(&ep, 0, sizeof(ep));
+  ep.struct_size = sizeof(ep);
+  ep.id = 42;
+  ep.namespace_name = "ns";
+  ep.labels = labels;
+  ep.n_labels = 1;
+  ep.ips = &ip;
+  ep.n_ips = 1;
+  CHECK(acns_policy_engine_endpoint_upsert(engine, &ep, &err) == ACNS_OK);
+  ep.id = 43;
+  CHECK(acns_policy_engine_endpoint_upsert(engine, &ep, &err) == ACNS_ALREADY_EXISTS);
+  ip.family = 9;
+  CHECK(acns_policy_engine_endpoint_upsert(engine, &ep, &err) == ACNS_INVALID_ARGUMENT);
+  ip.family = 4;
+
+  memset(&opts, 0, sizeof(opts));
+  opts.struct_size = sizeof(opts);
+  CHECK(acns_dns_proxy_create(&opts, engine, NULL, &proxy, &err) == ACNS_INVALID_ARGUMENT);
+  opts.listen = listen;
+  opts.n_listen = 1;
+  opts.upstream = "127.0.0.1";
+  CHECK(acns_dns_proxy_create(&opts, engine, NULL, &proxy, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(strstr(err.message, "upstream") != NULL);
+  opts.upstream = "127.0.0.1:9";
+  opts.deny_rcode = 4;
+  CHECK(acns_dns_proxy_create(&opts, engine, NULL, &proxy, &err) == ACNS_INVALID_ARGUMENT);
+  opts.deny_rcode = ACNS_DNS_RCODE_NXDOMAIN;
+  CHECK(acns_dns_proxy_create(&opts, NULL, NULL, &proxy, &err) == ACNS_INVALID_ARGUMENT);
+  opts.workers = 1;
+  CHECK(acns_dns_proxy_create(&opts, engine, NULL, &proxy, &err) == ACNS_OK);
+  CHECK(acns_dns_proxy_listen_address(proxy, 0, addr, sizeof(addr), &needed, &err) == ACNS_OK);
+  CHECK(strncmp(addr, "127.0.0.1:", 10) == 0);
+  CHECK(acns_dns_proxy_listen_address(proxy, 1, addr, sizeof(addr), &needed, &err) == ACNS_NOT_FOUND);
+
+  /* The policy allows *.allowed.test only: a denied name is answered NXDOMAIN by the proxy. */
+  colon = strrchr(addr, ':');
+  memset(&to, 0, sizeof(to));
+  to.sin_family = AF_INET;
+  to.sin_port = htons((uint16_t)atoi(colon + 1));
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  fd = socket(AF_INET, SOCK_DGRAM, 0);
+  tv.tv_sec = 3;
+  tv.tv_usec = 0;
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  sendto(fd, query, sizeof(query), 0, (struct sockaddr *)&to, sizeof(to));
+  n = (long)recv(fd, reply, sizeof(reply), 0);
+  close(fd);
+  CHECK(n == (long)sizeof(query));
+  CHECK(reply[0] == 0xab && reply[1] == 0xcd && (reply[2] & 0x80) && (reply[3] & 0x0f) == 3);
+
+  CHECK(acns_dns_proxy_ack(proxy, 5, &err) == ACNS_OK);
+  CHECK(acns_dns_proxy_ack(NULL, 5, &err) == ACNS_INVALID_ARGUMENT);
+  memset(&stats, 0, sizeof(stats));
+  CHECK(acns_dns_proxy_stats_get(proxy, &stats, &err) == ACNS_INVALID_ARGUMENT);
+  stats.struct_size = sizeof(stats);
+  CHECK(acns_dns_proxy_stats_get(proxy, &stats, &err) == ACNS_OK);
+  CHECK(stats.queries == 1 && stats.denied == 1 && stats.allowed == 0);
+  acns_dns_proxy_destroy(proxy);
+  acns_dns_proxy_destroy(NULL);
+  acns_policy_engine_destroy(engine);
+}
+
 int main(void) {
   test_status_and_version();
   test_matcher();
   test_struct_size();
   test_policy();
   test_fqdn_cache();
+  test_dns_proxy();
   printf("%d checks, %d failed\n", checks, failures);
   return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
