@@ -6,12 +6,17 @@
 //       --server IP [--server-labels k=v,...] [--server-namespace NS] [--port 53]
 //       [--protocol udp|tcp] --qname NAME
 //   acnsctl policy selectors --policy FILE|DIR... NAME...
-//   acnsctl fqdn cache list [--state-dir DIR | --precache FILE] [-o json|table]
+//   acnsctl fqdn cache list [--agent ADDR:PORT | --state-dir DIR | --precache FILE] [-o json|table]
 //   acnsctl version
 #include <acns/acns.h>
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -35,8 +40,8 @@ int Usage() {
       "      --server IP [--server-labels k=v,...] [--server-namespace NS] [--port 53]\n"
       "      [--protocol udp|tcp] --qname NAME\n"
       "  acnsctl policy selectors --policy FILE|DIR... NAME...\n"
-      "  acnsctl fqdn cache list [--state-dir DIR | --precache FILE] [-o json|table]\n"
-      "      (default --state-dir /var/lib/acns, the agent's snapshot)\n"
+      "  acnsctl fqdn cache list [--agent ADDR:PORT | --state-dir DIR | --precache FILE]\n"
+      "      [-o json|table]   (default --state-dir /var/lib/acns, the agent's snapshot)\n"
       "  acnsctl version\n",
       stderr);
   return kExitUsage;
@@ -293,11 +298,46 @@ int PolicySelectors(int argc, char** argv) {
   return 0;
 }
 
-// Lists the FQDN cache the agent persisted in a state directory (read-only: the snapshot is
-// loaded into a private cache that is never saved), or a Cilium-format pre-cache file.
+// GET http://ADDR:PORT/PATH from a running acns-agent (IPv4, HTTP/1.0: the body ends at close).
+bool HttpGet(const std::string& agent, const std::string& path, std::string* body) {
+  const size_t colon = agent.rfind(':');
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  if (colon == std::string::npos || inet_pton(AF_INET, agent.substr(0, colon).c_str(), &addr.sin_addr) != 1) {
+    std::fprintf(stderr, "acnsctl: --agent %s: expected IPv4ADDR:PORT\n", agent.c_str());
+    return false;
+  }
+  addr.sin_port = htons(static_cast<uint16_t>(std::atoi(agent.c_str() + colon + 1)));
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    std::fprintf(stderr, "acnsctl: cannot reach the agent at %s: %s\n", agent.c_str(), std::strerror(errno));
+    if (fd >= 0) ::close(fd);
+    return false;
+  }
+  const std::string request = "GET " + path + " HTTP/1.0\r\nHost: " + agent + "\r\n\r\n";
+  std::string response;
+  bool ok = ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size());
+  char buf[65536];
+  for (ssize_t n; ok && (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;) response.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  const size_t header_end = response.find("\r\n\r\n");
+  if (!ok || header_end == std::string::npos || response.compare(0, 5, "HTTP/") != 0 ||
+      response.compare(9, 3, "200") != 0) {
+    std::fprintf(stderr, "acnsctl: bad answer from the agent at %s: %s\n", agent.c_str(),
+                 response.substr(0, response.find("\r\n")).c_str());
+    return false;
+  }
+  *body = response.substr(header_end + 4);
+  return true;
+}
+
+// Lists the FQDN cache of a running agent, the one it persisted in a state directory
+// (read-only: the snapshot is loaded into a private cache that is never saved), or a
+// Cilium-format pre-cache file.
 int FqdnCacheList(int argc, char** argv) {
   std::string state_dir = "/var/lib/acns";
   std::string precache;
+  std::string agent;
   uint32_t format = ACNS_FQDN_LIST_TABLE;
   for (int i = 0; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -307,11 +347,21 @@ int FqdnCacheList(int argc, char** argv) {
       state_dir = value;
     } else if (arg == "--precache") {
       precache = value;
+    } else if (arg == "--agent") {
+      agent = value;
     } else if (arg == "-o" && (value == "json" || value == "table")) {
       format = value == "json" ? ACNS_FQDN_LIST_JSON : ACNS_FQDN_LIST_TABLE;
     } else {
       return Usage();
     }
+  }
+  if (!agent.empty()) {
+    std::string body;
+    if (!HttpGet(agent, format == ACNS_FQDN_LIST_JSON ? "/v1/fqdn/cache" : "/v1/fqdn/cache?format=table", &body)) {
+      return 1;
+    }
+    std::fwrite(body.data(), 1, body.size(), stdout);
+    return 0;
   }
   acns_fqdn_cache_opts opts{};
   opts.struct_size = sizeof(opts);

@@ -1,0 +1,195 @@
+// acns-agent as a process (its contract): flags, /healthz, the DNS proxy between dig and a real
+// unbound, policy and endpoint files reloaded on change (a bad file keeps the last good state),
+// acnsctl against the running agent and its state directory, clean stop on SIGTERM.
+#include <signal.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "tests/support/unbound.h"
+
+namespace {
+
+using ::acns::testing::FreeLoopbackPort;
+using ::acns::testing::Unbound;
+
+std::string Shell(const std::string& cmd, int* exit_code = nullptr) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  const int status = pclose(p);
+  if (exit_code != nullptr) *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+void Write(const std::string& path, const std::string& content) {
+  std::ofstream(path + ".tmp") << content;
+  std::rename((path + ".tmp").c_str(), path.c_str());
+}
+
+bool Eventually(const std::function<bool()>& cond, int seconds = 10) {
+  for (int i = 0; i < seconds * 20; ++i) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+std::string Policy(uint16_t upstream_port, const std::string& patterns) {
+  return absl::StrCat(R"(apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: web-dns, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  egress:
+  - toCIDR: [127.0.0.0/8]
+    toPorts:
+    - ports: [{port: ")", upstream_port, R"(", protocol: ANY}]
+      rules:
+        dns: [)", patterns, R"(]
+  - toFQDNs: [)", patterns, "]\n");
+}
+
+class AgentTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    unbound_ = std::make_unique<Unbound>(
+        std::vector<std::string>{"allowed.test.", "denied.test."},
+        std::vector<std::string>{"www.allowed.test. 60 IN A 198.51.100.10",
+                                 "www.denied.test. 60 IN A 203.0.113.66"});
+    ASSERT_TRUE(unbound_->ready());
+    char tmpl[] = "/tmp/acns-agent-XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    ::mkdir((dir_ + "/policies").c_str(), 0755);
+    Write(dir_ + "/policies/web.yaml", Policy(unbound_->port(), R"({matchPattern: "*.allowed.test"})"));
+    Write(dir_ + "/endpoints.yaml", "- {id: 1, name: web, namespace: default, labels: {app: web}, ipv4: 127.0.0.1}\n");
+    dns_port_ = FreeLoopbackPort();
+    api_ = absl::StrCat("127.0.0.1:", FreeLoopbackPort(SOCK_STREAM));
+  }
+  void TearDown() override {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    Shell("rm -rf " + dir_);
+  }
+
+  void StartAgent() {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      const std::string log = dir_ + "/agent.log";
+      std::freopen(log.c_str(), "a", stderr);
+      const std::string listen = absl::StrCat("127.0.0.1:", dns_port_);
+      const std::string upstream = absl::StrCat("127.0.0.1:", unbound_->port());
+      const std::string policies = dir_ + "/policies", endpoints = dir_ + "/endpoints.yaml",
+                        state = dir_ + "/state";
+      ::mkdir(state.c_str(), 0700);
+      ::execl(ACNS_AGENT_PATH, "acns-agent", "--policy-dir", policies.c_str(), "--endpoints",
+              endpoints.c_str(), "--dns-listen", listen.c_str(), "--dns-upstream", upstream.c_str(),
+              "--state-dir", state.c_str(), "--api", api_.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ASSERT_TRUE(Eventually([&] { return Healthz() == "ok\n"; })) << Log();
+  }
+
+  // The body of GET /healthz, or "" if the agent does not answer 200.
+  std::string Healthz() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(std::stoi(api_.substr(api_.find(':') + 1))));
+    std::string response;
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+      const std::string request = "GET /healthz HTTP/1.0\r\n\r\n";
+      ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+      char buf[1024];
+      for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;) response.append(buf, n);
+    }
+    ::close(fd);
+    if (response.size() < 12 || response.compare(9, 3, "200") != 0) return "";
+    return response.substr(response.find("\r\n\r\n") + 4);
+  }
+  std::string Dig(const std::string& name) {
+    const std::string out = Shell(absl::StrCat("dig @127.0.0.1 -p ", dns_port_, " +tries=1 +time=2 ", name, " A"));
+    const size_t at = out.find("status: ");
+    return at == std::string::npos ? out : out.substr(at + 8, out.find(',', at) - at - 8);
+  }
+  std::string Log() {
+    std::ifstream in(dir_ + "/agent.log");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+  std::unique_ptr<Unbound> unbound_;
+  std::string dir_;
+  uint16_t dns_port_ = 0;
+  std::string api_;
+  pid_t pid_ = -1;
+};
+
+TEST_F(AgentTest, ServesReloadsAndStopsCleanly) {
+  StartAgent();
+  EXPECT_EQ(Dig("www.allowed.test"), "NOERROR");
+  EXPECT_EQ(Dig("www.denied.test"), "REFUSED");
+
+  // A policy change is picked up: the denied zone becomes allowed.
+  Write(dir_ + "/policies/web.yaml",
+        Policy(unbound_->port(), R"({matchPattern: "*.allowed.test"}, {matchName: www.denied.test})"));
+  EXPECT_TRUE(Eventually([&] { return Dig("www.denied.test") == "NOERROR"; })) << Log();
+
+  // A broken file is reported and the last good state kept.
+  Write(dir_ + "/policies/web.yaml", "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nspec: [\n");
+  EXPECT_TRUE(Eventually([&] { return Log().find("keeping the last good version") != std::string::npos; }));
+  EXPECT_EQ(Dig("www.denied.test"), "NOERROR");
+
+  // The endpoint leaves: its queries are SERVFAIL (unknown endpoint).
+  Write(dir_ + "/endpoints.yaml", "[]\n");
+  EXPECT_TRUE(Eventually([&] { return Dig("www.allowed.test") == "SERVFAIL"; })) << Log();
+  Write(dir_ + "/endpoints.yaml", "- {id: 1, namespace: default, labels: {app: web}, ipv4: 127.0.0.1}\n");
+  EXPECT_TRUE(Eventually([&] { return Dig("www.allowed.test") == "NOERROR"; })) << Log();
+
+  int code = 0;
+  std::string list = Shell(absl::StrCat(ACNSCTL_PATH, " fqdn cache list --agent ", api_), &code);
+  EXPECT_EQ(code, 0) << list;
+  EXPECT_NE(list.find("www.allowed.test."), std::string::npos) << list;
+  EXPECT_NE(list.find("198.51.100.10"), std::string::npos) << list;
+
+  ::kill(pid_, SIGHUP);
+  EXPECT_EQ(Dig("www.allowed.test"), "NOERROR");
+
+  ::kill(pid_, SIGTERM);
+  int status = 0;
+  ASSERT_TRUE(Eventually([&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }));
+  pid_ = -1;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << Log();
+  list = Shell(absl::StrCat(ACNSCTL_PATH, " fqdn cache list -o json --state-dir ", dir_, "/state"), &code);
+  EXPECT_EQ(code, 0) << list;
+  EXPECT_NE(list.find("\"fqdn\": \"www.allowed.test.\", \"ips\": [\"198.51.100.10\"]"), std::string::npos) << list;
+}
+
+TEST_F(AgentTest, BadFlagsExitTwoWithUsage) {
+  int code = 0;
+  std::string out = Shell(absl::StrCat(ACNS_AGENT_PATH, " --policy-dir x"), &code);
+  EXPECT_EQ(code, 2);
+  EXPECT_NE(out.find("usage: acns-agent"), std::string::npos) << out;
+  out = Shell(absl::StrCat(ACNS_AGENT_PATH, " --policy-dir x --endpoints y --dns-listen 127.0.0.1:1"), &code);
+  EXPECT_EQ(code, 2);
+  EXPECT_NE(out.find("--dns-listen needs --dns-upstream"), std::string::npos) << out;
+  out = Shell(absl::StrCat(ACNS_AGENT_PATH, " --policy-dir x --endpoints y --tofqdns-proxy-response-max-delay soon"), &code);
+  EXPECT_EQ(code, 2);
+}
+
+}  // namespace
