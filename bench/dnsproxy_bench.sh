@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# DNS proxy throughput and cost: dnsperf for a fixed time against (a) unbound directly, (b)
+# dnsdist 1.7 with the same policy (a QNameSetRule for the plain names, one RegexRule per
+# wildcard pattern, REFUSED for the rest, no packet cache), (c) acns-agent in explicit mode.
+# Same upstream (unbound, auth zone on 127.0.0.1), same queries (90% allowed, 10% denied), for
+# 1,000 and 10,000 patterns. Prints queries/s, latency percentiles, CPU per query of the proxy
+# process, and the ratios; then latency at half of acns's maximum rate.
+# Usage: bench/dnsproxy_bench.sh [SECONDS [ROUNDS]] (default 10 s, 3 rounds); needs a release
+# build in build/ (scripts/setup.sh makes one).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-10}
+rounds=${2:-3}
+agent=build/examples/agent/acns-agent
+upstream_port=53540 dnsdist_port=53541 acns_port=53542 api=127.0.0.1:53543
+work=$(mktemp -d /tmp/acns-bench-XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+ticks=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# dnsperf -v lists every answer with its latency; stats.py turns that into figures.
+measure() {  # NAME PORT PID [MAX_QPS]
+  local name=$1 port=$2 pid=$3 qps=${4:-} before after
+  before=$([[ $pid == - ]] && echo 0 || cpu_ticks "$pid")
+  dnsperf -s 127.0.0.1 -p "$port" -d "$work/queries.txt" -l "$seconds" -c 8 -q 256 \
+    ${qps:+-Q $qps} -v > "$work/$name.out" 2>&1 || true
+  after=$([[ $pid == - ]] && echo 0 || cpu_ticks "$pid")
+  python3 bench/dnsproxy_bench_stats.py "$name" "$work/$name.out" "$(( after - before ))" "$ticks"
+}
+
+start_upstream() {
+  cat > "$work/unbound.conf" <<CONF
+server:
+  interface: 127.0.0.1
+  port: $upstream_port
+  num-threads: 1
+  do-ip6: no
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "$work"
+  use-syslog: no
+  module-config: "iterator"
+  local-zone: "." static
+  local-zone: "allowed.test." transparent
+  so-reuseport: yes
+  msg-cache-size: 64m
+auth-zone:
+  name: "allowed.test."
+  zonefile: "$work/allowed.test.zone"
+  for-downstream: yes
+  for-upstream: no
+remote-control:
+  control-enable: no
+CONF
+  unbound -d -c "$work/unbound.conf" 2>/dev/null & upstream_pid=$!; pids+=($upstream_pid)
+  sleep 1
+}
+
+for n in 1000 10000; do
+  python3 bench/dnsproxy_bench_gen.py "$work" "$n" "$upstream_port" "$dnsdist_port"
+  start_upstream
+  dnsdist -C "$work/dnsdist.conf" --supervised --disable-syslog >/dev/null 2>&1 & dd_pid=$!; pids+=($dd_pid)
+  mkdir -p "$work/policies"; cp "$work/policy.yaml" "$work/policies/"
+  "$agent" --policy-dir "$work/policies" --endpoints "$work/endpoints.yaml" \
+    --dns-listen "127.0.0.1:$acns_port" --dns-upstream "127.0.0.1:$upstream_port" --api "$api" 2>/dev/null &
+  acns_pid=$!; pids+=($acns_pid)
+  sleep 3
+  echo "== $n patterns, $seconds s per run, runs interleaved $rounds times, 2 cores shared by client, proxies and upstream"
+  printf '%-14s %10s %9s %9s %9s %12s %8s\n' run "queries/s" "p50 ms" "p99 ms" "lost" "CPU us/query" "NOERROR"
+  # The machine is shared and noisy: the targets take turns, and the medians are compared.
+  for r in $(seq "$rounds"); do
+    measure "upstream.$r" "$upstream_port" -
+    measure "dnsdist.$r" "$dnsdist_port" "$dd_pid"
+    measure "acns.$r" "$acns_port" "$acns_pid"
+  done
+  python3 bench/dnsproxy_bench_stats.py --ratios "$work" "$rounds"
+  half=$(python3 bench/dnsproxy_bench_stats.py --half-qps "$work" "$rounds")
+  echo "-- latency at half of acns's median maximum rate ($half queries/s)"
+  measure upstream_half "$upstream_port" - "$half"
+  measure acns_half "$acns_port" "$acns_pid" "$half"
+  python3 bench/dnsproxy_bench_stats.py --added "$work"
+  kill "$acns_pid" "$dd_pid" "$upstream_pid"; wait "$acns_pid" "$dd_pid" "$upstream_pid" 2>/dev/null || true
+  rm -f "$work"/*.json
+done
