@@ -131,7 +131,7 @@ class Agent {
   explicit Agent(Flags flags) : flags_(std::move(flags)) {}
   ~Agent() {
     if (http_ != nullptr) MHD_stop_daemon(http_);
-    acns_dns_proxy_destroy(proxy_);
+    acns_dns_proxy_destroy(proxy_.exchange(nullptr));
     acns_fqdn_cache_destroy(cache_);  // writes the last snapshot
     acns_policy_engine_destroy(engine_);
   }
@@ -147,6 +147,10 @@ class Agent {
     copts.min_ttl_s = flags_.min_ttl;
     copts.max_ips_per_hostname = flags_.max_ip_per_hostname;
     copts.state_dir = flags_.state_dir.empty() ? nullptr : flags_.state_dir.c_str();
+    // No datapath in this slice: every delta is "applied" at once, so acknowledge it (answers
+    // are not held) and keep no backlog.
+    copts.delta_fn = &Agent::OnDeltas;
+    copts.delta_user_data = this;
     if (acns_fqdn_cache_create(&copts, engine_, &cache_, &err) != ACNS_OK) return Fail("cache", err);
     if (!flags_.state_dir.empty()) {
       const acns_status s = acns_fqdn_cache_restore(cache_, nullptr, 0, &err);
@@ -165,7 +169,9 @@ class Agent {
       popts.deny_rcode = flags_.reject_rcode;
       popts.response_max_delay_ms = flags_.response_max_delay_ms;
       popts.concurrency_limit = flags_.concurrency_limit;
-      if (acns_dns_proxy_create(&popts, engine_, cache_, &proxy_, &err) != ACNS_OK) return Fail("dns proxy", err);
+      acns_dns_proxy* proxy = nullptr;
+      if (acns_dns_proxy_create(&popts, engine_, cache_, &proxy, &err) != ACNS_OK) return Fail("dns proxy", err);
+      proxy_ = proxy;
       for (size_t i = 0; i < listen.size(); ++i) {
         char addr[64];
         size_t needed;
@@ -281,6 +287,12 @@ class Agent {
     return out;
   }
 
+  static void OnDeltas(void* self, const acns_fqdn_delta* const* deltas, size_t n) {
+    auto* agent = static_cast<Agent*>(self);
+    acns_dns_proxy* proxy = agent->proxy_.load();
+    if (n > 0 && proxy != nullptr) acns_dns_proxy_ack(proxy, deltas[n - 1]->seq, nullptr);
+  }
+
   static MHD_Result Serve(void* cls, MHD_Connection* conn, const char* url, const char* method,
                           const char*, const char*, size_t*, void**) {
     auto* self = static_cast<Agent*>(cls);
@@ -317,7 +329,7 @@ class Agent {
   Flags flags_;
   acns_policy_engine* engine_ = nullptr;
   acns_fqdn_cache* cache_ = nullptr;
-  acns_dns_proxy* proxy_ = nullptr;
+  std::atomic<acns_dns_proxy*> proxy_{nullptr};  // read by the delta callback on proxy threads
   MHD_Daemon* http_ = nullptr;
   std::map<std::string, std::string> policy_stamps_;
   std::string endpoints_stamp_;
