@@ -28,15 +28,22 @@ struct DnsProxy::Counters {
 
 namespace {
 
-// epoll tags: upstream sockets carry their query's serial (< 2^62).
-constexpr uint64_t kWakeTag = ~uint64_t{0};
-constexpr uint64_t kListenerTag = uint64_t{1} << 63;
+// epoll tags: the top two bits say what the descriptor is, the rest is an index or a serial.
+enum Kind : uint64_t { kUpstream = 0, kClient = 1, kListener = 2, kWake = 3 };
+constexpr int kKindShift = 62;
+constexpr uint64_t Tag(Kind kind, uint64_t value) { return (uint64_t{kind} << kKindShift) | value; }
+constexpr Kind KindOf(uint64_t tag) { return static_cast<Kind>(tag >> kKindShift); }
+constexpr uint64_t ValueOf(uint64_t tag) { return tag & ((uint64_t{1} << kKindShift) - 1); }
+
 constexpr size_t kMaxMessage = 65535;
+// A TCP client may have this many queries in flight; past it the proxy stops reading from it.
+constexpr size_t kMaxTcpInflight = 64;
+constexpr absl::Duration kTcpIdleTimeout = absl::Seconds(10);
 
 void Bump(std::atomic<uint64_t>& counter) { counter.fetch_add(1, std::memory_order_relaxed); }
 
-absl::StatusOr<UniqueFd> BindUdp(const SocketAddress& addr) {
-  UniqueFd fd(::socket(addr.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+absl::StatusOr<UniqueFd> Bind(const SocketAddress& addr, int type) {
+  UniqueFd fd(::socket(addr.family(), type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return ErrnoError(errno, "socket");
   const int one = 1;
   if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
@@ -48,12 +55,26 @@ absl::StatusOr<UniqueFd> BindUdp(const SocketAddress& addr) {
     return ErrnoError(errno, "IPV6_V6ONLY");
   }
   if (::bind(fd.get(), addr.sa(), addr.len()) != 0) {
-    return ErrnoError(errno, absl::StrCat("bind ", addr.ToString()));
+    return ErrnoError(errno, absl::StrCat("bind ", type == SOCK_STREAM ? "tcp " : "udp ", addr.ToString()));
+  }
+  if (type == SOCK_STREAM && ::listen(fd.get(), 1024) != 0) {
+    return ErrnoError(errno, absl::StrCat("listen ", addr.ToString()));
   }
   return fd;
 }
 
+void AppendFrame(std::string* out, absl::string_view msg) {
+  out->push_back(static_cast<char>(msg.size() >> 8));
+  out->push_back(static_cast<char>(msg.size() & 0xff));
+  out->append(msg.data(), msg.size());
+}
+
 }  // namespace
+
+struct DnsProxy::Listener {
+  UniqueFd fd;
+  bool tcp = false;
+};
 
 class DnsProxy::Worker {
  public:
@@ -65,15 +86,15 @@ class DnsProxy::Worker {
     if (thread_.joinable()) Stop();
   }
 
-  absl::Status Init(std::vector<UniqueFd> listeners) {
+  absl::Status Init(std::vector<Listener> listeners) {
     epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
     if (!epoll_.valid()) return ErrnoError(errno, "epoll_create1");
     wake_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
     if (!wake_.valid()) return ErrnoError(errno, "eventfd");
-    if (absl::Status s = Watch(wake_.get(), kWakeTag); !s.ok()) return s;
+    if (absl::Status s = Watch(wake_.get(), Tag(kWake, 0), EPOLLIN); !s.ok()) return s;
     listeners_ = std::move(listeners);
     for (size_t i = 0; i < listeners_.size(); ++i) {
-      if (absl::Status s = Watch(listeners_[i].get(), kListenerTag | i); !s.ok()) return s;
+      if (absl::Status s = Watch(listeners_[i].fd.get(), Tag(kListener, i), EPOLLIN); !s.ok()) return s;
     }
     return absl::OkStatus();
   }
@@ -90,10 +111,18 @@ class DnsProxy::Worker {
   }
 
  private:
+  // Where a reply goes: a UDP client (through the listener it wrote to) or a TCP connection.
+  struct Origin {
+    int udp_fd = -1;
+    SocketAddress client;
+    uint64_t conn = 0;  // non-zero: a TCP client connection
+  };
   struct Pending {
     UniqueFd fd;
-    int listen_fd = -1;
-    SocketAddress client;
+    bool tcp = false;
+    std::string upstream_out;  // TCP: the framed query not yet written
+    std::string upstream_in;   // TCP: reply bytes read so far
+    Origin origin;
     std::string query_msg;  // as the client sent it
     dns::Query query;
     uint16_t upstream_id = 0;
@@ -102,17 +131,33 @@ class DnsProxy::Worker {
   struct Held {
     uint64_t seq;
     absl::Time deadline;
-    int listen_fd;
-    SocketAddress client;
+    Origin origin;
     std::string reply;
   };
+  struct ClientConn {
+    UniqueFd fd;
+    SocketAddress peer;
+    std::string in;
+    std::string out;
+    size_t inflight = 0;
+    bool eof = false;
+    bool writing = false;  // EPOLLOUT registered
+    bool paused = false;   // EPOLLIN dropped: too many queries in flight
+    absl::Time last_active;
+  };
 
-  absl::Status Watch(int fd, uint64_t tag) {
+  absl::Status Watch(int fd, uint64_t tag, uint32_t events) {
     epoll_event ev{};
-    ev.events = EPOLLIN;
+    ev.events = events;
     ev.data.u64 = tag;
     if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return ErrnoError(errno, "epoll_ctl");
     return absl::OkStatus();
+  }
+  void Rewatch(int fd, uint64_t tag, uint32_t events) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.u64 = tag;
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev);
   }
 
   Counters& counters() { return *proxy_->counters_; }
@@ -124,13 +169,23 @@ class DnsProxy::Worker {
       const int n = ::epoll_wait(epoll_.get(), events, 64, WaitMillis());
       for (int i = 0; i < n; ++i) {
         const uint64_t tag = events[i].data.u64;
-        if (tag == kWakeTag) {
-          uint64_t value;
-          (void)!::read(wake_.get(), &value, sizeof(value));
-        } else if (tag & kListenerTag) {
-          DrainListener(listeners_[tag & ~kListenerTag].get());
-        } else {
-          OnUpstream(tag);
+        switch (KindOf(tag)) {
+          case kWake: {
+            uint64_t value;
+            (void)!::read(wake_.get(), &value, sizeof(value));
+            break;
+          }
+          case kListener: {
+            Listener& l = listeners_[ValueOf(tag)];
+            l.tcp ? Accept(l.fd.get()) : DrainUdp(l.fd.get());
+            break;
+          }
+          case kClient:
+            OnClient(ValueOf(tag), events[i].events);
+            break;
+          case kUpstream:
+            OnUpstream(ValueOf(tag), events[i].events);
+            break;
         }
       }
       ExpireAndRelease();
@@ -146,39 +201,149 @@ class DnsProxy::Worker {
     return wait <= absl::ZeroDuration() ? 0 : static_cast<int>(absl::ToInt64Milliseconds(wait) + 1);
   }
 
-  void DrainListener(int fd) {
+  // ---- clients ----
+
+  void DrainUdp(int fd) {
     for (;;) {
       sockaddr_storage from{};
       socklen_t from_len = sizeof(from);
       const ssize_t n = ::recvfrom(fd, buf_.data(), buf_.size(), 0,
                                    reinterpret_cast<sockaddr*>(&from), &from_len);
       if (n < 0) return;  // EAGAIN: drained (other errors: nothing to answer)
-      OnQuery(fd, SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&from), from_len),
-              std::string(buf_.data(), static_cast<size_t>(n)));
+      Origin origin{fd, SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&from), from_len), 0};
+      OnQuery(origin, std::string(buf_.data(), static_cast<size_t>(n)));
     }
   }
 
-  void Send(int listen_fd, const SocketAddress& to, absl::string_view msg) {
-    if (msg.empty()) return;
-    (void)::sendto(listen_fd, msg.data(), msg.size(), MSG_DONTWAIT, to.sa(), to.len());
+  void Accept(int listen_fd) {
+    for (;;) {
+      sockaddr_storage from{};
+      socklen_t from_len = sizeof(from);
+      UniqueFd fd(::accept4(listen_fd, reinterpret_cast<sockaddr*>(&from), &from_len,
+                            SOCK_NONBLOCK | SOCK_CLOEXEC));
+      if (!fd.valid()) return;
+      const uint64_t id = next_serial_++;
+      auto conn = std::make_unique<ClientConn>();
+      conn->peer = SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&from), from_len);
+      conn->last_active = absl::Now();
+      if (!Watch(fd.get(), Tag(kClient, id), EPOLLIN).ok()) continue;
+      conn->fd = std::move(fd);
+      conns_.emplace(id, std::move(conn));
+    }
   }
 
-  void OnQuery(int listen_fd, const SocketAddress& client, std::string msg) {
+  void OnClient(uint64_t id, uint32_t events) {
+    auto it = conns_.find(id);
+    if (it == conns_.end()) return;
+    ClientConn& c = *it->second;
+    c.last_active = absl::Now();
+    if (events & EPOLLOUT) Flush(id, c);
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+      for (;;) {
+        const ssize_t n = ::read(c.fd.get(), buf_.data(), buf_.size());
+        if (n > 0) {
+          c.in.append(buf_.data(), static_cast<size_t>(n));
+          continue;
+        }
+        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) c.eof = true;
+        break;
+      }
+      // Length-prefixed queries, answered in any order (pipelining).
+      size_t used = 0;
+      while (c.in.size() - used >= 2 && c.inflight < kMaxTcpInflight) {
+        const size_t len = (static_cast<uint8_t>(c.in[used]) << 8) | static_cast<uint8_t>(c.in[used + 1]);
+        if (c.in.size() - used - 2 < len) break;
+        std::string msg = c.in.substr(used + 2, len);
+        used += 2 + len;
+        ++c.inflight;
+        OnQuery(Origin{-1, c.peer, id}, std::move(msg));
+        if (conns_.find(id) == conns_.end()) return;  // closed meanwhile
+      }
+      c.in.erase(0, used);
+      const bool pause = c.inflight >= kMaxTcpInflight;
+      if (pause != c.paused) {
+        c.paused = pause;
+        Rewatch(c.fd.get(), Tag(kClient, id), (pause ? 0 : EPOLLIN) | (c.writing ? EPOLLOUT : 0));
+      }
+    }
+    MaybeClose(id, c);
+  }
+
+  void Flush(uint64_t id, ClientConn& c) {
+    while (!c.out.empty()) {
+      const ssize_t n = ::send(c.fd.get(), c.out.data(), c.out.size(), MSG_NOSIGNAL);
+      if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+        c.eof = true;  // the client went away: drop what is left
+        c.out.clear();
+        break;
+      }
+      c.out.erase(0, static_cast<size_t>(n));
+    }
+    const bool writing = !c.out.empty();
+    if (writing != c.writing) {
+      c.writing = writing;
+      Rewatch(c.fd.get(), Tag(kClient, id), (c.paused ? 0 : EPOLLIN) | (writing ? EPOLLOUT : 0));
+    }
+  }
+
+  // Closes a connection the client has finished with, once every answer is out.
+  void MaybeClose(uint64_t id, ClientConn& c) {
+    if (c.eof && c.inflight == 0 && c.out.empty()) conns_.erase(id);
+  }
+
+  void Reply(const Origin& origin, absl::string_view msg) {
+    if (origin.conn == 0) {
+      if (!msg.empty()) {
+        (void)::sendto(origin.udp_fd, msg.data(), msg.size(), MSG_DONTWAIT, origin.client.sa(),
+                       origin.client.len());
+      }
+      return;
+    }
+    auto it = conns_.find(origin.conn);
+    if (it == conns_.end()) return;
+    ClientConn& c = *it->second;
+    --c.inflight;
+    if (!msg.empty()) {
+      AppendFrame(&c.out, msg);
+      Flush(origin.conn, c);
+    }
+    if (c.paused && c.inflight < kMaxTcpInflight) {
+      c.paused = false;
+      Rewatch(c.fd.get(), Tag(kClient, origin.conn), EPOLLIN | (c.writing ? EPOLLOUT : 0));
+    }
+    MaybeClose(origin.conn, c);
+  }
+
+  void CloseIdleConnections(absl::Time now) {
+    if (now < next_idle_sweep_) return;
+    next_idle_sweep_ = now + absl::Seconds(1);
+    std::vector<uint64_t> idle;
+    for (const auto& [id, c] : conns_) {
+      if (c->inflight == 0 && c->out.empty() && now - c->last_active > kTcpIdleTimeout) idle.push_back(id);
+    }
+    for (uint64_t id : idle) conns_.erase(id);
+  }
+
+  // ---- queries ----
+
+  void OnQuery(const Origin& origin, std::string msg) {
     Bump(counters().queries);
+    const bool tcp = origin.conn != 0;
     auto query = dns::ParseQuery(msg);
     if (!query.ok()) {
       Bump(counters().malformed);
       const dns::Rcode rcode = absl::IsUnimplemented(query.status()) ? dns::kNotImp : dns::kFormErr;
-      Send(listen_fd, client, dns::BuildHeaderOnlyReply(msg, rcode));
-      return;
+      return Reply(origin, dns::BuildHeaderOnlyReply(msg, rcode));
     }
-    auto reply_with = [&](dns::Rcode rcode) { Send(listen_fd, client, dns::BuildReply(msg, *query, rcode)); };
+    auto reply_with = [&](dns::Rcode rcode) { Reply(origin, dns::BuildReply(msg, *query, rcode)); };
 
     // Unknown: no endpoint has the client's address, or the engine does not know its id.
-    std::optional<uint64_t> endpoint = (*endpoints_)(client.ip());
+    std::optional<uint64_t> endpoint = (*endpoints_)(origin.client.ip());
     std::optional<policy::DnsDecision> decision;
     if (endpoint.has_value()) {
-      decision = engine_->CheckDns(*endpoint, proxy_->upstream_server_, query->question.name);
+      decision = engine_->CheckDns(*endpoint, tcp ? proxy_->upstream_tcp_ : proxy_->upstream_udp_,
+                                   query->question.name);
       if (decision->reason == policy::DnsReason::kUnknownEndpoint) endpoint.reset();
     }
     if (!endpoint.has_value()) {
@@ -195,25 +360,32 @@ class DnsProxy::Worker {
       Bump(counters().concurrency_limited);
       return reply_with(dns::kServFail);
     }
-    // A socket per query: a fresh ephemeral source port, and connect() makes the kernel drop
-    // datagrams from any other address than the upstream's.
+    // A socket per query, over the client's transport: a fresh ephemeral source port, and a
+    // connected socket only hears from the upstream's address.
     const SocketAddress& upstream = options().upstream;
-    UniqueFd fd(::socket(upstream.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    UniqueFd fd(::socket(upstream.family(), (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     const uint16_t id = static_cast<uint16_t>(absl::Uniform<uint32_t>(rng_, 0, 65536));
     std::string out = msg;
     out[0] = static_cast<char>(id >> 8);
     out[1] = static_cast<char>(id & 0xff);
     const uint64_t serial = next_serial_++;
-    if (!fd.valid() || ::connect(fd.get(), upstream.sa(), upstream.len()) != 0 ||
-        ::send(fd.get(), out.data(), out.size(), 0) != static_cast<ssize_t>(out.size()) ||
-        !Watch(fd.get(), serial).ok()) {
+    auto pending = std::make_unique<Pending>();
+    pending->tcp = tcp;
+    bool ok = fd.valid() && (::connect(fd.get(), upstream.sa(), upstream.len()) == 0 ||
+                             (tcp && errno == EINPROGRESS));
+    if (ok && tcp) {
+      AppendFrame(&pending->upstream_out, out);  // written once connected
+      ok = Watch(fd.get(), Tag(kUpstream, serial), EPOLLIN | EPOLLOUT).ok();
+    } else if (ok) {
+      ok = ::send(fd.get(), out.data(), out.size(), 0) == static_cast<ssize_t>(out.size()) &&
+           Watch(fd.get(), Tag(kUpstream, serial), EPOLLIN).ok();
+    }
+    if (!ok) {
       Bump(counters().upstream_failures);
       return reply_with(dns::kServFail);
     }
-    auto pending = std::make_unique<Pending>();
     pending->fd = std::move(fd);
-    pending->listen_fd = listen_fd;
-    pending->client = client;
+    pending->origin = origin;
     pending->query_msg = std::move(msg);
     pending->query = *std::move(query);
     pending->upstream_id = id;
@@ -223,55 +395,94 @@ class DnsProxy::Worker {
     counters().inflight.fetch_add(1);
   }
 
-  void OnUpstream(uint64_t serial) {
+  void FailUpstream(absl::flat_hash_map<uint64_t, std::unique_ptr<Pending>>::iterator it) {
+    Bump(counters().upstream_failures);
+    Pending& p = *it->second;
+    const Origin origin = p.origin;
+    const std::string reply = dns::BuildReply(p.query_msg, p.query, dns::kServFail);
+    Remove(it);
+    Reply(origin, reply);
+  }
+
+  void OnUpstream(uint64_t serial, uint32_t events) {
     auto it = pending_.find(serial);
     if (it == pending_.end()) return;
     Pending& p = *it->second;
+    if (p.tcp) return OnUpstreamTcp(it, events);
     for (;;) {
       const ssize_t n = ::recv(p.fd.get(), buf_.data(), buf_.size(), 0);
       if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
-        // ECONNREFUSED and friends: the upstream is not there.
-        Bump(counters().upstream_failures);
-        Send(p.listen_fd, p.client, dns::BuildReply(p.query_msg, p.query, dns::kServFail));
-        return Remove(it);
+        return FailUpstream(it);  // ECONNREFUSED and friends: the upstream is not there
       }
-      std::string reply(buf_.data(), static_cast<size_t>(n));
-      dns::Header header;
-      if (!dns::ReadHeader(reply, &header) || header.id != p.upstream_id) {
-        Bump(counters().rejected_replies);
-        continue;
-      }
-      auto info = dns::ParseReply(reply, p.query.question);
-      if (!info.ok()) {
-        Bump(counters().rejected_replies);
-        continue;
-      }
-      Deliver(p, std::move(reply), *info);
-      return Remove(it);
+      if (TakeReply(it, std::string(buf_.data(), static_cast<size_t>(n)))) return;
     }
   }
 
-  void Deliver(Pending& p, std::string reply, const dns::AnswerInfo& info) {
+  void OnUpstreamTcp(absl::flat_hash_map<uint64_t, std::unique_ptr<Pending>>::iterator it,
+                     uint32_t events) {
+    Pending& p = *it->second;
+    if ((events & EPOLLOUT) && !p.upstream_out.empty()) {
+      const ssize_t n = ::send(p.fd.get(), p.upstream_out.data(), p.upstream_out.size(), MSG_NOSIGNAL);
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return FailUpstream(it);
+      if (n > 0) p.upstream_out.erase(0, static_cast<size_t>(n));
+      if (p.upstream_out.empty()) Rewatch(p.fd.get(), Tag(kUpstream, it->first), EPOLLIN);
+    }
+    if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
+    for (;;) {
+      const ssize_t n = ::recv(p.fd.get(), buf_.data(), buf_.size(), 0);
+      if (n > 0) {
+        p.upstream_in.append(buf_.data(), static_cast<size_t>(n));
+        if (p.upstream_in.size() >= 2) {
+          const size_t len = (static_cast<uint8_t>(p.upstream_in[0]) << 8) | static_cast<uint8_t>(p.upstream_in[1]);
+          if (p.upstream_in.size() >= 2 + len) {
+            // Over TCP there is no one else on the connection: a wrong reply is a failure.
+            if (!TakeReply(it, p.upstream_in.substr(2, len))) FailUpstream(it);
+            return;
+          }
+        }
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+      return FailUpstream(it);  // closed or failed before a whole reply
+    }
+  }
+
+  // Takes a reply if it answers the query (ID and question); returns false (and counts it)
+  // otherwise, and the query keeps waiting.
+  bool TakeReply(absl::flat_hash_map<uint64_t, std::unique_ptr<Pending>>::iterator it, std::string reply) {
+    Pending& p = *it->second;
+    dns::Header header;
+    if (!dns::ReadHeader(reply, &header) || header.id != p.upstream_id) {
+      Bump(counters().rejected_replies);
+      return false;
+    }
+    auto info = dns::ParseReply(reply, p.query.question);
+    if (!info.ok()) {
+      Bump(counters().rejected_replies);
+      return false;
+    }
     uint64_t seq = 0;
-    if (cache_ != nullptr && info.header.rcode() == dns::kNoError && !info.ips.empty()) {
+    if (cache_ != nullptr && info->header.rcode() == dns::kNoError && !info->ips.empty()) {
       auto learned = cache_->Ingest(fqdn::Answer{.endpoint = p.endpoint,
                                                  .qname = p.query.question.name,
-                                                 .ips = info.ips,
-                                                 .ttl = info.ttl,
+                                                 .ips = info->ips,
+                                                 .ttl = info->ttl,
                                                  .now = absl::ToUnixSeconds(absl::Now())});
       if (learned.ok()) {
         seq = *learned;
         Bump(counters().answers_learned);
       }
     }
-    dns::RestoreClientView(reply, p.query.header.id, p.query_msg, p.query.question, info.question);
+    dns::RestoreClientView(reply, p.query.header.id, p.query_msg, p.query.question, info->question);
+    const Origin origin = p.origin;
+    Remove(it);
     if (options().wait_for_ack && seq > proxy_->acked_seq_.load()) {
-      held_.push_back(Held{seq, absl::Now() + options().response_max_delay, p.listen_fd, p.client,
-                           std::move(reply)});
-      return;
+      held_.push_back(Held{seq, absl::Now() + options().response_max_delay, origin, std::move(reply)});
+    } else {
+      Reply(origin, reply);
     }
-    Send(p.listen_fd, p.client, reply);
+    return true;
   }
 
   void Remove(absl::flat_hash_map<uint64_t, std::unique_ptr<Pending>>::iterator it) {
@@ -286,19 +497,17 @@ class DnsProxy::Worker {
       deadlines_.pop_front();
       if (it == pending_.end()) continue;  // answered already
       Bump(counters().upstream_timeouts);
-      Bump(counters().upstream_failures);
-      Pending& p = *it->second;
-      Send(p.listen_fd, p.client, dns::BuildReply(p.query_msg, p.query, dns::kServFail));
-      Remove(it);
+      FailUpstream(it);
     }
     // Within a worker, held answers are in order of both deadline and sequence number.
     const uint64_t acked = proxy_->acked_seq_.load();
     while (!held_.empty() && (held_.front().seq <= acked || held_.front().deadline <= now)) {
-      Held& h = held_.front();
-      if (h.seq > acked) Bump(counters().held_released_late);
-      Send(h.listen_fd, h.client, h.reply);
+      Held h = std::move(held_.front());
       held_.pop_front();
+      if (h.seq > acked) Bump(counters().held_released_late);
+      Reply(h.origin, h.reply);
     }
+    CloseIdleConnections(now);
   }
 
   DnsProxy* proxy_;
@@ -308,7 +517,7 @@ class DnsProxy::Worker {
   std::vector<char> buf_;
   UniqueFd epoll_;
   UniqueFd wake_;
-  std::vector<UniqueFd> listeners_;
+  std::vector<Listener> listeners_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
   absl::BitGen rng_;
@@ -316,6 +525,8 @@ class DnsProxy::Worker {
   absl::flat_hash_map<uint64_t, std::unique_ptr<Pending>> pending_;
   std::deque<std::pair<absl::Time, uint64_t>> deadlines_;  // same timeout for all: FIFO order
   std::deque<Held> held_;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<ClientConn>> conns_;
+  absl::Time next_idle_sweep_ = absl::InfinitePast();
 };
 
 absl::StatusOr<std::unique_ptr<DnsProxy>> DnsProxy::Start(ProxyOptions options,
@@ -339,29 +550,34 @@ absl::StatusOr<std::unique_ptr<DnsProxy>> DnsProxy::Start(ProxyOptions options,
   proxy->counters_ = std::make_unique<Counters>();
   proxy->endpoints_ = std::move(endpoints);
   const SocketAddress& upstream = proxy->options_.upstream;
-  policy::DnsServer& server = proxy->upstream_server_;
+  policy::DnsServer& server = proxy->upstream_udp_;
   server.family = upstream.ip().is_v4() ? 4 : 6;
   std::memcpy(server.addr, upstream.ip().is_v4() ? upstream.ip().v4() : upstream.ip().bytes.data(),
               server.family == 4 ? 4 : 16);
   server.port = upstream.port();
   server.protocol = policy::kProtoUdp;
   server.labels = proxy->options_.upstream_labels.has_value() ? &*proxy->options_.upstream_labels : nullptr;
+  proxy->upstream_tcp_ = server;
+  proxy->upstream_tcp_.protocol = policy::kProtoTcp;
 
-  // Every worker binds every address; a port 0 is resolved by the first bind.
-  std::vector<std::vector<UniqueFd>> sockets(workers);
+  // Every worker binds every address over UDP and TCP; a port 0 is resolved by the first bind.
+  std::vector<std::vector<Listener>> sockets(workers);
   for (const SocketAddress& requested : proxy->options_.listen) {
     SocketAddress actual = requested;
     for (int w = 0; w < workers; ++w) {
-      auto fd = BindUdp(actual);
-      if (!fd.ok()) return fd.status();
+      auto udp = Bind(actual, SOCK_DGRAM);
+      if (!udp.ok()) return udp.status();
       if (w == 0) {
         sockaddr_storage bound{};
         socklen_t len = sizeof(bound);
-        ::getsockname(fd->get(), reinterpret_cast<sockaddr*>(&bound), &len);
+        ::getsockname(udp->get(), reinterpret_cast<sockaddr*>(&bound), &len);
         actual = SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&bound), len);
         proxy->listening_.push_back(actual);
       }
-      sockets[w].push_back(*std::move(fd));
+      auto tcp = Bind(actual, SOCK_STREAM);
+      if (!tcp.ok()) return tcp.status();
+      sockets[w].push_back(Listener{*std::move(udp), false});
+      sockets[w].push_back(Listener{*std::move(tcp), true});
     }
   }
   for (int w = 0; w < workers; ++w) {

@@ -1,11 +1,13 @@
-// The DNS proxy, explicit mode over UDP (first slice of the proxy; TCP and transparent mode are
-// to come): listens on configured addresses, finds the endpoint by the query's source address,
+// The DNS proxy, explicit mode over UDP and TCP (transparent mode is to come): listens on
+// configured addresses, finds the endpoint by the query's source address,
 // checks the query against the policy engine, answers denied and broken queries itself,
 // forwards allowed ones to the upstream, learns the answers into the FQDN cache, and holds each
 // answer until the datapath acknowledged the cache deltas it caused (or a maximum delay).
 //
-// Threads: `workers` threads, each with its own SO_REUSEPORT socket per listen address and its
-// own epoll loop; a query lives on the worker that received it. See docs/dnsproxy.md.
+// Threads: `workers` threads, each with its own SO_REUSEPORT UDP and TCP sockets per listen
+// address and its own epoll loop; a query lives on the worker that received it. A TCP query is
+// forwarded over TCP, a UDP one over UDP (a truncated UDP answer goes back as it is: the client
+// retries over TCP). See docs/dnsproxy.md.
 #ifndef ACNS_LIB_DNSPROXY_PROXY_H_
 #define ACNS_LIB_DNSPROXY_PROXY_H_
 
@@ -77,6 +79,7 @@ class DnsProxy {
   ProxyStats stats() const;
 
   struct Counters;
+  struct Listener;
   class Worker;
 
  private:
@@ -84,7 +87,8 @@ class DnsProxy {
 
   ProxyOptions options_;
   EndpointLookup endpoints_;
-  policy::DnsServer upstream_server_;  // what the policy engine is asked about
+  policy::DnsServer upstream_udp_;  // what the policy engine is asked about, per transport
+  policy::DnsServer upstream_tcp_;
   std::vector<SocketAddress> listening_;
   std::unique_ptr<Counters> counters_;
   std::atomic<uint64_t> acked_seq_{0};

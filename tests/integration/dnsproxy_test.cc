@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -68,13 +69,14 @@ spec:
 class DnsProxyTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    unbound_ = std::make_unique<Unbound>(
-        std::vector<std::string>{"allowed.test.", "denied.test."},
-        std::vector<std::string>{"www.allowed.test. 60 IN A 198.51.100.10",
-                                 "www.allowed.test. 60 IN AAAA 2001:db8::10",
-                                 "api.allowed.test. 30 IN CNAME edge.allowed.test.",
-                                 "edge.allowed.test. 300 IN A 198.51.100.11",
-                                 "www.denied.test. 60 IN A 203.0.113.66"});
+    // big.allowed.test has 60 addresses: more than 512 bytes, truncated over UDP without EDNS.
+    std::vector<std::string> records = {"www.allowed.test. 60 IN A 198.51.100.10",
+                                        "www.allowed.test. 60 IN AAAA 2001:db8::10",
+                                        "api.allowed.test. 30 IN CNAME edge.allowed.test.",
+                                        "edge.allowed.test. 300 IN A 198.51.100.11",
+                                        "www.denied.test. 60 IN A 203.0.113.66"};
+    for (int i = 1; i <= 60; ++i) records.push_back(absl::StrCat("big.allowed.test. 60 IN A 198.51.100.", i + 100));
+    unbound_ = std::make_unique<Unbound>(std::vector<std::string>{"allowed.test.", "denied.test."}, records);
     ASSERT_TRUE(unbound_->ready()) << "unbound did not start (is it installed?)";
     cache_ = std::make_unique<fqdn::FqdnCache>(fqdn::CacheOptions{}, &selectors_);
     cache_->SetDeltaSink([this](std::span<const fqdn::Delta> d) { last_seq_ = d.back().seq; });
@@ -182,6 +184,61 @@ TEST_F(DnsProxyTest, UnknownEndpointIsServfailUnlessAllowed) {
   StartProxy(ProxyOptions{.allow_unknown_endpoints = true}, unbound_->port());
   client_known_ = false;
   EXPECT_EQ(RunDig(port_, "www.denied.test A").status, "NOERROR");  // not policy-checked
+}
+
+TEST_F(DnsProxyTest, TcpQueriesAndTruncatedUdpRetriedOverTcp) {
+  StartProxy(ProxyOptions{}, unbound_->port());
+  Dig d = RunDig(port_, "+tcp www.allowed.test A");
+  EXPECT_EQ(d.status, "NOERROR") << d.out;
+  EXPECT_NE(d.out.find("198.51.100.10"), std::string::npos) << d.out;
+  EXPECT_EQ(RunDig(port_, "+tcp www.denied.test A").status, "REFUSED");
+
+  // 60 addresses do not fit 512 bytes: unbound sets TC, the proxy passes it through, dig
+  // retries over TCP through the proxy and gets them all; the cache learns them.
+  d = RunDig(port_, "+noedns big.allowed.test A");
+  EXPECT_NE(d.out.find("Truncated, retrying in TCP mode"), std::string::npos) << d.out;
+  EXPECT_EQ(d.status, "NOERROR") << d.out;
+  EXPECT_NE(d.out.find("ANSWER: 60"), std::string::npos) << d.out;
+  EXPECT_EQ(cache_->LookupName("big.allowed.test").size(), 60u);
+}
+
+// Several queries written at once on one TCP connection, answered in any order.
+TEST_F(DnsProxyTest, PipelinedTcpQueries) {
+  StartProxy(ProxyOptions{}, unbound_->port());
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  const SocketAddress to = SocketAddress::From(*IpAddr::Parse("127.0.0.1"), port_);
+  ASSERT_EQ(::connect(fd, to.sa(), to.len()), 0);
+  std::string out;
+  const std::vector<std::pair<uint16_t, const char*>> queries = {
+      {101, "www.allowed.test"}, {102, "www.denied.test"}, {103, "api.allowed.test"}, {104, "nope.allowed.test"}};
+  for (const auto& [id, name] : queries) {
+    const std::string q = DnsBuilder(id, 0x0100).Question(name, dns::kTypeA).str();
+    out.push_back(static_cast<char>(q.size() >> 8));
+    out.push_back(static_cast<char>(q.size() & 0xff));
+    out += q;
+  }
+  ASSERT_EQ(::send(fd, out.data(), out.size(), 0), static_cast<ssize_t>(out.size()));
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  std::string in;
+  std::map<uint16_t, uint8_t> rcodes;
+  char buf[4096];
+  while (rcodes.size() < queries.size()) {
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    ASSERT_GT(n, 0) << "got " << rcodes.size() << " answers";
+    in.append(buf, n);
+    while (in.size() >= 2) {
+      const size_t len = (static_cast<uint8_t>(in[0]) << 8) | static_cast<uint8_t>(in[1]);
+      if (in.size() < 2 + len) break;
+      dns::Header h;
+      ASSERT_TRUE(dns::ReadHeader(in.substr(2, len), &h));
+      rcodes[h.id] = h.rcode();
+      in.erase(0, 2 + len);
+    }
+  }
+  ::close(fd);
+  EXPECT_EQ(rcodes, (std::map<uint16_t, uint8_t>{{101, dns::kNoError}, {102, dns::kRefused},
+                                                 {103, dns::kNoError}, {104, dns::kNxDomain}}));
 }
 
 // A raw client: sends `query`, returns the reply (empty on timeout) and how long it took.
