@@ -548,6 +548,43 @@ ACNS_API acns_status acns_fqdn_cache_stats_get(const acns_fqdn_cache *cache,
 #define ACNS_DNS_PROXY_ALLOW_UNKNOWN_ENDPOINTS 1 /* forward queries of unknown clients unchecked */
 #define ACNS_DNS_PROXY_WAIT_FOR_ACK 2 /* hold answers until acns_dns_proxy_ack covers them */
 
+#define ACNS_DNS_EVENT_REQUEST 1  /* a query was received and decided */
+#define ACNS_DNS_EVENT_RESPONSE 2 /* the client was answered */
+
+#define ACNS_DNS_VERDICT_FORWARDED 1 /* allowed and sent upstream */
+#define ACNS_DNS_VERDICT_DENIED 2    /* refused by policy; nothing sent upstream */
+#define ACNS_DNS_VERDICT_ERROR 3     /* answered SERVFAIL by the proxy (unknown endpoint, limit,
+                                        upstream failure or timeout) */
+
+/* One event of the DNS proxy, for flows and metrics. Pointers are valid during the callback. */
+typedef struct acns_dns_event {
+  size_t struct_size;
+  uint32_t type;        /* ACNS_DNS_EVENT_* */
+  uint32_t verdict;     /* ACNS_DNS_VERDICT_* */
+  uint64_t endpoint_id; /* 0: no known endpoint */
+  acns_ip client;
+  uint16_t client_port;
+  uint16_t server_port;
+  acns_ip server;       /* the upstream */
+  uint8_t protocol;     /* ACNS_PROTO_UDP or ACNS_PROTO_TCP */
+  uint8_t rcode;        /* responses */
+  uint16_t qtype;
+  const char *qname;    /* as asked (the client's case, trailing dot), qname_len bytes */
+  size_t qname_len;
+  const acns_ip *ips;   /* responses: the A/AAAA addresses learned */
+  size_t n_ips;
+  uint32_t ttl_s;
+  uint32_t pad;
+  const char *const *cnames; /* responses: the CNAME chain followed */
+  size_t n_cnames;
+  uint64_t upstream_latency_ns; /* responses: sent upstream -> reply (0: not forwarded) */
+  uint64_t hold_latency_ns;     /* reply -> released after the datapath's ack */
+  uint64_t total_latency_ns;    /* received -> answered */
+} acns_dns_event;
+
+/* Called on the proxy's worker threads; must not block. */
+typedef void (*acns_dns_event_fn)(void *user_data, const acns_dns_event *event);
+
 typedef struct acns_dns_proxy_opts {
   size_t struct_size;
   const char *const *listen; /* "ADDR:PORT" or "[ADDR]:PORT"; port 0 picks one */
@@ -563,6 +600,8 @@ typedef struct acns_dns_proxy_opts {
   const char *upstream_namespace;
   const char *const *upstream_labels;
   size_t n_upstream_labels;
+  acns_dns_event_fn event_fn; /* may be NULL */
+  void *event_user_data;
 } acns_dns_proxy_opts;
 
 typedef struct acns_dns_proxy acns_dns_proxy;

@@ -39,7 +39,12 @@ static_assert(sizeof(acns_fqdn_gc_result) == 40);
 static_assert(sizeof(acns_fqdn_cache_stats) == 96);
 static_assert(offsetof(acns_dns_proxy_opts, workers) == 32);
 static_assert(offsetof(acns_dns_proxy_opts, upstream_namespace) == 56);
-static_assert(sizeof(acns_dns_proxy_opts) == 80);
+static_assert(offsetof(acns_dns_proxy_opts, event_fn) == 80);
+static_assert(sizeof(acns_dns_proxy_opts) == 96);
+static_assert(offsetof(acns_dns_event, server) == 48);
+static_assert(offsetof(acns_dns_event, qname) == 72);
+static_assert(offsetof(acns_dns_event, cnames) == 112);
+static_assert(sizeof(acns_dns_event) == 152);
 static_assert(sizeof(acns_dns_proxy_stats) == 96);
 
 namespace acns::capi {

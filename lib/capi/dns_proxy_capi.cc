@@ -17,6 +17,39 @@ using acns::capi::FromStatus;
 using acns::capi::Guard;
 using acns::capi::SetError;
 
+void DeliverEvent(const acns::dnsproxy::DnsEvent& e, acns_dns_event_fn fn, void* user_data) {
+  using acns::dnsproxy::DnsEvent;
+  acns_dns_event out{};
+  out.struct_size = sizeof(out);
+  out.type = e.type == DnsEvent::Type::kRequest ? ACNS_DNS_EVENT_REQUEST : ACNS_DNS_EVENT_RESPONSE;
+  out.verdict = e.verdict == DnsEvent::Verdict::kForwarded ? ACNS_DNS_VERDICT_FORWARDED
+                : e.verdict == DnsEvent::Verdict::kDenied  ? ACNS_DNS_VERDICT_DENIED
+                                                           : ACNS_DNS_VERDICT_ERROR;
+  out.endpoint_id = e.endpoint;
+  out.client = acns::capi::ToAcnsIp(e.client.ip());
+  out.client_port = e.client.port();
+  out.server = acns::capi::ToAcnsIp(e.server.ip());
+  out.server_port = e.server.port();
+  out.protocol = e.tcp ? ACNS_PROTO_TCP : ACNS_PROTO_UDP;
+  out.rcode = e.rcode;
+  out.qtype = e.qtype;
+  out.qname = e.qname.data();
+  out.qname_len = e.qname.size();
+  std::vector<acns_ip> ips;
+  for (const acns::IpAddr& ip : e.ips) ips.push_back(acns::capi::ToAcnsIp(ip));
+  out.ips = ips.data();
+  out.n_ips = ips.size();
+  out.ttl_s = e.ttl;
+  std::vector<const char*> cnames;
+  for (const std::string& c : e.cnames) cnames.push_back(c.c_str());
+  out.cnames = cnames.data();
+  out.n_cnames = cnames.size();
+  out.upstream_latency_ns = static_cast<uint64_t>(absl::ToInt64Nanoseconds(e.upstream_latency));
+  out.hold_latency_ns = static_cast<uint64_t>(absl::ToInt64Nanoseconds(e.hold_latency));
+  out.total_latency_ns = static_cast<uint64_t>(absl::ToInt64Nanoseconds(e.total_latency));
+  fn(user_data, &out);
+}
+
 template <typename T>
 T Or(T value, T fallback) {
   return value != 0 ? value : fallback;
@@ -67,6 +100,10 @@ acns_status acns_dns_proxy_create(const acns_dns_proxy_opts* opts, const acns_po
       auto labels = acns::capi::ParseLabels(o->upstream_namespace, o->upstream_labels, o->n_upstream_labels);
       if (!labels.ok()) return FromStatus(labels.status(), err);
       options.upstream_labels = *std::move(labels);
+    }
+    if (o->event_fn != nullptr) {
+      options.on_event = [fn = o->event_fn, user_data = o->event_user_data](
+                             const acns::dnsproxy::DnsEvent& e) { DeliverEvent(e, fn, user_data); };
     }
     auto proxy = acns::dnsproxy::DnsProxy::Start(std::move(options), &engine->engine,
                                                  cache != nullptr ? cache->cache.get() : nullptr, nullptr);

@@ -117,7 +117,20 @@ class DnsProxy::Worker {
     SocketAddress client;
     uint64_t conn = 0;  // non-zero: a TCP client connection
   };
+  // A query's story so far, for its events.
+  struct Trace {
+    uint64_t endpoint = 0;
+    bool tcp = false;
+    std::string qname;
+    uint16_t qtype = 0;
+    DnsEvent::Verdict verdict = DnsEvent::Verdict::kForwarded;
+    absl::Time received, forwarded, answered;
+    std::vector<IpAddr> ips;
+    uint32_t ttl = 0;
+    std::vector<std::string> cnames;
+  };
   struct Pending {
+    Trace trace;
     UniqueFd fd;
     bool tcp = false;
     std::string upstream_out;  // TCP: the framed query not yet written
@@ -133,6 +146,7 @@ class DnsProxy::Worker {
     absl::Time deadline;
     Origin origin;
     std::string reply;
+    Trace trace;
   };
   struct ClientConn {
     UniqueFd fd;
@@ -327,6 +341,46 @@ class DnsProxy::Worker {
 
   // ---- queries ----
 
+  DnsEvent EventFor(const Origin& origin, const Trace& trace, DnsEvent::Type type) const {
+    DnsEvent e;
+    e.type = type;
+    e.verdict = trace.verdict;
+    e.endpoint = trace.endpoint;
+    e.client = origin.client;
+    e.server = options().upstream;
+    e.tcp = trace.tcp;
+    e.qname = trace.qname;
+    e.qtype = trace.qtype;
+    return e;
+  }
+
+  void EmitRequest(const Origin& origin, const Trace& trace) {
+    if (options().on_event) options().on_event(EventFor(origin, trace, DnsEvent::Type::kRequest));
+  }
+
+  // Reports an answer, then sends it (so that whoever sees the answer can count on its event).
+  void Respond(const Origin& origin, absl::string_view msg, const Trace& trace) {
+    if (options().on_event) ReportResponse(origin, msg, trace);
+    Reply(origin, msg);
+  }
+
+  void ReportResponse(const Origin& origin, absl::string_view msg, const Trace& trace) {
+    const absl::Time now = absl::Now();
+    DnsEvent e = EventFor(origin, trace, DnsEvent::Type::kResponse);
+    dns::Header h;
+    if (dns::ReadHeader(msg, &h)) e.rcode = h.rcode();
+    e.ips = trace.ips;
+    e.ttl = trace.ttl;
+    e.cnames = trace.cnames;
+    const bool answered = trace.answered != absl::Time();
+    if (answered) {
+      e.upstream_latency = trace.answered - trace.forwarded;
+      e.hold_latency = now - trace.answered;
+    }
+    e.total_latency = now - trace.received;
+    options().on_event(e);
+  }
+
   void OnQuery(const Origin& origin, std::string msg) {
     Bump(counters().queries);
     const bool tcp = origin.conn != 0;
@@ -336,7 +390,18 @@ class DnsProxy::Worker {
       const dns::Rcode rcode = absl::IsUnimplemented(query.status()) ? dns::kNotImp : dns::kFormErr;
       return Reply(origin, dns::BuildHeaderOnlyReply(msg, rcode));
     }
-    auto reply_with = [&](dns::Rcode rcode) { Reply(origin, dns::BuildReply(msg, *query, rcode)); };
+    Trace trace;
+    trace.tcp = tcp;
+    trace.received = absl::Now();
+    if (options().on_event) {
+      trace.qname = query->question.name;
+      trace.qtype = query->question.qtype;
+    }
+    auto reply_with = [&](dns::Rcode rcode, DnsEvent::Verdict verdict) {
+      trace.verdict = verdict;
+      EmitRequest(origin, trace);
+      Respond(origin, dns::BuildReply(msg, *query, rcode), trace);
+    };
 
     // Unknown: no endpoint has the client's address, or the engine does not know its id.
     std::optional<uint64_t> endpoint = (*endpoints_)(origin.client.ip());
@@ -346,19 +411,20 @@ class DnsProxy::Worker {
                                    query->question.name);
       if (decision->reason == policy::DnsReason::kUnknownEndpoint) endpoint.reset();
     }
+    trace.endpoint = endpoint.value_or(0);
     if (!endpoint.has_value()) {
       Bump(counters().unknown_endpoint);
-      if (!options().allow_unknown_endpoints) return reply_with(dns::kServFail);
+      if (!options().allow_unknown_endpoints) return reply_with(dns::kServFail, DnsEvent::Verdict::kError);
     } else if (decision->verdict != policy::DnsVerdict::kAllow) {
       Bump(counters().denied);
-      return reply_with(options().deny_rcode);
+      return reply_with(options().deny_rcode, DnsEvent::Verdict::kDenied);
     }
     Bump(counters().allowed);
 
     const size_t limit = options().concurrency_limit;
     if (limit != 0 && counters().inflight.load() >= limit) {
       Bump(counters().concurrency_limited);
-      return reply_with(dns::kServFail);
+      return reply_with(dns::kServFail, DnsEvent::Verdict::kError);
     }
     // A socket per query, over the client's transport: a fresh ephemeral source port, and a
     // connected socket only hears from the upstream's address.
@@ -382,8 +448,11 @@ class DnsProxy::Worker {
     }
     if (!ok) {
       Bump(counters().upstream_failures);
-      return reply_with(dns::kServFail);
+      return reply_with(dns::kServFail, DnsEvent::Verdict::kError);
     }
+    EmitRequest(origin, trace);
+    trace.forwarded = absl::Now();
+    pending->trace = std::move(trace);
     pending->fd = std::move(fd);
     pending->origin = origin;
     pending->query_msg = std::move(msg);
@@ -400,8 +469,10 @@ class DnsProxy::Worker {
     Pending& p = *it->second;
     const Origin origin = p.origin;
     const std::string reply = dns::BuildReply(p.query_msg, p.query, dns::kServFail);
+    Trace trace = std::move(p.trace);
+    trace.verdict = DnsEvent::Verdict::kError;
     Remove(it);
-    Reply(origin, reply);
+    Respond(origin, reply, trace);
   }
 
   void OnUpstream(uint64_t serial, uint32_t events) {
@@ -476,11 +547,19 @@ class DnsProxy::Worker {
     }
     dns::RestoreClientView(reply, p.query.header.id, p.query_msg, p.query.question, info->question);
     const Origin origin = p.origin;
+    Trace trace = std::move(p.trace);
+    trace.answered = absl::Now();
+    if (options().on_event) {
+      trace.ips = std::move(info->ips);
+      trace.ttl = info->ttl;
+      trace.cnames = std::move(info->cnames);
+    }
     Remove(it);
     if (options().wait_for_ack && seq > proxy_->acked_seq_.load()) {
-      held_.push_back(Held{seq, absl::Now() + options().response_max_delay, origin, std::move(reply)});
+      held_.push_back(Held{seq, absl::Now() + options().response_max_delay, origin, std::move(reply),
+                           std::move(trace)});
     } else {
-      Reply(origin, reply);
+      Respond(origin, reply, trace);
     }
     return true;
   }
@@ -505,7 +584,7 @@ class DnsProxy::Worker {
       Held h = std::move(held_.front());
       held_.pop_front();
       if (h.seq > acked) Bump(counters().held_released_late);
-      Reply(h.origin, h.reply);
+      Respond(h.origin, h.reply, h.trace);
     }
     CloseIdleConnections(now);
   }

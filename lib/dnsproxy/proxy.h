@@ -16,6 +16,8 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -26,6 +28,33 @@
 #include "lib/policy/engine.h"
 
 namespace acns::dnsproxy {
+
+// What the proxy saw of one query (for flows and metrics): a kRequest when it was received and
+// decided, a kResponse when the client was answered. The views are valid during the call only.
+struct DnsEvent {
+  enum class Type : uint8_t { kRequest, kResponse };
+  enum class Verdict : uint8_t {
+    kForwarded,  // allowed and sent upstream (a response carries the upstream's answer)
+    kDenied,     // refused by policy: answered REFUSED or NXDOMAIN, nothing sent upstream
+    kError,      // answered SERVFAIL by the proxy: unknown endpoint, limit, upstream failure
+  };
+  Type type = Type::kRequest;
+  Verdict verdict = Verdict::kForwarded;
+  uint64_t endpoint = 0;  // 0: no known endpoint
+  SocketAddress client;
+  SocketAddress server;
+  bool tcp = false;
+  absl::string_view qname;  // as asked (presentation form, the client's case)
+  uint16_t qtype = 0;
+  // kResponse only:
+  uint8_t rcode = 0;
+  std::span<const IpAddr> ips;
+  uint32_t ttl = 0;
+  std::span<const std::string> cnames;
+  absl::Duration upstream_latency;  // query sent upstream -> reply (zero if not forwarded)
+  absl::Duration hold_latency;      // reply -> released after the datapath's ack
+  absl::Duration total_latency;     // query received -> answer sent
+};
 
 struct ProxyOptions {
   std::vector<SocketAddress> listen;  // port 0: pick one (see DnsProxy::listening)
@@ -40,6 +69,8 @@ struct ProxyOptions {
   bool wait_for_ack = false;
   absl::Duration response_max_delay = absl::Milliseconds(100);
   size_t concurrency_limit = 0;  // queries in flight upstream; 0: no limit
+  // Called on the worker threads for every event; must not block.
+  std::function<void(const DnsEvent&)> on_event;
 };
 
 struct ProxyStats {

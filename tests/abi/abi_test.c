@@ -529,6 +529,17 @@ static void test_fqdn_cache(void) {
 
 /* ---- DNS proxy ---- */
 
+static int dns_events;
+static void count_dns_event(void *user_data, const acns_dns_event *e) {
+  (void)user_data;
+  CHECK(e->struct_size == sizeof(acns_dns_event));
+  CHECK(e->verdict == ACNS_DNS_VERDICT_DENIED && e->endpoint_id == 42 && e->protocol == ACNS_PROTO_UDP);
+  CHECK(e->qname_len == 16 && strncmp(e->qname, "www.denied.test.", 16) == 0 && e->qtype == 1);
+  CHECK(e->client.family == 4 && e->client.addr[0] == 127 && e->server_port == 9);
+  if (e->type == ACNS_DNS_EVENT_RESPONSE) CHECK(e->rcode == 3 && e->n_ips == 0 && e->upstream_latency_ns == 0);
+  ++dns_events;
+}
+
 static void test_dns_proxy(void) {
   acns_error err = new_error();
   acns_policy_engine *engine = NULL;
@@ -583,6 +594,7 @@ static void test_dns_proxy(void) {
   opts.deny_rcode = ACNS_DNS_RCODE_NXDOMAIN;
   CHECK(acns_dns_proxy_create(&opts, NULL, NULL, &proxy, &err) == ACNS_INVALID_ARGUMENT);
   opts.workers = 1;
+  opts.event_fn = count_dns_event;
   CHECK(acns_dns_proxy_create(&opts, engine, NULL, &proxy, &err) == ACNS_OK);
   CHECK(acns_dns_proxy_listen_address(proxy, 0, addr, sizeof(addr), &needed, &err) == ACNS_OK);
   CHECK(strncmp(addr, "127.0.0.1:", 10) == 0);
@@ -611,6 +623,7 @@ static void test_dns_proxy(void) {
   stats.struct_size = sizeof(stats);
   CHECK(acns_dns_proxy_stats_get(proxy, &stats, &err) == ACNS_OK);
   CHECK(stats.queries == 1 && stats.denied == 1 && stats.allowed == 0);
+  CHECK(dns_events == 2);
   acns_dns_proxy_destroy(proxy);
   acns_dns_proxy_destroy(NULL);
   acns_policy_engine_destroy(engine);

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <mutex>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -142,6 +143,60 @@ TEST_F(DnsProxyTest, AllowedAnsweredDeniedRefusedAndNeverForwarded) {
   EXPECT_EQ(s.allowed, 2u);
   EXPECT_EQ(s.denied, 1u);
   EXPECT_EQ(s.answers_learned, 2u);
+}
+
+TEST_F(DnsProxyTest, EveryQueryGivesRequestAndResponseEvents) {
+  struct Seen {
+    DnsEvent::Type type;
+    DnsEvent::Verdict verdict;
+    uint64_t endpoint;
+    std::string qname;
+    uint16_t qtype;
+    uint8_t rcode;
+    std::vector<std::string> ips;
+    uint32_t ttl;
+    size_t cnames;
+    bool tcp;
+    absl::Duration upstream, total;
+  };
+  std::mutex mu;
+  std::vector<Seen> seen;
+  ProxyOptions options;
+  options.on_event = [&](const DnsEvent& e) {
+    std::vector<std::string> ips;
+    for (const IpAddr& ip : e.ips) ips.push_back(ip.ToString());
+    std::lock_guard<std::mutex> lock(mu);
+    seen.push_back(Seen{e.type, e.verdict, e.endpoint, std::string(e.qname), e.qtype, e.rcode, ips,
+                        e.ttl, e.cnames.size(), e.tcp, e.upstream_latency, e.total_latency});
+    EXPECT_EQ(e.server.port(), unbound_->port());
+    EXPECT_EQ(e.client.ip().ToString(), "127.0.0.1");
+  };
+  StartProxy(std::move(options), unbound_->port());
+  ASSERT_EQ(RunDig(port_, "WWW.allowed.test A").status, "NOERROR");
+  ASSERT_EQ(RunDig(port_, "+tcp api.allowed.test A").status, "NOERROR");
+  ASSERT_EQ(RunDig(port_, "www.denied.test AAAA").status, "REFUSED");
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_EQ(seen.size(), 6u);
+  const Seen& req = seen[0];
+  EXPECT_EQ(req.type, DnsEvent::Type::kRequest);
+  EXPECT_EQ(req.verdict, DnsEvent::Verdict::kForwarded);
+  EXPECT_EQ(req.endpoint, kWebEndpoint);
+  EXPECT_EQ(req.qname, "WWW.allowed.test.");
+  EXPECT_EQ(req.qtype, dns::kTypeA);
+  const Seen& resp = seen[1];
+  EXPECT_EQ(resp.type, DnsEvent::Type::kResponse);
+  EXPECT_EQ(resp.rcode, dns::kNoError);
+  EXPECT_EQ(resp.ips, std::vector<std::string>{"198.51.100.10"});
+  EXPECT_GT(resp.ttl, 0u);
+  EXPECT_GT(resp.upstream, absl::ZeroDuration());
+  EXPECT_GE(resp.total, resp.upstream);
+  EXPECT_TRUE(seen[3].tcp);
+  EXPECT_GE(seen[3].cnames, 1u);  // api -> edge
+  EXPECT_EQ(seen[4].verdict, DnsEvent::Verdict::kDenied);
+  EXPECT_EQ(seen[5].type, DnsEvent::Type::kResponse);
+  EXPECT_EQ(seen[5].rcode, dns::kRefused);
+  EXPECT_EQ(seen[5].qtype, dns::kTypeAaaa);
+  EXPECT_EQ(seen[5].upstream, absl::ZeroDuration());
 }
 
 TEST_F(DnsProxyTest, NameErrorOptionAnswersNxdomain) {
