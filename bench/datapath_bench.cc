@@ -1,0 +1,66 @@
+// Cost of the enforcement program per packet, as the kernel measures it (BPF_PROG_TEST_RUN with
+// repeat; `duration` is the mean per run): a packet of an allowed flow (after the first run it
+// is an established flow: one connection-table lookup) and a dropped packet (connection table,
+// ipcache and two policy lookups). Needs root. Run: build-release/bench/datapath_bench
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_ether.h>
+#include <netinet/in.h>
+
+#include <string>
+
+#include "benchmark/benchmark.h"
+#include "lib/datapath/egress_program.h"
+
+namespace {
+
+using acns::IpAddr;
+using acns::datapath::EgressProgram;
+
+std::string Tcp4(const char* dst, uint16_t sport, uint16_t dport) {
+  const IpAddr s = *IpAddr::Parse("198.51.100.2"), d = *IpAddr::Parse(dst);
+  std::string p(12, '\x02');
+  p += std::string("\x08\x00\x45\x00\x00\x28\x00\x00\x40\x00\x40\x06\x00\x00", 14);
+  p.append(reinterpret_cast<const char*>(s.v4()), 4);
+  p.append(reinterpret_cast<const char*>(d.v4()), 4);
+  p += static_cast<char>(sport >> 8);
+  p += static_cast<char>(sport & 0xff);
+  p += static_cast<char>(dport >> 8);
+  p += static_cast<char>(dport & 0xff);
+  p += std::string(8, '\0') + std::string("\x50\x10\xff\xff\x00\x00\x00\x00", 8);
+  return p;
+}
+
+void RunPacket(benchmark::State& state, const std::string& pkt) {
+  auto prog = EgressProgram::Load();
+  if (!prog.ok()) {
+    state.SkipWithError(std::string(prog.status().message()).c_str());
+    return;
+  }
+  (void)(*prog)->SetEnforce(true);
+  const acns_ipcache_key ikey = acns::datapath::IpcacheKey(*IpAddr::Parse("198.51.100.10"));
+  acns_ipcache_value ival{};
+  ival.sec_identity = 16777216;
+  bpf_map_update_elem((*prog)->ipcache_fd(), &ikey, &ival, BPF_ANY);
+  const acns_policy_key pkey = acns::datapath::PolicyKey(16777216, IPPROTO_TCP, 443);
+  acns_policy_value pval{};
+  bpf_map_update_elem((*prog)->policy_fd(), &pkey, &pval, BPF_ANY);
+  constexpr int kRepeat = 100000;
+  double ns = 0;
+  for (auto _ : state) {
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = pkt.data(), .data_size_in = static_cast<uint32_t>(pkt.size()),
+                .repeat = kRepeat);
+    bpf_prog_test_run_opts((*prog)->egress_fd(), &opts);
+    ns = opts.duration;
+  }
+  state.counters["ns/packet"] = ns;
+}
+
+void BM_EstablishedFlow(benchmark::State& state) { RunPacket(state, Tcp4("198.51.100.10", 40000, 443)); }
+void BM_DroppedPacket(benchmark::State& state) { RunPacket(state, Tcp4("203.0.113.99", 40000, 443)); }
+BENCHMARK(BM_EstablishedFlow)->Iterations(20);
+BENCHMARK(BM_DroppedPacket)->Iterations(20);
+
+}  // namespace
+
+BENCHMARK_MAIN();

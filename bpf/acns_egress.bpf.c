@@ -1,0 +1,190 @@
+/* Policy enforcement on a pod's host-side veth.
+ *
+ * acns_egress runs at the TC ingress hook of the host side (traffic leaving the pod): parse IPv4
+ * or IPv6 with TCP, UDP or ICMP; a packet of a connection allowed earlier passes (so a connection
+ * outlives the name that allowed it); otherwise the destination's identity comes from the
+ * ipcache (LPM; no entry: reserved:world) and the endpoint's policy map decides, looked up with
+ * that identity and with the any-identity wildcard (longest prefix each). Allowed new flows are
+ * recorded in the connection table.
+ *
+ * acns_ingress runs at the TC egress hook of the host side (traffic entering the pod) and records
+ * each flow it lets in, so that the pod's replies pass acns_egress.
+ *
+ * First slice of issue 5: redirection to the DNS proxy and the event ring buffer are to come. */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/pkt_cls.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "acns/maps.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+  __uint(max_entries, ACNS_IPCACHE_MAX_ENTRIES);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct acns_ipcache_key);
+  __type(value, struct acns_ipcache_value);
+} acns_ipcache SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+  __uint(max_entries, ACNS_POLICY_MAX_ENTRIES);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct acns_policy_key);
+  __type(value, struct acns_policy_value);
+} acns_policy SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, ACNS_CT_MAX_ENTRIES);
+  __type(key, struct acns_ct_key);
+  __type(value, struct acns_ct_value);
+} acns_ct SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, ACNS_VERDICT_MAX);
+  __type(key, __u32);
+  __type(value, struct acns_counter);
+} acns_counters SEC(".maps");
+
+/* [0]: 1 if the endpoint has policy to enforce; 0 lets everything pass. */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u32);
+} acns_config SEC(".maps");
+
+struct flow {
+  struct acns_ct_key key; /* as seen leaving the pod: saddr = pod */
+  __u8 ok;                /* 0: not IP, or headers cut short */
+};
+
+static __always_inline int count(struct __sk_buff *skb, __u32 verdict, int action) {
+  struct acns_counter *c = bpf_map_lookup_elem(&acns_counters, &verdict);
+  if (c) {
+    c->packets += 1;
+    c->bytes += skb->len;
+  }
+  return action;
+}
+
+/* Reads the 5-tuple; `reverse` swaps it so that a packet entering the pod gives the key of the
+ * pod's replies. */
+static __always_inline void parse(struct __sk_buff *skb, struct flow *f, int reverse) {
+  void *data = (void *)(long)skb->data;
+  void *end = (void *)(long)skb->data_end;
+  struct ethhdr *eth = data;
+  void *l4;
+  __u8 *src, *dst;
+  f->ok = 0;
+  if ((void *)(eth + 1) > end) return;
+  if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+    struct iphdr *ip = (void *)(eth + 1);
+    if ((void *)(ip + 1) > end || ip->ihl < 5) return;
+    f->key.family = ACNS_FAMILY_IPV4;
+    f->key.protocol = ip->protocol;
+    src = reverse ? f->key.daddr : f->key.saddr;
+    dst = reverse ? f->key.saddr : f->key.daddr;
+    __builtin_memcpy(src, &ip->saddr, 4);
+    __builtin_memcpy(dst, &ip->daddr, 4);
+    l4 = (void *)ip + ip->ihl * 4;
+  } else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+    struct ipv6hdr *ip6 = (void *)(eth + 1);
+    if ((void *)(ip6 + 1) > end) return;
+    f->key.family = ACNS_FAMILY_IPV6;
+    f->key.protocol = ip6->nexthdr; /* extension headers: matched as that protocol, no ports */
+    src = reverse ? f->key.daddr : f->key.saddr;
+    dst = reverse ? f->key.saddr : f->key.daddr;
+    __builtin_memcpy(src, &ip6->saddr, 16);
+    __builtin_memcpy(dst, &ip6->daddr, 16);
+    l4 = (void *)(ip6 + 1);
+  } else {
+    return;
+  }
+  if (f->key.protocol == IPPROTO_TCP || f->key.protocol == IPPROTO_UDP) {
+    /* TCP and UDP both start with the two ports. */
+    struct udphdr *ports = l4;
+    if ((void *)(ports + 1) > end) return;
+    f->key.sport = reverse ? ports->dest : ports->source;
+    f->key.dport = reverse ? ports->source : ports->dest;
+  }
+  f->ok = 1;
+}
+
+static __always_inline __u32 identity_of(const struct acns_ct_key *k) {
+  struct acns_ipcache_key key = {};
+  key.family = k->family;
+  if (k->family == ACNS_FAMILY_IPV4) {
+    key.prefixlen = ACNS_IPCACHE_FIXED_PREFIX + 32;
+    __builtin_memcpy(&key.ip4, k->daddr, 4);
+  } else {
+    key.prefixlen = ACNS_IPCACHE_FIXED_PREFIX + 128;
+    __builtin_memcpy(key.ip6, k->daddr, 16);
+  }
+  struct acns_ipcache_value *v = bpf_map_lookup_elem(&acns_ipcache, &key);
+  return v ? v->sec_identity : ACNS_IDENTITY_WORLD;
+}
+
+static __always_inline struct acns_policy_value *policy_of(__u32 identity, const struct acns_ct_key *k) {
+  struct acns_policy_key key = {
+      .prefixlen = ACNS_POLICY_FULL_PREFIX,
+      .sec_label = identity,
+      .egress = 1,
+      .protocol = k->protocol,
+      .dport = k->dport,
+  };
+  return bpf_map_lookup_elem(&acns_policy, &key);
+}
+
+SEC("tc")
+int acns_egress(struct __sk_buff *skb) {
+  struct flow f = {};
+  __u32 zero = 0;
+  parse(skb, &f, 0);
+  if (!f.ok) return count(skb, ACNS_VERDICT_PASS, TC_ACT_OK);
+  __u32 *enforce = bpf_map_lookup_elem(&acns_config, &zero);
+  if (!enforce || !*enforce) return count(skb, ACNS_VERDICT_PASS, TC_ACT_OK);
+
+  struct acns_ct_value *ct = bpf_map_lookup_elem(&acns_ct, &f.key);
+  if (ct) {
+    ct->last_seen_ns = bpf_ktime_get_ns();
+    return count(skb, ACNS_VERDICT_ESTABLISHED, TC_ACT_OK);
+  }
+
+  const __u32 identity = identity_of(&f.key);
+  struct acns_policy_value *exact = policy_of(identity, &f.key);
+  struct acns_policy_value *any = policy_of(0, &f.key);
+  /* A deny entry wins over any allow; otherwise any matching entry allows. */
+  if ((exact && (exact->flags & ACNS_POLICY_DENY)) || (any && (any->flags & ACNS_POLICY_DENY)) ||
+      (!exact && !any)) {
+    return count(skb, ACNS_VERDICT_DROP_POLICY, TC_ACT_SHOT);
+  }
+  struct acns_ct_value value = {.last_seen_ns = bpf_ktime_get_ns(), .identity = identity};
+  bpf_map_update_elem(&acns_ct, &f.key, &value, BPF_ANY);
+  return count(skb, ACNS_VERDICT_ALLOW, TC_ACT_OK);
+}
+
+SEC("tc")
+int acns_ingress(struct __sk_buff *skb) {
+  struct flow f = {};
+  parse(skb, &f, 1);
+  if (!f.ok) return TC_ACT_OK;
+  struct acns_ct_value *ct = bpf_map_lookup_elem(&acns_ct, &f.key);
+  if (ct) {
+    ct->last_seen_ns = bpf_ktime_get_ns();
+  } else {
+    struct acns_ct_value value = {.last_seen_ns = bpf_ktime_get_ns()};
+    bpf_map_update_elem(&acns_ct, &f.key, &value, BPF_ANY);
+  }
+  return TC_ACT_OK;
+}

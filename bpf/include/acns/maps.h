@@ -1,0 +1,125 @@
+/* Map keys, values and events shared by the BPF programs (bpf/) and the C++ map managers
+ * (lib/datapath/): the single definition of each layout. ipcache and policy entries use
+ * Cilium 1.18/1.19's layouts byte for byte (DESIGN.md section 4), so the same writer can program
+ * a Cilium datapath's maps. C (BPF) and C++ both compile this header. */
+#ifndef ACNS_BPF_INCLUDE_ACNS_MAPS_H_
+#define ACNS_BPF_INCLUDE_ACNS_MAPS_H_
+
+#include <linux/types.h>
+
+#ifdef __cplusplus
+#define ACNS_STATIC_ASSERT static_assert
+#else
+#define ACNS_STATIC_ASSERT _Static_assert
+#endif
+
+#define ACNS_IPCACHE_MAX_ENTRIES 512000
+#define ACNS_POLICY_MAX_ENTRIES 16384
+#define ACNS_CT_MAX_ENTRIES 262144
+
+#define ACNS_FAMILY_IPV4 1
+#define ACNS_FAMILY_IPV6 2
+
+/* Identities Cilium reserves that the datapath uses. */
+#define ACNS_IDENTITY_WORLD 2
+
+/* ---- ipcache (cilium_ipcache_v2): LPM trie, BPF_F_NO_PREALLOC ---- */
+
+/* prefixlen counts the 32 fixed bits (cluster_id, pad1, family) plus the address prefix. */
+#define ACNS_IPCACHE_FIXED_PREFIX 32
+
+struct acns_ipcache_key {
+  __u32 prefixlen;
+  __u16 cluster_id;
+  __u8 pad1;
+  __u8 family; /* ACNS_FAMILY_* */
+  union {
+    __u32 ip4; /* network order, in the first 4 bytes */
+    __u8 ip6[16];
+  };
+} __attribute__((packed));
+
+#define ACNS_IPCACHE_SKIP_TUNNEL (1 << 0)
+#define ACNS_IPCACHE_HAS_TUNNEL_EP (1 << 1)
+#define ACNS_IPCACHE_IPV6_TUNNEL_EP (1 << 2)
+#define ACNS_IPCACHE_REMOTE_CLUSTER (1 << 3)
+
+struct acns_ipcache_value {
+  __u32 sec_identity;
+  __u8 tunnel_endpoint[16];
+  __u16 pad;
+  __u8 key;   /* encryption key index */
+  __u8 flags; /* ACNS_IPCACHE_* */
+};
+
+ACNS_STATIC_ASSERT(sizeof(struct acns_ipcache_key) == 24, "ipcache key is 24 bytes");
+ACNS_STATIC_ASSERT(sizeof(struct acns_ipcache_value) == 24, "ipcache value is 24 bytes");
+
+/* ---- policy (cilium_policy_v2_<endpoint>): LPM trie per endpoint ---- */
+
+/* The full prefix: 32 identity bits and 8 direction bits are fixed, then 8 protocol bits and up
+ * to 16 port bits; a wildcard protocol or port is a shorter prefix. */
+#define ACNS_POLICY_FIXED_PREFIX 40
+#define ACNS_POLICY_FULL_PREFIX 64
+
+struct acns_policy_key {
+  __u32 prefixlen;
+  __u32 sec_label; /* remote identity; 0 = any */
+  __u8 egress;     /* bit 0: 1 egress, 0 ingress */
+  __u8 protocol;   /* IPPROTO_*; 0 with a shorter prefix = any */
+  __be16 dport;
+};
+
+#define ACNS_POLICY_DENY (1 << 0)
+#define ACNS_POLICY_PREFIX_SHIFT 3 /* bits 3..7 of flags: the entry's port prefix length */
+
+struct acns_policy_value {
+  __be16 proxy_port; /* non-zero: redirect to this proxy port */
+  __u8 flags;        /* ACNS_POLICY_DENY | (prefix length << ACNS_POLICY_PREFIX_SHIFT) */
+  __u8 auth_type;    /* 7 bits + has_explicit bit */
+  __u32 precedence;
+  __u32 cookie;
+};
+
+ACNS_STATIC_ASSERT(sizeof(struct acns_policy_key) == 12, "policy key is 12 bytes");
+ACNS_STATIC_ASSERT(sizeof(struct acns_policy_value) == 12, "policy value is 12 bytes");
+
+/* ---- verdict reasons and counters ---- */
+
+enum acns_verdict {
+  ACNS_VERDICT_PASS = 0,     /* no policy applies (endpoint without FQDN policy, non-IP) */
+  ACNS_VERDICT_ALLOW = 1,    /* a policy entry allows it */
+  ACNS_VERDICT_ESTABLISHED = 2, /* part of a connection allowed earlier */
+  ACNS_VERDICT_DROP_POLICY = 3, /* no entry allows it, or a deny entry */
+  ACNS_VERDICT_REDIRECT = 4,    /* to the DNS proxy */
+  ACNS_VERDICT_MAX = 5,
+};
+
+/* Per-CPU array indexed by verdict. */
+struct acns_counter {
+  __u64 packets;
+  __u64 bytes;
+};
+
+/* ---- connection tracking: LRU hash of flows the policy allowed ---- */
+
+struct acns_ct_key {
+  __u8 saddr[16]; /* IPv4 in the first 4 bytes */
+  __u8 daddr[16];
+  __be16 sport;
+  __be16 dport;
+  __u8 protocol;
+  __u8 family;
+  __u16 pad;
+};
+
+struct acns_ct_value {
+  __u64 last_seen_ns; /* bpf_ktime_get_ns(); the FQDN cache asks which IPs are still in use */
+  __u32 identity;     /* of the remote end when the connection was allowed */
+  __u32 pad;
+};
+
+ACNS_STATIC_ASSERT(sizeof(struct acns_ct_key) == 40, "ct key is 40 bytes");
+ACNS_STATIC_ASSERT(sizeof(struct acns_ct_value) == 16, "ct value is 16 bytes");
+
+#endif /* ACNS_BPF_INCLUDE_ACNS_MAPS_H_ */

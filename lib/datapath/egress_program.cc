@@ -1,0 +1,96 @@
+#include "lib/datapath/egress_program.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "bpf/acns_egress.skel.h"
+#include "lib/common/status.h"
+
+namespace acns::datapath {
+
+acns_ipcache_key IpcacheKey(const IpAddr& ip) {
+  acns_ipcache_key key;
+  std::memset(&key, 0, sizeof(key));
+  if (ip.is_v4()) {
+    key.family = ACNS_FAMILY_IPV4;
+    key.prefixlen = ACNS_IPCACHE_FIXED_PREFIX + 32;
+    std::memcpy(&key.ip4, ip.v4(), 4);
+  } else {
+    key.family = ACNS_FAMILY_IPV6;
+    key.prefixlen = ACNS_IPCACHE_FIXED_PREFIX + 128;
+    std::memcpy(key.ip6, ip.bytes.data(), 16);
+  }
+  return key;
+}
+
+acns_policy_key PolicyKey(uint32_t identity, uint8_t protocol, uint16_t port) {
+  acns_policy_key key;
+  std::memset(&key, 0, sizeof(key));
+  key.sec_label = identity;
+  key.egress = 1;
+  key.protocol = protocol;
+  key.dport = htobe16(port);
+  key.prefixlen = protocol == 0 ? ACNS_POLICY_FIXED_PREFIX
+                  : port == 0   ? ACNS_POLICY_FIXED_PREFIX + 8
+                                : ACNS_POLICY_FULL_PREFIX;
+  return key;
+}
+
+absl::StatusOr<std::unique_ptr<EgressProgram>> EgressProgram::Load() {
+  // The verifier's log, kept for the error message if the kernel rejects a program.
+  std::vector<char> log(1 << 20);
+  LIBBPF_OPTS(bpf_object_open_opts, opts, .kernel_log_buf = log.data(), .kernel_log_size = log.size(),
+              .kernel_log_level = 0);
+  std::unique_ptr<EgressProgram> program(new EgressProgram());
+  program->skel_ = acns_egress_bpf__open_opts(&opts);
+  if (program->skel_ == nullptr) return ErrnoError(errno, "open the acns_egress BPF object");
+  if (const int err = acns_egress_bpf__load(program->skel_); err != 0) {
+    return absl::Status(ErrnoError(-err, "load the acns_egress BPF programs").code(),
+                        absl::StrCat("load the acns_egress BPF programs: ", std::strerror(-err),
+                                     "; verifier log: ", std::string(log.data())));
+  }
+  return program;
+}
+
+EgressProgram::~EgressProgram() { acns_egress_bpf__destroy(skel_); }
+
+int EgressProgram::egress_fd() const { return bpf_program__fd(skel_->progs.acns_egress); }
+int EgressProgram::ingress_fd() const { return bpf_program__fd(skel_->progs.acns_ingress); }
+int EgressProgram::ipcache_fd() const { return bpf_map__fd(skel_->maps.acns_ipcache); }
+int EgressProgram::policy_fd() const { return bpf_map__fd(skel_->maps.acns_policy); }
+int EgressProgram::ct_fd() const { return bpf_map__fd(skel_->maps.acns_ct); }
+int EgressProgram::counters_fd() const { return bpf_map__fd(skel_->maps.acns_counters); }
+
+absl::Status EgressProgram::SetEnforce(bool enforce) {
+  const uint32_t key = 0;
+  const uint32_t value = enforce ? 1 : 0;
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.acns_config), &key, &value, BPF_ANY) != 0) {
+    return ErrnoError(errno, "update acns_config");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<acns_counter> EgressProgram::Counter(acns_verdict verdict) const {
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) return ErrnoError(-cpus, "count possible CPUs");
+  std::vector<acns_counter> per_cpu(cpus);
+  const uint32_t key = verdict;
+  if (bpf_map_lookup_elem(counters_fd(), &key, per_cpu.data()) != 0) {
+    return ErrnoError(errno, "read acns_counters");
+  }
+  acns_counter total{};
+  for (const acns_counter& c : per_cpu) {
+    total.packets += c.packets;
+    total.bytes += c.bytes;
+  }
+  return total;
+}
+
+}  // namespace acns::datapath

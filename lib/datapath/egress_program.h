@@ -1,0 +1,51 @@
+// The enforcement programs of a pod's veth (bpf/acns_egress.bpf.c) and their maps, loaded from
+// the skeleton embedded at build time. First slice of issue 5: loading, the map layouts and the
+// keys the map managers will write; attaching to interfaces and pinning come next.
+#ifndef ACNS_LIB_DATAPATH_EGRESS_PROGRAM_H_
+#define ACNS_LIB_DATAPATH_EGRESS_PROGRAM_H_
+
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "bpf/include/acns/maps.h"
+#include "lib/common/ip.h"
+
+struct acns_egress_bpf;
+
+namespace acns::datapath {
+
+// ipcache key for one address (a host prefix).
+acns_ipcache_key IpcacheKey(const IpAddr& ip);
+// Policy key for egress to `identity` (0: any) over `protocol` (0: any) to `port` (0: any).
+acns_policy_key PolicyKey(uint32_t identity, uint8_t protocol, uint16_t port);
+
+class EgressProgram {
+ public:
+  // Loads both programs and creates their maps. On a verifier rejection the error carries the
+  // kernel's log.
+  static absl::StatusOr<std::unique_ptr<EgressProgram>> Load();
+  ~EgressProgram();
+  EgressProgram(const EgressProgram&) = delete;
+  EgressProgram& operator=(const EgressProgram&) = delete;
+
+  int egress_fd() const;   // TC ingress of the host-side veth: traffic leaving the pod
+  int ingress_fd() const;  // TC egress of the host-side veth: traffic entering the pod
+  int ipcache_fd() const;
+  int policy_fd() const;
+  int ct_fd() const;
+  int counters_fd() const;
+
+  // 1: the endpoint's traffic is checked against its policy map; 0: everything passes.
+  absl::Status SetEnforce(bool enforce);
+  // Packets and bytes per acns_verdict, summed over CPUs.
+  absl::StatusOr<acns_counter> Counter(acns_verdict verdict) const;
+
+ private:
+  EgressProgram() = default;
+  acns_egress_bpf* skel_ = nullptr;
+};
+
+}  // namespace acns::datapath
+
+#endif  // ACNS_LIB_DATAPATH_EGRESS_PROGRAM_H_

@@ -1,0 +1,193 @@
+// The enforcement programs run by the kernel on packet tables (BPF_PROG_TEST_RUN): IPv4 and
+// IPv6, TCP, UDP and ICMP; allowed, dropped, wildcard port and identity, deny entries, flows
+// that outlive their ipcache entry, replies to connections made to the pod.
+#include "lib/datapath/egress_program.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_ether.h>
+#include <linux/pkt_cls.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace acns::datapath {
+namespace {
+
+constexpr uint32_t kAllowedIdentity = 16777216;
+constexpr uint32_t kOtherIdentity = 16777217;
+
+struct Packet {
+  std::string bytes;
+};
+
+void Put16(std::string& s, uint16_t v) {
+  s.push_back(static_cast<char>(v >> 8));
+  s.push_back(static_cast<char>(v & 0xff));
+}
+
+// Ethernet + IP + L4 header. proto: IPPROTO_TCP (SYN), IPPROTO_UDP, IPPROTO_ICMP(V6).
+std::string MakePacket(const char* src, const char* dst, uint8_t proto, uint16_t sport, uint16_t dport) {
+  const IpAddr s = *IpAddr::Parse(src);
+  const IpAddr d = *IpAddr::Parse(dst);
+  std::string p(12, '\x02');  // MACs
+  std::string l4;
+  if (proto == IPPROTO_TCP) {
+    Put16(l4, sport);
+    Put16(l4, dport);
+    l4 += std::string(8, '\0');
+    l4 += std::string("\x50\x02\xff\xff\x00\x00\x00\x00", 8);  // data offset 5, SYN
+  } else if (proto == IPPROTO_UDP) {
+    Put16(l4, sport);
+    Put16(l4, dport);
+    Put16(l4, 8);
+    Put16(l4, 0);
+  } else {
+    l4 = std::string("\x08\x00\x00\x00\x00\x01\x00\x01", 8);  // echo request
+  }
+  if (s.is_v4()) {
+    Put16(p, ETH_P_IP);
+    p += std::string("\x45\x00", 2);
+    Put16(p, static_cast<uint16_t>(20 + l4.size()));
+    p += std::string("\x00\x00\x40\x00\x40", 5);
+    p.push_back(static_cast<char>(proto));
+    p += std::string(2, '\0');
+    p.append(reinterpret_cast<const char*>(s.v4()), 4);
+    p.append(reinterpret_cast<const char*>(d.v4()), 4);
+  } else {
+    Put16(p, ETH_P_IPV6);
+    p += std::string("\x60\x00\x00\x00", 4);
+    Put16(p, static_cast<uint16_t>(l4.size()));
+    p.push_back(static_cast<char>(proto));
+    p.push_back('\x40');
+    p.append(reinterpret_cast<const char*>(s.bytes.data()), 16);
+    p.append(reinterpret_cast<const char*>(d.bytes.data()), 16);
+  }
+  return p + l4;
+}
+
+class EgressTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root to load BPF programs";
+    auto program = EgressProgram::Load();
+    ASSERT_TRUE(program.ok()) << program.status();
+    prog_ = *std::move(program);
+    ASSERT_TRUE(prog_->SetEnforce(true).ok());
+    // 198.51.100.10 and 2001:db8::10 were learned for an allowed name.
+    SetIdentity("198.51.100.10", kAllowedIdentity);
+    SetIdentity("2001:db8::10", kAllowedIdentity);
+    SetIdentity("203.0.113.20", kOtherIdentity);
+    Allow(kAllowedIdentity, IPPROTO_TCP, 443);
+    Allow(kAllowedIdentity, IPPROTO_UDP, 0);     // any UDP port
+    Allow(kAllowedIdentity, IPPROTO_ICMP, 0);
+    Allow(kAllowedIdentity, IPPROTO_ICMPV6, 0);
+    Allow(0, IPPROTO_UDP, 53);                   // DNS to anyone
+  }
+
+  void SetIdentity(const char* ip, uint32_t identity) {
+    const acns_ipcache_key key = IpcacheKey(*IpAddr::Parse(ip));
+    acns_ipcache_value value{};
+    value.sec_identity = identity;
+    ASSERT_EQ(bpf_map_update_elem(prog_->ipcache_fd(), &key, &value, BPF_ANY), 0);
+  }
+  void Allow(uint32_t identity, uint8_t proto, uint16_t port, bool deny = false) {
+    const acns_policy_key key = PolicyKey(identity, proto, port);
+    acns_policy_value value{};
+    value.flags = deny ? ACNS_POLICY_DENY : 0;
+    ASSERT_EQ(bpf_map_update_elem(prog_->policy_fd(), &key, &value, BPF_ANY), 0);
+  }
+  int Run(int fd, const std::string& pkt) {
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = pkt.data(), .data_size_in = static_cast<uint32_t>(pkt.size()),
+                .repeat = 1);
+    EXPECT_EQ(bpf_prog_test_run_opts(fd, &opts), 0) << std::strerror(errno);
+    return static_cast<int>(opts.retval);
+  }
+  int Egress(const std::string& pkt) { return Run(prog_->egress_fd(), pkt); }
+
+  std::unique_ptr<EgressProgram> prog_;
+};
+
+constexpr const char* kPod4 = "198.51.100.2";
+constexpr const char* kPod6 = "2001:db8::2";
+
+TEST_F(EgressTest, PacketTable) {
+  struct Case {
+    const char* what;
+    std::string pkt;
+    int want;
+  } cases[] = {
+      {"v4 tcp 443 to an allowed name's IP", MakePacket(kPod4, "198.51.100.10", IPPROTO_TCP, 40000, 443), TC_ACT_OK},
+      {"v4 tcp 80 to it: port not allowed", MakePacket(kPod4, "198.51.100.10", IPPROTO_TCP, 40001, 80), TC_ACT_SHOT},
+      {"v4 tcp 443 to an IP never resolved (world)", MakePacket(kPod4, "203.0.113.99", IPPROTO_TCP, 40002, 443), TC_ACT_SHOT},
+      {"v4 tcp 443 to another identity", MakePacket(kPod4, "203.0.113.20", IPPROTO_TCP, 40003, 443), TC_ACT_SHOT},
+      {"v4 udp any port (wildcard port)", MakePacket(kPod4, "198.51.100.10", IPPROTO_UDP, 40004, 9999), TC_ACT_OK},
+      {"v4 udp 53 to anyone (wildcard identity)", MakePacket(kPod4, "203.0.113.99", IPPROTO_UDP, 40005, 53), TC_ACT_OK},
+      {"v4 udp 54 to world", MakePacket(kPod4, "203.0.113.99", IPPROTO_UDP, 40006, 54), TC_ACT_SHOT},
+      {"v4 icmp to an allowed IP", MakePacket(kPod4, "198.51.100.10", IPPROTO_ICMP, 0, 0), TC_ACT_OK},
+      {"v4 icmp to world", MakePacket(kPod4, "203.0.113.99", IPPROTO_ICMP, 0, 0), TC_ACT_SHOT},
+      {"v6 tcp 443 allowed", MakePacket(kPod6, "2001:db8::10", IPPROTO_TCP, 40007, 443), TC_ACT_OK},
+      {"v6 tcp 443 to world", MakePacket(kPod6, "2001:db8::99", IPPROTO_TCP, 40008, 443), TC_ACT_SHOT},
+      {"v6 icmpv6 allowed", MakePacket(kPod6, "2001:db8::10", IPPROTO_ICMPV6, 0, 0), TC_ACT_OK},
+      {"v6 udp 53 to anyone", MakePacket(kPod6, "2001:db8::99", IPPROTO_UDP, 40009, 53), TC_ACT_OK},
+      {"not IP (ARP)", std::string(12, '\x02') + std::string("\x08\x06", 2) + std::string(28, '\0'), TC_ACT_OK},
+      {"cut short after the IP header", MakePacket(kPod4, "203.0.113.99", IPPROTO_TCP, 1, 443).substr(0, 36), TC_ACT_OK},
+  };
+  uint64_t shot_packets = 0, shot_bytes = 0;
+  for (const Case& c : cases) {
+    EXPECT_EQ(Egress(c.pkt), c.want) << c.what;
+    if (c.want == TC_ACT_SHOT) {
+      ++shot_packets;
+      shot_bytes += c.pkt.size();
+    }
+  }
+  auto allowed = prog_->Counter(ACNS_VERDICT_ALLOW);
+  auto dropped = prog_->Counter(ACNS_VERDICT_DROP_POLICY);
+  auto passed = prog_->Counter(ACNS_VERDICT_PASS);
+  ASSERT_TRUE(allowed.ok() && dropped.ok() && passed.ok());
+  EXPECT_EQ(allowed->packets, 7u);
+  EXPECT_EQ(passed->packets, 2u);  // not IP, cut short
+  EXPECT_EQ(dropped->packets, shot_packets);
+  EXPECT_EQ(dropped->bytes, shot_bytes);
+}
+
+TEST_F(EgressTest, DenyEntryWinsOverWildcardAllow) {
+  const std::string pkt = MakePacket(kPod4, "198.51.100.10", IPPROTO_UDP, 40010, 5353);
+  EXPECT_EQ(Egress(pkt), TC_ACT_OK);
+  Allow(kAllowedIdentity, IPPROTO_UDP, 5353, /*deny=*/true);
+  EXPECT_EQ(Egress(MakePacket(kPod4, "198.51.100.10", IPPROTO_UDP, 40011, 5353)), TC_ACT_SHOT);
+}
+
+TEST_F(EgressTest, ConnectionOutlivesItsIpcacheEntry) {
+  const std::string first = MakePacket(kPod4, "198.51.100.10", IPPROTO_TCP, 41000, 443);
+  EXPECT_EQ(Egress(first), TC_ACT_OK);
+  // The name expired: the ipcache entry goes. The open connection keeps working; a new one
+  // to the same address is dropped.
+  const acns_ipcache_key key = IpcacheKey(*IpAddr::Parse("198.51.100.10"));
+  ASSERT_EQ(bpf_map_delete_elem(prog_->ipcache_fd(), &key), 0);
+  EXPECT_EQ(Egress(first), TC_ACT_OK);
+  EXPECT_EQ(Egress(MakePacket(kPod4, "198.51.100.10", IPPROTO_TCP, 41001, 443)), TC_ACT_SHOT);
+  EXPECT_EQ(prog_->Counter(ACNS_VERDICT_ESTABLISHED)->packets, 1u);
+}
+
+TEST_F(EgressTest, RepliesToConnectionsMadeToThePodPass) {
+  // 203.0.113.99 (world) connects to the pod's port 8080: the pod's reply must pass.
+  EXPECT_EQ(Run(prog_->ingress_fd(), MakePacket("203.0.113.99", kPod4, IPPROTO_TCP, 50000, 8080)), TC_ACT_OK);
+  EXPECT_EQ(Egress(MakePacket(kPod4, "203.0.113.99", IPPROTO_TCP, 8080, 50000)), TC_ACT_OK);
+  // The same peer on another port of ours is a new connection out: dropped.
+  EXPECT_EQ(Egress(MakePacket(kPod4, "203.0.113.99", IPPROTO_TCP, 8081, 50000)), TC_ACT_SHOT);
+}
+
+TEST_F(EgressTest, EndpointWithoutPolicyPasses) {
+  ASSERT_TRUE(prog_->SetEnforce(false).ok());
+  EXPECT_EQ(Egress(MakePacket(kPod4, "203.0.113.99", IPPROTO_TCP, 42000, 80)), TC_ACT_OK);
+  EXPECT_EQ(prog_->Counter(ACNS_VERDICT_PASS)->packets, 1u);
+}
+
+}  // namespace
+}  // namespace acns::datapath
