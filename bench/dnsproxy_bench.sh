@@ -33,33 +33,10 @@ measure() {  # NAME PORT PID [MAX_QPS]
   python3 bench/dnsproxy_bench_stats.py "$name" "$work/$name.out" "$(( after - before ))" "$ticks"
 }
 
+source scripts/lib/local_unbound.sh
 start_upstream() {
-  cat > "$work/unbound.conf" <<CONF
-server:
-  interface: 127.0.0.1
-  port: $upstream_port
-  num-threads: 1
-  do-ip6: no
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: "$work"
-  use-syslog: no
-  module-config: "iterator"
-  local-zone: "." static
-  local-zone: "allowed.test." transparent
-  so-reuseport: yes
-  msg-cache-size: 64m
-auth-zone:
-  name: "allowed.test."
-  zonefile: "$work/allowed.test.zone"
-  for-downstream: yes
-  for-upstream: no
-remote-control:
-  control-enable: no
-CONF
-  unbound -d -c "$work/unbound.conf" 2>/dev/null & upstream_pid=$!; pids+=($upstream_pid)
-  sleep 1
+  start_local_unbound "$work" "$upstream_port" "$work/allowed.test.zone"
+  upstream_pid=$unbound_pid; pids+=("$upstream_pid")
 }
 
 for n in 1000 10000; do

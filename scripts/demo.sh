@@ -28,31 +28,10 @@ http_get() {  # bash's /dev/tcp: no curl needed
 }
 
 # The upstream: unbound with the demo zone, NXDOMAIN for every other name.
+source scripts/lib/local_unbound.sh
 mkdir -p "$work/policies" "$work/state"
 cp examples/demo/zone.txt "$work/allowed.test.zone"
-cat > "$work/unbound.conf" <<CONF
-server:
-  interface: 127.0.0.1
-  port: $upstream_port
-  do-ip6: no
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: "$work"
-  use-syslog: no
-  logfile: "$work/unbound.log"
-  module-config: "iterator"
-  local-zone: "." static
-  local-zone: "allowed.test." transparent
-auth-zone:
-  name: "allowed.test."
-  zonefile: "$work/allowed.test.zone"
-  for-downstream: yes
-  for-upstream: no
-remote-control:
-  control-enable: no
-CONF
-unbound -d -c "$work/unbound.conf" & pids+=($!)
+start_local_unbound "$work" "$upstream_port" "$work/allowed.test.zone"; pids+=("$unbound_pid")
 
 sed "s/UPSTREAM_PORT/$upstream_port/" examples/demo/web-dns.yaml > "$work/policies/web-dns.yaml"
 cp examples/demo/endpoints.yaml "$work/endpoints.yaml"

@@ -89,6 +89,35 @@ absl::Status ReadQuestion(absl::string_view msg, size_t* pos, Question* q) {
   return absl::OkStatus();
 }
 
+// Runs one c-ares reply parser (A or AAAA): appends the addresses, lowers *ttl to their minimum
+// (c-ares already caps each by the CNAMEs it followed) and keeps the CNAME chain.
+template <typename AddrTtl>
+absl::Status CollectAddresses(int (*parse)(const unsigned char*, int, hostent**, AddrTtl*, int*),
+                              IpAddr (*to_ip)(const AddrTtl&), absl::string_view reply, int room,
+                              AnswerInfo* info, uint32_t* ttl) {
+  std::vector<AddrTtl> addrs(room);
+  int n = room;
+  hostent* host = nullptr;
+  const int status = parse(reinterpret_cast<const unsigned char*>(reply.data()),
+                           static_cast<int>(reply.size()), &host, addrs.data(), &n);
+  if (status == ARES_SUCCESS) {
+    for (int i = 0; i < n; ++i) {
+      info->ips.push_back(to_ip(addrs[i]));
+      *ttl = std::min<uint32_t>(*ttl, static_cast<uint32_t>(std::max(addrs[i].ttl, 0)));
+    }
+  }
+  if (host != nullptr) {
+    if (info->cnames.empty() && host->h_aliases != nullptr) {
+      for (char** a = host->h_aliases; *a != nullptr; ++a) info->cnames.emplace_back(*a);
+    }
+    ares_free_hostent(host);
+  }
+  if (status != ARES_SUCCESS && status != ARES_ENODATA) {
+    return absl::InvalidArgumentError(absl::StrCat("malformed answer: ", ares_strerror(status)));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 bool ReadHeader(absl::string_view msg, Header* out) {
@@ -174,48 +203,19 @@ absl::StatusOr<AnswerInfo> ParseReply(absl::string_view reply, const Question& q
     return absl::InvalidArgumentError("the reply is for another question");
   }
   if (info.header.rcode() != kNoError || info.header.ancount == 0) return info;
-  const auto* buf = reinterpret_cast<const unsigned char*>(reply.data());
-  const int len = static_cast<int>(reply.size());
   const int room = std::min<int>(info.header.ancount, kMaxAddresses);
   uint32_t ttl = UINT32_MAX;
-  auto take_aliases = [&](hostent* host) {
-    if (host == nullptr) return;
-    if (info.cnames.empty() && host->h_aliases != nullptr) {
-      for (char** a = host->h_aliases; *a != nullptr; ++a) info.cnames.emplace_back(*a);
-    }
-    ares_free_hostent(host);
-  };
-  const bool want_a = question.qtype == kTypeA || question.qtype == kTypeAny;
-  const bool want_aaaa = question.qtype == kTypeAaaa || question.qtype == kTypeAny;
-  if (want_a) {
-    std::vector<ares_addrttl> addrs(room);
-    int n = room;
-    hostent* host = nullptr;
-    const int status = ares_parse_a_reply(buf, len, &host, addrs.data(), &n);
-    if (status == ARES_SUCCESS) {
-      for (int i = 0; i < n; ++i) {
-        info.ips.push_back(IpAddr::V4(reinterpret_cast<const uint8_t*>(&addrs[i].ipaddr)));
-        ttl = std::min<uint32_t>(ttl, static_cast<uint32_t>(std::max(addrs[i].ttl, 0)));
-      }
-    } else if (status != ARES_ENODATA) {
-      return absl::InvalidArgumentError(absl::StrCat("malformed answer: ", ares_strerror(status)));
-    }
-    take_aliases(host);
+  if (question.qtype == kTypeA || question.qtype == kTypeAny) {
+    absl::Status s = CollectAddresses<ares_addrttl>(
+        ares_parse_a_reply, [](const ares_addrttl& a) { return IpAddr::V4(reinterpret_cast<const uint8_t*>(&a.ipaddr)); },
+        reply, room, &info, &ttl);
+    if (!s.ok()) return s;
   }
-  if (want_aaaa) {
-    std::vector<ares_addr6ttl> addrs(room);
-    int n = room;
-    hostent* host = nullptr;
-    const int status = ares_parse_aaaa_reply(buf, len, &host, addrs.data(), &n);
-    if (status == ARES_SUCCESS) {
-      for (int i = 0; i < n; ++i) {
-        info.ips.push_back(IpAddr::V6(reinterpret_cast<const uint8_t*>(&addrs[i].ip6addr)));
-        ttl = std::min<uint32_t>(ttl, static_cast<uint32_t>(std::max(addrs[i].ttl, 0)));
-      }
-    } else if (status != ARES_ENODATA) {
-      return absl::InvalidArgumentError(absl::StrCat("malformed answer: ", ares_strerror(status)));
-    }
-    take_aliases(host);
+  if (question.qtype == kTypeAaaa || question.qtype == kTypeAny) {
+    absl::Status s = CollectAddresses<ares_addr6ttl>(
+        ares_parse_aaaa_reply, [](const ares_addr6ttl& a) { return IpAddr::V6(reinterpret_cast<const uint8_t*>(&a.ip6addr)); },
+        reply, room, &info, &ttl);
+    if (!s.ok()) return s;
   }
   info.ttl = info.ips.empty() ? 0 : ttl;
   return info;

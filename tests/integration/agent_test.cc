@@ -17,23 +17,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "tests/support/commands.h"
 #include "tests/support/unbound.h"
 
 namespace {
 
 using ::acns::testing::FreeLoopbackPort;
+using ::acns::testing::RunCommand;
+using ::acns::testing::RunDig;
 using ::acns::testing::Unbound;
-
-std::string Shell(const std::string& cmd, int* exit_code = nullptr) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  const int status = pclose(p);
-  if (exit_code != nullptr) *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return out;
-}
 
 void Write(const std::string& path, const std::string& content) {
   std::ofstream(path + ".tmp") << content;
@@ -84,7 +76,7 @@ class AgentTest : public ::testing::Test {
       ::kill(pid_, SIGKILL);
       ::waitpid(pid_, nullptr, 0);
     }
-    Shell("rm -rf " + dir_);
+    RunCommand("rm -rf " + dir_);
   }
 
   void StartAgent() {
@@ -123,11 +115,7 @@ class AgentTest : public ::testing::Test {
     if (response.size() < 12 || response.compare(9, 3, "200") != 0) return "";
     return response.substr(response.find("\r\n\r\n") + 4);
   }
-  std::string Dig(const std::string& name) {
-    const std::string out = Shell(absl::StrCat("dig @127.0.0.1 -p ", dns_port_, " +tries=1 +time=2 ", name, " A"));
-    const size_t at = out.find("status: ");
-    return at == std::string::npos ? out : out.substr(at + 8, out.find(',', at) - at - 8);
-  }
+  std::string Dig(const std::string& name) { return RunDig(dns_port_, name + " A").status; }
   std::string Log() {
     std::ifstream in(dir_ + "/agent.log");
     return std::string(std::istreambuf_iterator<char>(in), {});
@@ -162,7 +150,7 @@ TEST_F(AgentTest, ServesReloadsAndStopsCleanly) {
   EXPECT_TRUE(Eventually([&] { return Dig("www.allowed.test") == "NOERROR"; })) << Log();
 
   int code = 0;
-  std::string list = Shell(absl::StrCat(ACNSCTL_PATH, " fqdn cache list --agent ", api_), &code);
+  std::string list = RunCommand(absl::StrCat(ACNSCTL_PATH, " fqdn cache list --agent ", api_), &code);
   EXPECT_EQ(code, 0) << list;
   EXPECT_NE(list.find("www.allowed.test."), std::string::npos) << list;
   EXPECT_NE(list.find("198.51.100.10"), std::string::npos) << list;
@@ -175,20 +163,20 @@ TEST_F(AgentTest, ServesReloadsAndStopsCleanly) {
   ASSERT_TRUE(Eventually([&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }));
   pid_ = -1;
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << Log();
-  list = Shell(absl::StrCat(ACNSCTL_PATH, " fqdn cache list -o json --state-dir ", dir_, "/state"), &code);
+  list = RunCommand(absl::StrCat(ACNSCTL_PATH, " fqdn cache list -o json --state-dir ", dir_, "/state"), &code);
   EXPECT_EQ(code, 0) << list;
   EXPECT_NE(list.find("\"fqdn\": \"www.allowed.test.\", \"ips\": [\"198.51.100.10\"]"), std::string::npos) << list;
 }
 
 TEST_F(AgentTest, BadFlagsExitTwoWithUsage) {
   int code = 0;
-  std::string out = Shell(absl::StrCat(ACNS_AGENT_PATH, " --policy-dir x"), &code);
+  std::string out = RunCommand(absl::StrCat(ACNS_AGENT_PATH, " --policy-dir x"), &code);
   EXPECT_EQ(code, 2);
   EXPECT_NE(out.find("usage: acns-agent"), std::string::npos) << out;
-  out = Shell(absl::StrCat(ACNS_AGENT_PATH, " --policy-dir x --endpoints y --dns-listen 127.0.0.1:1"), &code);
+  out = RunCommand(absl::StrCat(ACNS_AGENT_PATH, " --policy-dir x --endpoints y --dns-listen 127.0.0.1:1"), &code);
   EXPECT_EQ(code, 2);
   EXPECT_NE(out.find("--dns-listen needs --dns-upstream"), std::string::npos) << out;
-  out = Shell(absl::StrCat(ACNS_AGENT_PATH, " --policy-dir x --endpoints y --tofqdns-proxy-response-max-delay soon"), &code);
+  out = RunCommand(absl::StrCat(ACNS_AGENT_PATH, " --policy-dir x --endpoints y --tofqdns-proxy-response-max-delay soon"), &code);
   EXPECT_EQ(code, 2);
 }
 

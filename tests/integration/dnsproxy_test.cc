@@ -17,38 +17,20 @@
 #include "absl/strings/str_replace.h"
 #include "gtest/gtest.h"
 #include "lib/common/file.h"
+#include "tests/support/commands.h"
 #include "tests/support/dns_builder.h"
 #include "tests/support/unbound.h"
 
 namespace acns::dnsproxy {
 namespace {
 
+using ::acns::testing::DigResult;
 using ::acns::testing::DnsBuilder;
+using ::acns::testing::RunDig;
 using ::acns::testing::FreeLoopbackPort;
 using ::acns::testing::Unbound;
 
 constexpr uint64_t kWebEndpoint = 1;
-
-struct Dig {
-  std::string status;
-  std::string out;
-};
-
-// Runs dig against the proxy; `args` may add +tcp, a type, etc.
-Dig RunDig(uint16_t port, const std::string& args) {
-  const std::string cmd =
-      absl::StrCat("dig @127.0.0.1 -p ", port, " +tries=1 +time=3 ", args, " 2>&1");
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  pclose(p);
-  Dig d{"", out};
-  const size_t at = out.find("status: ");
-  if (at != std::string::npos) d.status = out.substr(at + 8, out.find(',', at) - at - 8);
-  return d;
-}
 
 std::string Policy(uint16_t upstream_port) {
   return absl::StrReplaceAll(R"(
@@ -113,7 +95,7 @@ class DnsProxyTest : public ::testing::Test {
 
 TEST_F(DnsProxyTest, AllowedAnsweredDeniedRefusedAndNeverForwarded) {
   StartProxy(ProxyOptions{}, unbound_->port());
-  Dig d = RunDig(port_, "www.allowed.test A");
+  DigResult d = RunDig(port_, "www.allowed.test A");
   EXPECT_EQ(d.status, "NOERROR") << d.out;
   EXPECT_NE(d.out.find("198.51.100.10"), std::string::npos) << d.out;
   // Learned, with the TTL the upstream gave, for the endpoint that asked.
@@ -208,7 +190,7 @@ TEST_F(DnsProxyTest, NameErrorOptionAnswersNxdomain) {
 
 TEST_F(DnsProxyTest, MixedCaseAndEdnsComeBackAsSent) {
   StartProxy(ProxyOptions{}, unbound_->port());
-  Dig d = RunDig(port_, "+edns=0 +bufsize=1232 WwW.AlLoWeD.tEsT A");
+  DigResult d = RunDig(port_, "+edns=0 +bufsize=1232 WwW.AlLoWeD.tEsT A");
   EXPECT_EQ(d.status, "NOERROR") << d.out;
   EXPECT_NE(d.out.find(";WwW.AlLoWeD.tEsT."), std::string::npos) << d.out;  // question section
   EXPECT_NE(d.out.find("OPT PSEUDOSECTION"), std::string::npos) << d.out;
@@ -220,7 +202,7 @@ TEST_F(DnsProxyTest, MixedCaseAndEdnsComeBackAsSent) {
 
 TEST_F(DnsProxyTest, UpstreamDownIsServfail) {
   StartProxy(ProxyOptions{.upstream_timeout = absl::Seconds(1)}, FreeLoopbackPort());
-  Dig d = RunDig(port_, "www.allowed.test A");
+  DigResult d = RunDig(port_, "www.allowed.test A");
   EXPECT_EQ(d.status, "SERVFAIL") << d.out;
   EXPECT_EQ(proxy_->stats().upstream_failures, 1u);
 }
@@ -243,7 +225,7 @@ TEST_F(DnsProxyTest, UnknownEndpointIsServfailUnlessAllowed) {
 
 TEST_F(DnsProxyTest, TcpQueriesAndTruncatedUdpRetriedOverTcp) {
   StartProxy(ProxyOptions{}, unbound_->port());
-  Dig d = RunDig(port_, "+tcp www.allowed.test A");
+  DigResult d = RunDig(port_, "+tcp www.allowed.test A");
   EXPECT_EQ(d.status, "NOERROR") << d.out;
   EXPECT_NE(d.out.find("198.51.100.10"), std::string::npos) << d.out;
   EXPECT_EQ(RunDig(port_, "+tcp www.denied.test A").status, "REFUSED");

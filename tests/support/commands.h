@@ -1,0 +1,42 @@
+// Running real command-line tools from tests: any command, and dig against a local server.
+#ifndef ACNS_TESTS_SUPPORT_COMMANDS_H_
+#define ACNS_TESTS_SUPPORT_COMMANDS_H_
+
+#include <sys/wait.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+
+namespace acns::testing {
+
+// Runs `cmd` with sh, stderr merged into the output; *exit_code gets its exit status.
+inline std::string RunCommand(const std::string& cmd, int* exit_code = nullptr) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  const int status = pclose(p);
+  if (exit_code != nullptr) *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+struct DigResult {
+  std::string status;  // NOERROR, REFUSED, ... ("" if dig got no answer)
+  std::string out;
+};
+
+// dig @127.0.0.1 -p PORT, one try of 3 s; `args` adds the name, type and options (+tcp...).
+inline DigResult RunDig(uint16_t port, const std::string& args) {
+  DigResult d{"", RunCommand(absl::StrCat("dig @127.0.0.1 -p ", port, " +tries=1 +time=3 ", args))};
+  const size_t at = d.out.find("status: ");
+  if (at != std::string::npos) d.status = d.out.substr(at + 8, d.out.find(',', at) - at - 8);
+  return d;
+}
+
+}  // namespace acns::testing
+
+#endif  // ACNS_TESTS_SUPPORT_COMMANDS_H_
