@@ -13,13 +13,7 @@ seconds=${1:-10}
 rounds=${2:-3}
 agent=build/examples/agent/acns-agent
 upstream_port=53540 dnsdist_port=53541 acns_port=53542 api=127.0.0.1:53543
-work=$(mktemp -d /tmp/acns-bench-XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+ACNS_WORK_PREFIX=acns-bench source scripts/lib/local_unbound.sh  # sets $work, cleans up at exit
 ticks=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
@@ -33,7 +27,6 @@ measure() {  # NAME PORT PID [MAX_QPS]
   python3 bench/dnsproxy_bench_stats.py "$name" "$work/$name.out" "$(( after - before ))" "$ticks"
 }
 
-source scripts/lib/local_unbound.sh
 start_upstream() {
   start_local_unbound "$work" "$upstream_port" "$work/allowed.test.zone"
   upstream_pid=$unbound_pid; pids+=("$upstream_pid")

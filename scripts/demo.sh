@@ -11,13 +11,7 @@ upstream_port=${ACNS_DEMO_UPSTREAM_PORT:-53530}
 dns_port=${ACNS_DEMO_DNS_PORT:-53531}
 api=127.0.0.1:${ACNS_DEMO_API_PORT:-9965}
 
-work=$(mktemp -d /tmp/acns-demo-XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+ACNS_WORK_PREFIX=acns-demo source scripts/lib/local_unbound.sh  # sets $work, cleans up at exit
 
 run() { echo; echo "\$ $*"; "$@" || true; }
 http_get() {  # bash's /dev/tcp: no curl needed
@@ -28,7 +22,6 @@ http_get() {  # bash's /dev/tcp: no curl needed
 }
 
 # The upstream: unbound with the demo zone, NXDOMAIN for every other name.
-source scripts/lib/local_unbound.sh
 mkdir -p "$work/policies" "$work/state"
 cp examples/demo/zone.txt "$work/allowed.test.zone"
 start_local_unbound "$work" "$upstream_port" "$work/allowed.test.zone"; pids+=("$unbound_pid")

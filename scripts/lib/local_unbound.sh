@@ -1,4 +1,15 @@
-# Sourced by scripts/demo.sh and bench/dnsproxy_bench.sh: runs unbound on 127.0.0.1:PORT with
+# Sourced by scripts/demo.sh and bench/dnsproxy_bench.sh.
+
+# Background processes to stop, and a scratch directory to remove, when the script exits.
+pids=()
+work=$(mktemp -d "/tmp/${ACNS_WORK_PREFIX:-acns}-XXXXXX")
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Runs unbound on 127.0.0.1:PORT with
 # the zone allowed.test. from ZONEFILE (authoritative, CNAME chains answered whole) and NXDOMAIN
 # for every other name, so it never recurses off the machine.
 # Usage: start_local_unbound WORKDIR PORT ZONEFILE; sets unbound_pid.

@@ -23,6 +23,7 @@
 namespace {
 
 using ::acns::testing::FreeLoopbackPort;
+using ::acns::testing::LoopbackDnsPolicy;
 using ::acns::testing::RunCommand;
 using ::acns::testing::RunDig;
 using ::acns::testing::Unbound;
@@ -40,21 +41,6 @@ bool Eventually(const std::function<bool()>& cond, int seconds = 10) {
   return false;
 }
 
-std::string Policy(uint16_t upstream_port, const std::string& patterns) {
-  return absl::StrCat(R"(apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: {name: web-dns, namespace: default}
-spec:
-  endpointSelector: {matchLabels: {app: web}}
-  egress:
-  - toCIDR: [127.0.0.0/8]
-    toPorts:
-    - ports: [{port: ")", upstream_port, R"(", protocol: ANY}]
-      rules:
-        dns: [)", patterns, R"(]
-  - toFQDNs: [)", patterns, "]\n");
-}
-
 class AgentTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -66,7 +52,7 @@ class AgentTest : public ::testing::Test {
     char tmpl[] = "/tmp/acns-agent-XXXXXX";
     dir_ = ::mkdtemp(tmpl);
     ::mkdir((dir_ + "/policies").c_str(), 0755);
-    Write(dir_ + "/policies/web.yaml", Policy(unbound_->port(), R"({matchPattern: "*.allowed.test"})"));
+    Write(dir_ + "/policies/web.yaml", LoopbackDnsPolicy(unbound_->port(), R"({matchPattern: "*.allowed.test"})"));
     Write(dir_ + "/endpoints.yaml", "- {id: 1, name: web, namespace: default, labels: {app: web}, ipv4: 127.0.0.1}\n");
     dns_port_ = FreeLoopbackPort();
     api_ = absl::StrCat("127.0.0.1:", FreeLoopbackPort(SOCK_STREAM));
@@ -135,7 +121,7 @@ TEST_F(AgentTest, ServesReloadsAndStopsCleanly) {
 
   // A policy change is picked up: the denied zone becomes allowed.
   Write(dir_ + "/policies/web.yaml",
-        Policy(unbound_->port(), R"({matchPattern: "*.allowed.test"}, {matchName: www.denied.test})"));
+        LoopbackDnsPolicy(unbound_->port(), R"({matchPattern: "*.allowed.test"}, {matchName: www.denied.test})"));
   EXPECT_TRUE(Eventually([&] { return Dig("www.denied.test") == "NOERROR"; })) << Log();
 
   // A broken file is reported and the last good state kept.

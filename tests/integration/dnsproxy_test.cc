@@ -14,7 +14,6 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
 #include "gtest/gtest.h"
 #include "lib/common/file.h"
 #include "tests/support/commands.h"
@@ -28,26 +27,10 @@ using ::acns::testing::DigResult;
 using ::acns::testing::DnsBuilder;
 using ::acns::testing::RunDig;
 using ::acns::testing::FreeLoopbackPort;
+using ::acns::testing::LoopbackDnsPolicy;
 using ::acns::testing::Unbound;
 
 constexpr uint64_t kWebEndpoint = 1;
-
-std::string Policy(uint16_t upstream_port) {
-  return absl::StrReplaceAll(R"(
-apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: {name: web-dns, namespace: default}
-spec:
-  endpointSelector: {matchLabels: {app: web}}
-  egress:
-  - toCIDR: [127.0.0.0/8]
-    toPorts:
-    - ports: [{port: "PORT", protocol: ANY}]
-      rules:
-        dns: [{matchPattern: "*.allowed.test"}]
-  - toFQDNs: [{matchPattern: "*.allowed.test"}]
-)", {{"PORT", absl::StrCat(upstream_port)}});
-}
 
 class DnsProxyTest : public ::testing::Test {
  protected:
@@ -67,7 +50,7 @@ class DnsProxyTest : public ::testing::Test {
 
   void StartProxy(ProxyOptions options, uint16_t upstream_port) {
     policy::LoadResult result;
-    ASSERT_TRUE(engine_.Apply("p.yaml", Policy(upstream_port), &result).ok());
+    ASSERT_TRUE(engine_.Apply("p.yaml", LoopbackDnsPolicy(upstream_port, R"({matchPattern: "*.allowed.test"})"), &result).ok());
     ASSERT_TRUE(engine_.UpsertEndpoint(kWebEndpoint,
                                        policy::EndpointLabels("default", {*policy::ParseLabel("app=web", "k8s")}))
                     .ok());

@@ -35,6 +35,18 @@ inline uint16_t FreeLoopbackPort(int type = SOCK_DGRAM) {
   return ntohs(addr.sin_port);
 }
 
+// The policy the proxy tests run under: pods with app=web in namespace default may resolve
+// `patterns` (YAML flow items such as {matchPattern: "*.allowed.test"}) through any DNS server
+// on 127.0.0.0/8 at `upstream_port`, and reach what those names resolve to.
+inline std::string LoopbackDnsPolicy(uint16_t upstream_port, const std::string& patterns) {
+  return "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\n"
+         "metadata: {name: web-dns, namespace: default}\nspec:\n"
+         "  endpointSelector: {matchLabels: {app: web}}\n  egress:\n"
+         "  - toCIDR: [127.0.0.0/8]\n    toPorts:\n    - ports: [{port: \"" +
+         std::to_string(upstream_port) + "\", protocol: ANY}]\n      rules:\n        dns: [" +
+         patterns + "]\n  - toFQDNs: [" + patterns + "]\n";
+}
+
 class Unbound {
  public:
   // zones: e.g. {"allowed.test."}; records: zone file lines with absolute owner names
