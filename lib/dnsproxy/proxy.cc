@@ -334,7 +334,8 @@ class DnsProxy::Worker {
     next_idle_sweep_ = now + absl::Seconds(1);
     std::vector<uint64_t> idle;
     for (const auto& [id, c] : conns_) {
-      if (c->inflight == 0 && c->out.empty() && now - c->last_active > kTcpIdleTimeout) idle.push_back(id);
+      // Nothing in flight and no event for a while: idle, or a client that stopped reading.
+      if (c->inflight == 0 && now - c->last_active > kTcpIdleTimeout) idle.push_back(id);
     }
     for (uint64_t id : idle) conns_.erase(id);
   }
