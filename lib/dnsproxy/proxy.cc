@@ -262,25 +262,32 @@ class DnsProxy::Worker {
         if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) c.eof = true;
         break;
       }
-      // Length-prefixed queries, answered in any order (pipelining).
-      size_t used = 0;
-      while (c.in.size() - used >= 2 && c.inflight < kMaxTcpInflight) {
-        const size_t len = (static_cast<uint8_t>(c.in[used]) << 8) | static_cast<uint8_t>(c.in[used + 1]);
-        if (c.in.size() - used - 2 < len) break;
-        std::string msg = c.in.substr(used + 2, len);
-        used += 2 + len;
-        ++c.inflight;
-        OnQuery(Origin{-1, c.peer, id}, std::move(msg));
-        if (conns_.find(id) == conns_.end()) return;  // closed meanwhile
-      }
-      c.in.erase(0, used);
-      const bool pause = c.inflight >= kMaxTcpInflight;
-      if (pause != c.paused) {
-        c.paused = pause;
-        Rewatch(c.fd.get(), Tag(kClient, id), (pause ? 0 : EPOLLIN) | (c.writing ? EPOLLOUT : 0));
-      }
+      if (!ProcessFrames(id, c)) return;  // closed meanwhile
     }
     MaybeClose(id, c);
+  }
+
+  // Takes the complete length-prefixed queries out of a connection's buffer, at most
+  // kMaxTcpInflight in flight (answered in any order: pipelining). False if the connection was
+  // closed meanwhile.
+  bool ProcessFrames(uint64_t id, ClientConn& c) {
+    size_t used = 0;
+    while (c.in.size() - used >= 2 && c.inflight < kMaxTcpInflight) {
+      const size_t len = (static_cast<uint8_t>(c.in[used]) << 8) | static_cast<uint8_t>(c.in[used + 1]);
+      if (c.in.size() - used - 2 < len) break;
+      std::string msg = c.in.substr(used + 2, len);
+      used += 2 + len;
+      ++c.inflight;
+      OnQuery(Origin{-1, c.peer, id}, std::move(msg));
+      if (conns_.find(id) == conns_.end()) return false;
+    }
+    c.in.erase(0, used);
+    const bool pause = c.inflight >= kMaxTcpInflight;
+    if (pause != c.paused) {
+      c.paused = pause;
+      Rewatch(c.fd.get(), Tag(kClient, id), (pause ? 0 : EPOLLIN) | (c.writing ? EPOLLOUT : 0));
+    }
+    return true;
   }
 
   void Flush(uint64_t id, ClientConn& c) {
@@ -322,10 +329,9 @@ class DnsProxy::Worker {
       AppendFrame(&c.out, msg);
       Flush(origin.conn, c);
     }
-    if (c.paused && c.inflight < kMaxTcpInflight) {
-      c.paused = false;
-      Rewatch(c.fd.get(), Tag(kClient, origin.conn), EPOLLIN | (c.writing ? EPOLLOUT : 0));
-    }
+    // A paused connection may hold whole queries already read: take them up in the main loop
+    // (not here, where a reply can be sent from inside ProcessFrames).
+    if (c.paused && c.inflight < kMaxTcpInflight) resume_.push_back(origin.conn);
     MaybeClose(origin.conn, c);
   }
 
@@ -588,6 +594,14 @@ class DnsProxy::Worker {
       Respond(h.origin, h.reply, h.trace);
     }
     CloseIdleConnections(now);
+    std::vector<uint64_t> resume;
+    resume.swap(resume_);
+    for (uint64_t id : resume) {
+      auto it = conns_.find(id);
+      if (it == conns_.end()) continue;
+      ClientConn& c = *it->second;
+      if (ProcessFrames(id, c)) MaybeClose(id, c);
+    }
   }
 
   DnsProxy* proxy_;
@@ -606,6 +620,7 @@ class DnsProxy::Worker {
   std::deque<std::pair<absl::Time, uint64_t>> deadlines_;  // same timeout for all: FIFO order
   std::deque<Held> held_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<ClientConn>> conns_;
+  std::vector<uint64_t> resume_;  // paused connections with room again
   absl::Time next_idle_sweep_ = absl::InfinitePast();
 };
 
