@@ -65,7 +65,26 @@ class AgentTest : public ::testing::Test {
     RunCommand("rm -rf " + dir_);
   }
 
+  // Starts the agent; ports found free can be taken before it binds them, so a few tries.
   void StartAgent() {
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      if (attempt > 0) {
+        dns_port_ = FreeLoopbackPort();
+        api_ = absl::StrCat("127.0.0.1:", FreeLoopbackPort(SOCK_STREAM));
+      }
+      Launch();
+      if (Eventually([&] { return Healthz() == "ok\n" || ::waitpid(pid_, nullptr, WNOHANG) == pid_; }) &&
+          Healthz() == "ok\n") {
+        return;
+      }
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+      pid_ = -1;
+    }
+    FAIL() << "acns-agent did not come up: " << Log();
+  }
+
+  void Launch() {
     pid_ = ::fork();
     if (pid_ == 0) {
       const std::string log = dir_ + "/agent.log";
@@ -80,7 +99,6 @@ class AgentTest : public ::testing::Test {
               "--state-dir", state.c_str(), "--api", api_.c_str(), static_cast<char*>(nullptr));
       ::_exit(127);
     }
-    ASSERT_TRUE(Eventually([&] { return Healthz() == "ok\n"; })) << Log();
   }
 
   // The body of GET /healthz, or "" if the agent does not answer 200.

@@ -54,6 +54,32 @@ class Unbound {
   Unbound(const std::vector<std::string>& zones, const std::vector<std::string>& records) {
     char tmpl[] = "/tmp/acns-unbound-XXXXXX";
     dir_ = ::mkdtemp(tmpl);
+    // A port found free can be taken by someone else before unbound binds it: try a few.
+    for (int attempt = 0; attempt < 5 && !ready_; ++attempt) Launch(zones, records);
+  }
+  ~Unbound() {
+    Stop();
+    (void)!std::system(("rm -rf " + dir_).c_str());
+  }
+  void Stop() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      ::waitpid(pid_, nullptr, 0);
+      pid_ = -1;
+    }
+  }
+  bool ready() const { return ready_; }
+  uint16_t port() const { return port_; }
+  std::string Log() const {
+    std::ifstream in(dir_ + "/unbound.log");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+
+ private:
+  void Launch(const std::vector<std::string>& zones, const std::vector<std::string>& records) {
+    Stop();
     port_ = FreeLoopbackPort();
     std::ofstream conf(dir_ + "/unbound.conf");
     conf << "server:\n  interface: 127.0.0.1\n  port: " << port_
@@ -87,27 +113,7 @@ class Unbound {
     }
     ready_ = WaitReady();
   }
-  ~Unbound() {
-    Stop();
-    (void)!std::system(("rm -rf " + dir_).c_str());
-  }
-  void Stop() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      ::waitpid(pid_, nullptr, 0);
-      pid_ = -1;
-    }
-  }
-  bool ready() const { return ready_; }
-  uint16_t port() const { return port_; }
-  std::string Log() const {
-    std::ifstream in(dir_ + "/unbound.log");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
 
- private:
   // Polls with a real query (the root SOA, answered by the static root zone) until it answers.
   bool WaitReady() {
     const unsigned char query[] = {0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 6, 0, 1};
