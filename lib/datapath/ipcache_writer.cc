@@ -1,0 +1,86 @@
+#include "lib/datapath/ipcache_writer.h"
+
+#include <bpf/bpf.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "lib/common/status.h"
+#include "lib/datapath/egress_program.h"
+
+namespace acns::datapath {
+namespace {
+
+// The ipcache key as bytes, for a set of the keys a resync keeps.
+std::string KeyBytes(const acns_ipcache_key& key) {
+  return std::string(reinterpret_cast<const char*>(&key), sizeof(key));
+}
+
+}  // namespace
+
+absl::StatusOr<uint64_t> IpcacheWriter::Apply(std::span<const fqdn::Delta> deltas) {
+  uint64_t seq = 0;
+  for (size_t i = 0; i < deltas.size(); ++i) {
+    const fqdn::Delta& d = deltas[i];
+    if (d.kind == fqdn::Delta::Kind::kResync) {
+      // Everything after a resync in this batch is the full state.
+      if (absl::Status s = Reconcile(deltas.subspan(i + 1)); !s.ok()) return s;
+      return deltas.back().seq;
+    }
+    const acns_ipcache_key key = IpcacheKey(d.ip);
+    if (d.kind == fqdn::Delta::Kind::kIpUpserted) {
+      acns_ipcache_value value;
+      std::memset(&value, 0, sizeof(value));
+      value.sec_identity = d.identity;
+      if (bpf_map_update_elem(fd_, &key, &value, BPF_ANY) != 0) {
+        return ErrnoError(errno, absl::StrCat("ipcache update of ", d.ip.ToString()));
+      }
+      ++written_;
+    } else if (d.kind == fqdn::Delta::Kind::kIpRemoved) {
+      if (bpf_map_delete_elem(fd_, &key) != 0 && errno != ENOENT) {
+        return ErrnoError(errno, absl::StrCat("ipcache delete of ", d.ip.ToString()));
+      }
+      ++deleted_;
+    }
+    seq = d.seq;
+  }
+  return seq;
+}
+
+absl::Status IpcacheWriter::Reconcile(std::span<const fqdn::Delta> full_state) {
+  absl::flat_hash_set<std::string> keep;
+  for (const fqdn::Delta& d : full_state) {
+    if (d.kind != fqdn::Delta::Kind::kIpUpserted) continue;
+    const acns_ipcache_key key = IpcacheKey(d.ip);
+    keep.insert(KeyBytes(key));
+    acns_ipcache_value value;
+    std::memset(&value, 0, sizeof(value));
+    value.sec_identity = d.identity;
+    if (bpf_map_update_elem(fd_, &key, &value, BPF_ANY) != 0) {
+      return ErrnoError(errno, absl::StrCat("ipcache update of ", d.ip.ToString()));
+    }
+    ++written_;
+  }
+  // Then what the map has beyond the full state goes (collected first: deleting while
+  // iterating an LPM trie restarts the walk).
+  std::vector<acns_ipcache_key> stale;
+  acns_ipcache_key key, next;
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd_, prev, &next) == 0) {
+    if (!keep.contains(KeyBytes(next))) stale.push_back(next);
+    key = next;
+    prev = &key;
+  }
+  for (const acns_ipcache_key& k : stale) {
+    if (bpf_map_delete_elem(fd_, &k) != 0 && errno != ENOENT) {
+      return ErrnoError(errno, "ipcache delete during resync");
+    }
+    ++deleted_;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace acns::datapath
