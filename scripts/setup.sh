@@ -15,7 +15,7 @@ packages=(
   libc-ares-dev libmicrohttpd-dev
   # tests and benchmarks: real DNS servers and clients, started by the tests themselves
   libgtest-dev libgmock-dev libbenchmark-dev
-  iproute2 dnsutils knot-dnsutils unbound dnsperf dnsdist
+  iproute2 iputils-ping dnsutils knot-dnsutils unbound dnsperf dnsdist
 )
 
 missing=()

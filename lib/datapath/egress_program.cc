@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,40 @@ int EgressProgram::ipcache_fd() const { return bpf_map__fd(skel_->maps.acns_ipca
 int EgressProgram::policy_fd() const { return bpf_map__fd(skel_->maps.acns_policy); }
 int EgressProgram::ct_fd() const { return bpf_map__fd(skel_->maps.acns_ct); }
 int EgressProgram::counters_fd() const { return bpf_map__fd(skel_->maps.acns_counters); }
+
+namespace {
+// Our filters' place in the clsact qdisc, so that Detach finds exactly them.
+constexpr uint32_t kTcHandle = 0xac05;
+constexpr uint32_t kTcPriority = 1;
+}  // namespace
+
+absl::Status EgressProgram::Attach(int ifindex) {
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
+  if (const int err = bpf_tc_hook_create(&hook); err != 0 && err != -EEXIST) {
+    return ErrnoError(-err, absl::StrCat("create clsact on interface ", ifindex));
+  }
+  for (const auto& [point, fd] : {std::pair{BPF_TC_INGRESS, egress_fd()}, std::pair{BPF_TC_EGRESS, ingress_fd()}}) {
+    hook.attach_point = point;
+    LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = fd, .flags = BPF_TC_F_REPLACE, .handle = kTcHandle,
+                .priority = kTcPriority);
+    if (const int err = bpf_tc_attach(&hook, &opts); err != 0) {
+      return ErrnoError(-err, absl::StrCat("attach to interface ", ifindex));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EgressProgram::Detach(int ifindex) {
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex);
+  for (const auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
+    hook.attach_point = point;
+    LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kTcHandle, .priority = kTcPriority);
+    if (const int err = bpf_tc_detach(&hook, &opts); err != 0 && err != -ENOENT) {
+      return ErrnoError(-err, absl::StrCat("detach from interface ", ifindex));
+    }
+  }
+  return absl::OkStatus();
+}
 
 absl::Status EgressProgram::SetEnforce(bool enforce) {
   const uint32_t key = 0;

@@ -1,6 +1,6 @@
 // The enforcement programs of a pod's veth (bpf/acns_egress.bpf.c) and their maps, loaded from
-// the skeleton embedded at build time. First slice of issue 5: loading, the map layouts and the
-// keys the map managers will write; attaching to interfaces and pinning come next.
+// the skeleton embedded at build time. First slice of issue 5: loading, attaching to an
+// interface, the map layouts and the keys the map managers write; pinning comes next.
 #ifndef ACNS_LIB_DATAPATH_EGRESS_PROGRAM_H_
 #define ACNS_LIB_DATAPATH_EGRESS_PROGRAM_H_
 
@@ -35,6 +35,12 @@ class EgressProgram {
   int policy_fd() const;
   int ct_fd() const;
   int counters_fd() const;
+
+  // Attaches acns_egress at the TC ingress hook and acns_ingress at the TC egress hook of the
+  // interface (a pod's host-side veth), creating its clsact qdisc if needed; Detach removes
+  // both filters (the qdisc stays: others may use it).
+  absl::Status Attach(int ifindex);
+  absl::Status Detach(int ifindex);
 
   // 1: the endpoint's traffic is checked against its policy map; 0: everything passes.
   absl::Status SetEnforce(bool enforce);
