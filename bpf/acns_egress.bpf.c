@@ -117,6 +117,16 @@ static __always_inline void parse(struct __sk_buff *skb, struct flow *f, int rev
     if ((void *)(ports + 1) > end) return;
     f->key.sport = reverse ? ports->dest : ports->source;
     f->key.dport = reverse ? ports->source : ports->dest;
+  } else if (f->key.protocol == IPPROTO_ICMP || f->key.protocol == IPPROTO_ICMPV6) {
+    /* Echo requests and replies share an identifier: each ping is its own flow (in the
+     * connection table only; policy sees ICMP without ports). */
+    struct {
+      __u8 type, code;
+      __u16 checksum;
+      __be16 id;
+    } *icmp = l4;
+    if ((void *)(icmp + 1) > end) return;
+    f->key.sport = icmp->id;
   }
   f->ok = 1;
 }
@@ -141,7 +151,7 @@ static __always_inline struct acns_policy_value *policy_of(__u32 identity, const
       .sec_label = identity,
       .egress = 1,
       .protocol = k->protocol,
-      .dport = k->dport,
+      .dport = k->dport, /* 0 for ICMP */
   };
   return bpf_map_lookup_elem(&acns_policy, &key);
 }

@@ -2,6 +2,8 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,6 +13,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "bpf/acns_egress.skel.h"
 #include "lib/common/status.h"
 
@@ -44,7 +47,44 @@ acns_policy_key PolicyKey(uint32_t identity, uint8_t protocol, uint16_t port) {
   return key;
 }
 
-absl::StatusOr<std::unique_ptr<EgressProgram>> EgressProgram::Load() {
+namespace {
+
+constexpr long kBpfFsMagic = 0xcafe4a11;
+// Our filters' place in the clsact qdisc, so that Detach finds exactly them.
+constexpr uint32_t kTcHandle = 0xac05;
+constexpr uint32_t kTcPriority = 1;
+
+absl::Status PinMaps(acns_egress_bpf* skel, const EgressProgram::LoadOptions& options) {
+  struct statfs fs {};
+  if (::statfs(options.pin_dir.c_str(), &fs) != 0 && errno == ENOENT) {
+    if (::mkdir(options.pin_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      return ErrnoError(errno, absl::StrCat("mkdir ", options.pin_dir));
+    }
+  }
+  if (::statfs(options.pin_dir.c_str(), &fs) != 0) return ErrnoError(errno, absl::StrCat("statfs ", options.pin_dir));
+  if (static_cast<long>(fs.f_type) != kBpfFsMagic) {
+    return absl::FailedPreconditionError(absl::StrCat(options.pin_dir, " is not on a bpffs (mount -t bpf bpf DIR)"));
+  }
+  const std::string ep = absl::StrFormat("%05u", options.endpoint_id);
+  const std::pair<bpf_map*, std::string> pins[] = {
+      {skel->maps.acns_ipcache, "acns_ipcache_v2"},
+      {skel->maps.acns_ct, "acns_ct"},
+      {skel->maps.acns_policy, "acns_policy_v2_" + ep},
+      {skel->maps.acns_config, "acns_config_" + ep},
+      {skel->maps.acns_counters, "acns_counters_" + ep},
+  };
+  for (const auto& [map, name] : pins) {
+    const std::string path = absl::StrCat(options.pin_dir, "/", name);
+    if (const int err = bpf_map__set_pin_path(map, path.c_str()); err != 0) {
+      return ErrnoError(-err, absl::StrCat("pin path ", path));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<EgressProgram>> EgressProgram::Load(const LoadOptions& options) {
   // The verifier's log, kept for the error message if the kernel rejects a program.
   std::vector<char> log(1 << 20);
   LIBBPF_OPTS(bpf_object_open_opts, opts, .kernel_log_buf = log.data(), .kernel_log_size = log.size(),
@@ -52,6 +92,9 @@ absl::StatusOr<std::unique_ptr<EgressProgram>> EgressProgram::Load() {
   std::unique_ptr<EgressProgram> program(new EgressProgram());
   program->skel_ = acns_egress_bpf__open_opts(&opts);
   if (program->skel_ == nullptr) return ErrnoError(errno, "open the acns_egress BPF object");
+  if (!options.pin_dir.empty()) {
+    if (absl::Status s = PinMaps(program->skel_, options); !s.ok()) return s;
+  }
   if (const int err = acns_egress_bpf__load(program->skel_); err != 0) {
     return absl::Status(ErrnoError(-err, "load the acns_egress BPF programs").code(),
                         absl::StrCat("load the acns_egress BPF programs: ", std::strerror(-err),
@@ -68,12 +111,6 @@ int EgressProgram::ipcache_fd() const { return bpf_map__fd(skel_->maps.acns_ipca
 int EgressProgram::policy_fd() const { return bpf_map__fd(skel_->maps.acns_policy); }
 int EgressProgram::ct_fd() const { return bpf_map__fd(skel_->maps.acns_ct); }
 int EgressProgram::counters_fd() const { return bpf_map__fd(skel_->maps.acns_counters); }
-
-namespace {
-// Our filters' place in the clsact qdisc, so that Detach finds exactly them.
-constexpr uint32_t kTcHandle = 0xac05;
-constexpr uint32_t kTcPriority = 1;
-}  // namespace
 
 absl::Status EgressProgram::Attach(int ifindex) {
   LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "bpf/include/acns/maps.h"
@@ -22,9 +23,18 @@ acns_policy_key PolicyKey(uint32_t identity, uint8_t protocol, uint16_t port);
 
 class EgressProgram {
  public:
-  // Loads both programs and creates their maps. On a verifier rejection the error carries the
-  // kernel's log.
-  static absl::StatusOr<std::unique_ptr<EgressProgram>> Load();
+  struct LoadOptions {
+    // A directory on a bpffs: the maps are pinned there, and maps already pinned there (by an
+    // earlier run) are adopted as they are, so a restarted agent keeps every entry. The ipcache
+    // and connection table are shared by all endpoints; policy, config and counters are per
+    // endpoint. Empty: private maps that go with the object.
+    std::string pin_dir;
+    uint32_t endpoint_id = 0;
+  };
+  // Loads both programs and creates (or adopts) their maps. On a verifier rejection the error
+  // carries the kernel's log; FailedPrecondition if pin_dir is not on a bpffs.
+  static absl::StatusOr<std::unique_ptr<EgressProgram>> Load(const LoadOptions& options);
+  static absl::StatusOr<std::unique_ptr<EgressProgram>> Load() { return Load(LoadOptions{}); }
   ~EgressProgram();
   EgressProgram(const EgressProgram&) = delete;
   EgressProgram& operator=(const EgressProgram&) = delete;
@@ -39,8 +49,10 @@ class EgressProgram {
   // Attaches acns_egress at the TC ingress hook and acns_ingress at the TC egress hook of the
   // interface (a pod's host-side veth), creating its clsact qdisc if needed; Detach removes
   // both filters (the qdisc stays: others may use it).
+  // Filters stay attached when the object (or the process) goes: enforcement continues, and a
+  // new program attached later replaces them in place.
   absl::Status Attach(int ifindex);
-  absl::Status Detach(int ifindex);
+  static absl::Status Detach(int ifindex);
 
   // 1: the endpoint's traffic is checked against its policy map; 0: everything passes.
   absl::Status SetEnforce(bool enforce);

@@ -44,7 +44,7 @@ class AttachTest : public ::testing::Test {
     ASSERT_GT(ifindex_, 0);
   }
   void TearDown() override {
-    if (prog_ != nullptr) (void)prog_->Detach(ifindex_);
+    if (ifindex_ > 0) (void)EgressProgram::Detach(ifindex_);
     if (created_) RunCommand("ip netns del " + ns_ + "; ip link del " + host_ + " 2>/dev/null; true");
   }
   bool Ping() {
@@ -59,7 +59,7 @@ class AttachTest : public ::testing::Test {
   std::unique_ptr<EgressProgram> prog_;
 };
 
-TEST_F(AttachTest, EnforcesOnTheVethAndStopsWhenDetached) {
+TEST_F(AttachTest, EnforcesOnTheVethOutlivesTheProcessAndStopsWhenDetached) {
   ASSERT_TRUE(Ping()) << "the test network itself does not work";
   ASSERT_TRUE(prog_->Attach(ifindex_).ok());
   ASSERT_TRUE(prog_->SetEnforce(true).ok());
@@ -77,9 +77,15 @@ TEST_F(AttachTest, EnforcesOnTheVethAndStopsWhenDetached) {
   EXPECT_TRUE(Ping());
   EXPECT_GE(prog_->Counter(ACNS_VERDICT_ALLOW)->packets, 1u);
 
-  // Detached, nothing is enforced any more, even without the policy entry.
+  // The agent goes away (the object and its descriptors with it): the attached program and its
+  // maps stay in the kernel and keep enforcing.
   ASSERT_EQ(bpf_map_delete_elem(prog_->policy_fd(), &pkey), 0);
-  ASSERT_TRUE(prog_->Detach(ifindex_).ok());
+  EXPECT_FALSE(Ping());
+  prog_.reset();
+  EXPECT_FALSE(Ping());
+
+  // Detached, nothing is enforced any more.
+  ASSERT_TRUE(EgressProgram::Detach(ifindex_).ok());
   EXPECT_TRUE(Ping());
 }
 
