@@ -21,6 +21,28 @@ std::string KeyBytes(const acns_ipcache_key& key) {
 
 }  // namespace
 
+absl::Status IpcacheWriter::Write(std::span<const fqdn::Delta> upserts) {
+  std::vector<acns_ipcache_key> keys;
+  std::vector<acns_ipcache_value> values;
+  keys.reserve(upserts.size());
+  values.reserve(upserts.size());
+  for (const fqdn::Delta& d : upserts) {
+    keys.push_back(IpcacheKey(d.ip));
+    acns_ipcache_value value;
+    std::memset(&value, 0, sizeof(value));
+    value.sec_identity = d.identity;
+    values.push_back(value);
+  }
+  // One system call for the run (the kernel's generic batch update walks it for us).
+  uint32_t count = static_cast<uint32_t>(keys.size());
+  if (bpf_map_update_batch(fd_, keys.data(), values.data(), &count, nullptr) != 0) {
+    return ErrnoError(errno, absl::StrCat("ipcache batch update (", count, " of ", keys.size(),
+                                          " written)"));
+  }
+  written_ += keys.size();
+  return absl::OkStatus();
+}
+
 absl::StatusOr<uint64_t> IpcacheWriter::Apply(std::span<const fqdn::Delta> deltas) {
   uint64_t seq = 0;
   for (size_t i = 0; i < deltas.size(); ++i) {
@@ -30,16 +52,16 @@ absl::StatusOr<uint64_t> IpcacheWriter::Apply(std::span<const fqdn::Delta> delta
       if (absl::Status s = Reconcile(deltas.subspan(i + 1)); !s.ok()) return s;
       return deltas.back().seq;
     }
-    const acns_ipcache_key key = IpcacheKey(d.ip);
     if (d.kind == fqdn::Delta::Kind::kIpUpserted) {
-      acns_ipcache_value value;
-      std::memset(&value, 0, sizeof(value));
-      value.sec_identity = d.identity;
-      if (bpf_map_update_elem(fd_, &key, &value, BPF_ANY) != 0) {
-        return ErrnoError(errno, absl::StrCat("ipcache update of ", d.ip.ToString()));
-      }
-      ++written_;
-    } else if (d.kind == fqdn::Delta::Kind::kIpRemoved) {
+      size_t end = i + 1;  // a run of upserts goes in one batch
+      while (end < deltas.size() && deltas[end].kind == fqdn::Delta::Kind::kIpUpserted) ++end;
+      if (absl::Status s = Write(deltas.subspan(i, end - i)); !s.ok()) return s;
+      i = end - 1;
+      seq = deltas[i].seq;
+      continue;
+    }
+    const acns_ipcache_key key = IpcacheKey(d.ip);
+    if (d.kind == fqdn::Delta::Kind::kIpRemoved) {
       if (bpf_map_delete_elem(fd_, &key) != 0 && errno != ENOENT) {
         return ErrnoError(errno, absl::StrCat("ipcache delete of ", d.ip.ToString()));
       }
@@ -52,17 +74,14 @@ absl::StatusOr<uint64_t> IpcacheWriter::Apply(std::span<const fqdn::Delta> delta
 
 absl::Status IpcacheWriter::Reconcile(std::span<const fqdn::Delta> full_state) {
   absl::flat_hash_set<std::string> keep;
+  std::vector<fqdn::Delta> upserts;
   for (const fqdn::Delta& d : full_state) {
     if (d.kind != fqdn::Delta::Kind::kIpUpserted) continue;
-    const acns_ipcache_key key = IpcacheKey(d.ip);
-    keep.insert(KeyBytes(key));
-    acns_ipcache_value value;
-    std::memset(&value, 0, sizeof(value));
-    value.sec_identity = d.identity;
-    if (bpf_map_update_elem(fd_, &key, &value, BPF_ANY) != 0) {
-      return ErrnoError(errno, absl::StrCat("ipcache update of ", d.ip.ToString()));
-    }
-    ++written_;
+    keep.insert(KeyBytes(IpcacheKey(d.ip)));
+    upserts.push_back(d);
+  }
+  if (!upserts.empty()) {
+    if (absl::Status s = Write(upserts); !s.ok()) return s;
   }
   // Then what the map has beyond the full state goes (collected first: deleting while
   // iterating an LPM trie restarts the walk).

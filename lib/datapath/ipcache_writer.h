@@ -27,6 +27,7 @@ class IpcacheWriter {
   uint64_t entries_deleted() const { return deleted_; }
 
  private:
+  absl::Status Write(std::span<const fqdn::Delta> upserts);
   absl::Status Reconcile(std::span<const fqdn::Delta> full_state);
 
   int fd_;
