@@ -439,7 +439,7 @@ uint32_t FqdnCache::AcquireIdentity(const std::vector<uint32_t>& selectors) {
       std::pop_heap(free_identities_.begin(), free_identities_.end(), std::greater<>());
       const uint32_t candidate = free_identities_.back();
       free_identities_.pop_back();
-      if (!reserved_numbers_.contains(candidate)) number = candidate;
+      if (!reserved_numbers_.contains(candidate) && !identities_.contains(candidate)) number = candidate;
     }
     while (number == 0 && next_identity_ <= kLastLocalIdentity) {
       const uint32_t candidate = next_identity_++;

@@ -203,6 +203,9 @@ absl::Status FqdnCache::RestoreState(absl::string_view bytes, UnixSeconds now) {
     for (const auto& [number, identity] : identities_) {
       next_identity_ = std::max(next_identity_, number + 1);
     }
+    // Rebuilt from scratch: numbers released while restoring are already in the list, and a
+    // number listed twice would be handed to two selector sets.
+    free_identities_.clear();
     for (uint32_t n = kFirstLocalIdentity; n < next_identity_; ++n) {
       if (!identities_.contains(n)) free_identities_.push_back(n);
     }

@@ -547,6 +547,48 @@ TEST_F(StateTest, RestoreAfterRestartKeepsIdentitiesAndHonoursTtl) {
   EXPECT_FALSE(fresh.ipcache.contains("203.0.113.5"));
 }
 
+TEST_F(StateTest, IdentityNumbersStayDistinctAfterARestoreThatReleasedSome) {
+  // While restoring, 198.51.100.3 first gets {**.example.com} alone (b is restored first), then
+  // the union when a joins: that identity is released during the restore. It must be free once,
+  // not twice, or two selector sets end up sharing a number (found by fqdn_state_fuzz).
+  Make();
+  const IpAddr shared = Ip("198.51.100.3");
+  ASSERT_TRUE(cache_->Ingest(Answer{.endpoint = 2, .qname = "b.example.com", .ips = {&shared, 1},
+                                    .ttl = 600, .now = kT0}).ok());
+  ASSERT_TRUE(cache_->Ingest(Answer{.endpoint = 1, .qname = "a.allowed.test", .ips = {&shared, 1},
+                                    .ttl = 600, .now = kT0}).ok());
+  ASSERT_TRUE(SaveState(*cache_, dir_, kT0).ok());
+  PatternSelectors wider({"*.allowed.test", "**.example.com", "*.other.test", "*.third.test"});
+  FqdnCache restored(CacheOptions{}, &wider);
+  ASSERT_TRUE(RestoreState(restored, dir_, kT0 + 1).ok());
+  for (const char* name : {"x.example.com", "w.other.test", "v.third.test"}) {
+    const IpAddr ip = Ip(name[0] == 'x' ? "198.51.100.7" : name[0] == 'w' ? "198.51.100.8" : "198.51.100.9");
+    ASSERT_TRUE(restored.Ingest(Answer{.endpoint = 1, .qname = name, .ips = {&ip, 1}, .ttl = 60,
+                                       .now = kT0 + 2}).ok());
+  }
+  std::set<uint32_t> numbers;
+  uint32_t refs = 0;
+  for (const auto& id : restored.Identities()) {
+    EXPECT_TRUE(numbers.insert(id.identity).second) << id.identity;
+    refs += id.ips;
+  }
+  EXPECT_EQ(numbers.size(), 4u);  // {both of the shared IP}, {**.example.com}, {*.other.test}, {*.third.test}
+  EXPECT_EQ(refs, 4u);
+  EXPECT_EQ(restored.Gc(kT0 + 3600).names_removed, 5u);
+  EXPECT_TRUE(restored.Identities().empty());
+}
+
+TEST_F(StateTest, NamesWithAnyBytesSurviveARestart) {
+  Make();
+  const std::string odd = "caf\xc3\xa9.\xff\x80.allowed.test";  // UTF-8, then not UTF-8
+  const IpAddr ip = Ip("198.51.100.30");
+  ASSERT_TRUE(cache_->Ingest(Answer{.endpoint = 1, .qname = odd, .ips = {&ip, 1}, .ttl = 60, .now = kT0}).ok());
+  ASSERT_TRUE(SaveState(*cache_, dir_, kT0).ok());
+  FqdnCache restored(CacheOptions{}, &selectors_);
+  ASSERT_TRUE(RestoreState(restored, dir_, kT0 + 1).ok());
+  EXPECT_EQ(restored.LookupIp(ip).names, std::vector<std::string>{odd + "."});
+}
+
 TEST_F(StateTest, RestoreUnderChangedPolicyKeepsNumbersOfSurvivingSets) {
   Make();
   Learn(1, "a.allowed.test", {"198.51.100.1"}, 100, kT0);  // 16777216
