@@ -13,6 +13,7 @@
 
 #include "benchmark/benchmark.h"
 #include "lib/datapath/egress_program.h"
+#include "tests/support/packets.h"
 
 namespace {
 
@@ -20,17 +21,7 @@ using acns::IpAddr;
 using acns::datapath::EgressProgram;
 
 std::string Tcp4(const char* dst, uint16_t sport, uint16_t dport) {
-  const IpAddr s = *IpAddr::Parse("198.51.100.2"), d = *IpAddr::Parse(dst);
-  std::string p(12, '\x02');
-  p += std::string("\x08\x00\x45\x00\x00\x28\x00\x00\x40\x00\x40\x06\x00\x00", 14);
-  p.append(reinterpret_cast<const char*>(s.v4()), 4);
-  p.append(reinterpret_cast<const char*>(d.v4()), 4);
-  p += static_cast<char>(sport >> 8);
-  p += static_cast<char>(sport & 0xff);
-  p += static_cast<char>(dport >> 8);
-  p += static_cast<char>(dport & 0xff);
-  p += std::string(8, '\0') + std::string("\x50\x10\xff\xff\x00\x00\x00\x00", 8);
-  return p;
+  return acns::testing::MakePacket("198.51.100.2", dst, IPPROTO_TCP, sport, dport);
 }
 
 void RunPacket(benchmark::State& state, const std::string& pkt) {

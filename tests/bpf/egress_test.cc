@@ -2,6 +2,7 @@
 // IPv6, TCP, UDP and ICMP; allowed, dropped, wildcard port and identity, deny entries, flows
 // that outlive their ipcache entry, replies to connections made to the pod.
 #include "lib/datapath/egress_program.h"
+#include "tests/support/packets.h"
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
@@ -19,57 +20,10 @@
 namespace acns::datapath {
 namespace {
 
+using ::acns::testing::MakePacket;
+
 constexpr uint32_t kAllowedIdentity = 16777216;
 constexpr uint32_t kOtherIdentity = 16777217;
-
-struct Packet {
-  std::string bytes;
-};
-
-void Put16(std::string& s, uint16_t v) {
-  s.push_back(static_cast<char>(v >> 8));
-  s.push_back(static_cast<char>(v & 0xff));
-}
-
-// Ethernet + IP + L4 header. proto: IPPROTO_TCP (SYN), IPPROTO_UDP, IPPROTO_ICMP(V6).
-std::string MakePacket(const char* src, const char* dst, uint8_t proto, uint16_t sport, uint16_t dport) {
-  const IpAddr s = *IpAddr::Parse(src);
-  const IpAddr d = *IpAddr::Parse(dst);
-  std::string p(12, '\x02');  // MACs
-  std::string l4;
-  if (proto == IPPROTO_TCP) {
-    Put16(l4, sport);
-    Put16(l4, dport);
-    l4 += std::string(8, '\0');
-    l4 += std::string("\x50\x02\xff\xff\x00\x00\x00\x00", 8);  // data offset 5, SYN
-  } else if (proto == IPPROTO_UDP) {
-    Put16(l4, sport);
-    Put16(l4, dport);
-    Put16(l4, 8);
-    Put16(l4, 0);
-  } else {
-    l4 = std::string("\x08\x00\x00\x00\x00\x01\x00\x01", 8);  // echo request
-  }
-  if (s.is_v4()) {
-    Put16(p, ETH_P_IP);
-    p += std::string("\x45\x00", 2);
-    Put16(p, static_cast<uint16_t>(20 + l4.size()));
-    p += std::string("\x00\x00\x40\x00\x40", 5);
-    p.push_back(static_cast<char>(proto));
-    p += std::string(2, '\0');
-    p.append(reinterpret_cast<const char*>(s.v4()), 4);
-    p.append(reinterpret_cast<const char*>(d.v4()), 4);
-  } else {
-    Put16(p, ETH_P_IPV6);
-    p += std::string("\x60\x00\x00\x00", 4);
-    Put16(p, static_cast<uint16_t>(l4.size()));
-    p.push_back(static_cast<char>(proto));
-    p.push_back('\x40');
-    p.append(reinterpret_cast<const char*>(s.bytes.data()), 16);
-    p.append(reinterpret_cast<const char*>(d.bytes.data()), 16);
-  }
-  return p + l4;
-}
 
 class EgressTest : public ::testing::Test {
  protected:

@@ -12,6 +12,7 @@
 
 #include "gtest/gtest.h"
 #include "lib/datapath/egress_program.h"
+#include "tests/support/packets.h"
 #include "tests/support/pattern_selectors.h"
 
 namespace acns::datapath {
@@ -20,16 +21,7 @@ namespace {
 constexpr fqdn::UnixSeconds kT0 = 1'800'000'000;
 
 std::string Tcp4(const char* dst, uint16_t sport, uint16_t dport) {
-  const IpAddr s = *IpAddr::Parse("198.51.100.2"), d = *IpAddr::Parse(dst);
-  std::string p(12, '\x02');
-  p += std::string("\x08\x00\x45\x00\x00\x28\x00\x00\x40\x00\x40\x06\x00\x00", 14);
-  p.append(reinterpret_cast<const char*>(s.v4()), 4);
-  p.append(reinterpret_cast<const char*>(d.v4()), 4);
-  for (uint16_t port : {sport, dport}) {
-    p += static_cast<char>(port >> 8);
-    p += static_cast<char>(port & 0xff);
-  }
-  return p + std::string(8, '\0') + std::string("\x50\x02\xff\xff\x00\x00\x00\x00", 8);
+  return acns::testing::MakePacket("198.51.100.2", dst, IPPROTO_TCP, sport, dport);
 }
 
 class IpcacheWriterTest : public ::testing::Test {
