@@ -51,7 +51,7 @@ struct {
 
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, ACNS_VERDICT_MAX);
+  __uint(max_entries, ACNS_PKT_MAX);
   __type(key, __u32);
   __type(value, struct acns_counter);
 } acns_counters SEC(".maps");
@@ -67,7 +67,14 @@ struct {
 struct flow {
   struct acns_ct_key key; /* as seen leaving the pod: saddr = pod */
   __u8 ok;                /* 0: not IP, or headers cut short */
+  __u8 icmp_type;
 };
+
+/* ICMPv6 router/neighbour solicitations and advertisements and redirects (RFC 4861): IPv6
+ * itself stops working without them, so no policy applies to them (as in Cilium). */
+static __always_inline int is_neighbour_discovery(const struct flow *f) {
+  return f->key.protocol == IPPROTO_ICMPV6 && f->icmp_type >= 133 && f->icmp_type <= 137;
+}
 
 static __always_inline int count(struct __sk_buff *skb, __u32 verdict, int action) {
   struct acns_counter *c = bpf_map_lookup_elem(&acns_counters, &verdict);
@@ -127,6 +134,7 @@ static __always_inline void parse(struct __sk_buff *skb, struct flow *f, int rev
     } *icmp = l4;
     if ((void *)(icmp + 1) > end) return;
     f->key.sport = icmp->id;
+    f->icmp_type = icmp->type;
   }
   f->ok = 1;
 }
@@ -161,14 +169,14 @@ int acns_egress(struct __sk_buff *skb) {
   struct flow f = {};
   __u32 zero = 0;
   parse(skb, &f, 0);
-  if (!f.ok) return count(skb, ACNS_VERDICT_PASS, TC_ACT_OK);
+  if (!f.ok || is_neighbour_discovery(&f)) return count(skb, ACNS_PKT_PASS, TC_ACT_OK);
   __u32 *enforce = bpf_map_lookup_elem(&acns_config, &zero);
-  if (!enforce || !*enforce) return count(skb, ACNS_VERDICT_PASS, TC_ACT_OK);
+  if (!enforce || !*enforce) return count(skb, ACNS_PKT_PASS, TC_ACT_OK);
 
   struct acns_ct_value *ct = bpf_map_lookup_elem(&acns_ct, &f.key);
   if (ct) {
     ct->last_seen_ns = bpf_ktime_get_ns();
-    return count(skb, ACNS_VERDICT_ESTABLISHED, TC_ACT_OK);
+    return count(skb, ACNS_PKT_ESTABLISHED, TC_ACT_OK);
   }
 
   const __u32 identity = identity_of(&f.key);
@@ -177,11 +185,11 @@ int acns_egress(struct __sk_buff *skb) {
   /* A deny entry wins over any allow; otherwise any matching entry allows. */
   if ((exact && (exact->flags & ACNS_POLICY_DENY)) || (any && (any->flags & ACNS_POLICY_DENY)) ||
       (!exact && !any)) {
-    return count(skb, ACNS_VERDICT_DROP_POLICY, TC_ACT_SHOT);
+    return count(skb, ACNS_PKT_DROP_POLICY, TC_ACT_SHOT);
   }
   struct acns_ct_value value = {.last_seen_ns = bpf_ktime_get_ns(), .identity = identity};
   bpf_map_update_elem(&acns_ct, &f.key, &value, BPF_ANY);
-  return count(skb, ACNS_VERDICT_ALLOW, TC_ACT_OK);
+  return count(skb, ACNS_PKT_ALLOW, TC_ACT_OK);
 }
 
 SEC("tc")

@@ -1,12 +1,13 @@
 // acns-agent: the bundled example agent. Uses only the public C ABI (acns/acns.h), plus
-// libmicrohttpd for its HTTP API. First slice (issue 4): the DNS proxy in explicit mode, policies
-// and endpoints from files reloaded on change, the FQDN cache persisted in a state directory.
+// libmicrohttpd for its HTTP API: the DNS proxy in explicit mode, policies and endpoints from
+// files reloaded on change, the FQDN cache persisted in a state directory, and the eBPF datapath
+// on the interfaces the endpoints file names (started once an endpoint has one).
 //
 //   acns-agent --policy-dir DIR --endpoints FILE [--dns-listen ADDR:PORT]...
 //       [--dns-upstream ADDR:PORT] [--tofqdns-dns-reject-response-code refused|nameError]
 //       [--tofqdns-min-ttl SECONDS] [--tofqdns-endpoint-max-ip-per-hostname N]
 //       [--tofqdns-proxy-response-max-delay DURATION] [--dnsproxy-concurrency-limit N]
-//       [--state-dir DIR] [--api ADDR:PORT]
+//       [--state-dir DIR] [--api ADDR:PORT] [--bpffs-root DIR]
 //
 // HTTP API (--api, default 127.0.0.1:9965): GET /healthz (200 once listening with policies
 // loaded), GET /metrics (counters, Prometheus text), GET /v1/fqdn/cache[?format=table].
@@ -49,6 +50,7 @@ struct Flags {
   uint32_t concurrency_limit = 0;
   std::string state_dir;
   std::string api = "127.0.0.1:9965";
+  std::string bpffs_root = "/sys/fs/bpf/acns";
 };
 
 int Usage(const std::string& problem) {
@@ -58,7 +60,7 @@ int Usage(const std::string& problem) {
       "    [--dns-upstream ADDR:PORT] [--tofqdns-dns-reject-response-code refused|nameError]\n"
       "    [--tofqdns-min-ttl SECONDS] [--tofqdns-endpoint-max-ip-per-hostname N]\n"
       "    [--tofqdns-proxy-response-max-delay DURATION] [--dnsproxy-concurrency-limit N]\n"
-      "    [--state-dir DIR] [--api ADDR:PORT]\n",
+      "    [--state-dir DIR] [--api ADDR:PORT] [--bpffs-root DIR]\n",
       stderr);
   return kExitUsage;
 }
@@ -93,6 +95,7 @@ int ParseFlags(int argc, char** argv, Flags* f) {
     else if (flag == "--dns-upstream") f->dns_upstream = v;
     else if (flag == "--state-dir") f->state_dir = v;
     else if (flag == "--api") f->api = v;
+    else if (flag == "--bpffs-root") f->bpffs_root = v;
     else if (flag == "--tofqdns-dns-reject-response-code") {
       if (v == "refused") f->reject_rcode = ACNS_DNS_RCODE_REFUSED;
       else if (v == "nameError") f->reject_rcode = ACNS_DNS_RCODE_NXDOMAIN;
@@ -133,6 +136,7 @@ class Agent {
     if (http_ != nullptr) MHD_stop_daemon(http_);
     acns_dns_proxy_destroy(proxy_.exchange(nullptr));
     acns_fqdn_cache_destroy(cache_);  // writes the last snapshot
+    acns_datapath_destroy(datapath_.exchange(nullptr));  // programs and maps stay: enforcement goes on
     acns_policy_engine_destroy(engine_);
   }
 
@@ -141,14 +145,15 @@ class Agent {
     if (acns_policy_engine_create(nullptr, &engine_, &err) != ACNS_OK) return Fail("engine", err);
     ReloadPolicies(true);
     ReloadEndpoints(true);
+    // Before the cache, so that the restored state (a resync) reaches the datapath's maps.
+    if (!StartDatapathIfNeeded()) return false;
 
     acns_fqdn_cache_opts copts{};
     copts.struct_size = sizeof(copts);
     copts.min_ttl_s = flags_.min_ttl;
     copts.max_ips_per_hostname = flags_.max_ip_per_hostname;
     copts.state_dir = flags_.state_dir.empty() ? nullptr : flags_.state_dir.c_str();
-    // No datapath in this slice: every delta is "applied" at once, so acknowledge it (answers
-    // are not held) and keep no backlog.
+    // Deltas go to the datapath, and the proxy releases an answer once its IPs are written.
     copts.delta_fn = &Agent::OnDeltas;
     copts.delta_user_data = this;
     if (acns_fqdn_cache_create(&copts, engine_, &cache_, &err) != ACNS_OK) return Fail("cache", err);
@@ -157,6 +162,7 @@ class Agent {
       if (s == ACNS_OK) Log("restored the FQDN cache from " + flags_.state_dir);
       else if (s != ACNS_NOT_FOUND) Log(std::string("not restoring the FQDN cache: ") + err.message);
     }
+    SyncDatapath();
 
     if (!flags_.dns_listen.empty()) {
       std::vector<const char*> listen;
@@ -183,7 +189,7 @@ class Agent {
   }
 
   // Applies changed, new and removed policy files; a bad file keeps its last good version.
-  void ReloadPolicies(bool force) {
+  bool ReloadPolicies(bool force) {
     std::map<std::string, std::string> now;
     std::error_code ec;
     for (const auto& entry : std::filesystem::directory_iterator(flags_.policy_dir, ec)) {
@@ -214,28 +220,67 @@ class Agent {
     policy_stamps_ = std::move(now);
     policies_loaded_ = true;
     if (changed && cache_ != nullptr) acns_fqdn_cache_reevaluate(cache_, nullptr);
+    return changed;
   }
 
-  void ReloadEndpoints(bool force) {
+  bool ReloadEndpoints(bool force) {
     const std::string stamp = Stamp(flags_.endpoints);
-    if (!force && stamp == endpoints_stamp_) return;
+    if (!force && stamp == endpoints_stamp_) return false;
     endpoints_stamp_ = stamp;
     Error err;
     size_t n = 0;
     if (acns_policy_engine_endpoints_load_file(engine_, flags_.endpoints.c_str(), PrintDiagnostic, nullptr,
                                                &n, &err) == ACNS_OK) {
       Log("loaded " + std::to_string(n) + " endpoints from " + flags_.endpoints);
-    } else {
-      Log(std::string("keeping the last good endpoints: ") + err.message);
+      return true;
     }
+    Log(std::string("keeping the last good endpoints: ") + err.message);
+    return false;
   }
 
+  // Called once a second and on SIGHUP (force).
   void Reload(bool force) {
-    ReloadPolicies(force);
-    ReloadEndpoints(force);
+    const bool policies = ReloadPolicies(force);
+    const bool endpoints = ReloadEndpoints(force);
+    if (policies || endpoints || force) {
+      StartDatapathIfNeeded();
+      SyncDatapath();
+    }
+    // A failed datapath write: rebuild the maps from the cache's full state.
+    if (resync_needed_.exchange(false) && cache_ != nullptr) acns_fqdn_cache_resync(cache_, nullptr);
   }
 
  private:
+  // The datapath starts with the first endpoint that names an interface (no BPF otherwise).
+  bool StartDatapathIfNeeded() {
+    if (datapath_ != nullptr) return true;
+    acns_policy_engine_stats es{};
+    es.struct_size = sizeof(es);
+    acns_policy_engine_stats_get(engine_, &es, nullptr);
+    if (es.endpoints_with_interface == 0) return true;
+    std::vector<const char*> proxy;
+    for (const auto& l : flags_.dns_listen) proxy.push_back(l.c_str());
+    acns_datapath_opts dopts{};
+    dopts.struct_size = sizeof(dopts);
+    dopts.bpffs_dir = flags_.bpffs_root.c_str();
+    dopts.dns_proxy = proxy.data();
+    dopts.n_dns_proxy = proxy.size();
+    Error err;
+    acns_datapath* dp = nullptr;
+    if (acns_datapath_create(&dopts, engine_, &dp, &err) != ACNS_OK) return Fail("datapath", err);
+    datapath_ = dp;
+    Log("datapath maps under " + flags_.bpffs_root);
+    // A cache that already holds answers replays them into the new maps.
+    if (cache_ != nullptr) acns_fqdn_cache_resync(cache_, nullptr);
+    return true;
+  }
+
+  void SyncDatapath() {
+    if (datapath_ == nullptr) return;
+    Error err;
+    if (acns_datapath_sync(datapath_, &err) != ACNS_OK) Log(std::string("datapath: ") + err.message);
+  }
+
   bool Fail(const char* what, const Error& err) {
     Log(std::string("cannot start the ") + what + ": " + err.message);
     return false;
@@ -284,13 +329,35 @@ class Agent {
     out += "cilium_fqdn_active_names " + std::to_string(c.names) + "\n";
     out += "# HELP cilium_fqdn_active_ips IPs in the FQDN cache.\n# TYPE cilium_fqdn_active_ips gauge\n";
     out += "cilium_fqdn_active_ips " + std::to_string(c.ips) + "\n";
+    if (datapath_ != nullptr) {
+      acns_datapath_stats d{};
+      d.struct_size = sizeof(d);
+      acns_datapath_stats_get(datapath_, &d, nullptr);
+      out += "# HELP acns_datapath_endpoints Endpoints with the enforcement programs attached.\n"
+             "# TYPE acns_datapath_endpoints gauge\nacns_datapath_endpoints " + std::to_string(d.endpoints) + "\n";
+      metric("acns_datapath_policy_entries_written_total", "Policy map entries added or changed.", d.policy_written);
+      metric("acns_datapath_ipcache_entries_written_total", "ipcache entries written.", d.ipcache_written);
+      metric("acns_datapath_ipcache_entries_deleted_total", "ipcache entries deleted.", d.ipcache_deleted);
+      metric("acns_datapath_errors_total", "Datapath syncs and delta batches that failed.", d.sync_failures + d.delta_failures);
+    }
     return out;
   }
 
   static void OnDeltas(void* self, const acns_fqdn_delta* const* deltas, size_t n) {
     auto* agent = static_cast<Agent*>(self);
-    acns_dns_proxy* proxy = agent->proxy_.load();
-    if (n > 0 && proxy != nullptr) acns_dns_proxy_ack(proxy, deltas[n - 1]->seq, nullptr);
+    if (n == 0) return;
+    uint64_t seq = deltas[n - 1]->seq;
+    if (acns_datapath* dp = agent->datapath_.load(); dp != nullptr) {
+      Error err;
+      if (acns_datapath_apply_deltas(dp, deltas, n, &seq, &err) != ACNS_OK) {
+        // Not acknowledged: the proxy releases the answers after response_max_delay. The
+        // resync is asked from the main loop (not from inside the cache's callback).
+        Log(std::string("datapath: ") + err.message);
+        agent->resync_needed_ = true;
+        return;
+      }
+    }
+    if (acns_dns_proxy* proxy = agent->proxy_.load(); proxy != nullptr) acns_dns_proxy_ack(proxy, seq, nullptr);
   }
 
   static MHD_Result Serve(void* cls, MHD_Connection* conn, const char* url, const char* method,
@@ -330,6 +397,8 @@ class Agent {
   acns_policy_engine* engine_ = nullptr;
   acns_fqdn_cache* cache_ = nullptr;
   std::atomic<acns_dns_proxy*> proxy_{nullptr};  // read by the delta callback on proxy threads
+  std::atomic<acns_datapath*> datapath_{nullptr};
+  std::atomic<bool> resync_needed_{false};
   MHD_Daemon* http_ = nullptr;
   std::map<std::string, std::string> policy_stamps_;
   std::string endpoints_stamp_;

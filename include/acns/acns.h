@@ -210,6 +210,8 @@ typedef struct acns_endpoint {
   /* @since 0.2: the endpoint's addresses (an explicit-mode proxy finds clients by them). */
   const acns_ip *ips;
   size_t n_ips;
+  /* @since 0.2: the pod's host-side interface the datapath enforces on; NULL or "": none. */
+  const char *interface_name;
 } acns_endpoint;
 
 /*
@@ -236,6 +238,19 @@ ACNS_API acns_status acns_policy_engine_endpoints_load_file(acns_policy_engine *
 /* Unregisters an endpoint. ACNS_NOT_FOUND if unknown. Thread-safety: any thread. @since 0.1 */
 ACNS_API acns_status acns_policy_engine_endpoint_remove(acns_policy_engine *engine, uint64_t id,
                                                acns_error *err);
+
+typedef struct acns_policy_engine_stats {
+  size_t struct_size;
+  uint64_t sources;  /* files or sources applied */
+  uint64_t policies;
+  uint64_t endpoints;
+  uint64_t endpoints_with_interface; /* endpoints the datapath enforces on */
+  uint64_t selectors;                /* distinct toFQDNs selectors */
+} acns_policy_engine_stats;
+
+/* Counts. Thread-safety: any thread. @since 0.2 */
+ACNS_API acns_status acns_policy_engine_stats_get(const acns_policy_engine *engine,
+                                                  acns_policy_engine_stats *out, acns_error *err);
 
 #define ACNS_PROTO_TCP 6
 #define ACNS_PROTO_UDP 17
@@ -474,6 +489,10 @@ ACNS_API acns_status acns_fqdn_cache_gc(acns_fqdn_cache *cache, int64_t now,
  * or removing policies. Thread-safety: any thread. @since 0.2 */
 ACNS_API acns_status acns_fqdn_cache_reevaluate(acns_fqdn_cache *cache, acns_error *err);
 
+/* Makes the next deltas a resync followed by the full state (ACNS_FQDN_DELTA_RESYNC): for a
+ * datapath that starts after the cache or failed a write. Thread-safety: any thread. @since 0.2 */
+ACNS_API acns_status acns_fqdn_cache_resync(acns_fqdn_cache *cache, acns_error *err);
+
 /* Forgets the leases and zombies of an endpoint. Thread-safety: any thread. @since 0.2 */
 ACNS_API acns_status acns_fqdn_cache_remove_endpoint(acns_fqdn_cache *cache, uint64_t endpoint_id,
                                                      acns_error *err);
@@ -650,6 +669,68 @@ typedef struct acns_dns_proxy_stats {
 /* Counters. Thread-safety: any thread. @since 0.2 */
 ACNS_API acns_status acns_dns_proxy_stats_get(const acns_dns_proxy *proxy,
                                               acns_dns_proxy_stats *out, acns_error *err);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Datapath: eBPF enforcement on pods' host-side veths, pinned Cilium-layout maps              */
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct acns_datapath_opts {
+  size_t struct_size;
+  const char *bpffs_dir; /* NULL: "/sys/fs/bpf/acns"; a bpffs is mounted there if none is */
+  /* "ADDR:PORT" of the explicit-mode DNS proxy: reserved:host in the ipcache, and reachable
+   * (UDP and TCP) by every endpoint whose rules have rules.dns. */
+  const char *const *dns_proxy;
+  size_t n_dns_proxy;
+} acns_datapath_opts;
+
+typedef struct acns_datapath acns_datapath;
+
+/*
+ * Creates the datapath of this node: creates or adopts the pinned shared maps under bpffs_dir.
+ * Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN to mount). `engine` supplies endpoints (with
+ * their interface) and rules, and must outlive the datapath. Errors carry the kernel's message
+ * (and verifier log). Thread-safety: any thread. @since 0.2
+ */
+ACNS_API acns_status acns_datapath_create(const acns_datapath_opts *opts, acns_policy_engine *engine,
+                                          acns_datapath **out, acns_error *err);
+
+/* Frees the handle. Programs stay attached and maps pinned: enforcement continues, and the next
+ * acns_datapath_create adopts them. NULL is a no-op. @since 0.2 */
+ACNS_API void acns_datapath_destroy(acns_datapath *datapath);
+
+/*
+ * Brings interfaces and policy maps in line with the engine (call after loading policies or
+ * endpoints): endpoints with an interface get the programs, gone ones are detached and their
+ * pins removed, every policy map is reconciled (only differences written). An error names
+ * each endpoint that failed; the others are synced. Thread-safety: any thread. @since 0.2
+ */
+ACNS_API acns_status acns_datapath_sync(acns_datapath *datapath, acns_error *err);
+
+/*
+ * Applies FQDN cache deltas in order (policy entries for new identities, then the ipcache, then
+ * removals). *applied_seq (may be NULL) receives the last sequence number written: acknowledge
+ * the DNS proxy with it. After an error, ask the cache for a resync (acns_fqdn_cache_resync).
+ * Thread-safety: any thread (serialised inside). @since 0.2
+ */
+ACNS_API acns_status acns_datapath_apply_deltas(acns_datapath *datapath,
+                                                const acns_fqdn_delta *const *deltas, size_t n,
+                                                uint64_t *applied_seq, acns_error *err);
+
+typedef struct acns_datapath_stats {
+  size_t struct_size;
+  uint64_t endpoints;        /* with programs attached */
+  uint64_t fqdn_identities;
+  uint64_t policy_written;   /* policy map entries added or changed */
+  uint64_t policy_deleted;
+  uint64_t ipcache_written;
+  uint64_t ipcache_deleted;
+  uint64_t sync_failures;
+  uint64_t delta_failures;
+} acns_datapath_stats;
+
+/* Counters. Thread-safety: any thread. @since 0.2 */
+ACNS_API acns_status acns_datapath_stats_get(const acns_datapath *datapath, acns_datapath_stats *out,
+                                             acns_error *err);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -17,7 +17,8 @@ static_assert(sizeof(acns_diagnostic) == 48);
 static_assert(offsetof(acns_diagnostic, text) == 40);
 static_assert(sizeof(acns_policy_engine_opts) == 16);
 static_assert(offsetof(acns_endpoint, ips) == 40);
-static_assert(sizeof(acns_endpoint) == 56);
+static_assert(offsetof(acns_endpoint, interface_name) == 56);
+static_assert(sizeof(acns_endpoint) == 64);
 static_assert(offsetof(acns_dns_query, server_family) == 40);
 static_assert(offsetof(acns_dns_query, server_addr) == 44);
 static_assert(offsetof(acns_dns_query, server_labels) == 64);
@@ -46,6 +47,10 @@ static_assert(offsetof(acns_dns_event, qname) == 72);
 static_assert(offsetof(acns_dns_event, cnames) == 112);
 static_assert(sizeof(acns_dns_event) == 152);
 static_assert(sizeof(acns_dns_proxy_stats) == 96);
+static_assert(offsetof(acns_datapath_opts, dns_proxy) == 16);
+static_assert(sizeof(acns_datapath_opts) == 32);
+static_assert(sizeof(acns_datapath_stats) == 72);
+static_assert(sizeof(acns_policy_engine_stats) == 48);
 
 namespace acns::capi {
 

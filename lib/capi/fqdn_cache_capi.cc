@@ -256,6 +256,14 @@ acns_status acns_fqdn_cache_reevaluate(acns_fqdn_cache* cache, acns_error* err) 
   });
 }
 
+acns_status acns_fqdn_cache_resync(acns_fqdn_cache* cache, acns_error* err) {
+  return Guard(err, [&]() -> acns_status {
+    if (cache == nullptr) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "cache is NULL");
+    cache->cache->RequestResync();
+    return SetError(err, ACNS_OK, 0, "");
+  });
+}
+
 acns_status acns_fqdn_cache_remove_endpoint(acns_fqdn_cache* cache, uint64_t endpoint_id,
                                             acns_error* err) {
   return Guard(err, [&]() -> acns_status {

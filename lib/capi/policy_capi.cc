@@ -161,7 +161,9 @@ acns_status acns_policy_engine_endpoint_upsert(acns_policy_engine* engine,
       }
       ips.push_back(*ip);
     }
-    return FromStatus(engine->engine.UpsertEndpoint(ep->id, *std::move(labels), std::move(ips)), err);
+    acns::policy::PolicyEngine::EndpointRecord record{ep->id, *std::move(labels), std::move(ips), {}};
+    if (ep->interface_name != nullptr) record.interface = ep->interface_name;
+    return FromStatus(engine->engine.UpsertEndpoint(std::move(record)), err);
   });
 }
 
@@ -180,10 +182,32 @@ acns_status acns_policy_engine_endpoints_load_file(acns_policy_engine* engine, c
     Report(as_result, fn, user_data);
     if (!file.ok()) return InvalidPolicy(as_result, err);
     std::vector<acns::policy::PolicyEngine::EndpointRecord> records;
-    for (auto& e : file.endpoints) records.push_back({e.id, std::move(e.labels), std::move(e.ips)});
+    for (auto& e : file.endpoints) {
+      records.push_back({e.id, std::move(e.labels), std::move(e.ips), std::move(e.interface)});
+    }
     const size_t count = records.size();
     if (absl::Status s = engine->engine.ReplaceEndpoints(std::move(records)); !s.ok()) return FromStatus(s, err);
     if (n_endpoints != nullptr) *n_endpoints = count;
+    return SetError(err, ACNS_OK, 0, "");
+  });
+}
+
+acns_status acns_policy_engine_stats_get(const acns_policy_engine* engine, acns_policy_engine_stats* out,
+                                         acns_error* err) {
+  return Guard(err, [&]() -> acns_status {
+    if (engine == nullptr || out == nullptr) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "engine or out is NULL");
+    if (out->struct_size < sizeof(size_t)) {
+      return SetError(err, ACNS_INVALID_ARGUMENT, 0, "acns_policy_engine_stats.struct_size is not set");
+    }
+    const auto s = engine->engine.stats();
+    acns_policy_engine_stats r{};
+    r.struct_size = sizeof(r);
+    r.sources = s.sources;
+    r.policies = s.policies;
+    r.endpoints = s.endpoints;
+    r.endpoints_with_interface = s.endpoints_with_interface;
+    r.selectors = s.selectors;
+    acns::capi::WriteStruct(r, out);
     return SetError(err, ACNS_OK, 0, "");
   });
 }

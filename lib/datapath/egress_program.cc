@@ -34,16 +34,16 @@ acns_ipcache_key IpcacheKey(const IpAddr& ip) {
   return key;
 }
 
-acns_policy_key PolicyKey(uint32_t identity, uint8_t protocol, uint16_t port) {
+acns_policy_key PolicyKey(uint32_t identity, uint8_t protocol, uint16_t port, uint8_t port_prefix_len) {
   acns_policy_key key;
   std::memset(&key, 0, sizeof(key));
   key.sec_label = identity;
   key.egress = 1;
   key.protocol = protocol;
   key.dport = htobe16(port);
-  key.prefixlen = protocol == 0 ? ACNS_POLICY_FIXED_PREFIX
-                  : port == 0   ? ACNS_POLICY_FIXED_PREFIX + 8
-                                : ACNS_POLICY_FULL_PREFIX;
+  key.prefixlen = protocol == 0                            ? ACNS_POLICY_FIXED_PREFIX
+                  : port == 0 && port_prefix_len == 16 ? ACNS_POLICY_FIXED_PREFIX + 8
+                                                       : ACNS_POLICY_FIXED_PREFIX + 8 + port_prefix_len;
   return key;
 }
 
@@ -53,6 +53,16 @@ constexpr long kBpfFsMagic = 0xcafe4a11;
 // Our filters' place in the clsact qdisc, so that Detach finds exactly them.
 constexpr uint32_t kTcHandle = 0xac05;
 constexpr uint32_t kTcPriority = 1;
+
+// The maps of one endpoint and their pin names (Cilium's naming: a five-digit endpoint id).
+std::vector<std::pair<bpf_map*, std::string>> EndpointPins(acns_egress_bpf* skel, uint32_t endpoint_id) {
+  const std::string ep = absl::StrFormat("%05u", endpoint_id);
+  return {
+      {skel != nullptr ? skel->maps.acns_policy : nullptr, "acns_policy_v2_" + ep},
+      {skel != nullptr ? skel->maps.acns_config : nullptr, "acns_config_" + ep},
+      {skel != nullptr ? skel->maps.acns_counters : nullptr, "acns_counters_" + ep},
+  };
+}
 
 absl::Status PinMaps(acns_egress_bpf* skel, const EgressProgram::LoadOptions& options) {
   struct statfs fs {};
@@ -65,14 +75,13 @@ absl::Status PinMaps(acns_egress_bpf* skel, const EgressProgram::LoadOptions& op
   if (static_cast<long>(fs.f_type) != kBpfFsMagic) {
     return absl::FailedPreconditionError(absl::StrCat(options.pin_dir, " is not on a bpffs (mount -t bpf bpf DIR)"));
   }
-  const std::string ep = absl::StrFormat("%05u", options.endpoint_id);
-  const std::pair<bpf_map*, std::string> pins[] = {
+  std::vector<std::pair<bpf_map*, std::string>> pins = {
       {skel->maps.acns_ipcache, "acns_ipcache_v2"},
       {skel->maps.acns_ct, "acns_ct"},
-      {skel->maps.acns_policy, "acns_policy_v2_" + ep},
-      {skel->maps.acns_config, "acns_config_" + ep},
-      {skel->maps.acns_counters, "acns_counters_" + ep},
   };
+  if (options.endpoint_id != 0) {
+    for (const auto& [map, name] : EndpointPins(skel, options.endpoint_id)) pins.emplace_back(map, name);
+  }
   for (const auto& [map, name] : pins) {
     const std::string path = absl::StrCat(options.pin_dir, "/", name);
     if (const int err = bpf_map__set_pin_path(map, path.c_str()); err != 0) {
@@ -104,6 +113,14 @@ absl::StatusOr<std::unique_ptr<EgressProgram>> EgressProgram::Load(const LoadOpt
 }
 
 EgressProgram::~EgressProgram() { acns_egress_bpf__destroy(skel_); }
+
+absl::Status EgressProgram::Unpin(const std::string& pin_dir, uint32_t endpoint_id) {
+  for (const auto& [map, name] : EndpointPins(nullptr, endpoint_id)) {
+    const std::string path = absl::StrCat(pin_dir, "/", name);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoError(errno, absl::StrCat("unlink ", path));
+  }
+  return absl::OkStatus();
+}
 
 int EgressProgram::egress_fd() const { return bpf_program__fd(skel_->progs.acns_egress); }
 int EgressProgram::ingress_fd() const { return bpf_program__fd(skel_->progs.acns_ingress); }

@@ -1,6 +1,6 @@
 // The enforcement programs of a pod's veth (bpf/acns_egress.bpf.c) and their maps, loaded from
-// the skeleton embedded at build time. First slice of issue 5: loading, attaching to an
-// interface, the map layouts and the keys the map managers write; pinning comes next.
+// the skeleton embedded at build time: loading (maps pinned on a bpffs and adopted by the next
+// load), attaching to an interface, and the keys the map managers write.
 #ifndef ACNS_LIB_DATAPATH_EGRESS_PROGRAM_H_
 #define ACNS_LIB_DATAPATH_EGRESS_PROGRAM_H_
 
@@ -18,8 +18,9 @@ namespace acns::datapath {
 
 // ipcache key for one address (a host prefix).
 acns_ipcache_key IpcacheKey(const IpAddr& ip);
-// Policy key for egress to `identity` (0: any) over `protocol` (0: any) to `port` (0: any).
-acns_policy_key PolicyKey(uint32_t identity, uint8_t protocol, uint16_t port);
+// Policy key for egress to `identity` (0: any) over `protocol` (0: any) to `port` (0: any);
+// `port_prefix_len` < 16 covers the aligned block of ports that starts at `port`.
+acns_policy_key PolicyKey(uint32_t identity, uint8_t protocol, uint16_t port, uint8_t port_prefix_len = 16);
 
 class EgressProgram {
  public:
@@ -29,6 +30,7 @@ class EgressProgram {
     // and connection table are shared by all endpoints; policy, config and counters are per
     // endpoint. Empty: private maps that go with the object.
     std::string pin_dir;
+    // 0: only the shared maps are pinned (the node's handle on the ipcache).
     uint32_t endpoint_id = 0;
   };
   // Loads both programs and creates (or adopts) their maps. On a verifier rejection the error
@@ -36,6 +38,8 @@ class EgressProgram {
   static absl::StatusOr<std::unique_ptr<EgressProgram>> Load(const LoadOptions& options);
   static absl::StatusOr<std::unique_ptr<EgressProgram>> Load() { return Load(LoadOptions{}); }
   ~EgressProgram();
+  // Removes the pins of an endpoint's maps (they go once nothing uses them).
+  static absl::Status Unpin(const std::string& pin_dir, uint32_t endpoint_id);
   EgressProgram(const EgressProgram&) = delete;
   EgressProgram& operator=(const EgressProgram&) = delete;
 

@@ -22,15 +22,28 @@ std::string KeyBytes(const acns_ipcache_key& key) {
 }  // namespace
 
 absl::Status IpcacheWriter::Write(std::span<const fqdn::Delta> upserts) {
+  std::vector<std::pair<IpAddr, uint32_t>> entries;
+  entries.reserve(upserts.size());
+  for (const fqdn::Delta& d : upserts) entries.emplace_back(d.ip, d.identity);
+  return WriteEntries(entries);
+}
+
+absl::Status IpcacheWriter::SetStaticEntries(std::vector<std::pair<IpAddr, uint32_t>> entries) {
+  static_entries_ = std::move(entries);
+  if (static_entries_.empty()) return absl::OkStatus();
+  return WriteEntries(static_entries_);
+}
+
+absl::Status IpcacheWriter::WriteEntries(std::span<const std::pair<IpAddr, uint32_t>> entries) {
   std::vector<acns_ipcache_key> keys;
   std::vector<acns_ipcache_value> values;
-  keys.reserve(upserts.size());
-  values.reserve(upserts.size());
-  for (const fqdn::Delta& d : upserts) {
-    keys.push_back(IpcacheKey(d.ip));
+  keys.reserve(entries.size());
+  values.reserve(entries.size());
+  for (const auto& [ip, identity] : entries) {
+    keys.push_back(IpcacheKey(ip));
     acns_ipcache_value value;
     std::memset(&value, 0, sizeof(value));
-    value.sec_identity = d.identity;
+    value.sec_identity = identity;
     values.push_back(value);
   }
   // One system call for the run (the kernel's generic batch update walks it for us).
@@ -74,6 +87,7 @@ absl::StatusOr<uint64_t> IpcacheWriter::Apply(std::span<const fqdn::Delta> delta
 
 absl::Status IpcacheWriter::Reconcile(std::span<const fqdn::Delta> full_state) {
   absl::flat_hash_set<std::string> keep;
+  for (const auto& [ip, identity] : static_entries_) keep.insert(KeyBytes(IpcacheKey(ip)));
   std::vector<fqdn::Delta> upserts;
   for (const fqdn::Delta& d : full_state) {
     if (d.kind != fqdn::Delta::Kind::kIpUpserted) continue;

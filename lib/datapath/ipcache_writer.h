@@ -8,6 +8,8 @@
 
 #include <cstdint>
 #include <span>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "lib/fqdn/cache.h"
@@ -23,16 +25,22 @@ class IpcacheWriter {
   // a resync. The returned sequence number is the last delta of the batch.
   absl::StatusOr<uint64_t> Apply(std::span<const fqdn::Delta> deltas);
 
+  // Entries that are not the cache's (the explicit-mode DNS proxy's addresses as reserved:host):
+  // written now, and kept by every resync.
+  absl::Status SetStaticEntries(std::vector<std::pair<IpAddr, uint32_t>> entries);
+
   uint64_t entries_written() const { return written_; }
   uint64_t entries_deleted() const { return deleted_; }
 
  private:
   absl::Status Write(std::span<const fqdn::Delta> upserts);
+  absl::Status WriteEntries(std::span<const std::pair<IpAddr, uint32_t>> entries);
   absl::Status Reconcile(std::span<const fqdn::Delta> full_state);
 
   int fd_;
   uint64_t written_ = 0;
   uint64_t deleted_ = 0;
+  std::vector<std::pair<IpAddr, uint32_t>> static_entries_;
 };
 
 }  // namespace acns::datapath

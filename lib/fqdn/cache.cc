@@ -574,6 +574,15 @@ void FqdnCache::Reevaluate() {
   FlushDeltas();
 }
 
+void FqdnCache::RequestResync() {
+  {
+    absl::MutexLock lock(&mu_);
+    std::vector<Delta>().swap(pending_);
+    resync_ = true;
+  }
+  FlushDeltas();
+}
+
 void FqdnCache::RemoveEndpoint(uint64_t endpoint) {
   {
     absl::MutexLock lock(&mu_);

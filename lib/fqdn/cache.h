@@ -155,6 +155,9 @@ class FqdnCache {
   void Reevaluate();
   // Forgets every lease and zombie of an endpoint.
   void RemoveEndpoint(uint64_t endpoint);
+  // The next deltas are a kResync and the full state (a datapath that started late, or that
+  // failed a write, rebuilds from them).
+  void RequestResync();
 
   // Deltas go to `sink` (called in order, outside the cache lock, on the thread that made the
   // change) or, without one, wait for DrainDeltas.

@@ -72,6 +72,7 @@ struct RuleRef {
 struct Endpoint {
   LabelSet labels;
   std::vector<IpAddr> ips;
+  std::string interface;
   std::shared_ptr<const PolicyEngine::EndpointDnsPolicy> dns;
 };
 
@@ -283,7 +284,9 @@ absl::Status PolicyEngine::Remove(absl::string_view source) {
   return Publish(std::move(next));
 }
 
-absl::Status PolicyEngine::UpsertEndpoint(uint64_t id, LabelSet labels, std::vector<IpAddr> ips) {
+absl::Status PolicyEngine::UpsertEndpoint(EndpointRecord record) {
+  const uint64_t id = record.id;
+  const std::vector<IpAddr>& ips = record.ips;
   if (id == 0) return absl::InvalidArgumentError("endpoint id 0 is reserved");
   std::lock_guard<std::mutex> lock(update_mu_);
   auto next = std::make_shared<Snapshot>(*Current());
@@ -299,7 +302,8 @@ absl::Status PolicyEngine::UpsertEndpoint(uint64_t id, LabelSet labels, std::vec
     for (const IpAddr& ip : old->second.ips) next->endpoint_by_ip.erase(ip);
   }
   for (const IpAddr& ip : ips) next->endpoint_by_ip[ip] = id;
-  next->endpoints[id] = Endpoint{std::move(labels), std::move(ips), nullptr};
+  next->endpoints[id] =
+      Endpoint{std::move(record.labels), std::move(record.ips), std::move(record.interface), nullptr};
   return Publish(std::move(next));
 }
 
@@ -329,11 +333,36 @@ absl::Status PolicyEngine::ReplaceEndpoints(std::vector<EndpointRecord> endpoint
                                                      owner->second, " and ", e.id));
       }
     }
-    if (!next->endpoints.try_emplace(e.id, Endpoint{std::move(e.labels), std::move(e.ips), nullptr}).second) {
+    if (!next->endpoints
+             .try_emplace(e.id, Endpoint{std::move(e.labels), std::move(e.ips), std::move(e.interface), nullptr})
+             .second) {
       return absl::AlreadyExistsError(absl::StrCat("endpoint ", e.id, " is listed twice"));
     }
   }
   return Publish(std::move(next));
+}
+
+std::vector<PolicyEngine::EndpointRecord> PolicyEngine::Endpoints() const {
+  const auto snap = Current();
+  std::vector<EndpointRecord> out;
+  out.reserve(snap->endpoints.size());
+  for (const auto& [id, ep] : snap->endpoints) out.push_back({id, ep.labels, ep.ips, ep.interface});
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  return out;
+}
+
+absl::StatusOr<PolicyEngine::EgressView> PolicyEngine::EgressRulesFor(uint64_t id) const {
+  auto snap = Current();
+  auto it = snap->endpoints.find(id);
+  if (it == snap->endpoints.end()) return absl::NotFoundError(absl::StrCat("endpoint ", id, " is not registered"));
+  EgressView view;
+  for (const RuleRef& r : snap->rules) {
+    if (!r.rule->endpoint_selector.Matches(it->second.labels)) continue;
+    view.enforced |= r.rule->has_egress;
+    for (const EgressRule& e : r.rule->egress) view.rules.push_back(&e);
+  }
+  view.keep_alive = std::move(snap);
+  return view;
 }
 
 std::optional<uint64_t> PolicyEngine::EndpointByIp(const IpAddr& ip) const {
@@ -425,6 +454,7 @@ PolicyEngine::Stats PolicyEngine::stats() const {
   for (const auto& [name, source] : snap->sources) s.policies += source.policies->size();
   s.endpoints = snap->endpoints.size();
   s.compiled_dns_policies = snap->compiled.size();
+  for (const auto& [id, ep] : snap->endpoints) s.endpoints_with_interface += ep.interface.empty() ? 0 : 1;
   s.selectors = snap->selectors->selectors.size();
   return s;
 }

@@ -72,18 +72,35 @@ class PolicyEngine {
   // Removes the policies of `source`; NotFound if there are none.
   absl::Status Remove(absl::string_view source);
 
-  // Registers or replaces endpoint `id` (non-zero) with `labels` (namespace label included) and
-  // its addresses (how an explicit-mode proxy knows who asks). AlreadyExists if an address
-  // belongs to another endpoint.
-  absl::Status UpsertEndpoint(uint64_t id, LabelSet labels, std::vector<IpAddr> ips = {});
-  absl::Status RemoveEndpoint(uint64_t id);
-  // Replaces every registered endpoint at once (an endpoints file reloaded).
+  // An endpoint (a pod): its labels (namespace label included), its addresses (how an
+  // explicit-mode proxy knows who asks) and the host-side interface the datapath enforces on
+  // (empty: none).
   struct EndpointRecord {
     uint64_t id = 0;
     LabelSet labels;
     std::vector<IpAddr> ips;
+    std::string interface;
   };
+  // Registers or replaces endpoint `record.id` (non-zero). AlreadyExists if an address belongs
+  // to another endpoint.
+  absl::Status UpsertEndpoint(EndpointRecord record);
+  absl::Status UpsertEndpoint(uint64_t id, LabelSet labels, std::vector<IpAddr> ips = {}) {
+    return UpsertEndpoint(EndpointRecord{id, std::move(labels), std::move(ips), {}});
+  }
+  absl::Status RemoveEndpoint(uint64_t id);
+  // Replaces every registered endpoint at once (an endpoints file reloaded).
   absl::Status ReplaceEndpoints(std::vector<EndpointRecord> endpoints);
+  // Every registered endpoint (id, interface and addresses; labels included), ordered by id.
+  std::vector<EndpointRecord> Endpoints() const;
+
+  // The egress rules of the policies selecting endpoint `id`, for the datapath's policy map.
+  struct EgressView {
+    bool enforced = false;  // some selecting rule has an egress section
+    std::vector<const EgressRule*> rules;
+    std::shared_ptr<const void> keep_alive;  // holds what `rules` point into
+  };
+  // NotFound if no endpoint `id` is registered.
+  absl::StatusOr<EgressView> EgressRulesFor(uint64_t id) const;
   // The endpoint that has `ip`, if any. Thread-safe, lock-free against updates.
   std::optional<uint64_t> EndpointByIp(const IpAddr& ip) const;
 
@@ -111,6 +128,7 @@ class PolicyEngine {
     size_t policies = 0;
     size_t endpoints = 0;
     size_t compiled_dns_policies = 0;
+    size_t endpoints_with_interface = 0;
     size_t selectors = 0;
   };
   Stats stats() const;

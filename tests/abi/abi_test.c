@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/mount.h>
 #include <sys/time.h>
 
 static int failures = 0;
@@ -517,6 +518,12 @@ static void test_fqdn_cache(void) {
   CHECK(n_delta == 2 && delta_kinds[1] == ACNS_FQDN_DELTA_IP_UPSERTED);
   CHECK(acns_fqdn_cache_drain_deltas(plain, record_deltas, NULL, &n, &err) == ACNS_OK && n == 0);
   CHECK(acns_fqdn_cache_drain_deltas(plain, NULL, NULL, &n, &err) == ACNS_INVALID_ARGUMENT);
+  /* A resync: the full state again, after a RESYNC. */
+  CHECK(acns_fqdn_cache_resync(plain, &err) == ACNS_OK);
+  reset_deltas();
+  CHECK(acns_fqdn_cache_drain_deltas(plain, record_deltas, NULL, &n, &err) == ACNS_OK && n == 3);
+  CHECK(n_delta == 3 && delta_kinds[0] == ACNS_FQDN_DELTA_RESYNC && delta_kinds[2] == ACNS_FQDN_DELTA_IP_UPSERTED);
+  CHECK(acns_fqdn_cache_resync(NULL, &err) == ACNS_INVALID_ARGUMENT);
   acns_fqdn_cache_destroy(plain);
 
   acns_fqdn_cache_destroy(restored);
@@ -629,6 +636,81 @@ static void test_dns_proxy(void) {
   acns_policy_engine_destroy(engine);
 }
 
+/* ---- datapath ---- */
+
+static void test_datapath(void) {
+  acns_error err = new_error();
+  acns_policy_engine *engine = NULL;
+  acns_datapath *dp = NULL;
+  acns_datapath_opts opts;
+  acns_datapath_stats stats;
+  acns_policy_engine_stats es;
+  acns_fqdn_delta added, upserted;
+  const acns_fqdn_delta *batch[2];
+  const char *labels[] = {"reserved:world", "fqdn:*.allowed.test"};
+  const char *bad_proxy[] = {"not-an-address"};
+  const char *proxy[] = {"198.51.100.1:53"};
+  char dir[] = "/tmp/acns-abi-bpffs-XXXXXX";
+  uint64_t seq = 0;
+
+  CHECK(acns_policy_engine_create(NULL, &engine, &err) == ACNS_OK);
+  memset(&es, 0, sizeof(es));
+  es.struct_size = sizeof(es);
+  CHECK(acns_policy_engine_stats_get(engine, &es, &err) == ACNS_OK && es.endpoints == 0);
+  CHECK(acns_policy_engine_stats_get(NULL, &es, &err) == ACNS_INVALID_ARGUMENT);
+
+  memset(&opts, 0, sizeof(opts));
+  opts.struct_size = sizeof(opts);
+  CHECK(acns_datapath_create(&opts, NULL, &dp, &err) == ACNS_INVALID_ARGUMENT && dp == NULL);
+  opts.dns_proxy = bad_proxy;
+  opts.n_dns_proxy = 1;
+  CHECK(acns_datapath_create(&opts, engine, &dp, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(strstr(err.message, "dns_proxy[0]") != NULL);
+  CHECK(acns_datapath_sync(NULL, &err) == ACNS_INVALID_ARGUMENT);
+  acns_datapath_destroy(NULL);
+
+  if (geteuid() != 0 || mkdtemp(dir) == NULL) {
+    printf("datapath: skipping the kernel part (needs root)\n");
+    acns_policy_engine_destroy(engine);
+    return;
+  }
+  /* The datapath mounts a bpffs on the directory itself. */
+  opts.bpffs_dir = dir;
+  opts.dns_proxy = proxy;
+  CHECK(acns_datapath_create(&opts, engine, &dp, &err) == ACNS_OK && dp != NULL);
+  CHECK(acns_datapath_sync(dp, &err) == ACNS_OK);
+  memset(&added, 0, sizeof(added));
+  added.struct_size = sizeof(added);
+  added.seq = 1;
+  added.kind = ACNS_FQDN_DELTA_IDENTITY_ADDED;
+  added.identity = 16777216;
+  added.labels = labels;
+  added.n_labels = 2;
+  upserted = added;
+  upserted.seq = 2;
+  upserted.kind = ACNS_FQDN_DELTA_IP_UPSERTED;
+  upserted.labels = NULL;
+  upserted.n_labels = 0;
+  upserted.ip.family = 4;
+  upserted.ip.addr[0] = 203;
+  upserted.ip.addr[1] = 0;
+  upserted.ip.addr[2] = 113;
+  upserted.ip.addr[3] = 10;
+  batch[0] = &added;
+  batch[1] = &upserted;
+  CHECK(acns_datapath_apply_deltas(dp, batch, 2, &seq, &err) == ACNS_OK && seq == 2);
+  memset(&stats, 0, sizeof(stats));
+  stats.struct_size = sizeof(stats);
+  CHECK(acns_datapath_stats_get(dp, &stats, &err) == ACNS_OK);
+  CHECK(stats.fqdn_identities == 1 && stats.ipcache_written == 2 && stats.endpoints == 0);
+  upserted.kind = 99;
+  CHECK(acns_datapath_apply_deltas(dp, batch, 2, &seq, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(strstr(err.message, "deltas[1]: unknown kind 99") != NULL);
+  acns_datapath_destroy(dp);
+  acns_policy_engine_destroy(engine);
+  CHECK(umount2(dir, MNT_DETACH) == 0 && rmdir(dir) == 0);
+}
+
 int main(void) {
   test_status_and_version();
   test_matcher();
@@ -636,6 +718,7 @@ int main(void) {
   test_policy();
   test_fqdn_cache();
   test_dns_proxy();
+  test_datapath();
   printf("%d checks, %d failed\n", checks, failures);
   return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -64,7 +64,7 @@ TEST_F(AttachTest, EnforcesOnTheVethOutlivesTheProcessAndStopsWhenDetached) {
   ASSERT_TRUE(prog_->Attach(ifindex_).ok());
   ASSERT_TRUE(prog_->SetEnforce(true).ok());
   EXPECT_FALSE(Ping());  // no policy allows it: dropped on the way out of the pod
-  EXPECT_GE(prog_->Counter(ACNS_VERDICT_DROP_POLICY)->packets, 1u);
+  EXPECT_GE(prog_->Counter(ACNS_PKT_DROP_POLICY)->packets, 1u);
 
   // The host side's address learned with an identity that may be pinged.
   const acns_ipcache_key ikey = IpcacheKey(*IpAddr::Parse("198.51.100.1"));
@@ -75,7 +75,7 @@ TEST_F(AttachTest, EnforcesOnTheVethOutlivesTheProcessAndStopsWhenDetached) {
   acns_policy_value pval{};
   ASSERT_EQ(bpf_map_update_elem(prog_->policy_fd(), &pkey, &pval, BPF_ANY), 0);
   EXPECT_TRUE(Ping());
-  EXPECT_GE(prog_->Counter(ACNS_VERDICT_ALLOW)->packets, 1u);
+  EXPECT_GE(prog_->Counter(ACNS_PKT_ALLOW)->packets, 1u);
 
   // The agent goes away (the object and its descriptors with it): the attached program and its
   // maps stay in the kernel and keep enforcing.

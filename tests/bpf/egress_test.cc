@@ -25,6 +25,13 @@ using ::acns::testing::MakePacket;
 constexpr uint32_t kAllowedIdentity = 16777216;
 constexpr uint32_t kOtherIdentity = 16777217;
 
+// An ICMPv6 neighbour solicitation (type 135) to a solicited-node address.
+std::string NeighbourSolicitation() {
+  std::string p = MakePacket("2001:db8::2", "ff02::1:ff00:99", IPPROTO_ICMPV6, 0, 0);
+  p[14 + 40] = static_cast<char>(135);
+  return p;
+}
+
 class EgressTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -89,6 +96,7 @@ TEST_F(EgressTest, PacketTable) {
       {"v6 tcp 443 to world", MakePacket(kPod6, "2001:db8::99", IPPROTO_TCP, 40008, 443), TC_ACT_SHOT},
       {"v6 icmpv6 allowed", MakePacket(kPod6, "2001:db8::10", IPPROTO_ICMPV6, 0, 0), TC_ACT_OK},
       {"v6 udp 53 to anyone", MakePacket(kPod6, "2001:db8::99", IPPROTO_UDP, 40009, 53), TC_ACT_OK},
+      {"v6 neighbour solicitation to anyone", NeighbourSolicitation(), TC_ACT_OK},
       {"not IP (ARP)", std::string(12, '\x02') + std::string("\x08\x06", 2) + std::string(28, '\0'), TC_ACT_OK},
       {"cut short after the IP header", MakePacket(kPod4, "203.0.113.99", IPPROTO_TCP, 1, 443).substr(0, 36), TC_ACT_OK},
   };
@@ -100,12 +108,12 @@ TEST_F(EgressTest, PacketTable) {
       shot_bytes += c.pkt.size();
     }
   }
-  auto allowed = prog_->Counter(ACNS_VERDICT_ALLOW);
-  auto dropped = prog_->Counter(ACNS_VERDICT_DROP_POLICY);
-  auto passed = prog_->Counter(ACNS_VERDICT_PASS);
+  auto allowed = prog_->Counter(ACNS_PKT_ALLOW);
+  auto dropped = prog_->Counter(ACNS_PKT_DROP_POLICY);
+  auto passed = prog_->Counter(ACNS_PKT_PASS);
   ASSERT_TRUE(allowed.ok() && dropped.ok() && passed.ok());
   EXPECT_EQ(allowed->packets, 7u);
-  EXPECT_EQ(passed->packets, 2u);  // not IP, cut short
+  EXPECT_EQ(passed->packets, 3u);  // neighbour discovery, not IP, cut short
   EXPECT_EQ(dropped->packets, shot_packets);
   EXPECT_EQ(dropped->bytes, shot_bytes);
 }
@@ -126,7 +134,7 @@ TEST_F(EgressTest, ConnectionOutlivesItsIpcacheEntry) {
   ASSERT_EQ(bpf_map_delete_elem(prog_->ipcache_fd(), &key), 0);
   EXPECT_EQ(Egress(first), TC_ACT_OK);
   EXPECT_EQ(Egress(MakePacket(kPod4, "198.51.100.10", IPPROTO_TCP, 41001, 443)), TC_ACT_SHOT);
-  EXPECT_EQ(prog_->Counter(ACNS_VERDICT_ESTABLISHED)->packets, 1u);
+  EXPECT_EQ(prog_->Counter(ACNS_PKT_ESTABLISHED)->packets, 1u);
 }
 
 TEST_F(EgressTest, RepliesToConnectionsMadeToThePodPass) {
@@ -140,7 +148,7 @@ TEST_F(EgressTest, RepliesToConnectionsMadeToThePodPass) {
 TEST_F(EgressTest, EndpointWithoutPolicyPasses) {
   ASSERT_TRUE(prog_->SetEnforce(false).ok());
   EXPECT_EQ(Egress(MakePacket(kPod4, "203.0.113.99", IPPROTO_TCP, 42000, 80)), TC_ACT_OK);
-  EXPECT_EQ(prog_->Counter(ACNS_VERDICT_PASS)->packets, 1u);
+  EXPECT_EQ(prog_->Counter(ACNS_PKT_PASS)->packets, 1u);
 }
 
 }  // namespace

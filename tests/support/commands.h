@@ -29,11 +29,17 @@ struct DigResult {
   std::string out;
 };
 
+// The rcode dig printed (NOERROR, REFUSED, ...), or "" if it got no answer.
+inline std::string DigStatus(const std::string& dig_output) {
+  const size_t at = dig_output.find("status: ");
+  if (at == std::string::npos) return "";
+  return dig_output.substr(at + 8, dig_output.find(',', at) - at - 8);
+}
+
 // dig @127.0.0.1 -p PORT, one try of 3 s; `args` adds the name, type and options (+tcp...).
 inline DigResult RunDig(uint16_t port, const std::string& args) {
   DigResult d{"", RunCommand(absl::StrCat("dig @127.0.0.1 -p ", port, " +tries=1 +time=3 ", args))};
-  const size_t at = d.out.find("status: ");
-  if (at != std::string::npos) d.status = d.out.substr(at + 8, d.out.find(',', at) - at - 8);
+  d.status = DigStatus(d.out);
   return d;
 }
 

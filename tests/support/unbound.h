@@ -1,10 +1,11 @@
-// Runs a real unbound (Debian's) on 127.0.0.1 with test zones, for the proxy's tests and
-// benchmarks. The zones are authoritative (auth-zone: CNAME chains inside them are answered
+// Runs a real unbound (Debian's) on 127.0.0.1 (or on an address in a test namespace) with test
+// zones, for the proxy's tests and benchmarks. The zones are authoritative (auth-zone: CNAME chains inside them are answered
 // whole); every other name is NXDOMAIN (`local-zone: "." static`), so unbound never recurses off
 // the machine. Queries are logged, so a test can check what reached it.
 #ifndef ACNS_TESTS_SUPPORT_UNBOUND_H_
 #define ACNS_TESTS_SUPPORT_UNBOUND_H_
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -19,6 +20,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "tests/support/netns.h"
 
 namespace acns::testing {
 
@@ -47,11 +50,21 @@ inline std::string LoopbackDnsPolicy(uint16_t upstream_port, const std::string& 
          patterns + "]\n  - toFQDNs: [" + patterns + "]\n";
 }
 
+// Where unbound listens: by default a free port on 127.0.0.1 of this namespace.
+struct UnboundPlacement {
+  std::string netns;  // a namespace from `ip netns add`; "" = this one
+  std::string address = "127.0.0.1";
+  uint16_t port = 0;  // 0: a free port
+};
+
 class Unbound {
  public:
+  using Placement = UnboundPlacement;
   // zones: e.g. {"allowed.test."}; records: zone file lines with absolute owner names
   // ("www.allowed.test. 60 IN A 198.51.100.10"); each goes to the zone its owner ends with.
-  Unbound(const std::vector<std::string>& zones, const std::vector<std::string>& records) {
+  Unbound(const std::vector<std::string>& zones, const std::vector<std::string>& records,
+          Placement placement = {})
+      : placement_(std::move(placement)) {
     char tmpl[] = "/tmp/acns-unbound-XXXXXX";
     dir_ = ::mkdtemp(tmpl);
     // A port found free can be taken by someone else before unbound binds it: try a few.
@@ -80,13 +93,14 @@ class Unbound {
  private:
   void Launch(const std::vector<std::string>& zones, const std::vector<std::string>& records) {
     Stop();
-    port_ = FreeLoopbackPort();
+    port_ = placement_.port != 0 ? placement_.port : FreeLoopbackPort();
     std::ofstream conf(dir_ + "/unbound.conf");
-    conf << "server:\n  interface: 127.0.0.1\n  port: " << port_
+    conf << "server:\n  interface: " << placement_.address << "\n  port: " << port_
          << "\n  do-ip6: no\n  do-daemonize: no\n  username: \"\"\n  chroot: \"\"\n"
          << "  directory: \"" << dir_ << "\"\n  pidfile: \"" << dir_ << "/unbound.pid\"\n"
          << "  logfile: \"" << dir_ << "/unbound.log\"\n  use-syslog: no\n  log-queries: yes\n"
-         << "  verbosity: 1\n  access-control: 127.0.0.0/8 allow\n  module-config: \"iterator\"\n"
+         << "  verbosity: 1\n  access-control: 127.0.0.0/8 allow\n"
+         << "  access-control: 198.51.100.0/24 allow\n  module-config: \"iterator\"\n"
          << "  local-zone: \".\" static\n";
     for (const auto& z : zones) conf << "  local-zone: \"" << z << "\" transparent\n";
     for (const auto& z : zones) {
@@ -107,6 +121,7 @@ class Unbound {
     conf.close();
     pid_ = ::fork();
     if (pid_ == 0) {
+      if (!placement_.netns.empty() && !EnterNetns(placement_.netns)) ::_exit(126);
       const std::string path = dir_ + "/unbound.conf";
       ::execlp("unbound", "unbound", "-d", "-c", path.c_str(), static_cast<char*>(nullptr));
       ::_exit(127);
@@ -116,10 +131,16 @@ class Unbound {
 
   // Polls with a real query (the root SOA, answered by the static root zone) until it answers.
   bool WaitReady() {
+    if (placement_.netns.empty()) return Probe();
+    bool ready = false;
+    RunInNetns(placement_.netns, [&] { ready = Probe(); });
+    return ready;
+  }
+  bool Probe() {
     const unsigned char query[] = {0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 6, 0, 1};
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::inet_pton(AF_INET, placement_.address.c_str(), &addr.sin_addr);
     addr.sin_port = htons(port_);
     for (int i = 0; i < 100; ++i) {
       const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
@@ -139,6 +160,7 @@ class Unbound {
     return false;
   }
 
+  const Placement placement_;
   std::string dir_;
   uint16_t port_ = 0;
   pid_t pid_ = -1;

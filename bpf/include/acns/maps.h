@@ -87,12 +87,12 @@ ACNS_STATIC_ASSERT(sizeof(struct acns_policy_value) == 12, "policy value is 12 b
 /* ---- verdict reasons and counters ---- */
 
 enum acns_verdict {
-  ACNS_VERDICT_PASS = 0,     /* no policy applies (endpoint without FQDN policy, non-IP) */
-  ACNS_VERDICT_ALLOW = 1,    /* a policy entry allows it */
-  ACNS_VERDICT_ESTABLISHED = 2, /* part of a connection allowed earlier */
-  ACNS_VERDICT_DROP_POLICY = 3, /* no entry allows it, or a deny entry */
-  ACNS_VERDICT_REDIRECT = 4,    /* to the DNS proxy */
-  ACNS_VERDICT_MAX = 5,
+  ACNS_PKT_PASS = 0,     /* no policy applies (endpoint without FQDN policy, non-IP) */
+  ACNS_PKT_ALLOW = 1,    /* a policy entry allows it */
+  ACNS_PKT_ESTABLISHED = 2, /* part of a connection allowed earlier */
+  ACNS_PKT_DROP_POLICY = 3, /* no entry allows it, or a deny entry */
+  ACNS_PKT_REDIRECT = 4,    /* to the DNS proxy */
+  ACNS_PKT_MAX = 5,
 };
 
 /* Per-CPU array indexed by verdict. */

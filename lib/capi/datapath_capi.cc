@@ -1,0 +1,136 @@
+// extern "C" shims for acns_datapath.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lib/capi/capi_internal.h"
+#include "lib/common/socket_address.h"
+#include "lib/datapath/datapath.h"
+
+struct acns_datapath {
+  std::unique_ptr<acns::datapath::Datapath> datapath;
+};
+
+namespace {
+
+using acns::capi::FromStatus;
+using acns::capi::Guard;
+using acns::capi::SetError;
+
+absl::StatusOr<acns::fqdn::Delta> FromAcnsDelta(const acns_fqdn_delta* in, size_t index) {
+  using Kind = acns::fqdn::Delta::Kind;
+  auto bad = [&](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat("deltas[", index, "]: ", what));
+  };
+  if (in == nullptr) return bad("NULL");
+  auto d = acns::capi::ReadStruct(in, "acns_fqdn_delta");
+  if (!d.ok()) return d.status();
+  acns::fqdn::Delta out;
+  out.seq = d->seq;
+  out.identity = d->identity;
+  switch (d->kind) {
+    case ACNS_FQDN_DELTA_IDENTITY_ADDED: out.kind = Kind::kIdentityAdded; break;
+    case ACNS_FQDN_DELTA_IP_UPSERTED: out.kind = Kind::kIpUpserted; break;
+    case ACNS_FQDN_DELTA_IP_REMOVED: out.kind = Kind::kIpRemoved; break;
+    case ACNS_FQDN_DELTA_IDENTITY_REMOVED: out.kind = Kind::kIdentityRemoved; break;
+    case ACNS_FQDN_DELTA_RESYNC: out.kind = Kind::kResync; break;
+    default: return bad(absl::StrCat("unknown kind ", d->kind));
+  }
+  if (out.kind == Kind::kIpUpserted || out.kind == Kind::kIpRemoved) {
+    auto ip = acns::capi::FromAcnsIp(&d->ip);
+    if (!ip.ok()) return bad(ip.status().message());
+    out.ip = *ip;
+  }
+  if (d->n_labels > 0 && d->labels == nullptr) return bad("labels is NULL but n_labels is not 0");
+  for (size_t i = 0; i < d->n_labels; ++i) {
+    if (d->labels[i] == nullptr) return bad("a label is NULL");
+    out.labels.emplace_back(d->labels[i]);
+  }
+  return out;
+}
+
+}  // namespace
+
+extern "C" {
+
+acns_status acns_datapath_create(const acns_datapath_opts* opts, acns_policy_engine* engine,
+                                 acns_datapath** out, acns_error* err) {
+  return Guard(err, [&]() -> acns_status {
+    if (out == nullptr) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "out is NULL");
+    *out = nullptr;
+    if (engine == nullptr) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "engine is NULL");
+    acns::datapath::Datapath::Options options;
+    if (opts != nullptr) {
+      auto o = acns::capi::ReadStruct(opts, "acns_datapath_opts");
+      if (!o.ok()) return FromStatus(o.status(), err);
+      if (o->bpffs_dir != nullptr) options.pin_dir = o->bpffs_dir;
+      if (o->n_dns_proxy > 0 && o->dns_proxy == nullptr) {
+        return SetError(err, ACNS_INVALID_ARGUMENT, 0, "dns_proxy is NULL but n_dns_proxy is not 0");
+      }
+      for (size_t i = 0; i < o->n_dns_proxy; ++i) {
+        if (o->dns_proxy[i] == nullptr) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "a dns_proxy address is NULL");
+        auto addr = acns::SocketAddress::Parse(o->dns_proxy[i]);
+        if (!addr.ok()) {
+          return SetError(err, ACNS_INVALID_ARGUMENT, 0, absl::StrCat("dns_proxy[", i, "]: ", addr.status().message()));
+        }
+        options.dns_proxy.push_back(*addr);
+      }
+    }
+    auto dp = acns::datapath::Datapath::Create(&engine->engine, std::move(options));
+    if (!dp.ok()) return FromStatus(dp.status(), err);
+    *out = new acns_datapath{*std::move(dp)};
+    return SetError(err, ACNS_OK, 0, "");
+  });
+}
+
+void acns_datapath_destroy(acns_datapath* datapath) { delete datapath; }
+
+acns_status acns_datapath_sync(acns_datapath* datapath, acns_error* err) {
+  return Guard(err, [&]() -> acns_status {
+    if (datapath == nullptr) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "datapath is NULL");
+    return FromStatus(datapath->datapath->Sync(), err);
+  });
+}
+
+acns_status acns_datapath_apply_deltas(acns_datapath* datapath, const acns_fqdn_delta* const* deltas,
+                                       size_t n, uint64_t* applied_seq, acns_error* err) {
+  return Guard(err, [&]() -> acns_status {
+    if (datapath == nullptr) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "datapath is NULL");
+    if (n > 0 && deltas == nullptr) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "deltas is NULL but n is not 0");
+    std::vector<acns::fqdn::Delta> batch;
+    batch.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      auto d = FromAcnsDelta(deltas[i], i);
+      if (!d.ok()) return FromStatus(d.status(), err);
+      batch.push_back(*std::move(d));
+    }
+    auto seq = datapath->datapath->ApplyDeltas(batch);
+    if (!seq.ok()) return FromStatus(seq.status(), err);
+    if (applied_seq != nullptr) *applied_seq = *seq;
+    return SetError(err, ACNS_OK, 0, "");
+  });
+}
+
+acns_status acns_datapath_stats_get(const acns_datapath* datapath, acns_datapath_stats* out, acns_error* err) {
+  return Guard(err, [&]() -> acns_status {
+    if (datapath == nullptr || out == nullptr) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "datapath or out is NULL");
+    if (out->struct_size < sizeof(size_t)) {
+      return SetError(err, ACNS_INVALID_ARGUMENT, 0, "acns_datapath_stats.struct_size is not set");
+    }
+    const auto s = datapath->datapath->stats();
+    acns_datapath_stats r{};
+    r.struct_size = sizeof(r);
+    r.endpoints = s.endpoints;
+    r.fqdn_identities = s.fqdn_identities;
+    r.policy_written = s.policy_written;
+    r.policy_deleted = s.policy_deleted;
+    r.ipcache_written = s.ipcache_written;
+    r.ipcache_deleted = s.ipcache_deleted;
+    r.sync_failures = s.sync_failures;
+    r.delta_failures = s.delta_failures;
+    acns::capi::WriteStruct(r, out);
+    return SetError(err, ACNS_OK, 0, "");
+  });
+}
+
+}  // extern "C"

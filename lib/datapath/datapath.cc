@@ -1,0 +1,210 @@
+#include "lib/datapath/datapath.h"
+
+#include <net/if.h>
+#include <sys/mount.h>
+#include <sys/statfs.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <limits>
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "lib/common/status.h"
+
+namespace acns::datapath {
+namespace {
+
+constexpr long kBpfFsMagic = 0xcafe4a11;
+constexpr absl::string_view kFqdnLabel = "fqdn:";
+
+}  // namespace
+
+absl::Status EnsureBpffs(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return absl::PermissionDeniedError(absl::StrCat("mkdir ", dir, ": ", ec.message()));
+  struct statfs fs {};
+  if (::statfs(dir.c_str(), &fs) != 0) return ErrnoError(errno, absl::StrCat("statfs ", dir));
+  if (static_cast<long>(fs.f_type) == kBpfFsMagic) return absl::OkStatus();
+  if (::mount("bpffs", dir.c_str(), "bpf", 0, "mode=0700") != 0) {
+    return ErrnoError(errno, absl::StrCat("mount a bpffs on ", dir));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Create(const policy::PolicyEngine* engine,
+                                                           Options options) {
+  if (engine == nullptr) return absl::InvalidArgumentError("the datapath needs a policy engine");
+  if (options.mount_bpffs) {
+    if (absl::Status s = EnsureBpffs(options.pin_dir); !s.ok()) return s;
+  }
+  std::unique_ptr<Datapath> dp(new Datapath(engine, std::move(options)));
+  auto node = EgressProgram::Load(EgressProgram::LoadOptions{.pin_dir = dp->options_.pin_dir});
+  if (!node.ok()) return node.status();
+  dp->node_ = *std::move(node);
+  dp->ipcache_ = std::make_unique<IpcacheWriter>(dp->node_->ipcache_fd());
+  std::vector<std::pair<IpAddr, uint32_t>> host;
+  for (const SocketAddress& a : dp->options_.dns_proxy) host.emplace_back(a.ip(), kIdentityHost);
+  if (absl::Status s = dp->ipcache_->SetStaticEntries(std::move(host)); !s.ok()) return s;
+  return dp;
+}
+
+Datapath::~Datapath() = default;
+
+absl::Status Datapath::AttachEndpoint(uint64_t id, const std::string& interface) {
+  const unsigned ifindex = ::if_nametoindex(interface.c_str());
+  if (ifindex == 0) return ErrnoError(errno, absl::StrCat("interface ", interface));
+  auto it = attached_.find(id);
+  if (it != attached_.end() && it->second.interface == interface &&
+      it->second.ifindex == static_cast<int>(ifindex)) {
+    return absl::OkStatus();
+  }
+  if (it == attached_.end()) {
+    if (id > std::numeric_limits<uint32_t>::max()) {
+      return absl::InvalidArgumentError("endpoint ids above 2^32-1 have no policy map name");
+    }
+    auto program = EgressProgram::Load(
+        EgressProgram::LoadOptions{.pin_dir = options_.pin_dir, .endpoint_id = static_cast<uint32_t>(id)});
+    if (!program.ok()) return program.status();
+    it = attached_.emplace(id, Attached{interface, 0, *std::move(program)}).first;
+  } else if (it->second.ifindex != 0) {
+    // Moved to another interface (or the interface was made anew): the old one, if it still
+    // exists, stops carrying our filters.
+    (void)EgressProgram::Detach(it->second.ifindex);
+  }
+  it->second.interface = interface;
+  it->second.ifindex = 0;
+  if (absl::Status s = it->second.program->Attach(static_cast<int>(ifindex)); !s.ok()) return s;
+  it->second.ifindex = static_cast<int>(ifindex);
+  return absl::OkStatus();
+}
+
+absl::Status Datapath::ReconcilePolicy(uint64_t id, Attached& endpoint) {
+  auto view = engine_->EgressRulesFor(id);
+  if (!view.ok()) return view.status();
+  PolicyMapInputs inputs{.fqdn_identities = &identities_};
+  for (const SocketAddress& a : options_.dns_proxy) inputs.dns_proxy_ports.push_back(a.port());
+  const std::vector<PolicyEntry> desired = DesiredEgressPolicy(*view, inputs);
+  // Enforcement starts only once the map is complete, and stops before the map empties.
+  if (!view->enforced) {
+    if (absl::Status s = endpoint.program->SetEnforce(false); !s.ok()) return s;
+  }
+  auto result = ReconcilePolicyMap(endpoint.program->policy_fd(), desired);
+  if (!result.ok()) return result.status();
+  stats_.policy_written += result->written;
+  stats_.policy_deleted += result->deleted;
+  if (view->enforced) return endpoint.program->SetEnforce(true);
+  return absl::OkStatus();
+}
+
+absl::Status Datapath::ReconcileAllPolicies() {
+  std::vector<std::string> errors;
+  for (auto& [id, endpoint] : attached_) {
+    if (absl::Status s = ReconcilePolicy(id, endpoint); !s.ok()) {
+      errors.push_back(absl::StrCat("endpoint ", id, ": ", s.message()));
+    }
+  }
+  if (errors.empty()) return absl::OkStatus();
+  return absl::InternalError(absl::StrJoin(errors, "; "));
+}
+
+absl::Status Datapath::Sync() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> errors;
+  std::set<uint64_t> wanted;
+  for (const auto& ep : engine_->Endpoints()) {
+    if (ep.interface.empty()) continue;
+    wanted.insert(ep.id);
+    if (absl::Status s = AttachEndpoint(ep.id, ep.interface); !s.ok()) {
+      errors.push_back(absl::StrCat("endpoint ", ep.id, ": ", s.message()));
+    }
+  }
+  for (auto it = attached_.begin(); it != attached_.end();) {
+    if (wanted.contains(it->first)) {
+      ++it;
+      continue;
+    }
+    // A pod that went usually took its interface along: a missing one is not an error.
+    if (it->second.ifindex != 0) (void)EgressProgram::Detach(it->second.ifindex);
+    if (absl::Status s = EgressProgram::Unpin(options_.pin_dir, static_cast<uint32_t>(it->first)); !s.ok()) {
+      errors.push_back(absl::StrCat("endpoint ", it->first, ": ", s.message()));
+    }
+    it = attached_.erase(it);
+  }
+  for (auto& [id, endpoint] : attached_) {
+    if (endpoint.ifindex == 0) continue;  // not attached: its error is reported above
+    if (absl::Status s = ReconcilePolicy(id, endpoint); !s.ok()) {
+      errors.push_back(absl::StrCat("endpoint ", id, ": ", s.message()));
+    }
+  }
+  if (errors.empty()) return absl::OkStatus();
+  ++stats_.sync_failures;
+  return absl::InternalError(absl::StrJoin(errors, "; "));
+}
+
+absl::StatusOr<uint64_t> Datapath::ApplyDeltas(std::span<const fqdn::Delta> deltas) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // The identities once the whole batch is applied, and whether any came or went on the way.
+  FqdnIdentities after = identities_;
+  bool added = false;
+  bool removed = false;
+  for (const fqdn::Delta& d : deltas) {
+    switch (d.kind) {
+      case fqdn::Delta::Kind::kResync:
+        removed |= !after.empty();
+        after.clear();
+        break;
+      case fqdn::Delta::Kind::kIdentityAdded: {
+        std::vector<std::string> selectors;
+        for (const std::string& label : d.labels) {
+          if (absl::StartsWith(label, kFqdnLabel)) selectors.push_back(label.substr(kFqdnLabel.size()));
+        }
+        identities_[d.identity] = selectors;  // allowed before any IP points at it
+        after[d.identity] = std::move(selectors);
+        added = true;
+        break;
+      }
+      case fqdn::Delta::Kind::kIdentityRemoved:
+        after.erase(d.identity);
+        removed = true;
+        break;
+      default:
+        break;
+    }
+  }
+  auto fail = [&](const absl::Status& s) {
+    ++stats_.delta_failures;
+    return s;
+  };
+  if (added) {
+    if (absl::Status s = ReconcileAllPolicies(); !s.ok()) return fail(s);
+  }
+  auto seq = ipcache_->Apply(deltas);
+  if (!seq.ok()) return fail(seq.status());
+  if (removed) {
+    identities_ = std::move(after);
+    if (absl::Status s = ReconcileAllPolicies(); !s.ok()) return fail(s);
+  }
+  return *seq;
+}
+
+Datapath::Stats Datapath::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stats s = stats_;
+  s.endpoints = attached_.size();
+  s.ipcache_written = ipcache_->entries_written();
+  s.ipcache_deleted = ipcache_->entries_deleted();
+  s.fqdn_identities = identities_.size();
+  return s;
+}
+
+int Datapath::policy_fd(uint64_t endpoint_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = attached_.find(endpoint_id);
+  return it == attached_.end() ? -1 : it->second.program->policy_fd();
+}
+
+}  // namespace acns::datapath

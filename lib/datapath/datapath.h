@@ -1,0 +1,98 @@
+// The datapath of a node: one enforcement program per endpoint interface, the shared ipcache,
+// and each endpoint's policy map, kept equal to what the policy engine and the FQDN cache's
+// deltas say. Everything lives in pinned maps under a bpffs directory: a restarted agent adopts
+// them (nothing is flushed, enforcement never stops) and only writes the differences.
+#ifndef ACNS_LIB_DATAPATH_DATAPATH_H_
+#define ACNS_LIB_DATAPATH_DATAPATH_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "lib/common/socket_address.h"
+#include "lib/datapath/egress_program.h"
+#include "lib/datapath/ipcache_writer.h"
+#include "lib/datapath/policy_map.h"
+#include "lib/fqdn/cache.h"
+#include "lib/policy/engine.h"
+
+namespace acns::datapath {
+
+// Makes `dir` (created if missing) a bpffs mount point unless it is on a bpffs already.
+absl::Status EnsureBpffs(const std::string& dir);
+
+class Datapath {
+ public:
+  struct Options {
+    std::string pin_dir = "/sys/fs/bpf/acns";
+    bool mount_bpffs = true;  // mount a bpffs on pin_dir when it is not on one
+    // Addresses of the explicit-mode DNS proxy: in the ipcache as reserved:host, and allowed
+    // (UDP and TCP on their ports) to every endpoint whose rules have `rules.dns`.
+    std::vector<SocketAddress> dns_proxy;
+  };
+  struct Stats {
+    size_t endpoints = 0;          // with programs attached
+    uint64_t sync_failures = 0;    // Sync calls that reported an error
+    uint64_t delta_failures = 0;   // ApplyDeltas calls that reported an error
+    uint64_t policy_written = 0;   // policy map entries added or changed
+    uint64_t policy_deleted = 0;
+    uint64_t ipcache_written = 0;
+    uint64_t ipcache_deleted = 0;
+    size_t fqdn_identities = 0;
+  };
+
+  // Loads the node's handle on the shared maps (creating or adopting them) and writes the DNS
+  // proxy's ipcache entries. `engine` must outlive the datapath.
+  static absl::StatusOr<std::unique_ptr<Datapath>> Create(const policy::PolicyEngine* engine,
+                                                          Options options);
+  // Programs stay attached and maps pinned: enforcement outlives the process.
+  ~Datapath();
+  Datapath(const Datapath&) = delete;
+  Datapath& operator=(const Datapath&) = delete;
+
+  // Brings the interfaces and policy maps in line with the engine: an endpoint with an
+  // interface gets the programs (its pinned maps adopted, filters replaced in place), one that
+  // went is detached and its pins removed, and every endpoint's policy map is reconciled. An
+  // error (no such interface, kernel refusal) names the endpoint; the others are still synced.
+  absl::Status Sync();
+
+  // Applies the FQDN cache's deltas in order: policy entries for new identities first, then the
+  // ipcache, then the entries of identities that went. Returns the last sequence number written,
+  // which is what the DNS proxy may be acknowledged with.
+  absl::StatusOr<uint64_t> ApplyDeltas(std::span<const fqdn::Delta> deltas);
+
+  Stats stats() const;
+  int ipcache_fd() const { return node_->ipcache_fd(); }
+  // The policy map of an attached endpoint, or -1.
+  int policy_fd(uint64_t endpoint_id) const;
+
+ private:
+  struct Attached {
+    std::string interface;
+    int ifindex = 0;
+    std::unique_ptr<EgressProgram> program;
+  };
+
+  Datapath(const policy::PolicyEngine* engine, Options options) : engine_(engine), options_(std::move(options)) {}
+  absl::Status AttachEndpoint(uint64_t id, const std::string& interface);
+  absl::Status ReconcilePolicy(uint64_t id, Attached& endpoint);
+  absl::Status ReconcileAllPolicies();
+
+  const policy::PolicyEngine* const engine_;
+  const Options options_;
+  mutable std::mutex mu_;  // Sync (agent thread) and ApplyDeltas (proxy threads)
+  std::unique_ptr<EgressProgram> node_;
+  std::unique_ptr<IpcacheWriter> ipcache_;
+  FqdnIdentities identities_;
+  std::map<uint64_t, Attached> attached_;
+  Stats stats_;
+};
+
+}  // namespace acns::datapath
+
+#endif  // ACNS_LIB_DATAPATH_DATAPATH_H_

@@ -1,0 +1,192 @@
+#include "lib/datapath/policy_map.h"
+
+#include <bpf/bpf.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "lib/common/status.h"
+#include "lib/datapath/egress_program.h"
+
+namespace acns::datapath {
+namespace {
+
+bool KeyLess(const acns_policy_key& a, const acns_policy_key& b) {
+  return std::memcmp(&a, &b, sizeof(a)) < 0;
+}
+bool KeyEqual(const acns_policy_key& a, const acns_policy_key& b) {
+  return std::memcmp(&a, &b, sizeof(a)) == 0;
+}
+bool ValueEqual(const acns_policy_value& a, const acns_policy_value& b) {
+  return std::memcmp(&a, &b, sizeof(a)) == 0;
+}
+
+class EntryBuilder {
+ public:
+  // Allows `identities` on the ports of `port_rule` (nullptr: everything).
+  void Allow(std::span<const uint32_t> identities, const policy::PortRule* port_rule) {
+    if (port_rule == nullptr || port_rule->ports.empty()) {
+      for (uint32_t id : identities) Add(PolicyKey(id, 0, 0), 0);
+      return;
+    }
+    for (const policy::PortProtocol& pp : port_rule->ports) AllowPorts(identities, pp);
+  }
+
+  void AllowPorts(std::span<const uint32_t> identities, const policy::PortProtocol& pp) {
+    if (!pp.named_port.empty()) return;  // named ports need the pod's container ports
+    if (pp.protocols == policy::kProtoAny && pp.port == 0) {
+      for (uint32_t id : identities) Add(PolicyKey(id, 0, 0), 0);
+      return;
+    }
+    const std::pair<uint8_t, uint8_t> protocols[] = {
+        {policy::kProtoTcp, IPPROTO_TCP}, {policy::kProtoUdp, IPPROTO_UDP}, {policy::kProtoSctp, IPPROTO_SCTP}};
+    for (const auto& [bit, proto] : protocols) {
+      if ((pp.protocols & bit) == 0) continue;
+      for (uint32_t id : identities) {
+        if (pp.port == 0) {
+          Add(PolicyKey(id, proto, 0), 0);
+          continue;
+        }
+        // A range becomes the aligned power-of-two blocks that cover it exactly.
+        uint32_t lo = pp.port;
+        const uint32_t hi = std::max<uint32_t>(pp.end_port, pp.port);
+        while (lo <= hi) {
+          uint32_t bits = 0;
+          while (bits < 16 && (lo & ((2u << bits) - 1)) == 0 && lo + (2u << bits) - 1 <= hi) ++bits;
+          const auto prefix = static_cast<uint8_t>(16 - bits);
+          Add(PolicyKey(id, proto, static_cast<uint16_t>(lo), prefix), prefix);
+          lo += 1u << bits;
+        }
+      }
+    }
+  }
+
+  std::vector<PolicyEntry> Finish() {
+    std::sort(entries_.begin(), entries_.end(),
+              [](const PolicyEntry& a, const PolicyEntry& b) { return KeyLess(a.key, b.key); });
+    entries_.erase(std::unique(entries_.begin(), entries_.end(),
+                               [](const PolicyEntry& a, const PolicyEntry& b) { return KeyEqual(a.key, b.key); }),
+                   entries_.end());
+    return std::move(entries_);
+  }
+
+ private:
+  void Add(const acns_policy_key& key, uint8_t port_prefix_len) {
+    PolicyEntry e;
+    e.key = key;
+    std::memset(&e.value, 0, sizeof(e.value));
+    e.value.flags = static_cast<uint8_t>(port_prefix_len << ACNS_POLICY_PREFIX_SHIFT);
+    entries_.push_back(e);
+  }
+
+  std::vector<PolicyEntry> entries_;
+};
+
+}  // namespace
+
+std::vector<PolicyEntry> DesiredEgressPolicy(const policy::PolicyEngine::EgressView& view,
+                                             const PolicyMapInputs& inputs) {
+  EntryBuilder out;
+  if (!view.enforced) return out.Finish();
+  static const FqdnIdentities kNone;
+  const FqdnIdentities& fqdn = inputs.fqdn_identities != nullptr ? *inputs.fqdn_identities : kNone;
+  const uint32_t kHost[] = {kIdentityHost};
+  for (const policy::EgressRule* rule : view.rules) {
+    // Queries under `rules.dns` go to the proxy, whatever server the rule names.
+    for (const policy::PortRule& pr : rule->to_ports) {
+      if (!pr.has_dns_rules) continue;
+      for (uint16_t port : inputs.dns_proxy_ports) {
+        out.AllowPorts(kHost, policy::PortProtocol{port, port, policy::kProtoTcp | policy::kProtoUdp, {}});
+      }
+    }
+    std::vector<uint32_t> peers;
+    if (!rule->HasL3()) peers.push_back(0);
+    for (const std::string& entity : rule->to_entities) {
+      if (entity == "all") {
+        peers.push_back(0);
+      } else if (entity == "world" || entity == "world-ipv4" || entity == "world-ipv6") {
+        peers.push_back(ACNS_IDENTITY_WORLD);
+        for (const auto& [id, selectors] : fqdn) peers.push_back(id);
+      } else if (entity == "host") {
+        peers.push_back(kIdentityHost);
+      }
+    }
+    if (!rule->to_fqdns.empty()) {
+      absl::flat_hash_set<std::string> wanted;
+      for (const policy::FqdnRule& f : rule->to_fqdns) wanted.insert(absl::AsciiStrToLower(f.pattern.text));
+      for (const auto& [id, selectors] : fqdn) {
+        if (std::any_of(selectors.begin(), selectors.end(), [&](const std::string& s) { return wanted.contains(s); })) {
+          peers.push_back(id);
+        }
+      }
+    }
+    if (peers.empty()) continue;
+    if (rule->to_ports.empty()) {
+      out.Allow(peers, nullptr);
+      continue;
+    }
+    for (const policy::PortRule& pr : rule->to_ports) out.Allow(peers, &pr);
+  }
+  return out.Finish();
+}
+
+absl::StatusOr<std::vector<PolicyEntry>> ReadPolicyMap(int fd) {
+  std::vector<PolicyEntry> out;
+  acns_policy_key key, next;
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    PolicyEntry e;
+    e.key = next;
+    if (bpf_map_lookup_elem(fd, &next, &e.value) == 0) out.push_back(e);
+    key = next;
+    prev = &key;
+  }
+  if (errno != ENOENT) return ErrnoError(errno, "walk the policy map");
+  std::sort(out.begin(), out.end(), [](const PolicyEntry& a, const PolicyEntry& b) { return KeyLess(a.key, b.key); });
+  return out;
+}
+
+absl::StatusOr<ReconcileResult> ReconcilePolicyMap(int fd, std::span<const PolicyEntry> desired) {
+  auto current = ReadPolicyMap(fd);
+  if (!current.ok()) return current.status();
+  ReconcileResult result;
+  std::vector<acns_policy_key> keys;
+  std::vector<acns_policy_value> values;
+  std::vector<acns_policy_key> stale;
+  // Both lists are sorted by key: one merge pass finds what to write and what to delete.
+  auto cur = current->begin();
+  for (const PolicyEntry& want : desired) {
+    while (cur != current->end() && KeyLess(cur->key, want.key)) stale.push_back((cur++)->key);
+    if (cur != current->end() && KeyEqual(cur->key, want.key)) {
+      const bool same = ValueEqual(cur->value, want.value);
+      ++cur;
+      if (same) {
+        ++result.unchanged;
+        continue;
+      }
+    }
+    keys.push_back(want.key);
+    values.push_back(want.value);
+  }
+  for (; cur != current->end(); ++cur) stale.push_back(cur->key);
+  // New entries first, then removals: a packet never sees a moment with neither.
+  if (!keys.empty()) {
+    uint32_t count = static_cast<uint32_t>(keys.size());
+    if (bpf_map_update_batch(fd, keys.data(), values.data(), &count, nullptr) != 0) {
+      return ErrnoError(errno, absl::StrCat("policy map batch update (", count, " of ", keys.size(), " written)"));
+    }
+    result.written = keys.size();
+  }
+  for (const acns_policy_key& k : stale) {
+    if (bpf_map_delete_elem(fd, &k) != 0 && errno != ENOENT) return ErrnoError(errno, "policy map delete");
+    ++result.deleted;
+  }
+  return result;
+}
+
+}  // namespace acns::datapath

@@ -1,0 +1,66 @@
+// An endpoint's policy map (Cilium's cilium_policy_v2 layout): what it should hold, computed
+// from the egress rules selecting the endpoint and the FQDN identities in use, and the
+// reconciliation that makes a map hold exactly that (only the differences are written, so a
+// restarted agent changes nothing that is already right).
+#ifndef ACNS_LIB_DATAPATH_POLICY_MAP_H_
+#define ACNS_LIB_DATAPATH_POLICY_MAP_H_
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "bpf/include/acns/maps.h"
+#include "lib/policy/engine.h"
+
+namespace acns::datapath {
+
+// Cilium's reserved identity of the node itself; the explicit-mode DNS proxy's addresses have it.
+constexpr uint32_t kIdentityHost = 1;
+
+struct PolicyEntry {
+  acns_policy_key key;
+  acns_policy_value value;
+};
+
+// The FQDN identities in use: identity -> its toFQDNs selectors (the "fqdn:" labels, without the
+// prefix).
+using FqdnIdentities = absl::flat_hash_map<uint32_t, std::vector<std::string>>;
+
+struct PolicyMapInputs {
+  const FqdnIdentities* fqdn_identities = nullptr;
+  // Ports of the explicit-mode DNS proxy (UDP and TCP) on the node: an endpoint whose rules
+  // have `rules.dns` may send queries there.
+  std::vector<uint16_t> dns_proxy_ports;
+};
+
+// The egress entries of an enforced endpoint, sorted by key and without duplicates:
+//  - a rule without L3 peers, or toEntities all: any identity (0);
+//  - toEntities world: reserved:world (2) and every FQDN identity (they carry reserved:world);
+//    host: reserved:host (1);
+//  - toFQDNs: every FQDN identity with one of the rule's selectors;
+//  - a port rule with `rules.dns`: the DNS proxy's ports on reserved:host.
+// Each on the rule's ports (a range becomes aligned prefixes), every protocol and port when the
+// rule has none. toEndpoints, toCIDR and cluster peers need endpoint and CIDR identities,
+// which this datapath does not allocate yet: they add no entries (docs/datapath.md).
+std::vector<PolicyEntry> DesiredEgressPolicy(const policy::PolicyEngine::EgressView& view,
+                                             const PolicyMapInputs& inputs);
+
+struct ReconcileResult {
+  size_t written = 0;  // added or changed
+  size_t deleted = 0;
+  size_t unchanged = 0;
+};
+
+// Makes the map at `fd` hold exactly `desired`. On a kernel error the status carries its errno
+// and message; the entries written before it stay.
+absl::StatusOr<ReconcileResult> ReconcilePolicyMap(int fd, std::span<const PolicyEntry> desired);
+
+// The entries a policy map holds, sorted by key.
+absl::StatusOr<std::vector<PolicyEntry>> ReadPolicyMap(int fd);
+
+}  // namespace acns::datapath
+
+#endif  // ACNS_LIB_DATAPATH_POLICY_MAP_H_

@@ -1,0 +1,295 @@
+// Policy maps from rules (DesiredEgressPolicy), their reconciliation in a real map, and the
+// Datapath that ties engine, FQDN deltas, interfaces and pinned maps together.
+#include "lib/datapath/policy_map.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/pkt_cls.h>
+#include <netinet/in.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "lib/datapath/datapath.h"
+#include "lib/datapath/egress_program.h"
+#include "lib/policy/labels.h"
+#include "tests/support/commands.h"
+#include "tests/support/packets.h"
+
+namespace acns::datapath {
+namespace {
+
+using ::acns::testing::RunCommand;
+
+constexpr uint32_t kFqdnA = 16777216;  // fqdn:*.allowed.test
+constexpr uint32_t kFqdnB = 16777217;  // fqdn:api.other.test
+constexpr uint32_t kFqdnAB = 16777218; // both
+
+constexpr char kPolicy[] = R"(
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: web, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  egress:
+  - toCIDR: [198.51.100.6/32]
+    toPorts:
+    - ports: [{port: "53", protocol: ANY}]
+      rules:
+        dns: [{matchPattern: "*.allowed.test"}]
+  - toFQDNs: [{matchPattern: "*.ALLOWED.test"}]
+    toPorts: [{ports: [{port: "443", protocol: TCP}, {port: "8000", endPort: 8005, protocol: UDP}]}]
+  - toFQDNs: [{matchName: api.other.test}]
+  - toEntities: [host]
+    toPorts: [{ports: [{port: "9100", protocol: TCP}]}]
+)";
+
+policy::LabelSet WebLabels() { return policy::EndpointLabels("default", {{"k8s", "app", "web"}}); }
+
+std::string Describe(const PolicyEntry& e) {
+  return absl::StrCat(e.key.sec_label, "/", e.key.protocol, "/", be16toh(e.key.dport), "/",
+                      e.key.prefixlen - ACNS_POLICY_FIXED_PREFIX);
+}
+
+std::vector<std::string> Describe(const std::vector<PolicyEntry>& entries) {
+  std::vector<std::string> out;
+  for (const PolicyEntry& e : entries) out.push_back(Describe(e));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+class PolicyMapTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    policy::LoadResult result;
+    ASSERT_TRUE(engine_.Apply("web.yaml", kPolicy, &result).ok());
+    ASSERT_TRUE(engine_.UpsertEndpoint(1, WebLabels()).ok());
+    ASSERT_TRUE(engine_.UpsertEndpoint(2, policy::EndpointLabels("default", {{"k8s", "app", "db"}})).ok());
+    identities_ = {{kFqdnA, {"*.allowed.test"}}, {kFqdnB, {"api.other.test"}}, {kFqdnAB, {"*.allowed.test", "api.other.test"}}};
+  }
+  std::vector<PolicyEntry> Desired(uint64_t endpoint) {
+    auto view = engine_.EgressRulesFor(endpoint);
+    EXPECT_TRUE(view.ok());
+    return DesiredEgressPolicy(*view, PolicyMapInputs{.fqdn_identities = &identities_, .dns_proxy_ports = {53}});
+  }
+  policy::PolicyEngine engine_;
+  FqdnIdentities identities_;
+};
+
+TEST_F(PolicyMapTest, RulesBecomeEntriesPerIdentityProtocolAndPortPrefix) {
+  std::vector<std::string> want = {
+      // rules.dns: the proxy on reserved:host, UDP and TCP
+      "1/6/53/24", "1/17/53/24",
+      // toEntities host on TCP 9100
+      "1/6/9100/24",
+      // *.allowed.test (alone and with the other selector): TCP 443, and UDP 8000-8005 as the
+      // aligned blocks 8000-8003 (port prefix 14) and 8004-8005 (15)
+      absl::StrCat(kFqdnA, "/6/443/24"), absl::StrCat(kFqdnA, "/17/8000/22"), absl::StrCat(kFqdnA, "/17/8004/23"),
+      absl::StrCat(kFqdnAB, "/6/443/24"), absl::StrCat(kFqdnAB, "/17/8000/22"), absl::StrCat(kFqdnAB, "/17/8004/23"),
+      // api.other.test without toPorts: every protocol and port
+      absl::StrCat(kFqdnAB, "/0/0/0"), absl::StrCat(kFqdnB, "/0/0/0"),
+  };
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(Describe(Desired(1)), want);
+  // An endpoint no rule selects is not enforced: no entries.
+  auto view = engine_.EgressRulesFor(2);
+  ASSERT_TRUE(view.ok());
+  EXPECT_FALSE(view->enforced);
+  EXPECT_TRUE(Desired(2).empty());
+  EXPECT_EQ(engine_.EgressRulesFor(99).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(PolicyMapTest, ReconcileWritesOnlyTheDifference) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to create BPF maps";
+  auto program = EgressProgram::Load();
+  ASSERT_TRUE(program.ok()) << program.status();
+  const int fd = (*program)->policy_fd();
+  // A stale entry that no rule wants, and one that is wanted.
+  acns_policy_value value{};
+  const acns_policy_key stale = PolicyKey(4242, IPPROTO_TCP, 22);
+  ASSERT_EQ(bpf_map_update_elem(fd, &stale, &value, BPF_ANY), 0);
+  const std::vector<PolicyEntry> desired = Desired(1);
+  ASSERT_EQ(bpf_map_update_elem(fd, &desired[0].key, &desired[0].value, BPF_ANY), 0);
+
+  auto first = ReconcilePolicyMap(fd, desired);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->written, desired.size() - 1);
+  EXPECT_EQ(first->deleted, 1u);
+  EXPECT_EQ(first->unchanged, 1u);
+  EXPECT_EQ(Describe(*ReadPolicyMap(fd)), Describe(desired));
+
+  auto again = ReconcilePolicyMap(fd, desired);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->written, 0u);
+  EXPECT_EQ(again->deleted, 0u);
+  EXPECT_EQ(again->unchanged, desired.size());
+
+  // An identity that went takes its entries along.
+  identities_.erase(kFqdnB);
+  auto fewer = ReconcilePolicyMap(fd, Desired(1));
+  ASSERT_TRUE(fewer.ok());
+  EXPECT_EQ(fewer->deleted, 1u);
+}
+
+TEST_F(PolicyMapTest, PortRangesAndWildcardsMatchInTheKernel) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to load BPF programs";
+  auto program = EgressProgram::Load();
+  ASSERT_TRUE(program.ok()) << program.status();
+  EgressProgram& prog = **program;
+  ASSERT_TRUE(ReconcilePolicyMap(prog.policy_fd(), Desired(1)).ok());
+  ASSERT_TRUE(prog.SetEnforce(true).ok());
+  for (const auto& [ip, identity] : {std::pair{"203.0.113.10", kFqdnA}, std::pair{"203.0.113.11", kFqdnB}}) {
+    const acns_ipcache_key key = IpcacheKey(*IpAddr::Parse(ip));
+    acns_ipcache_value value{};
+    value.sec_identity = identity;
+    ASSERT_EQ(bpf_map_update_elem(prog.ipcache_fd(), &key, &value, BPF_ANY), 0);
+  }
+  auto verdict = [&](const char* dst, uint8_t proto, uint16_t port) {
+    const std::string pkt = acns::testing::MakePacket("198.51.100.2", dst, proto, 40000 + port % 1000, port);
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = pkt.data(), .data_size_in = static_cast<uint32_t>(pkt.size()),
+                .repeat = 1);
+    EXPECT_EQ(bpf_prog_test_run_opts(prog.egress_fd(), &opts), 0);
+    return static_cast<int>(opts.retval);
+  };
+  EXPECT_EQ(verdict("203.0.113.10", IPPROTO_UDP, 7999), TC_ACT_SHOT);
+  for (uint16_t port = 8000; port <= 8005; ++port) EXPECT_EQ(verdict("203.0.113.10", IPPROTO_UDP, port), TC_ACT_OK) << port;
+  EXPECT_EQ(verdict("203.0.113.10", IPPROTO_UDP, 8006), TC_ACT_SHOT);
+  EXPECT_EQ(verdict("203.0.113.10", IPPROTO_TCP, 8001), TC_ACT_SHOT);
+  EXPECT_EQ(verdict("203.0.113.11", IPPROTO_TCP, 5432), TC_ACT_OK);  // no toPorts: everything
+  EXPECT_EQ(verdict("203.0.113.11", IPPROTO_ICMP, 0), TC_ACT_OK);
+  EXPECT_EQ(verdict("203.0.113.12", IPPROTO_TCP, 443), TC_ACT_SHOT);  // world
+}
+
+// The Datapath on a veth (no peer namespace needed) with maps pinned on a private bpffs.
+class DatapathUnitTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root for BPF, a bpffs and an interface";
+    char tmpl[] = "/tmp/acns-bpffs-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    mount_ = tmpl;
+    ASSERT_EQ(::mount("bpf", mount_.c_str(), "bpf", 0, nullptr), 0) << std::strerror(errno);
+    mounted_ = true;
+    iface_ = "acnsdm" + std::to_string(getpid() % 100000);
+    int code = 0;
+    const std::string out = RunCommand("ip link add " + iface_ + " type veth peer name " + iface_ + "p && ip link set " + iface_ + " up", &code);
+    ASSERT_EQ(code, 0) << out;
+    made_iface_ = true;
+    policy::LoadResult result;
+    ASSERT_TRUE(engine_.Apply("web.yaml", kPolicy, &result).ok());
+    ASSERT_TRUE(engine_.UpsertEndpoint(policy::PolicyEngine::EndpointRecord{7, WebLabels(), {}, iface_}).ok());
+  }
+  void TearDown() override {
+    dp_.reset();
+    if (made_iface_) RunCommand("ip link del " + iface_);
+    if (mounted_) ::umount2(mount_.c_str(), MNT_DETACH);
+    if (!mount_.empty()) ::rmdir(mount_.c_str());
+  }
+  void Create() {
+    Datapath::Options options;
+    options.pin_dir = mount_ + "/acns";
+    options.dns_proxy = {*SocketAddress::Parse("198.51.100.1:53")};
+    auto dp = Datapath::Create(&engine_, options);
+    ASSERT_TRUE(dp.ok()) << dp.status();
+    dp_ = *std::move(dp);
+  }
+  uint32_t IdentityOf(const char* ip) {
+    const acns_ipcache_key key = IpcacheKey(*IpAddr::Parse(ip));
+    acns_ipcache_value value{};
+    return bpf_map_lookup_elem(dp_->ipcache_fd(), &key, &value) == 0 ? value.sec_identity : 0;
+  }
+  bool HasEntry(uint32_t identity, uint8_t proto, uint16_t port) {
+    const acns_policy_key key = PolicyKey(identity, proto, port);
+    acns_policy_value value{};
+    return bpf_map_lookup_elem(dp_->policy_fd(7), &key, &value) == 0;
+  }
+  std::string Filters() { return RunCommand("tc filter show dev " + iface_ + " ingress"); }
+
+  std::string mount_, iface_;
+  bool mounted_ = false, made_iface_ = false;
+  policy::PolicyEngine engine_;
+  std::unique_ptr<Datapath> dp_;
+};
+
+fqdn::Delta IdentityAdded(uint64_t seq, uint32_t identity, std::vector<std::string> labels) {
+  return fqdn::Delta{.seq = seq, .kind = fqdn::Delta::Kind::kIdentityAdded, .identity = identity, .labels = std::move(labels)};
+}
+fqdn::Delta IpUpserted(uint64_t seq, const char* ip, uint32_t identity) {
+  return fqdn::Delta{.seq = seq, .kind = fqdn::Delta::Kind::kIpUpserted, .ip = *IpAddr::Parse(ip), .identity = identity};
+}
+
+TEST_F(DatapathUnitTest, AttachesAppliesDeltasInOrderAndDetaches) {
+  Create();
+  EXPECT_EQ(IdentityOf("198.51.100.1"), kIdentityHost);  // the proxy's address
+  ASSERT_TRUE(dp_->Sync().ok());
+  EXPECT_NE(Filters().find("acns_egress"), std::string::npos) << Filters();
+  EXPECT_TRUE(HasEntry(kIdentityHost, IPPROTO_UDP, 53));
+  EXPECT_FALSE(HasEntry(kFqdnA, IPPROTO_TCP, 443));
+
+  // An answer: the identity's entries and the IP arrive together; the sequence is returned.
+  const std::vector<fqdn::Delta> answer = {
+      IdentityAdded(1, kFqdnA, {"reserved:world", "fqdn:*.allowed.test"}), IpUpserted(2, "203.0.113.10", kFqdnA)};
+  auto seq = dp_->ApplyDeltas(answer);
+  ASSERT_TRUE(seq.ok()) << seq.status();
+  EXPECT_EQ(*seq, 2u);
+  EXPECT_EQ(IdentityOf("203.0.113.10"), kFqdnA);
+  EXPECT_TRUE(HasEntry(kFqdnA, IPPROTO_TCP, 443));
+
+  // The IP and then its identity go.
+  const std::vector<fqdn::Delta> gone = {
+      fqdn::Delta{.seq = 3, .kind = fqdn::Delta::Kind::kIpRemoved, .ip = *IpAddr::Parse("203.0.113.10")},
+      fqdn::Delta{.seq = 4, .kind = fqdn::Delta::Kind::kIdentityRemoved, .identity = kFqdnA}};
+  ASSERT_TRUE(dp_->ApplyDeltas(gone).ok());
+  EXPECT_EQ(IdentityOf("203.0.113.10"), 0u);
+  EXPECT_FALSE(HasEntry(kFqdnA, IPPROTO_TCP, 443));
+
+  // A second datapath (a restarted agent) adopts the pinned maps: a resync keeps the proxy's
+  // entry and rebuilds the rest.
+  ASSERT_TRUE(dp_->ApplyDeltas(answer).ok());
+  dp_.reset();
+  Create();
+  EXPECT_EQ(IdentityOf("203.0.113.10"), kFqdnA);  // adopted, not flushed
+  ASSERT_TRUE(dp_->Sync().ok());
+  const std::vector<fqdn::Delta> resync = {fqdn::Delta{.seq = 10, .kind = fqdn::Delta::Kind::kResync},
+                                           IdentityAdded(11, kFqdnA, {"reserved:world", "fqdn:*.allowed.test"}),
+                                           IpUpserted(12, "203.0.113.11", kFqdnA)};
+  ASSERT_TRUE(dp_->ApplyDeltas(resync).ok());
+  EXPECT_EQ(IdentityOf("203.0.113.10"), 0u);
+  EXPECT_EQ(IdentityOf("203.0.113.11"), kFqdnA);
+  EXPECT_EQ(IdentityOf("198.51.100.1"), kIdentityHost);
+  EXPECT_TRUE(HasEntry(kFqdnA, IPPROTO_TCP, 443));
+  EXPECT_EQ(dp_->stats().endpoints, 1u);
+
+  // The endpoint goes: filters detached, pins removed.
+  ASSERT_TRUE(engine_.RemoveEndpoint(7).ok());
+  ASSERT_TRUE(dp_->Sync().ok());
+  EXPECT_EQ(Filters().find("acns_egress"), std::string::npos) << Filters();
+  EXPECT_NE(::access((mount_ + "/acns/acns_policy_v2_00007").c_str(), F_OK), 0);
+  EXPECT_EQ(dp_->stats().endpoints, 0u);
+}
+
+TEST_F(DatapathUnitTest, MissingInterfaceIsReportedWithItsEndpoint) {
+  ASSERT_TRUE(engine_.UpsertEndpoint(policy::PolicyEngine::EndpointRecord{8, WebLabels(), {}, "acnsnosuch0"}).ok());
+  Create();
+  const absl::Status s = dp_->Sync();
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("endpoint 8: interface acnsnosuch0"), std::string::npos) << s;
+  EXPECT_EQ(dp_->stats().endpoints, 1u);  // endpoint 7 is attached all the same
+  EXPECT_EQ(dp_->stats().sync_failures, 1u);
+}
+
+TEST(DatapathCreateTest, RefusesADirectoryItCannotMountOn) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root";
+  policy::PolicyEngine engine;
+  Datapath::Options options;
+  options.pin_dir = "/proc/acns-not-here";
+  EXPECT_FALSE(Datapath::Create(&engine, options).ok());
+  EXPECT_EQ(Datapath::Create(nullptr, {}).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace acns::datapath

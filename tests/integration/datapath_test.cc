@@ -1,0 +1,333 @@
+// acns-agent enforcing FQDN policy on a real pod (issue 5), in a world of namespaces the test
+// builds and removes (DESIGN.md section 6):
+//
+//   pod (198.51.100.2) --veth-- node (agent: proxy on 198.51.100.1:53, BPF on the pod's veth)
+//                               node --veth-- dns (unbound on 198.51.100.6:53, zones *.test)
+//                               node --veth-- world (TCP echo on 203.0.113.10, .20, .30 :80)
+//
+// The pod uses real clients: the libc resolver (getent, bash's /dev/tcp) through
+// /etc/netns/<pod>/resolv.conf, and dig. The agent runs in the node namespace.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "tests/support/commands.h"
+#include "tests/support/netns.h"
+#include "tests/support/unbound.h"
+
+namespace {
+
+using ::acns::testing::DigStatus;
+using ::acns::testing::EnterNetns;
+using ::acns::testing::NetWorld;
+using ::acns::testing::RunCommand;
+using ::acns::testing::RunInNetns;
+using ::acns::testing::Unbound;
+
+constexpr char kWebIp[] = "203.0.113.10";     // web.allowed.test
+constexpr char kDeniedIp[] = "203.0.113.20";  // www.denied.test
+constexpr char kOtherIp[] = "203.0.113.30";   // other.allowed.test
+
+bool Eventually(const std::function<bool()>& cond, int seconds = 10) {
+  for (int i = 0; i < seconds * 20; ++i) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+// TCP echo servers on the world's addresses, port 80, served by one thread inside the world
+// namespace.
+class EchoServers {
+ public:
+  EchoServers(const std::string& netns, const std::vector<std::string>& addresses) {
+    std::atomic<int> ready{0};
+    thread_ = std::thread([this, netns, addresses, &ready] {
+      if (!EnterNetns(netns)) {
+        ready = -1;
+        return;
+      }
+      std::vector<pollfd> fds;
+      for (const std::string& a : addresses) {
+        const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        const int one = 1;
+        ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(80);
+        ::inet_pton(AF_INET, a.c_str(), &addr.sin_addr);
+        if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(fd, 16) != 0) {
+          ready = -1;
+          return;
+        }
+        fds.push_back({fd, POLLIN, 0});
+      }
+      const size_t listeners = fds.size();
+      ready = 1;
+      while (!stop_) {
+        if (::poll(fds.data(), fds.size(), 100) <= 0) continue;
+        for (size_t i = 0; i < fds.size(); ++i) {
+          if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+          if (i < listeners) {
+            const int c = ::accept4(fds[i].fd, nullptr, nullptr, SOCK_NONBLOCK);
+            if (c >= 0) fds.push_back({c, POLLIN, 0});
+            continue;
+          }
+          char buf[512];
+          const ssize_t n = ::read(fds[i].fd, buf, sizeof(buf));
+          if (n > 0) {
+            (void)!::write(fds[i].fd, buf, n);
+          } else if (n == 0 || errno != EAGAIN) {
+            ::close(fds[i].fd);
+            fds[i].fd = -1;
+          }
+        }
+        std::erase_if(fds, [](const pollfd& p) { return p.fd < 0; });
+      }
+      for (const pollfd& p : fds) ::close(p.fd);
+    });
+    while (ready == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ok_ = ready == 1;
+  }
+  ~EchoServers() {
+    stop_ = true;
+    thread_.join();
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  std::atomic<bool> stop_{false};
+  bool ok_ = false;
+  std::thread thread_;
+};
+
+class DatapathTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root for namespaces and BPF";
+    // Test traffic must stay between the hosts we create: refuse if a test range is routed.
+    const std::string routed = NetWorld::RoutedTestRanges();
+    ASSERT_EQ(routed, "") << "a test range is already routed here";
+    const std::string id = std::to_string(getpid() % 100000);
+    node_ = "acns-n" + id;
+    pod_ = "acns-p" + id;
+    pod_veth_ = "acnsh" + id;
+    const std::string dns = "acns-d" + id, world = "acns-w" + id;
+    for (const std::string& ns : {node_, pod_, dns, world}) ASSERT_TRUE(net_.AddNamespace(ns)) << net_.last_output();
+    ASSERT_TRUE(net_.AddVeth(pod_, "acnsp" + id, "198.51.100.2/30", node_, pod_veth_, "198.51.100.1/30"))
+        << net_.last_output();
+    ASSERT_TRUE(net_.AddVeth(dns, "acnsd" + id, "198.51.100.6/30", node_, "acnse" + id, "198.51.100.5/30"))
+        << net_.last_output();
+    ASSERT_TRUE(net_.AddVeth(world, "acnsw" + id, "203.0.113.10/24", node_, "acnsx" + id, "203.0.113.254/24"))
+        << net_.last_output();
+    // Routes only between the test ranges; forwarding only on the node's test veths.
+    ASSERT_TRUE(net_.Run(absl::StrCat(
+        "set -e; ip -n ", world, " addr add 203.0.113.20/24 dev acnsw", id, "; ip -n ", world,
+        " addr add 203.0.113.30/24 dev acnsw", id, "; ip -n ", pod_, " route add 203.0.113.0/24 via 198.51.100.1",
+        "; ip -n ", world, " route add 198.51.100.0/24 via 203.0.113.254; ip netns exec ", node_,
+        " sysctl -qw net.ipv4.conf.", pod_veth_, ".forwarding=1 net.ipv4.conf.acnsx", id, ".forwarding=1")))
+        << net_.last_output();
+    // The pod's libc resolver asks the node's DNS proxy.
+    ::mkdir("/etc/netns", 0755);
+    resolv_dir_ = "/etc/netns/" + pod_;
+    ::mkdir(resolv_dir_.c_str(), 0755);
+    std::ofstream(resolv_dir_ + "/resolv.conf") << "nameserver 198.51.100.1\noptions timeout:2 attempts:1\n";
+
+    unbound_ = std::make_unique<Unbound>(
+        std::vector<std::string>{"allowed.test.", "denied.test."},
+        std::vector<std::string>{absl::StrCat("web.allowed.test. 300 IN A ", kWebIp),
+                                 absl::StrCat("other.allowed.test. 300 IN A ", kOtherIp),
+                                 absl::StrCat("www.denied.test. 300 IN A ", kDeniedIp)},
+        Unbound::Placement{dns, "198.51.100.6", 53});
+    ASSERT_TRUE(unbound_->ready()) << unbound_->Log();
+    echo_ = std::make_unique<EchoServers>(world, std::vector<std::string>{kWebIp, kDeniedIp, kOtherIp});
+    ASSERT_TRUE(echo_->ok());
+
+    char tmpl[] = "/tmp/acns-dp-XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    // The agent runs in its own mount namespace only if started so; ours holds the bpffs, so
+    // that pins outlive a killed agent, as /sys/fs/bpf does on a node.
+    bpffs_ = dir_ + "/bpffs";
+    ::mkdir(bpffs_.c_str(), 0700);
+    ASSERT_TRUE(net_.Run("mount -t bpf bpf " + bpffs_)) << net_.last_output();
+    mounted_ = true;
+    ::mkdir((dir_ + "/policies").c_str(), 0755);
+    std::ofstream(dir_ + "/policies/web.yaml")
+        << "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\n"
+           "metadata: {name: web, namespace: default}\nspec:\n"
+           "  endpointSelector: {matchLabels: {app: web}}\n  egress:\n"
+           "  - toCIDR: [198.51.100.6/32]\n    toPorts:\n    - ports: [{port: \"53\", protocol: ANY}]\n"
+           "      rules:\n        dns: [{matchPattern: \"*.allowed.test\"}]\n"
+           "  - toFQDNs: [{matchPattern: \"*.allowed.test\"}]\n"
+           "    toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]\n";
+    std::ofstream(dir_ + "/endpoints.yaml")
+        << "- {id: 7, name: web, namespace: default, labels: {app: web}, interface: " << pod_veth_
+        << ", ipv4: 198.51.100.2}\n";
+  }
+
+  void TearDown() override {
+    KillAgent();
+    if (pod_fd_ >= 0) ::close(pod_fd_);
+    echo_.reset();
+    unbound_.reset();
+    net_.Teardown();
+    if (mounted_) RunCommand("umount " + bpffs_);
+    if (!dir_.empty()) RunCommand("rm -rf " + dir_);
+    if (!resolv_dir_.empty()) RunCommand("rm -rf " + resolv_dir_);
+  }
+
+  void StartAgent() {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      if (!EnterNetns(node_)) ::_exit(126);
+      const std::string log = dir_ + "/agent.log";
+      std::freopen(log.c_str(), "a", stderr);
+      const std::string policies = dir_ + "/policies", endpoints = dir_ + "/endpoints.yaml",
+                        state = dir_ + "/state", bpffs = bpffs_ + "/acns";
+      ::mkdir(state.c_str(), 0700);
+      ::execl(ACNS_AGENT_PATH, "acns-agent", "--policy-dir", policies.c_str(), "--endpoints", endpoints.c_str(),
+              "--dns-listen", "198.51.100.1:53", "--dns-upstream", "198.51.100.6:53", "--state-dir",
+              state.c_str(), "--bpffs-root", bpffs.c_str(), "--api", "127.0.0.1:9965",
+              static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ASSERT_TRUE(Eventually([&] { return Api("/healthz") == "ok\n"; })) << Log();
+  }
+  void KillAgent() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+  // GET path from the agent's API (in the node namespace); "" unless 200.
+  std::string Api(const std::string& path) {
+    std::string response;
+    RunInNetns(node_, [&] {
+      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      addr.sin_port = htons(9965);
+      if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+        const std::string request = "GET " + path + " HTTP/1.0\r\n\r\n";
+        ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+        char buf[4096];
+        for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;) response.append(buf, n);
+      }
+      ::close(fd);
+    });
+    if (response.size() < 12 || response.compare(9, 3, "200") != 0) return "";
+    return response.substr(response.find("\r\n\r\n") + 4);
+  }
+
+  std::string InPod(const std::string& command) {
+    return RunCommand(absl::StrCat("ip netns exec ", pod_, " ", command));
+  }
+  // Connects from the pod to `host` (a name through the libc resolver, or an address) on port
+  // 80 with bash's /dev/tcp and checks that the echo comes back.
+  bool PodConnects(const std::string& host) {
+    return InPod("timeout 3 bash -c 'exec 3<>/dev/tcp/" + host + "/80 && echo ping >&3 && head -c 5 <&3'") ==
+           "ping\n";
+  }
+
+  // A TCP connection from the pod that the test holds open across agent restarts.
+  bool OpenPodConnection(const char* ip) {
+    RunInNetns(pod_, [&] {
+      pod_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+      timeval tv{2, 0};
+      ::setsockopt(pod_fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+      ::setsockopt(pod_fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(80);
+      ::inet_pton(AF_INET, ip, &addr.sin_addr);
+      if (::connect(pod_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+        ::close(pod_fd_);
+        pod_fd_ = -1;
+      }
+    });
+    return pod_fd_ >= 0;
+  }
+  bool PodConnectionEchoes() {
+    const char msg[] = "still here";
+    if (::send(pod_fd_, msg, sizeof(msg), MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof(msg))) return false;
+    char buf[sizeof(msg)];
+    size_t got = 0;
+    while (got < sizeof(msg)) {
+      const ssize_t n = ::recv(pod_fd_, buf + got, sizeof(msg) - got, 0);
+      if (n <= 0) return false;
+      got += static_cast<size_t>(n);
+    }
+    return std::string(buf, got) == std::string(msg, sizeof(msg));
+  }
+
+  std::string Log() {
+    std::ifstream in(dir_ + "/agent.log");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+  NetWorld net_;
+  std::string node_, pod_, pod_veth_, dir_, bpffs_, resolv_dir_;
+  bool mounted_ = false;
+  std::unique_ptr<Unbound> unbound_;
+  std::unique_ptr<EchoServers> echo_;
+  pid_t pid_ = -1;
+  int pod_fd_ = -1;
+};
+
+TEST_F(DatapathTest, EnforcesFqdnPolicyOnARealPodAcrossAnAgentKill) {
+  StartAgent();
+  ASSERT_TRUE(Eventually([&] { return Api("/metrics").find("acns_datapath_endpoints 1") != std::string::npos; }))
+      << Api("/metrics") << Log();
+
+  // An allowed name's address before anything resolved it: dropped.
+  EXPECT_FALSE(PodConnects(kOtherIp));
+  // By name, through the libc resolver and the proxy: resolved, then connected.
+  EXPECT_TRUE(PodConnects("web.allowed.test")) << Log();
+  // Resolving the other name opens its address.
+  EXPECT_NE(InPod("getent ahostsv4 other.allowed.test").find(kOtherIp), std::string::npos);
+  EXPECT_TRUE(PodConnects(kOtherIp));
+  // A denied name: REFUSED by the proxy, and its address stays dropped.
+  EXPECT_EQ(DigStatus(InPod("dig +tries=1 +time=3 www.denied.test A")), "REFUSED");
+  EXPECT_FALSE(PodConnects(kDeniedIp));
+  // Straight to the DNS server, around the proxy: not allowed either.
+  EXPECT_EQ(DigStatus(InPod("dig @198.51.100.6 +tries=1 +time=2 web.allowed.test A")), "");
+
+  // An established connection, then the agent is killed: the programs and pinned maps stay in
+  // the kernel and keep enforcing.
+  ASSERT_TRUE(OpenPodConnection(kWebIp));
+  ASSERT_TRUE(PodConnectionEchoes());
+  KillAgent();
+  EXPECT_TRUE(PodConnectionEchoes());
+  EXPECT_TRUE(PodConnects(kWebIp));
+  EXPECT_FALSE(PodConnects(kDeniedIp));
+
+  // A new agent adopts the maps: the connection lives on, what was resolved before stays
+  // reachable, what was denied stays dropped, and DNS works again.
+  StartAgent();
+  EXPECT_TRUE(PodConnectionEchoes());
+  EXPECT_TRUE(PodConnects(kOtherIp));
+  EXPECT_FALSE(PodConnects(kDeniedIp));
+  EXPECT_TRUE(PodConnects("web.allowed.test")) << Log();
+  EXPECT_NE(Log().find("restored the FQDN cache"), std::string::npos) << Log();
+}
+
+}  // namespace
