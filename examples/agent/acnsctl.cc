@@ -42,6 +42,8 @@ int Usage() {
       "  acnsctl policy selectors --policy FILE|DIR... NAME...\n"
       "  acnsctl fqdn cache list [--agent ADDR:PORT | --state-dir DIR | --precache FILE]\n"
       "      [-o json|table]   (default --state-dir /var/lib/acns, the agent's snapshot)\n"
+      "  acnsctl map dump ipcache|policy [ENDPOINT-ID] [--bpffs-root DIR] [-o json|table]\n"
+      "      (default --bpffs-root /sys/fs/bpf/acns; policy needs the endpoint id)\n"
       "  acnsctl version\n",
       stderr);
   return kExitUsage;
@@ -389,6 +391,48 @@ int FqdnCacheList(int argc, char** argv) {
   return 0;
 }
 
+// Prints a pinned map (the datapath's, read from the bpffs; no agent needed).
+int MapDump(int argc, char** argv) {
+  if (argc < 1) return Usage();
+  const std::string which = argv[0];
+  uint32_t map = 0;
+  uint64_t endpoint = 0;
+  int i = 1;
+  if (which == "ipcache") {
+    map = ACNS_MAP_IPCACHE;
+  } else if (which == "policy" && argc > 1) {
+    map = ACNS_MAP_POLICY;
+    char* end = nullptr;
+    endpoint = std::strtoull(argv[1], &end, 10);
+    if (end == argv[1] || *end != '\0' || endpoint == 0) return Usage();
+    i = 2;
+  } else {
+    return Usage();
+  }
+  std::string bpffs_root;
+  uint32_t format = ACNS_MAP_DUMP_TABLE;
+  for (; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (i + 1 >= argc) return Usage();
+    const std::string value = argv[++i];
+    if (arg == "--bpffs-root") bpffs_root = value;
+    else if (arg == "-o" && (value == "json" || value == "table")) format = value == "json" ? ACNS_MAP_DUMP_JSON : ACNS_MAP_DUMP_TABLE;
+    else return Usage();
+  }
+  const char* dir = bpffs_root.empty() ? nullptr : bpffs_root.c_str();
+  Error err;
+  size_t needed = 0;
+  acns_status status = acns_datapath_map_dump(dir, map, endpoint, format, nullptr, 0, &needed, &err);
+  std::string text(needed + 1, '\0');
+  if (status == ACNS_OK) status = acns_datapath_map_dump(dir, map, endpoint, format, text.data(), text.size(), &needed, &err);
+  if (status != ACNS_OK) {
+    std::fprintf(stderr, "acnsctl: %s: %s\n", acns_status_name(status), err.message);
+    return 1;
+  }
+  std::fwrite(text.data(), 1, needed, stdout);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -406,5 +450,6 @@ int main(int argc, char** argv) {
   if (cmd == "fqdn" && sub == "cache" && argc > 3 && std::strcmp(argv[3], "list") == 0) {
     return FqdnCacheList(argc - 4, argv + 4);
   }
+  if (cmd == "map" && sub == "dump") return MapDump(argc - 3, argv + 3);
   return Usage();
 }

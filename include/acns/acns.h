@@ -732,6 +732,21 @@ typedef struct acns_datapath_stats {
 ACNS_API acns_status acns_datapath_stats_get(const acns_datapath *datapath, acns_datapath_stats *out,
                                              acns_error *err);
 
+#define ACNS_MAP_IPCACHE 1 /* the shared ipcache */
+#define ACNS_MAP_POLICY 2  /* one endpoint's policy map */
+#define ACNS_MAP_DUMP_JSON 1
+#define ACNS_MAP_DUMP_TABLE 2
+
+/*
+ * Reads a pinned map under bpffs_dir (NULL: "/sys/fs/bpf/acns") and writes it as text: the
+ * ipcache (prefix, identity) or the policy map of endpoint_id (verdict, direction, identity,
+ * ports, proxy port). Needs no datapath handle and no running agent. A string out.
+ * ACNS_NOT_FOUND (with errno) when the map is not pinned there. Thread-safety: any. @since 0.2
+ */
+ACNS_API acns_status acns_datapath_map_dump(const char *bpffs_dir, uint32_t map, uint64_t endpoint_id,
+                                            uint32_t format, char *buf, size_t buf_len, size_t *needed,
+                                            acns_error *err);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

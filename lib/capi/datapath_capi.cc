@@ -6,6 +6,7 @@
 #include "lib/capi/capi_internal.h"
 #include "lib/common/socket_address.h"
 #include "lib/datapath/datapath.h"
+#include "lib/datapath/map_dump.h"
 
 struct acns_datapath {
   std::unique_ptr<acns::datapath::Datapath> datapath;
@@ -129,6 +130,32 @@ acns_status acns_datapath_stats_get(const acns_datapath* datapath, acns_datapath
     r.sync_failures = s.sync_failures;
     r.delta_failures = s.delta_failures;
     acns::capi::WriteStruct(r, out);
+    return SetError(err, ACNS_OK, 0, "");
+  });
+}
+
+acns_status acns_datapath_map_dump(const char* bpffs_dir, uint32_t map, uint64_t endpoint_id, uint32_t format,
+                                   char* buf, size_t buf_len, size_t* needed, acns_error* err) {
+  return Guard(err, [&]() -> acns_status {
+    using acns::datapath::DumpFormat;
+    if (format != ACNS_MAP_DUMP_JSON && format != ACNS_MAP_DUMP_TABLE) {
+      return SetError(err, ACNS_INVALID_ARGUMENT, 0, absl::StrCat("unknown dump format ", format));
+    }
+    const DumpFormat f = format == ACNS_MAP_DUMP_JSON ? DumpFormat::kJson : DumpFormat::kTable;
+    const std::string dir = bpffs_dir != nullptr ? bpffs_dir : acns::datapath::Datapath::Options().pin_dir;
+    absl::StatusOr<std::string> text;
+    if (map == ACNS_MAP_IPCACHE) {
+      text = acns::datapath::DumpIpcache(dir, f);
+    } else if (map == ACNS_MAP_POLICY) {
+      if (endpoint_id == 0 || endpoint_id > 0xffffffffu) {
+        return SetError(err, ACNS_INVALID_ARGUMENT, 0, "endpoint_id must be 1..4294967295");
+      }
+      text = acns::datapath::DumpPolicy(dir, static_cast<uint32_t>(endpoint_id), f);
+    } else {
+      return SetError(err, ACNS_INVALID_ARGUMENT, 0, absl::StrCat("unknown map ", map));
+    }
+    if (!text.ok()) return FromStatus(text.status(), err);
+    acns::capi::WriteString(*text, buf, buf_len, needed);
     return SetError(err, ACNS_OK, 0, "");
   });
 }

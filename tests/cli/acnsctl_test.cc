@@ -142,3 +142,15 @@ TEST(AcnsctlTest, FqdnCacheListReadsAStateDirectory) {
 }
 
 }  // namespace
+
+TEST(AcnsctlTest, MapDumpReportsMissingPinsAndBadArguments) {
+  Result r = RunAcnsctl("map dump ipcache --bpffs-root /nonexistent-acns");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("ACNS_NOT_FOUND: open /nonexistent-acns/acns_ipcache_v2"), std::string::npos) << r.out;
+  r = RunAcnsctl("map dump policy 7 --bpffs-root /nonexistent-acns");
+  EXPECT_NE(r.out.find("acns_policy_v2_00007"), std::string::npos) << r.out;
+  EXPECT_EQ(RunAcnsctl("map dump policy").exit_code, 2);        // no endpoint id
+  EXPECT_EQ(RunAcnsctl("map dump policy x7").exit_code, 2);
+  EXPECT_EQ(RunAcnsctl("map dump conntrack").exit_code, 2);
+  EXPECT_EQ(RunAcnsctl("map dump ipcache -o yaml").exit_code, 2);
+}

@@ -22,6 +22,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -302,6 +303,16 @@ TEST_F(DatapathTest, EnforcesFqdnPolicyOnARealPodAcrossAnAgentKill) {
   EXPECT_FALSE(PodConnects(kOtherIp));
   // By name, through the libc resolver and the proxy: resolved, then connected.
   EXPECT_TRUE(PodConnects("web.allowed.test")) << Log();
+  // acnsctl reads the pinned maps: the answer's address with its FQDN identity, the proxy's as
+  // reserved:host; the endpoint's policy with TCP 80 to that identity and DNS to the proxy.
+  const std::string pins = bpffs_ + "/acns";
+  const std::string ipcache = RunCommand(absl::StrCat(ACNSCTL_PATH, " map dump ipcache --bpffs-root ", pins));
+  EXPECT_NE(ipcache.find(absl::StrCat(kWebIp, "/32")), std::string::npos) << ipcache;
+  EXPECT_TRUE(std::regex_search(ipcache, std::regex("\n198\\.51\\.100\\.1/32 +1\n"))) << ipcache;
+  const std::string policy = RunCommand(absl::StrCat(ACNSCTL_PATH, " map dump policy 7 -o json --bpffs-root ", pins));
+  EXPECT_NE(policy.find("\"identity\": 16777216, \"protocol\": \"TCP\", \"port_first\": 80, \"port_last\": 80"),
+            std::string::npos) << policy;
+  EXPECT_NE(policy.find("\"identity\": 1, \"protocol\": \"UDP\", \"port_first\": 53"), std::string::npos) << policy;
   // Resolving the other name opens its address.
   EXPECT_NE(InPod("getent ahostsv4 other.allowed.test").find(kOtherIp), std::string::npos);
   EXPECT_TRUE(PodConnects(kOtherIp));
