@@ -10,7 +10,15 @@
  * acns_ingress runs at the TC egress hook of the host side (traffic entering the pod) and records
  * each flow it lets in, so that the pod's replies pass acns_egress.
  *
- * First slice of issue 5: redirection to the DNS proxy and the event ring buffer are to come. */
+ * A policy entry with a proxy port (a port rule with `rules.dns`, transparent mode) sends the
+ * flow to the DNS proxy instead: the packet is assigned to the proxy's socket with bpf_sk_assign
+ * (its established TCP socket, else its listener on the loopback address at the proxy port) and
+ * marked so that the node delivers it locally (lib/datapath/proxy_routing.h); its destination is
+ * left alone, so the proxy reads the original server from it and answers as that server. The
+ * connection table remembers the redirect, so that every later packet of the flow goes the same
+ * way (also when the proxy's replies have made acns_ingress see the flow).
+ *
+ * The event ring buffer is to come. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -164,6 +172,62 @@ static __always_inline struct acns_policy_value *policy_of(__u32 identity, const
   return bpf_map_lookup_elem(&acns_policy, &key);
 }
 
+/* Assigns the packet to the DNS proxy's socket; false if the proxy has no socket for it. */
+static __always_inline int to_proxy(struct __sk_buff *skb, const struct flow *f, __be16 proxy_port) {
+  struct bpf_sock_tuple tuple = {};
+  struct bpf_sock *sk = 0;
+  __u32 size;
+  const int v4 = f->key.family == ACNS_FAMILY_IPV4;
+  if (v4) {
+    size = sizeof(tuple.ipv4);
+    __builtin_memcpy(&tuple.ipv4.saddr, f->key.saddr, 4);
+    __builtin_memcpy(&tuple.ipv4.daddr, f->key.daddr, 4);
+    tuple.ipv4.sport = f->key.sport;
+    tuple.ipv4.dport = f->key.dport;
+  } else {
+    size = sizeof(tuple.ipv6);
+    __builtin_memcpy(tuple.ipv6.saddr, f->key.saddr, 16);
+    __builtin_memcpy(tuple.ipv6.daddr, f->key.daddr, 16);
+    tuple.ipv6.sport = f->key.sport;
+    tuple.ipv6.dport = f->key.dport;
+  }
+  if (f->key.protocol == IPPROTO_TCP) {
+    /* A connection the proxy accepted has the original addresses as its own. */
+    sk = bpf_skc_lookup_tcp(skb, &tuple, size, BPF_F_CURRENT_NETNS, 0);
+    if (sk && sk->state == BPF_TCP_LISTEN) {
+      bpf_sk_release(sk); /* someone's listener on the server's port: not ours */
+      sk = 0;
+    }
+  }
+  if (!sk) {
+    if (v4) {
+      tuple.ipv4.daddr = bpf_htonl(0x7f000001); /* 127.0.0.1 */
+      tuple.ipv4.dport = proxy_port;
+    } else {
+      __builtin_memset(tuple.ipv6.daddr, 0, 16);
+      tuple.ipv6.daddr[3] = bpf_htonl(1); /* ::1 */
+      tuple.ipv6.dport = proxy_port;
+    }
+    sk = f->key.protocol == IPPROTO_TCP ? bpf_skc_lookup_tcp(skb, &tuple, size, BPF_F_CURRENT_NETNS, 0)
+                                        : bpf_sk_lookup_udp(skb, &tuple, size, BPF_F_CURRENT_NETNS, 0);
+  }
+  if (!sk) return 0;
+  const long err = bpf_sk_assign(skb, sk, 0);
+  bpf_sk_release(sk);
+  if (err) return 0;
+  skb->mark = (skb->mark & ~ACNS_MARK_TO_PROXY_MASK) | ACNS_MARK_TO_PROXY;
+  return 1;
+}
+
+static __always_inline int redirect(struct __sk_buff *skb, const struct flow *f, __be16 proxy_port) {
+  if (f->key.protocol != IPPROTO_TCP && f->key.protocol != IPPROTO_UDP) {
+    return count(skb, ACNS_PKT_DROP_POLICY, TC_ACT_SHOT);
+  }
+  /* No proxy socket (the agent is down): the query is dropped and the client retries. */
+  if (!to_proxy(skb, f, proxy_port)) return count(skb, ACNS_PKT_DROP_POLICY, TC_ACT_SHOT);
+  return count(skb, ACNS_PKT_REDIRECT, TC_ACT_OK);
+}
+
 SEC("tc")
 int acns_egress(struct __sk_buff *skb) {
   struct flow f = {};
@@ -176,6 +240,7 @@ int acns_egress(struct __sk_buff *skb) {
   struct acns_ct_value *ct = bpf_map_lookup_elem(&acns_ct, &f.key);
   if (ct) {
     ct->last_seen_ns = bpf_ktime_get_ns();
+    if (ct->proxy_port) return redirect(skb, &f, ct->proxy_port);
     return count(skb, ACNS_PKT_ESTABLISHED, TC_ACT_OK);
   }
 
@@ -187,8 +252,12 @@ int acns_egress(struct __sk_buff *skb) {
       (!exact && !any)) {
     return count(skb, ACNS_PKT_DROP_POLICY, TC_ACT_SHOT);
   }
-  struct acns_ct_value value = {.last_seen_ns = bpf_ktime_get_ns(), .identity = identity};
+  __be16 proxy_port = 0;
+  if (exact && exact->proxy_port) proxy_port = exact->proxy_port;
+  else if (any && any->proxy_port) proxy_port = any->proxy_port;
+  struct acns_ct_value value = {.last_seen_ns = bpf_ktime_get_ns(), .identity = identity, .proxy_port = proxy_port};
   bpf_map_update_elem(&acns_ct, &f.key, &value, BPF_ANY);
+  if (proxy_port) return redirect(skb, &f, proxy_port);
   return count(skb, ACNS_PKT_ALLOW, TC_ACT_OK);
 }
 

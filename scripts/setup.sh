@@ -11,7 +11,7 @@ packages=(
   clang llvm libclang-rt-14-dev
   libabsl-dev libyaml-dev libre2-dev
   libprotobuf-dev protobuf-compiler
-  libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev
+  libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev libnl-route-3-dev
   libc-ares-dev libmicrohttpd-dev
   # tests and benchmarks: real DNS servers and clients, started by the tests themselves
   libgtest-dev libgmock-dev libbenchmark-dev

@@ -7,7 +7,11 @@
 //       [--dns-upstream ADDR:PORT] [--tofqdns-dns-reject-response-code refused|nameError]
 //       [--tofqdns-min-ttl SECONDS] [--tofqdns-endpoint-max-ip-per-hostname N]
 //       [--tofqdns-proxy-response-max-delay DURATION] [--dnsproxy-concurrency-limit N]
-//       [--state-dir DIR] [--api ADDR:PORT] [--bpffs-root DIR]
+//       [--state-dir DIR] [--api ADDR:PORT] [--bpffs-root DIR] [--tofqdns-proxy-port PORT]
+//
+// --tofqdns-proxy-port (Cilium's flag) turns on transparent mode: the datapath redirects pods'
+// DNS under rules.dns to the proxy on 127.0.0.1:PORT and [::1]:PORT, which forwards each query to
+// the server the pod asked and answers from that server's address.
 //
 // HTTP API (--api, default 127.0.0.1:9965): GET /healthz (200 once listening with policies
 // loaded), GET /metrics (counters, Prometheus text), GET /v1/fqdn/cache[?format=table].
@@ -17,6 +21,7 @@
 #include <microhttpd.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -51,6 +56,7 @@ struct Flags {
   std::string state_dir;
   std::string api = "127.0.0.1:9965";
   std::string bpffs_root = "/sys/fs/bpf/acns";
+  uint32_t proxy_port = 0;  // transparent mode
 };
 
 int Usage(const std::string& problem) {
@@ -60,7 +66,7 @@ int Usage(const std::string& problem) {
       "    [--dns-upstream ADDR:PORT] [--tofqdns-dns-reject-response-code refused|nameError]\n"
       "    [--tofqdns-min-ttl SECONDS] [--tofqdns-endpoint-max-ip-per-hostname N]\n"
       "    [--tofqdns-proxy-response-max-delay DURATION] [--dnsproxy-concurrency-limit N]\n"
-      "    [--state-dir DIR] [--api ADDR:PORT] [--bpffs-root DIR]\n",
+      "    [--state-dir DIR] [--api ADDR:PORT] [--bpffs-root DIR] [--tofqdns-proxy-port PORT]\n",
       stderr);
   return kExitUsage;
 }
@@ -106,6 +112,10 @@ int ParseFlags(int argc, char** argv, Flags* f) {
       if (!ParseUint(v, &f->max_ip_per_hostname) || f->max_ip_per_hostname == 0) return Usage(flag + " takes N > 0");
     } else if (flag == "--tofqdns-proxy-response-max-delay") {
       if (!ParseDurationMs(v, &f->response_max_delay_ms)) return Usage(flag + " takes a duration such as 100ms");
+    } else if (flag == "--tofqdns-proxy-port") {
+      if (!ParseUint(v, &f->proxy_port) || f->proxy_port == 0 || f->proxy_port > 65535) {
+        return Usage(flag + " takes a port 1-65535");
+      }
     } else if (flag == "--dnsproxy-concurrency-limit") {
       if (!ParseUint(v, &f->concurrency_limit)) return Usage(flag + " takes N");
     } else {
@@ -164,14 +174,19 @@ class Agent {
     }
     SyncDatapath();
 
-    if (!flags_.dns_listen.empty()) {
+    if (ProxyWanted()) {
       std::vector<const char*> listen;
       for (const auto& l : flags_.dns_listen) listen.push_back(l.c_str());
+      const std::vector<std::string> transparent = TransparentAddresses();
+      std::vector<const char*> transparent_listen;
+      for (const auto& t : transparent) transparent_listen.push_back(t.c_str());
       acns_dns_proxy_opts popts{};
       popts.struct_size = sizeof(popts);
       popts.listen = listen.data();
       popts.n_listen = listen.size();
-      popts.upstream = flags_.dns_upstream.c_str();
+      popts.upstream = flags_.dns_upstream.empty() ? nullptr : flags_.dns_upstream.c_str();
+      popts.transparent_listen = transparent_listen.data();
+      popts.n_transparent_listen = transparent_listen.size();
       popts.deny_rcode = flags_.reject_rcode;
       popts.response_max_delay_ms = flags_.response_max_delay_ms;
       popts.concurrency_limit = flags_.concurrency_limit;
@@ -184,6 +199,7 @@ class Agent {
         acns_dns_proxy_listen_address(proxy_, i, addr, sizeof(addr), &needed, nullptr);
         Log(std::string("DNS proxy listening on ") + addr + ", upstream " + flags_.dns_upstream);
       }
+      for (const auto& t : transparent) Log("DNS proxy taking redirected queries on " + t);
     }
     return StartHttp();
   }
@@ -251,6 +267,17 @@ class Agent {
   }
 
  private:
+  bool ProxyWanted() const { return !flags_.dns_listen.empty() || flags_.proxy_port != 0; }
+
+  // Where the datapath hands redirected queries (IPv6 only where the kernel has it).
+  std::vector<std::string> TransparentAddresses() const {
+    if (flags_.proxy_port == 0) return {};
+    const std::string port = std::to_string(flags_.proxy_port);
+    std::vector<std::string> out = {"127.0.0.1:" + port};
+    if (::access("/proc/net/if_inet6", F_OK) == 0) out.push_back("[::1]:" + port);
+    return out;
+  }
+
   // The datapath starts with the first endpoint that names an interface (no BPF otherwise).
   bool StartDatapathIfNeeded() {
     if (datapath_ != nullptr) return true;
@@ -265,6 +292,7 @@ class Agent {
     dopts.bpffs_dir = flags_.bpffs_root.c_str();
     dopts.dns_proxy = proxy.data();
     dopts.n_dns_proxy = proxy.size();
+    dopts.transparent_dns_port = static_cast<uint16_t>(flags_.proxy_port);
     Error err;
     acns_datapath* dp = nullptr;
     if (acns_datapath_create(&dopts, engine_, &dp, &err) != ACNS_OK) return Fail("datapath", err);
@@ -366,7 +394,7 @@ class Agent {
     if (std::strcmp(method, "GET") != 0) return Reply(conn, 405, "only GET\n", "text/plain");
     const std::string path = url;
     if (path == "/healthz") {
-      const bool ready = self->policies_loaded_ && (self->flags_.dns_listen.empty() || self->proxy_ != nullptr);
+      const bool ready = self->policies_loaded_ && (!self->ProxyWanted() || self->proxy_ != nullptr);
       return Reply(conn, ready ? 200 : 503, ready ? "ok\n" : "starting\n", "text/plain");
     }
     if (path == "/metrics") return Reply(conn, 200, self->Metrics(), "text/plain; version=0.0.4");

@@ -621,6 +621,12 @@ typedef struct acns_dns_proxy_opts {
   size_t n_upstream_labels;
   acns_dns_event_fn event_fn; /* may be NULL */
   void *event_user_data;
+  /* @since 0.2: transparent mode, "127.0.0.1:PORT" and/or "[::1]:PORT" (the datapath's
+   * acns_datapath_opts.transparent_dns_port): queries the datapath redirects there go to the
+   * server they were sent to, and are answered from its address. Needs CAP_NET_ADMIN. With
+   * these, listen and upstream may be left empty. */
+  const char *const *transparent_listen;
+  size_t n_transparent_listen;
 } acns_dns_proxy_opts;
 
 typedef struct acns_dns_proxy acns_dns_proxy;
@@ -681,6 +687,10 @@ typedef struct acns_datapath_opts {
    * (UDP and TCP) by every endpoint whose rules have rules.dns. */
   const char *const *dns_proxy;
   size_t n_dns_proxy;
+  /* Transparent mode: DNS under rules.dns is redirected (bpf_sk_assign) to the proxy's
+   * transparent sockets on 127.0.0.1 and ::1 at this port; a routing rule (fwmark 0xac5000/
+   * 0xfff000 -> table 2757, local default) is added. 0: off. */
+  uint16_t transparent_dns_port;
 } acns_datapath_opts;
 
 typedef struct acns_datapath acns_datapath;

@@ -8,6 +8,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 #include "absl/status/status.h"
@@ -15,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "include/acns/acns.h"
 #include "lib/common/ip.h"
+#include "lib/common/socket_address.h"
 #include "lib/fqdn/cache.h"
 #include "lib/fqdn/maintainer.h"
 #include "lib/fqdn/selector_source.h"
@@ -99,6 +101,9 @@ absl::StatusOr<policy::LabelSet> ParseLabels(const char* namespace_name, const c
 
 // acns_ip <-> IpAddr; InvalidArgument for a bad family or a non-zero pad.
 absl::StatusOr<IpAddr> FromAcnsIp(const acns_ip* ip);
+// "ADDR:PORT" strings; errors name the field and index ("listen[1]: ...").
+absl::StatusOr<std::vector<SocketAddress>> ParseSocketAddresses(const char* const* list, size_t n,
+                                                                absl::string_view field);
 acns_ip ToAcnsIp(const IpAddr& ip);
 
 // Copies s into (buf, buf_len) NUL-terminated and truncated, and sets *needed to s.size().

@@ -41,14 +41,16 @@ static_assert(sizeof(acns_fqdn_cache_stats) == 96);
 static_assert(offsetof(acns_dns_proxy_opts, workers) == 32);
 static_assert(offsetof(acns_dns_proxy_opts, upstream_namespace) == 56);
 static_assert(offsetof(acns_dns_proxy_opts, event_fn) == 80);
-static_assert(sizeof(acns_dns_proxy_opts) == 96);
+static_assert(offsetof(acns_dns_proxy_opts, transparent_listen) == 96);
+static_assert(sizeof(acns_dns_proxy_opts) == 112);
 static_assert(offsetof(acns_dns_event, server) == 48);
 static_assert(offsetof(acns_dns_event, qname) == 72);
 static_assert(offsetof(acns_dns_event, cnames) == 112);
 static_assert(sizeof(acns_dns_event) == 152);
 static_assert(sizeof(acns_dns_proxy_stats) == 96);
 static_assert(offsetof(acns_datapath_opts, dns_proxy) == 16);
-static_assert(sizeof(acns_datapath_opts) == 32);
+static_assert(offsetof(acns_datapath_opts, transparent_dns_port) == 32);
+static_assert(sizeof(acns_datapath_opts) == 40);
 static_assert(sizeof(acns_datapath_stats) == 72);
 static_assert(sizeof(acns_policy_engine_stats) == 48);
 
@@ -115,6 +117,19 @@ absl::StatusOr<IpAddr> FromAcnsIp(const acns_ip* ip) {
     return absl::InvalidArgumentError("acns_ip.pad must be 0");
   }
   return IpAddr::FromFamily(ip->family, ip->addr);
+}
+
+absl::StatusOr<std::vector<SocketAddress>> ParseSocketAddresses(const char* const* list, size_t n,
+                                                                absl::string_view field) {
+  if (n > 0 && list == nullptr) return absl::InvalidArgumentError(absl::StrCat(field, " is NULL but its count is not 0"));
+  std::vector<SocketAddress> out;
+  for (size_t i = 0; i < n; ++i) {
+    if (list[i] == nullptr) return absl::InvalidArgumentError(absl::StrCat(field, "[", i, "] is NULL"));
+    auto addr = SocketAddress::Parse(list[i]);
+    if (!addr.ok()) return absl::InvalidArgumentError(absl::StrCat(field, "[", i, "]: ", addr.status().message()));
+    out.push_back(*addr);
+  }
+  return out;
 }
 
 acns_ip ToAcnsIp(const IpAddr& ip) {

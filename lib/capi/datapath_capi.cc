@@ -65,17 +65,10 @@ acns_status acns_datapath_create(const acns_datapath_opts* opts, acns_policy_eng
       auto o = acns::capi::ReadStruct(opts, "acns_datapath_opts");
       if (!o.ok()) return FromStatus(o.status(), err);
       if (o->bpffs_dir != nullptr) options.pin_dir = o->bpffs_dir;
-      if (o->n_dns_proxy > 0 && o->dns_proxy == nullptr) {
-        return SetError(err, ACNS_INVALID_ARGUMENT, 0, "dns_proxy is NULL but n_dns_proxy is not 0");
-      }
-      for (size_t i = 0; i < o->n_dns_proxy; ++i) {
-        if (o->dns_proxy[i] == nullptr) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "a dns_proxy address is NULL");
-        auto addr = acns::SocketAddress::Parse(o->dns_proxy[i]);
-        if (!addr.ok()) {
-          return SetError(err, ACNS_INVALID_ARGUMENT, 0, absl::StrCat("dns_proxy[", i, "]: ", addr.status().message()));
-        }
-        options.dns_proxy.push_back(*addr);
-      }
+      auto proxy = acns::capi::ParseSocketAddresses(o->dns_proxy, o->n_dns_proxy, "dns_proxy");
+      if (!proxy.ok()) return FromStatus(proxy.status(), err);
+      options.dns_proxy = *std::move(proxy);
+      options.transparent_dns_port = o->transparent_dns_port;
     }
     auto dp = acns::datapath::Datapath::Create(&engine->engine, std::move(options));
     if (!dp.ok()) return FromStatus(dp.status(), err);

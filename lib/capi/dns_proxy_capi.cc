@@ -68,21 +68,24 @@ acns_status acns_dns_proxy_create(const acns_dns_proxy_opts* opts, const acns_po
     auto o = acns::capi::ReadStruct(opts, "acns_dns_proxy_opts");
     if (!o.ok()) return FromStatus(o.status(), err);
     acns::dnsproxy::ProxyOptions options;
-    if (o->n_listen == 0 || o->listen == nullptr) {
+    auto listen = acns::capi::ParseSocketAddresses(o->listen, o->n_listen, "listen");
+    if (!listen.ok()) return FromStatus(listen.status(), err);
+    options.listen = *std::move(listen);
+    auto transparent =
+        acns::capi::ParseSocketAddresses(o->transparent_listen, o->n_transparent_listen, "transparent_listen");
+    if (!transparent.ok()) return FromStatus(transparent.status(), err);
+    options.transparent_listen = *std::move(transparent);
+    if (options.listen.empty() && options.transparent_listen.empty()) {
       return SetError(err, ACNS_INVALID_ARGUMENT, 0, "no listen address");
     }
-    for (size_t i = 0; i < o->n_listen; ++i) {
-      if (o->listen[i] == nullptr) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "a listen address is NULL");
-      auto addr = acns::SocketAddress::Parse(o->listen[i]);
-      if (!addr.ok()) return SetError(err, ACNS_INVALID_ARGUMENT, 0, absl::StrCat("listen: ", addr.status().message()));
-      options.listen.push_back(*addr);
+    if (!options.listen.empty()) {
+      if (o->upstream == nullptr) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "upstream is NULL");
+      auto upstream = acns::SocketAddress::Parse(o->upstream);
+      if (!upstream.ok()) {
+        return SetError(err, ACNS_INVALID_ARGUMENT, 0, absl::StrCat("upstream: ", upstream.status().message()));
+      }
+      options.upstream = *upstream;
     }
-    if (o->upstream == nullptr) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "upstream is NULL");
-    auto upstream = acns::SocketAddress::Parse(o->upstream);
-    if (!upstream.ok()) {
-      return SetError(err, ACNS_INVALID_ARGUMENT, 0, absl::StrCat("upstream: ", upstream.status().message()));
-    }
-    options.upstream = *upstream;
     const uint32_t known_flags = ACNS_DNS_PROXY_ALLOW_UNKNOWN_ENDPOINTS | ACNS_DNS_PROXY_WAIT_FOR_ACK;
     if ((o->flags & ~known_flags) != 0) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "unknown flags");
     const uint32_t deny = Or<uint32_t>(o->deny_rcode, ACNS_DNS_RCODE_REFUSED);

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "lib/common/status.h"
+#include "lib/datapath/proxy_routing.h"
 
 namespace acns::datapath {
 namespace {
@@ -40,6 +41,9 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Create(const policy::PolicyE
   if (engine == nullptr) return absl::InvalidArgumentError("the datapath needs a policy engine");
   if (options.mount_bpffs) {
     if (absl::Status s = EnsureBpffs(options.pin_dir); !s.ok()) return s;
+  }
+  if (options.transparent_dns_port != 0) {
+    if (absl::Status s = EnsureProxyRouting(); !s.ok()) return s;
   }
   std::unique_ptr<Datapath> dp(new Datapath(engine, std::move(options)));
   auto node = EgressProgram::Load(EgressProgram::LoadOptions{.pin_dir = dp->options_.pin_dir});
@@ -85,7 +89,7 @@ absl::Status Datapath::AttachEndpoint(uint64_t id, const std::string& interface)
 absl::Status Datapath::ReconcilePolicy(uint64_t id, Attached& endpoint) {
   auto view = engine_->EgressRulesFor(id);
   if (!view.ok()) return view.status();
-  PolicyMapInputs inputs{.fqdn_identities = &identities_};
+  PolicyMapInputs inputs{.fqdn_identities = &identities_, .transparent_dns_port = options_.transparent_dns_port};
   for (const SocketAddress& a : options_.dns_proxy) inputs.dns_proxy_ports.push_back(a.port());
   const std::vector<PolicyEntry> desired = DesiredEgressPolicy(*view, inputs);
   // Enforcement starts only once the map is complete, and stops before the map empties.

@@ -34,6 +34,9 @@ class Datapath {
     // Addresses of the explicit-mode DNS proxy: in the ipcache as reserved:host, and allowed
     // (UDP and TCP on their ports) to every endpoint whose rules have `rules.dns`.
     std::vector<SocketAddress> dns_proxy;
+    // Transparent mode: DNS under `rules.dns` is redirected to the proxy's sockets on
+    // 127.0.0.1 and ::1 at this port (0: off); the proxy routing rule is installed.
+    uint16_t transparent_dns_port = 0;
   };
   struct Stats {
     size_t endpoints = 0;          // with programs attached

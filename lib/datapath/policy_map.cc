@@ -37,10 +37,11 @@ class EntryBuilder {
     for (const policy::PortProtocol& pp : port_rule->ports) AllowPorts(identities, pp);
   }
 
-  void AllowPorts(std::span<const uint32_t> identities, const policy::PortProtocol& pp) {
+  // `proxy_port` non-zero: the entries send the traffic to the DNS proxy.
+  void AllowPorts(std::span<const uint32_t> identities, const policy::PortProtocol& pp, uint16_t proxy_port = 0) {
     if (!pp.named_port.empty()) return;  // named ports need the pod's container ports
     if (pp.protocols == policy::kProtoAny && pp.port == 0) {
-      for (uint32_t id : identities) Add(PolicyKey(id, 0, 0), 0);
+      for (uint32_t id : identities) Add(PolicyKey(id, 0, 0), 0, proxy_port);
       return;
     }
     const std::pair<uint8_t, uint8_t> protocols[] = {
@@ -49,7 +50,7 @@ class EntryBuilder {
       if ((pp.protocols & bit) == 0) continue;
       for (uint32_t id : identities) {
         if (pp.port == 0) {
-          Add(PolicyKey(id, proto, 0), 0);
+          Add(PolicyKey(id, proto, 0), 0, proxy_port);
           continue;
         }
         // A range becomes the aligned power-of-two blocks that cover it exactly.
@@ -59,7 +60,7 @@ class EntryBuilder {
           uint32_t bits = 0;
           while (bits < 16 && (lo & ((2u << bits) - 1)) == 0 && lo + (2u << bits) - 1 <= hi) ++bits;
           const auto prefix = static_cast<uint8_t>(16 - bits);
-          Add(PolicyKey(id, proto, static_cast<uint16_t>(lo), prefix), prefix);
+          Add(PolicyKey(id, proto, static_cast<uint16_t>(lo), prefix), prefix, proxy_port);
           lo += 1u << bits;
         }
       }
@@ -76,10 +77,11 @@ class EntryBuilder {
   }
 
  private:
-  void Add(const acns_policy_key& key, uint8_t port_prefix_len) {
+  void Add(const acns_policy_key& key, uint8_t port_prefix_len, uint16_t proxy_port = 0) {
     PolicyEntry e;
     e.key = key;
     std::memset(&e.value, 0, sizeof(e.value));
+    e.value.proxy_port = htobe16(proxy_port);
     e.value.flags = static_cast<uint8_t>(port_prefix_len << ACNS_POLICY_PREFIX_SHIFT);
     entries_.push_back(e);
   }
@@ -96,12 +98,19 @@ std::vector<PolicyEntry> DesiredEgressPolicy(const policy::PolicyEngine::EgressV
   static const FqdnIdentities kNone;
   const FqdnIdentities& fqdn = inputs.fqdn_identities != nullptr ? *inputs.fqdn_identities : kNone;
   const uint32_t kHost[] = {kIdentityHost};
+  const uint32_t kAny[] = {0};
   for (const policy::EgressRule* rule : view.rules) {
-    // Queries under `rules.dns` go to the proxy, whatever server the rule names.
+    // Queries under `rules.dns` go to the proxy, whatever server the rule names (the proxy
+    // checks the server): explicitly to its addresses, or redirected from the rule's ports.
     for (const policy::PortRule& pr : rule->to_ports) {
       if (!pr.has_dns_rules) continue;
       for (uint16_t port : inputs.dns_proxy_ports) {
         out.AllowPorts(kHost, policy::PortProtocol{port, port, policy::kProtoTcp | policy::kProtoUdp, {}});
+      }
+      if (inputs.transparent_dns_port == 0) continue;
+      for (policy::PortProtocol pp : pr.ports) {
+        pp.protocols &= policy::kProtoTcp | policy::kProtoUdp;  // DNS runs over these only
+        if (pp.protocols != 0) out.AllowPorts(kAny, pp, inputs.transparent_dns_port);
       }
     }
     std::vector<uint32_t> peers;

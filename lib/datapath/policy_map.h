@@ -34,6 +34,9 @@ struct PolicyMapInputs {
   // Ports of the explicit-mode DNS proxy (UDP and TCP) on the node: an endpoint whose rules
   // have `rules.dns` may send queries there.
   std::vector<uint16_t> dns_proxy_ports;
+  // Transparent mode: the port of the proxy's loopback sockets. A port rule with `rules.dns`
+  // then redirects its ports (to any destination) there.
+  uint16_t transparent_dns_port = 0;
 };
 
 // The egress entries of an enforced endpoint, sorted by key and without duplicates:
@@ -41,7 +44,8 @@ struct PolicyMapInputs {
 //  - toEntities world: reserved:world (2) and every FQDN identity (they carry reserved:world);
 //    host: reserved:host (1);
 //  - toFQDNs: every FQDN identity with one of the rule's selectors;
-//  - a port rule with `rules.dns`: the DNS proxy's ports on reserved:host.
+//  - a port rule with `rules.dns`: the DNS proxy's ports on reserved:host, and in transparent
+//    mode the rule's own ports on any identity, redirected to the proxy.
 // Each on the rule's ports (a range becomes aligned prefixes), every protocol and port when the
 // rule has none. toEndpoints, toCIDR and cluster peers need endpoint and CIDR identities,
 // which this datapath does not allocate yet: they add no entries (docs/datapath.md).

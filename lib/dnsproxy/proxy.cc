@@ -39,15 +39,38 @@ constexpr size_t kMaxMessage = 65535;
 // A TCP client may have this many queries in flight; past it the proxy stops reading from it.
 constexpr size_t kMaxTcpInflight = 64;
 constexpr absl::Duration kTcpIdleTimeout = absl::Seconds(10);
+// Sockets a worker keeps for answering as redirected queries' servers.
+constexpr size_t kMaxServerSockets = 256;
 
 void Bump(std::atomic<uint64_t>& counter) { counter.fetch_add(1, std::memory_order_relaxed); }
 
-absl::StatusOr<UniqueFd> Bind(const SocketAddress& addr, int type) {
+// IP_TRANSPARENT (IPV6_TRANSPARENT): the socket may take packets for, and send from, addresses
+// that are not the node's: the original servers of redirected queries.
+absl::Status SetTransparent(int fd, int family) {
+  const int one = 1;
+  const bool v4 = family == AF_INET;
+  if (::setsockopt(fd, v4 ? SOL_IP : SOL_IPV6, v4 ? IP_TRANSPARENT : IPV6_TRANSPARENT, &one, sizeof(one)) != 0) {
+    return ErrnoError(errno, "IP_TRANSPARENT (needs CAP_NET_ADMIN)");
+  }
+  return absl::OkStatus();
+}
+
+// A listening socket. Explicit ones are SO_REUSEPORT (one per worker); transparent ones are
+// single, shared by the workers, and report each datagram's original destination.
+absl::StatusOr<UniqueFd> Bind(const SocketAddress& addr, int type, bool transparent = false) {
   UniqueFd fd(::socket(addr.family(), type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return ErrnoError(errno, "socket");
   const int one = 1;
-  if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+  if (!transparent && ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
     return ErrnoError(errno, "SO_REUSEPORT");
+  }
+  if (transparent) {
+    if (absl::Status s = SetTransparent(fd.get(), addr.family()); !s.ok()) return s;
+    const bool v4 = addr.family() == AF_INET;
+    if (type == SOCK_DGRAM && ::setsockopt(fd.get(), v4 ? SOL_IP : SOL_IPV6,
+                                           v4 ? IP_RECVORIGDSTADDR : IPV6_RECVORIGDSTADDR, &one, sizeof(one)) != 0) {
+      return ErrnoError(errno, "IP_RECVORIGDSTADDR");
+    }
   }
   // A v6 listener takes only v6: IPv4 clients never show up as mapped addresses.
   if (addr.family() == AF_INET6 &&
@@ -72,8 +95,9 @@ void AppendFrame(std::string* out, absl::string_view msg) {
 }  // namespace
 
 struct DnsProxy::Listener {
-  UniqueFd fd;
+  int fd = -1;  // owned by DnsProxy::sockets_
   bool tcp = false;
+  bool transparent = false;
 };
 
 class DnsProxy::Worker {
@@ -94,7 +118,9 @@ class DnsProxy::Worker {
     if (absl::Status s = Watch(wake_.get(), Tag(kWake, 0), EPOLLIN); !s.ok()) return s;
     listeners_ = std::move(listeners);
     for (size_t i = 0; i < listeners_.size(); ++i) {
-      if (absl::Status s = Watch(listeners_[i].fd.get(), Tag(kListener, i), EPOLLIN); !s.ok()) return s;
+      // A shared socket wakes one worker per event, not all of them.
+      const uint32_t events = EPOLLIN | (listeners_[i].transparent ? EPOLLEXCLUSIVE : 0);
+      if (absl::Status s = Watch(listeners_[i].fd, Tag(kListener, i), events); !s.ok()) return s;
     }
     return absl::OkStatus();
   }
@@ -111,11 +137,15 @@ class DnsProxy::Worker {
   }
 
  private:
-  // Where a reply goes: a UDP client (through the listener it wrote to) or a TCP connection.
+  // Where a query came from and where it goes: the client (through the UDP listener it wrote
+  // to, or a TCP connection), and the server it asked (the upstream, or in transparent mode the
+  // original destination, whose address the reply must come from).
   struct Origin {
     int udp_fd = -1;
     SocketAddress client;
     uint64_t conn = 0;  // non-zero: a TCP client connection
+    SocketAddress server;
+    bool transparent = false;
   };
   // A query's story so far, for its events.
   struct Trace {
@@ -151,6 +181,8 @@ class DnsProxy::Worker {
   struct ClientConn {
     UniqueFd fd;
     SocketAddress peer;
+    SocketAddress server;  // what the client connected to (transparent: the original server)
+    bool transparent = false;
     std::string in;
     std::string out;
     size_t inflight = 0;
@@ -190,8 +222,8 @@ class DnsProxy::Worker {
             break;
           }
           case kListener: {
-            Listener& l = listeners_[ValueOf(tag)];
-            l.tcp ? Accept(l.fd.get()) : DrainUdp(l.fd.get());
+            const Listener& l = listeners_[ValueOf(tag)];
+            l.tcp ? Accept(l) : DrainUdp(l);
             break;
           }
           case kClient:
@@ -217,28 +249,56 @@ class DnsProxy::Worker {
 
   // ---- clients ----
 
-  void DrainUdp(int fd) {
+  void DrainUdp(const Listener& l) {
     for (;;) {
       sockaddr_storage from{};
-      socklen_t from_len = sizeof(from);
-      const ssize_t n = ::recvfrom(fd, buf_.data(), buf_.size(), 0,
-                                   reinterpret_cast<sockaddr*>(&from), &from_len);
+      iovec iov{buf_.data(), buf_.size()};
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(sockaddr_in6))];
+      msghdr msg{};
+      msg.msg_name = &from;
+      msg.msg_namelen = sizeof(from);
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = l.transparent ? control : nullptr;
+      msg.msg_controllen = l.transparent ? sizeof(control) : 0;
+      const ssize_t n = ::recvmsg(l.fd, &msg, 0);
       if (n < 0) return;  // EAGAIN: drained (other errors: nothing to answer)
-      Origin origin{fd, SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&from), from_len), 0};
+      Origin origin{l.fd, SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&from), msg.msg_namelen), 0,
+                    options().upstream, l.transparent};
+      if (l.transparent) {
+        // The original destination: the server the pod asked.
+        origin.server = SocketAddress();
+        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+          if ((c->cmsg_level == SOL_IP && c->cmsg_type == IP_ORIGDSTADDR) ||
+              (c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_ORIGDSTADDR)) {
+            origin.server = SocketAddress::FromSockaddr(reinterpret_cast<const sockaddr*>(CMSG_DATA(c)),
+                                                        c->cmsg_len - CMSG_LEN(0));
+          }
+        }
+        if (origin.server.len() == 0) continue;  // cannot answer as a server we do not know
+      }
       OnQuery(origin, std::string(buf_.data(), static_cast<size_t>(n)));
     }
   }
 
-  void Accept(int listen_fd) {
+  void Accept(const Listener& l) {
     for (;;) {
       sockaddr_storage from{};
       socklen_t from_len = sizeof(from);
-      UniqueFd fd(::accept4(listen_fd, reinterpret_cast<sockaddr*>(&from), &from_len,
-                            SOCK_NONBLOCK | SOCK_CLOEXEC));
+      UniqueFd fd(::accept4(l.fd, reinterpret_cast<sockaddr*>(&from), &from_len, SOCK_NONBLOCK | SOCK_CLOEXEC));
       if (!fd.valid()) return;
       const uint64_t id = next_serial_++;
       auto conn = std::make_unique<ClientConn>();
       conn->peer = SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&from), from_len);
+      conn->transparent = l.transparent;
+      conn->server = options().upstream;
+      if (l.transparent) {
+        // An accepted redirected connection has the original server's address as its own.
+        sockaddr_storage local{};
+        socklen_t local_len = sizeof(local);
+        ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&local), &local_len);
+        conn->server = SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&local), local_len);
+      }
       conn->last_active = absl::Now();
       if (!Watch(fd.get(), Tag(kClient, id), EPOLLIN).ok()) continue;
       conn->fd = std::move(fd);
@@ -278,7 +338,7 @@ class DnsProxy::Worker {
       std::string msg = c.in.substr(used + 2, len);
       used += 2 + len;
       ++c.inflight;
-      OnQuery(Origin{-1, c.peer, id}, std::move(msg));
+      OnQuery(Origin{-1, c.peer, id, c.server, c.transparent}, std::move(msg));
       if (conns_.find(id) == conns_.end()) return false;
     }
     c.in.erase(0, used);
@@ -316,8 +376,10 @@ class DnsProxy::Worker {
   void Reply(const Origin& origin, absl::string_view msg) {
     if (origin.conn == 0) {
       if (!msg.empty()) {
-        (void)::sendto(origin.udp_fd, msg.data(), msg.size(), MSG_DONTWAIT, origin.client.sa(),
-                       origin.client.len());
+        const int fd = origin.transparent ? SocketAs(origin.server) : origin.udp_fd;
+        if (fd >= 0) {
+          (void)::sendto(fd, msg.data(), msg.size(), MSG_DONTWAIT, origin.client.sa(), origin.client.len());
+        }
       }
       return;
     }
@@ -335,6 +397,23 @@ class DnsProxy::Worker {
     MaybeClose(origin.conn, c);
   }
 
+  // A UDP socket bound (transparently) to `server`, so that a redirected query's answer comes
+  // from the address and port the pod sent it to. Kept per worker and server; -1 on failure.
+  int SocketAs(const SocketAddress& server) {
+    const std::string key = server.ToString();
+    auto it = as_server_.find(key);
+    if (it != as_server_.end()) return it->second.get();
+    if (as_server_.size() >= kMaxServerSockets) as_server_.clear();  // bounded; rebuilt on demand
+    UniqueFd fd(::socket(server.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    const int one = 1;
+    if (!fd.valid() || !SetTransparent(fd.get(), server.family()).ok() ||
+        ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        ::bind(fd.get(), server.sa(), server.len()) != 0) {
+      return -1;
+    }
+    return as_server_.emplace(key, std::move(fd)).first->second.get();
+  }
+
   void CloseIdleConnections(absl::Time now) {
     if (now < next_idle_sweep_) return;
     next_idle_sweep_ = now + absl::Seconds(1);
@@ -348,13 +427,27 @@ class DnsProxy::Worker {
 
   // ---- queries ----
 
+  // The server as the policy engine sees it.
+  policy::DnsServer ServerFor(const Origin& origin) const {
+    policy::DnsServer server;
+    const IpAddr ip = origin.server.ip();
+    server.family = ip.is_v4() ? 4 : 6;
+    std::memcpy(server.addr, ip.is_v4() ? ip.v4() : ip.bytes.data(), server.family == 4 ? 4 : 16);
+    server.port = origin.server.port();
+    server.protocol = origin.conn != 0 ? policy::kProtoTcp : policy::kProtoUdp;
+    // The configured upstream may be a cluster endpoint (toEndpoints rules); an original
+    // server is judged by its address (toCIDR, toEntities world).
+    if (!origin.transparent && options().upstream_labels.has_value()) server.labels = &*options().upstream_labels;
+    return server;
+  }
+
   DnsEvent EventFor(const Origin& origin, const Trace& trace, DnsEvent::Type type) const {
     DnsEvent e;
     e.type = type;
     e.verdict = trace.verdict;
     e.endpoint = trace.endpoint;
     e.client = origin.client;
-    e.server = options().upstream;
+    e.server = origin.server;
     e.tcp = trace.tcp;
     e.qname = trace.qname;
     e.qtype = trace.qtype;
@@ -414,8 +507,7 @@ class DnsProxy::Worker {
     std::optional<uint64_t> endpoint = (*endpoints_)(origin.client.ip());
     std::optional<policy::DnsDecision> decision;
     if (endpoint.has_value()) {
-      decision = engine_->CheckDns(*endpoint, tcp ? proxy_->upstream_tcp_ : proxy_->upstream_udp_,
-                                   query->question.name);
+      decision = engine_->CheckDns(*endpoint, ServerFor(origin), query->question.name);
       if (decision->reason == policy::DnsReason::kUnknownEndpoint) endpoint.reset();
     }
     trace.endpoint = endpoint.value_or(0);
@@ -435,7 +527,7 @@ class DnsProxy::Worker {
     }
     // A socket per query, over the client's transport: a fresh ephemeral source port, and a
     // connected socket only hears from the upstream's address.
-    const SocketAddress& upstream = options().upstream;
+    const SocketAddress& upstream = origin.server;
     UniqueFd fd(::socket(upstream.family(), (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     const uint16_t id = static_cast<uint16_t>(absl::Uniform<uint32_t>(rng_, 0, 65536));
     std::string out = msg;
@@ -622,14 +714,18 @@ class DnsProxy::Worker {
   absl::flat_hash_map<uint64_t, std::unique_ptr<ClientConn>> conns_;
   std::vector<uint64_t> resume_;  // paused connections with room again
   absl::Time next_idle_sweep_ = absl::InfinitePast();
+  absl::flat_hash_map<std::string, UniqueFd> as_server_;  // see SocketAs
 };
 
 absl::StatusOr<std::unique_ptr<DnsProxy>> DnsProxy::Start(ProxyOptions options,
                                                           const policy::PolicyEngine* engine,
                                                           fqdn::FqdnCache* cache,
                                                           EndpointLookup endpoints) {
-  if (options.listen.empty()) return absl::InvalidArgumentError("no listen address");
-  if (options.upstream.len() == 0) return absl::InvalidArgumentError("no upstream address");
+  if (options.listen.empty() && options.transparent_listen.empty()) return absl::InvalidArgumentError("no listen address");
+  if (!options.listen.empty() && options.upstream.len() == 0) return absl::InvalidArgumentError("no upstream address");
+  for (const SocketAddress& t : options.transparent_listen) {
+    if (t.port() == 0) return absl::InvalidArgumentError("a transparent listen address needs a port");
+  }
   if (engine == nullptr) return absl::InvalidArgumentError("no policy engine");
   if (!endpoints) {
     endpoints = [engine](const IpAddr& ip) { return engine->EndpointByIp(ip); };
@@ -644,19 +740,14 @@ absl::StatusOr<std::unique_ptr<DnsProxy>> DnsProxy::Start(ProxyOptions options,
   proxy->options_ = std::move(options);
   proxy->counters_ = std::make_unique<Counters>();
   proxy->endpoints_ = std::move(endpoints);
-  const SocketAddress& upstream = proxy->options_.upstream;
-  policy::DnsServer& server = proxy->upstream_udp_;
-  server.family = upstream.ip().is_v4() ? 4 : 6;
-  std::memcpy(server.addr, upstream.ip().is_v4() ? upstream.ip().v4() : upstream.ip().bytes.data(),
-              server.family == 4 ? 4 : 16);
-  server.port = upstream.port();
-  server.protocol = policy::kProtoUdp;
-  server.labels = proxy->options_.upstream_labels.has_value() ? &*proxy->options_.upstream_labels : nullptr;
-  proxy->upstream_tcp_ = server;
-  proxy->upstream_tcp_.protocol = policy::kProtoTcp;
 
-  // Every worker binds every address over UDP and TCP; a port 0 is resolved by the first bind.
-  std::vector<std::vector<Listener>> sockets(workers);
+  std::vector<std::vector<Listener>> listeners(workers);
+  auto keep = [&](UniqueFd fd) {
+    proxy->sockets_.push_back(std::move(fd));
+    return proxy->sockets_.back().get();
+  };
+  // Explicit: every worker binds every address over UDP and TCP; a port 0 is resolved by the
+  // first bind.
   for (const SocketAddress& requested : proxy->options_.listen) {
     SocketAddress actual = requested;
     for (int w = 0; w < workers; ++w) {
@@ -671,13 +762,25 @@ absl::StatusOr<std::unique_ptr<DnsProxy>> DnsProxy::Start(ProxyOptions options,
       }
       auto tcp = Bind(actual, SOCK_STREAM);
       if (!tcp.ok()) return tcp.status();
-      sockets[w].push_back(Listener{*std::move(udp), false});
-      sockets[w].push_back(Listener{*std::move(tcp), true});
+      listeners[w].push_back(Listener{keep(*std::move(udp)), false, false});
+      listeners[w].push_back(Listener{keep(*std::move(tcp)), true, false});
+    }
+  }
+  // Transparent: one socket per address and transport, in every worker's epoll.
+  for (const SocketAddress& addr : proxy->options_.transparent_listen) {
+    auto udp = Bind(addr, SOCK_DGRAM, /*transparent=*/true);
+    if (!udp.ok()) return udp.status();
+    auto tcp = Bind(addr, SOCK_STREAM, /*transparent=*/true);
+    if (!tcp.ok()) return tcp.status();
+    const int udp_fd = keep(*std::move(udp)), tcp_fd = keep(*std::move(tcp));
+    for (int w = 0; w < workers; ++w) {
+      listeners[w].push_back(Listener{udp_fd, false, true});
+      listeners[w].push_back(Listener{tcp_fd, true, true});
     }
   }
   for (int w = 0; w < workers; ++w) {
     auto worker = std::make_unique<Worker>(proxy.get(), engine, cache, &proxy->endpoints_);
-    if (absl::Status s = worker->Init(std::move(sockets[w])); !s.ok()) return s;
+    if (absl::Status s = worker->Init(std::move(listeners[w])); !s.ok()) return s;
     proxy->workers_.push_back(std::move(worker));
   }
   for (auto& worker : proxy->workers_) worker->Start();

@@ -1,11 +1,16 @@
-// The DNS proxy, explicit mode over UDP and TCP (transparent mode is to come): listens on
-// configured addresses, finds the endpoint by the query's source address,
-// checks the query against the policy engine, answers denied and broken queries itself,
-// forwards allowed ones to the upstream, learns the answers into the FQDN cache, and holds each
-// answer until the datapath acknowledged the cache deltas it caused (or a maximum delay).
+// The DNS proxy over UDP and TCP, in two modes at once if wanted. Explicit: clients send to the
+// configured listen addresses, queries go to the configured upstream. Transparent: the datapath
+// hands pods' queries to the proxy's loopback sockets (bpf_sk_assign) with their destination
+// untouched; the proxy forwards each to the server it was sent to and answers from that
+// server's address. Either way: finds the endpoint by the query's source address, checks the
+// query against the policy engine, answers denied and broken queries itself, learns the answers
+// into the FQDN cache, and holds each answer until the datapath acknowledged the cache deltas it
+// caused (or a maximum delay).
 //
 // Threads: `workers` threads, each with its own SO_REUSEPORT UDP and TCP sockets per listen
-// address and its own epoll loop; a query lives on the worker that received it. A TCP query is
+// address and its own epoll loop (transparent sockets are shared: the datapath's socket
+// lookup cannot pick among SO_REUSEPORT sockets before Linux 6.5); a query lives on the worker
+// that received it. A TCP query is
 // forwarded over TCP, a UDP one over UDP (a truncated UDP answer goes back as it is: the client
 // retries over TCP). See docs/dnsproxy.md.
 #ifndef ACNS_LIB_DNSPROXY_PROXY_H_
@@ -22,6 +27,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "lib/common/file.h"
 #include "lib/common/socket_address.h"
 #include "lib/dns/message.h"
 #include "lib/fqdn/cache.h"
@@ -57,8 +63,11 @@ struct DnsEvent {
 };
 
 struct ProxyOptions {
-  std::vector<SocketAddress> listen;  // port 0: pick one (see DnsProxy::listening)
-  SocketAddress upstream;
+  std::vector<SocketAddress> listen;  // explicit mode; port 0: pick one (see DnsProxy::listening)
+  SocketAddress upstream;             // explicit mode's server
+  // Transparent mode: 127.0.0.1:PORT and/or [::1]:PORT (the addresses the datapath assigns
+  // redirected queries to), bound with IP_TRANSPARENT; needs CAP_NET_ADMIN.
+  std::vector<SocketAddress> transparent_listen;
   // Labels of the upstream when it is a cluster endpoint (kube-dns), for toEndpoints rules.
   std::optional<policy::LabelSet> upstream_labels;
   int workers = 0;  // 0: one per core
@@ -118,9 +127,8 @@ class DnsProxy {
 
   ProxyOptions options_;
   EndpointLookup endpoints_;
-  policy::DnsServer upstream_udp_;  // what the policy engine is asked about, per transport
-  policy::DnsServer upstream_tcp_;
   std::vector<SocketAddress> listening_;
+  std::vector<UniqueFd> sockets_;  // every listening socket; closed after the workers stop
   std::unique_ptr<Counters> counters_;
   std::atomic<uint64_t> acked_seq_{0};
   std::vector<std::unique_ptr<Worker>> workers_;

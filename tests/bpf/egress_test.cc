@@ -57,10 +57,11 @@ class EgressTest : public ::testing::Test {
     value.sec_identity = identity;
     ASSERT_EQ(bpf_map_update_elem(prog_->ipcache_fd(), &key, &value, BPF_ANY), 0);
   }
-  void Allow(uint32_t identity, uint8_t proto, uint16_t port, bool deny = false) {
+  void Allow(uint32_t identity, uint8_t proto, uint16_t port, bool deny = false, uint16_t proxy_port = 0) {
     const acns_policy_key key = PolicyKey(identity, proto, port);
     acns_policy_value value{};
     value.flags = deny ? ACNS_POLICY_DENY : 0;
+    value.proxy_port = htons(proxy_port);
     ASSERT_EQ(bpf_map_update_elem(prog_->policy_fd(), &key, &value, BPF_ANY), 0);
   }
   int Run(int fd, const std::string& pkt) {
@@ -149,6 +150,31 @@ TEST_F(EgressTest, EndpointWithoutPolicyPasses) {
   ASSERT_TRUE(prog_->SetEnforce(false).ok());
   EXPECT_EQ(Egress(MakePacket(kPod4, "203.0.113.99", IPPROTO_TCP, 42000, 80)), TC_ACT_OK);
   EXPECT_EQ(prog_->Counter(ACNS_PKT_PASS)->packets, 1u);
+}
+
+}  // namespace
+}  // namespace acns::datapath
+
+namespace acns::datapath {
+namespace {
+
+// A redirect entry (transparent DNS) never lets the flow pass on its own: without the proxy's
+// socket the packet is dropped, and the connection table remembers the redirect, so that later
+// packets of the flow are not waved through as established. (bpf_sk_assign works only at a real
+// TC ingress, not under BPF_PROG_TEST_RUN: the assignment itself is covered by
+// tests/integration/datapath_test.cc with a real pod and proxy.)
+TEST_F(EgressTest, RedirectNeverBypassesTheProxy) {
+  Allow(0, IPPROTO_UDP, 5353, false, /*proxy_port=*/10053);
+  const std::string query = MakePacket("198.51.100.2", "203.0.113.53", IPPROTO_UDP, 41000, 5353);
+  EXPECT_EQ(Egress(query), TC_ACT_SHOT);
+  EXPECT_EQ(Egress(query), TC_ACT_SHOT);
+  EXPECT_EQ(prog_->Counter(ACNS_PKT_ESTABLISHED)->packets, 0u);
+  EXPECT_EQ(prog_->Counter(ACNS_PKT_DROP_POLICY)->packets, 2u);
+  // A reply seen entering the pod does not turn the flow into a plain one either.
+  const std::string reply = MakePacket("203.0.113.53", "198.51.100.2", IPPROTO_UDP, 5353, 41000);
+  EXPECT_EQ(Run(prog_->ingress_fd(), reply), TC_ACT_OK);
+  EXPECT_EQ(Egress(query), TC_ACT_SHOT);
+  EXPECT_EQ(prog_->Counter(ACNS_PKT_ESTABLISHED)->packets, 0u);
 }
 
 }  // namespace

@@ -95,6 +95,16 @@ TEST_F(PolicyMapTest, RulesBecomeEntriesPerIdentityProtocolAndPortPrefix) {
   };
   std::sort(want.begin(), want.end());
   EXPECT_EQ(Describe(Desired(1)), want);
+  // Transparent mode: the rule's DNS ports (any destination) go to the proxy's port.
+  auto view1 = engine_.EgressRulesFor(1);
+  ASSERT_TRUE(view1.ok());
+  const std::vector<PolicyEntry> transparent = DesiredEgressPolicy(
+      *view1, PolicyMapInputs{.fqdn_identities = &identities_, .transparent_dns_port = 10053});
+  std::vector<std::string> redirected;
+  for (const PolicyEntry& e : transparent) {
+    if (e.value.proxy_port != 0) redirected.push_back(absl::StrCat(Describe(e), "->", be16toh(e.value.proxy_port)));
+  }
+  EXPECT_EQ(redirected, (std::vector<std::string>{"0/6/53/24->10053", "0/17/53/24->10053"}));
   // An endpoint no rule selects is not enforced: no entries.
   auto view = engine_.EgressRulesFor(2);
   ASSERT_TRUE(view.ok());

@@ -1,12 +1,14 @@
 // acns-agent enforcing FQDN policy on a real pod (issue 5), in a world of namespaces the test
 // builds and removes (DESIGN.md section 6):
 //
-//   pod (198.51.100.2) --veth-- node (agent: proxy on 198.51.100.1:53, BPF on the pod's veth)
+//   pod (198.51.100.2) --veth-- node (agent: DNS proxy, BPF on the pod's veth)
 //                               node --veth-- dns (unbound on 198.51.100.6:53, zones *.test)
 //                               node --veth-- world (TCP echo on 203.0.113.10, .20, .30 :80)
 //
 // The pod uses real clients: the libc resolver (getent, bash's /dev/tcp) through
-// /etc/netns/<pod>/resolv.conf, and dig. The agent runs in the node namespace.
+// /etc/netns/<pod>/resolv.conf, and dig. The agent runs in the node namespace, with the proxy
+// in explicit mode (the pod's resolver is the proxy, 198.51.100.1:53) or transparent mode (the
+// pod's resolver is the real server; the datapath redirects the queries to the proxy).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -142,14 +144,14 @@ class DatapathTest : public ::testing::Test {
     ASSERT_TRUE(net_.Run(absl::StrCat(
         "set -e; ip -n ", world, " addr add 203.0.113.20/24 dev acnsw", id, "; ip -n ", world,
         " addr add 203.0.113.30/24 dev acnsw", id, "; ip -n ", pod_, " route add 203.0.113.0/24 via 198.51.100.1",
-        "; ip -n ", world, " route add 198.51.100.0/24 via 203.0.113.254; ip netns exec ", node_,
-        " sysctl -qw net.ipv4.conf.", pod_veth_, ".forwarding=1 net.ipv4.conf.acnsx", id, ".forwarding=1")))
+        "; ip -n ", pod_, " route add 198.51.100.4/30 via 198.51.100.1; ip -n ", dns,
+        " route add 198.51.100.0/30 via 198.51.100.5; ip -n ", world, " route add 198.51.100.0/24 via 203.0.113.254",
+        "; ip netns exec ", node_, " sysctl -qw net.ipv4.conf.", pod_veth_, ".forwarding=1 net.ipv4.conf.acnsx", id,
+        ".forwarding=1 net.ipv4.conf.acnse", id, ".forwarding=1")))
         << net_.last_output();
-    // The pod's libc resolver asks the node's DNS proxy.
     ::mkdir("/etc/netns", 0755);
     resolv_dir_ = "/etc/netns/" + pod_;
     ::mkdir(resolv_dir_.c_str(), 0755);
-    std::ofstream(resolv_dir_ + "/resolv.conf") << "nameserver 198.51.100.1\noptions timeout:2 attempts:1\n";
 
     unbound_ = std::make_unique<Unbound>(
         std::vector<std::string>{"allowed.test.", "denied.test."},
@@ -194,7 +196,14 @@ class DatapathTest : public ::testing::Test {
     if (!resolv_dir_.empty()) RunCommand("rm -rf " + resolv_dir_);
   }
 
-  void StartAgent() {
+  // The pod's libc resolver (and dig's default server).
+  void UseResolver(const char* ip) {
+    std::ofstream(resolv_dir_ + "/resolv.conf") << "nameserver " << ip << "\noptions timeout:2 attempts:1\n";
+  }
+
+  // Explicit mode: the proxy listens on the node's address toward the pod. Transparent mode
+  // (--tofqdns-proxy-port): the datapath redirects to the proxy on the loopback.
+  void StartAgent(bool transparent = false) {
     pid_ = ::fork();
     if (pid_ == 0) {
       if (!EnterNetns(node_)) ::_exit(126);
@@ -203,10 +212,12 @@ class DatapathTest : public ::testing::Test {
       const std::string policies = dir_ + "/policies", endpoints = dir_ + "/endpoints.yaml",
                         state = dir_ + "/state", bpffs = bpffs_ + "/acns";
       ::mkdir(state.c_str(), 0700);
+      const char* mode[] = {"--dns-listen", "198.51.100.1:53", "--dns-upstream", "198.51.100.6:53"};
+      const char* transparent_mode[] = {"--tofqdns-proxy-port", "10053", "--tofqdns-min-ttl", "300"};
+      const char** m = transparent ? transparent_mode : mode;
       ::execl(ACNS_AGENT_PATH, "acns-agent", "--policy-dir", policies.c_str(), "--endpoints", endpoints.c_str(),
-              "--dns-listen", "198.51.100.1:53", "--dns-upstream", "198.51.100.6:53", "--state-dir",
-              state.c_str(), "--bpffs-root", bpffs.c_str(), "--api", "127.0.0.1:9965",
-              static_cast<char*>(nullptr));
+              m[0], m[1], m[2], m[3], "--state-dir", state.c_str(), "--bpffs-root", bpffs.c_str(), "--api",
+              "127.0.0.1:9965", static_cast<char*>(nullptr));
       ::_exit(127);
     }
     ASSERT_TRUE(Eventually([&] { return Api("/healthz") == "ok\n"; })) << Log();
@@ -295,6 +306,7 @@ class DatapathTest : public ::testing::Test {
 };
 
 TEST_F(DatapathTest, EnforcesFqdnPolicyOnARealPodAcrossAnAgentKill) {
+  UseResolver("198.51.100.1");
   StartAgent();
   ASSERT_TRUE(Eventually([&] { return Api("/metrics").find("acns_datapath_endpoints 1") != std::string::npos; }))
       << Api("/metrics") << Log();
@@ -342,3 +354,40 @@ TEST_F(DatapathTest, EnforcesFqdnPolicyOnARealPodAcrossAnAgentKill) {
 }
 
 }  // namespace
+
+TEST_F(DatapathTest, TransparentModeRedirectsThePodsOwnDnsServerToTheProxy) {
+  UseResolver("198.51.100.6");  // the pod asks the real server
+  StartAgent(/*transparent=*/true);
+  ASSERT_TRUE(Eventually([&] { return Api("/metrics").find("acns_datapath_endpoints 1") != std::string::npos; }))
+      << Api("/metrics") << Log();
+
+  EXPECT_FALSE(PodConnects(kOtherIp));
+  // Resolved through the proxy (UDP by the libc resolver, then TCP), answered as the server.
+  EXPECT_TRUE(PodConnects("web.allowed.test")) << Log();
+  const std::string tcp = InPod("dig +tcp +tries=1 +time=3 other.allowed.test A");
+  EXPECT_EQ(DigStatus(tcp), "NOERROR") << tcp;
+  EXPECT_NE(tcp.find("SERVER: 198.51.100.6#53(198.51.100.6) (TCP)"), std::string::npos) << tcp;
+  EXPECT_TRUE(PodConnects(kOtherIp));
+  // The server itself would answer this name: REFUSED can only come from the proxy.
+  const std::string denied = InPod("dig +tries=1 +time=3 www.denied.test A");
+  EXPECT_EQ(DigStatus(denied), "REFUSED") << denied;
+  EXPECT_NE(denied.find("SERVER: 198.51.100.6#53"), std::string::npos) << denied;
+  EXPECT_FALSE(PodConnects(kDeniedIp));
+  // Every query reached the server from the node's proxy, none from the pod itself.
+  const std::string log = unbound_->Log();
+  EXPECT_NE(log.find("198.51.100.5 web.allowed.test. A IN"), std::string::npos) << log;
+  EXPECT_EQ(log.find("198.51.100.2 "), std::string::npos) << log;
+  EXPECT_EQ(log.find("www.denied.test"), std::string::npos) << log;
+  const std::string metrics = Api("/metrics");
+  EXPECT_NE(metrics.find("acns_dns_denied_total 1\n"), std::string::npos) << metrics;
+
+  // Killed: no proxy socket, the redirected queries are dropped (never sent around the
+  // proxy); the connection by address still works. Restarted: DNS works again.
+  ASSERT_TRUE(OpenPodConnection(kWebIp));
+  KillAgent();
+  EXPECT_EQ(DigStatus(InPod("dig +tries=1 +time=2 web.allowed.test A")), "");
+  EXPECT_TRUE(PodConnectionEchoes());
+  StartAgent(/*transparent=*/true);
+  EXPECT_TRUE(PodConnectionEchoes());
+  EXPECT_TRUE(PodConnects("web.allowed.test")) << Log();
+}

@@ -23,6 +23,11 @@
 /* Identities Cilium reserves that the datapath uses. */
 #define ACNS_IDENTITY_WORLD 2
 
+/* skb->mark of a packet assigned to the DNS proxy's transparent socket: a routing rule delivers
+ * such packets locally (lib/datapath/proxy_routing.h). */
+#define ACNS_MARK_TO_PROXY 0x00ac5000
+#define ACNS_MARK_TO_PROXY_MASK 0x00fff000
+
 /* ---- ipcache (cilium_ipcache_v2): LPM trie, BPF_F_NO_PREALLOC ---- */
 
 /* prefixlen counts the 32 fixed bits (cluster_id, pad1, family) plus the address prefix. */
@@ -116,7 +121,8 @@ struct acns_ct_key {
 struct acns_ct_value {
   __u64 last_seen_ns; /* bpf_ktime_get_ns(); the FQDN cache asks which IPs are still in use */
   __u32 identity;     /* of the remote end when the connection was allowed */
-  __u32 pad;
+  __be16 proxy_port;  /* non-zero: the flow goes to the DNS proxy, every packet of it */
+  __u16 pad;
 };
 
 ACNS_STATIC_ASSERT(sizeof(struct acns_ct_key) == 40, "ct key is 40 bytes");
