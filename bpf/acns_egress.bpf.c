@@ -18,7 +18,8 @@
  * connection table remembers the redirect, so that every later packet of the flow goes the same
  * way (also when the proxy's replies have made acns_ingress see the flow).
  *
- * The event ring buffer is to come. */
+ * Verdicts on new flows and drops go to the ring buffer acns_events (shared by all endpoints);
+ * when it is full, acns_events_lost counts what could not be reserved. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -63,6 +64,18 @@ struct {
   __type(key, __u32);
   __type(value, struct acns_counter);
 } acns_counters SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_RINGBUF);
+  __uint(max_entries, ACNS_EVENTS_RING_BYTES);
+} acns_events SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u64);
+} acns_events_lost SEC(".maps");
 
 /* [0]: 1 if the endpoint has policy to enforce; 0 lets everything pass. */
 struct {
@@ -172,6 +185,30 @@ static __always_inline struct acns_policy_value *policy_of(__u32 identity, const
   return bpf_map_lookup_elem(&acns_policy, &key);
 }
 
+static __always_inline void emit(struct __sk_buff *skb, const struct flow *f, __u32 identity, __u8 verdict) {
+  struct acns_event *e = bpf_ringbuf_reserve(&acns_events, sizeof(*e), 0);
+  if (!e) {
+    __u32 zero = 0;
+    __u64 *lost = bpf_map_lookup_elem(&acns_events_lost, &zero);
+    if (lost) *lost += 1;
+    return;
+  }
+  e->time_ns = bpf_ktime_get_ns();
+  e->ifindex = skb->ifindex;
+  e->identity = identity;
+  e->bytes = skb->len;
+  e->verdict = verdict;
+  e->family = f->key.family;
+  e->protocol = f->key.protocol;
+  e->pad = 0;
+  __builtin_memcpy(e->saddr, f->key.saddr, 16);
+  __builtin_memcpy(e->daddr, f->key.daddr, 16);
+  e->sport = f->key.sport;
+  e->dport = f->key.dport;
+  e->pad2 = 0;
+  bpf_ringbuf_submit(e, 0);
+}
+
 /* Assigns the packet to the DNS proxy's socket; false if the proxy has no socket for it. */
 static __always_inline int to_proxy(struct __sk_buff *skb, const struct flow *f, __be16 proxy_port) {
   struct bpf_sock_tuple tuple = {};
@@ -250,6 +287,7 @@ int acns_egress(struct __sk_buff *skb) {
   /* A deny entry wins over any allow; otherwise any matching entry allows. */
   if ((exact && (exact->flags & ACNS_POLICY_DENY)) || (any && (any->flags & ACNS_POLICY_DENY)) ||
       (!exact && !any)) {
+    emit(skb, &f, identity, ACNS_PKT_DROP_POLICY);
     return count(skb, ACNS_PKT_DROP_POLICY, TC_ACT_SHOT);
   }
   __be16 proxy_port = 0;
@@ -257,6 +295,7 @@ int acns_egress(struct __sk_buff *skb) {
   else if (any && any->proxy_port) proxy_port = any->proxy_port;
   struct acns_ct_value value = {.last_seen_ns = bpf_ktime_get_ns(), .identity = identity, .proxy_port = proxy_port};
   bpf_map_update_elem(&acns_ct, &f.key, &value, BPF_ANY);
+  emit(skb, &f, identity, proxy_port ? ACNS_PKT_REDIRECT : ACNS_PKT_ALLOW);
   if (proxy_port) return redirect(skb, &f, proxy_port);
   return count(skb, ACNS_PKT_ALLOW, TC_ACT_OK);
 }

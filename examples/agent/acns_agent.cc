@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -31,6 +32,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -146,6 +148,8 @@ class Agent {
     if (http_ != nullptr) MHD_stop_daemon(http_);
     acns_dns_proxy_destroy(proxy_.exchange(nullptr));
     acns_fqdn_cache_destroy(cache_);  // writes the last snapshot
+    stop_events_ = true;
+    if (events_thread_.joinable()) events_thread_.join();
     acns_datapath_destroy(datapath_.exchange(nullptr));  // programs and maps stay: enforcement goes on
     acns_policy_engine_destroy(engine_);
   }
@@ -298,9 +302,20 @@ class Agent {
     if (acns_datapath_create(&dopts, engine_, &dp, &err) != ACNS_OK) return Fail("datapath", err);
     datapath_ = dp;
     Log("datapath maps under " + flags_.bpffs_root);
+    // Datapath events (verdicts on new flows, drops), counted per verdict for /metrics.
+    events_thread_ = std::thread([this, dp] {
+      while (!stop_events_) {
+        acns_datapath_poll_events(dp, &Agent::CountEvent, this, 200, nullptr, nullptr);
+      }
+    });
     // A cache that already holds answers replays them into the new maps.
     if (cache_ != nullptr) acns_fqdn_cache_resync(cache_, nullptr);
     return true;
+  }
+
+  static void CountEvent(void* self, const acns_datapath_event* e) {
+    auto* agent = static_cast<Agent*>(self);
+    if (e->verdict < agent->events_.size()) agent->events_[e->verdict].fetch_add(1, std::memory_order_relaxed);
   }
 
   void SyncDatapath() {
@@ -367,6 +382,18 @@ class Agent {
       metric("acns_datapath_ipcache_entries_written_total", "ipcache entries written.", d.ipcache_written);
       metric("acns_datapath_ipcache_entries_deleted_total", "ipcache entries deleted.", d.ipcache_deleted);
       metric("acns_datapath_errors_total", "Datapath syncs and delta batches that failed.", d.sync_failures + d.delta_failures);
+      metric("acns_datapath_events_lost_total", "Datapath events lost to a full ring buffer.", d.events_lost);
+      out += "# HELP acns_datapath_events_total Datapath events: new flows allowed or redirected, packets dropped.\n"
+             "# TYPE acns_datapath_events_total counter\n";
+      for (const auto& [verdict, name] : {std::pair{ACNS_PKT_VERDICT_ALLOW, "allowed"},
+                                          std::pair{ACNS_PKT_VERDICT_REDIRECT, "redirected"},
+                                          std::pair{ACNS_PKT_VERDICT_DROP_POLICY, "dropped"}}) {
+        out += std::string("acns_datapath_events_total{verdict=\"") + name + "\"} " +
+               std::to_string(events_[verdict].load()) + "\n";
+      }
+      out += "# HELP cilium_bpf_map_pressure Fill of the fullest map of a kind (0 to 1).\n"
+             "# TYPE cilium_bpf_map_pressure gauge\n";
+      out += "cilium_bpf_map_pressure{map_name=\"policy\"} " + std::to_string(static_cast<double>(d.largest_policy_map) / static_cast<double>(d.policy_map_capacity)) + "\n";
     }
     return out;
   }
@@ -427,6 +454,9 @@ class Agent {
   std::atomic<acns_dns_proxy*> proxy_{nullptr};  // read by the delta callback on proxy threads
   std::atomic<acns_datapath*> datapath_{nullptr};
   std::atomic<bool> resync_needed_{false};
+  std::thread events_thread_;
+  std::atomic<bool> stop_events_{false};
+  std::array<std::atomic<uint64_t>, 8> events_{};  // by ACNS_PKT_VERDICT_*
   MHD_Daemon* http_ = nullptr;
   std::map<std::string, std::string> policy_stamps_;
   std::string endpoints_stamp_;

@@ -736,11 +736,45 @@ typedef struct acns_datapath_stats {
   uint64_t ipcache_deleted;
   uint64_t sync_failures;
   uint64_t delta_failures;
+  uint64_t events_lost;        /* the event ring was full */
+  uint64_t largest_policy_map; /* entries in the fullest endpoint policy map */
+  uint64_t policy_map_capacity; /* entries a policy map can hold */
 } acns_datapath_stats;
 
 /* Counters. Thread-safety: any thread. @since 0.2 */
 ACNS_API acns_status acns_datapath_stats_get(const acns_datapath *datapath, acns_datapath_stats *out,
                                              acns_error *err);
+
+/* Packet verdicts of the datapath (events and counters). */
+#define ACNS_PKT_VERDICT_ALLOW 1       /* a new flow a policy entry allows */
+#define ACNS_PKT_VERDICT_DROP_POLICY 3 /* dropped: no entry allows it, or a deny entry */
+#define ACNS_PKT_VERDICT_REDIRECT 4    /* a new flow sent to the DNS proxy */
+
+typedef struct acns_datapath_event {
+  size_t struct_size;
+  uint64_t time_ns;   /* CLOCK_MONOTONIC */
+  uint32_t ifindex;   /* the pod's host-side interface */
+  uint32_t identity;  /* of the destination (2: world) */
+  uint32_t verdict;   /* ACNS_PKT_VERDICT_* */
+  uint32_t protocol;  /* IPPROTO_* */
+  acns_ip src;
+  acns_ip dst;
+  uint16_t src_port;  /* ICMP: the echo identifier */
+  uint16_t dst_port;
+  uint32_t bytes;     /* the packet's length */
+} acns_datapath_event;
+
+typedef void (*acns_datapath_event_fn)(void *user_data, const acns_datapath_event *event);
+
+/*
+ * Delivers the datapath's waiting events (a verdict per new flow, one per dropped packet) to fn,
+ * waiting up to timeout_ms (0: not at all) for the first. *n_events (may be NULL) gets how many.
+ * Events the full ring could not take are counted in acns_datapath_stats.events_lost.
+ * Thread-safety: one caller at a time (others wait). @since 0.2
+ */
+ACNS_API acns_status acns_datapath_poll_events(acns_datapath *datapath, acns_datapath_event_fn fn,
+                                               void *user_data, int timeout_ms, size_t *n_events,
+                                               acns_error *err);
 
 #define ACNS_MAP_IPCACHE 1 /* the shared ipcache */
 #define ACNS_MAP_POLICY 2  /* one endpoint's policy map */

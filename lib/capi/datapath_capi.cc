@@ -122,7 +122,38 @@ acns_status acns_datapath_stats_get(const acns_datapath* datapath, acns_datapath
     r.ipcache_deleted = s.ipcache_deleted;
     r.sync_failures = s.sync_failures;
     r.delta_failures = s.delta_failures;
+    r.events_lost = s.events_lost;
+    r.largest_policy_map = s.largest_policy_map;
+    r.policy_map_capacity = ACNS_POLICY_MAX_ENTRIES;
     acns::capi::WriteStruct(r, out);
+    return SetError(err, ACNS_OK, 0, "");
+  });
+}
+
+acns_status acns_datapath_poll_events(acns_datapath* datapath, acns_datapath_event_fn fn, void* user_data,
+                                      int timeout_ms, size_t* n_events, acns_error* err) {
+  return Guard(err, [&]() -> acns_status {
+    if (datapath == nullptr || fn == nullptr) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "datapath or fn is NULL");
+    auto n = datapath->datapath->PollEvents(
+        [&](const acns_event& e) {
+          acns_datapath_event out{};
+          out.struct_size = sizeof(out);
+          out.time_ns = e.time_ns;
+          out.ifindex = e.ifindex;
+          out.identity = e.identity;
+          out.verdict = e.verdict;
+          out.protocol = e.protocol;
+          const int family = e.family == ACNS_FAMILY_IPV4 ? 4 : 6;
+          out.src = acns::capi::ToAcnsIp(*acns::IpAddr::FromFamily(family, e.saddr));
+          out.dst = acns::capi::ToAcnsIp(*acns::IpAddr::FromFamily(family, e.daddr));
+          out.src_port = be16toh(e.sport);
+          out.dst_port = be16toh(e.dport);
+          out.bytes = e.bytes;
+          fn(user_data, &out);
+        },
+        timeout_ms);
+    if (!n.ok()) return FromStatus(n.status(), err);
+    if (n_events != nullptr) *n_events = *n;
     return SetError(err, ACNS_OK, 0, "");
   });
 }

@@ -4,6 +4,7 @@
 #include <sys/mount.h>
 #include <sys/statfs.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <limits>
@@ -98,6 +99,7 @@ absl::Status Datapath::ReconcilePolicy(uint64_t id, Attached& endpoint) {
   }
   auto result = ReconcilePolicyMap(endpoint.program->policy_fd(), desired);
   if (!result.ok()) return result.status();
+  policy_sizes_[id] = desired.size();
   stats_.policy_written += result->written;
   stats_.policy_deleted += result->deleted;
   if (view->enforced) return endpoint.program->SetEnforce(true);
@@ -136,6 +138,7 @@ absl::Status Datapath::Sync() {
     if (absl::Status s = EgressProgram::Unpin(options_.pin_dir, static_cast<uint32_t>(it->first)); !s.ok()) {
       errors.push_back(absl::StrCat("endpoint ", it->first, ": ", s.message()));
     }
+    policy_sizes_.erase(it->first);
     it = attached_.erase(it);
   }
   for (auto& [id, endpoint] : attached_) {
@@ -195,9 +198,26 @@ absl::StatusOr<uint64_t> Datapath::ApplyDeltas(std::span<const fqdn::Delta> delt
   return *seq;
 }
 
+absl::StatusOr<size_t> Datapath::PollEvents(const EventReader::Fn& fn, int timeout_ms) {
+  std::lock_guard<std::mutex> lock(events_mu_);
+  if (events_ == nullptr) {
+    auto reader = EventReader::Open(node_->events_fd(), node_->events_lost_fd(), [this](const acns_event& e) {
+      (*events_fn_)(e);
+    });
+    if (!reader.ok()) return reader.status();
+    events_ = *std::move(reader);
+  }
+  events_fn_ = &fn;
+  auto n = events_->Poll(timeout_ms);
+  events_fn_ = nullptr;
+  return n;
+}
+
 Datapath::Stats Datapath::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   Stats s = stats_;
+  for (const auto& [id, size] : policy_sizes_) s.largest_policy_map = std::max(s.largest_policy_map, size);
+  s.events_lost = ReadEventsLost(node_->events_lost_fd()).value_or(0);
   s.endpoints = attached_.size();
   s.ipcache_written = ipcache_->entries_written();
   s.ipcache_deleted = ipcache_->entries_deleted();

@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "lib/common/socket_address.h"
 #include "lib/datapath/egress_program.h"
+#include "lib/datapath/events.h"
 #include "lib/datapath/ipcache_writer.h"
 #include "lib/datapath/policy_map.h"
 #include "lib/fqdn/cache.h"
@@ -47,6 +48,8 @@ class Datapath {
     uint64_t ipcache_written = 0;
     uint64_t ipcache_deleted = 0;
     size_t fqdn_identities = 0;
+    uint64_t events_lost = 0;          // the ring was full
+    size_t largest_policy_map = 0;     // entries of the fullest endpoint policy map
   };
 
   // Loads the node's handle on the shared maps (creating or adopting them) and writes the DNS
@@ -68,6 +71,10 @@ class Datapath {
   // ipcache, then the entries of identities that went. Returns the last sequence number written,
   // which is what the DNS proxy may be acknowledged with.
   absl::StatusOr<uint64_t> ApplyDeltas(std::span<const fqdn::Delta> deltas);
+
+  // Delivers the waiting datapath events (verdicts on new flows, drops) to fn, waiting up to
+  // timeout_ms for the first; returns how many. One caller at a time.
+  absl::StatusOr<size_t> PollEvents(const EventReader::Fn& fn, int timeout_ms);
 
   Stats stats() const;
   int ipcache_fd() const { return node_->ipcache_fd(); }
@@ -93,7 +100,11 @@ class Datapath {
   std::unique_ptr<IpcacheWriter> ipcache_;
   FqdnIdentities identities_;
   std::map<uint64_t, Attached> attached_;
+  std::map<uint64_t, size_t> policy_sizes_;
   Stats stats_;
+  std::mutex events_mu_;  // PollEvents; not mu_, so that polling never blocks the writers
+  std::unique_ptr<EventReader> events_;
+  const EventReader::Fn* events_fn_ = nullptr;  // the current PollEvents caller's
 };
 
 }  // namespace acns::datapath

@@ -78,6 +78,8 @@ absl::Status PinMaps(acns_egress_bpf* skel, const EgressProgram::LoadOptions& op
   std::vector<std::pair<bpf_map*, std::string>> pins = {
       {skel->maps.acns_ipcache, "acns_ipcache_v2"},
       {skel->maps.acns_ct, "acns_ct"},
+      {skel->maps.acns_events, "acns_events"},
+      {skel->maps.acns_events_lost, "acns_events_lost"},
   };
   if (options.endpoint_id != 0) {
     for (const auto& [map, name] : EndpointPins(skel, options.endpoint_id)) pins.emplace_back(map, name);
@@ -128,6 +130,8 @@ int EgressProgram::ipcache_fd() const { return bpf_map__fd(skel_->maps.acns_ipca
 int EgressProgram::policy_fd() const { return bpf_map__fd(skel_->maps.acns_policy); }
 int EgressProgram::ct_fd() const { return bpf_map__fd(skel_->maps.acns_ct); }
 int EgressProgram::counters_fd() const { return bpf_map__fd(skel_->maps.acns_counters); }
+int EgressProgram::events_fd() const { return bpf_map__fd(skel_->maps.acns_events); }
+int EgressProgram::events_lost_fd() const { return bpf_map__fd(skel_->maps.acns_events_lost); }
 
 absl::Status EgressProgram::Attach(int ifindex) {
   LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);

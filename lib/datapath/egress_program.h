@@ -49,6 +49,8 @@ class EgressProgram {
   int policy_fd() const;
   int ct_fd() const;
   int counters_fd() const;
+  int events_fd() const;       // ring buffer of acns_event (shared)
+  int events_lost_fd() const;  // per-CPU count of events the full ring could not take
 
   // Attaches acns_egress at the TC ingress hook and acns_ingress at the TC egress hook of the
   // interface (a pod's host-side veth), creating its clsact qdisc if needed; Detach removes

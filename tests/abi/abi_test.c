@@ -638,6 +638,11 @@ static void test_dns_proxy(void) {
 
 /* ---- datapath ---- */
 
+static void count_events(void *user_data, const acns_datapath_event *event) {
+  (void)user_data;
+  CHECK(event->struct_size == sizeof(acns_datapath_event));
+}
+
 static void test_datapath(void) {
   acns_error err = new_error();
   acns_policy_engine *engine = NULL;
@@ -652,6 +657,7 @@ static void test_datapath(void) {
   const char *proxy[] = {"198.51.100.1:53"};
   char dir[] = "/tmp/acns-abi-bpffs-XXXXXX";
   uint64_t seq = 0;
+  size_t n_events = 99;
 
   CHECK(acns_policy_engine_create(NULL, &engine, &err) == ACNS_OK);
   memset(&es, 0, sizeof(es));
@@ -703,6 +709,9 @@ static void test_datapath(void) {
   stats.struct_size = sizeof(stats);
   CHECK(acns_datapath_stats_get(dp, &stats, &err) == ACNS_OK);
   CHECK(stats.fqdn_identities == 1 && stats.ipcache_written == 2 && stats.endpoints == 0);
+  CHECK(stats.events_lost == 0 && stats.largest_policy_map == 0);
+  CHECK(acns_datapath_poll_events(dp, count_events, NULL, 0, &n_events, &err) == ACNS_OK && n_events == 0);
+  CHECK(acns_datapath_poll_events(dp, NULL, NULL, 0, &n_events, &err) == ACNS_INVALID_ARGUMENT);
   upserted.kind = 99;
   CHECK(acns_datapath_apply_deltas(dp, batch, 2, &seq, &err) == ACNS_INVALID_ARGUMENT);
   CHECK(strstr(err.message, "deltas[1]: unknown kind 99") != NULL);

@@ -2,6 +2,7 @@
 // IPv6, TCP, UDP and ICMP; allowed, dropped, wildcard port and identity, deny entries, flows
 // that outlive their ipcache entry, replies to connections made to the pod.
 #include "lib/datapath/egress_program.h"
+#include "lib/datapath/events.h"
 #include "tests/support/packets.h"
 
 #include <arpa/inet.h>
@@ -175,6 +176,51 @@ TEST_F(EgressTest, RedirectNeverBypassesTheProxy) {
   EXPECT_EQ(Run(prog_->ingress_fd(), reply), TC_ACT_OK);
   EXPECT_EQ(Egress(query), TC_ACT_SHOT);
   EXPECT_EQ(prog_->Counter(ACNS_PKT_ESTABLISHED)->packets, 0u);
+}
+
+}  // namespace
+}  // namespace acns::datapath
+
+namespace acns::datapath {
+namespace {
+
+// New flows and drops become events in the ring buffer; a full ring counts what it lost.
+TEST_F(EgressTest, VerdictEventsAndTheirLostCount) {
+  std::vector<acns_event> events;
+  auto reader = EventReader::Open(prog_->events_fd(), prog_->events_lost_fd(),
+                                  [&](const acns_event& e) { events.push_back(e); });
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  const std::string allowed = MakePacket("198.51.100.2", "198.51.100.10", IPPROTO_TCP, 40100, 443);
+  const std::string dropped = MakePacket("198.51.100.2", "203.0.113.99", IPPROTO_TCP, 40101, 443);
+  ASSERT_EQ(Egress(allowed), TC_ACT_OK);
+  ASSERT_EQ(Egress(allowed), TC_ACT_OK);  // established: no second event
+  ASSERT_EQ(Egress(dropped), TC_ACT_SHOT);
+  auto n = (*reader)->Poll(100);
+  ASSERT_TRUE(n.ok()) << n.status();
+  ASSERT_EQ(*n, 2u);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].verdict, ACNS_PKT_ALLOW);
+  EXPECT_EQ(events[0].identity, kAllowedIdentity);
+  EXPECT_EQ(events[0].protocol, IPPROTO_TCP);
+  EXPECT_EQ(ntohs(events[0].dport), 443);
+  EXPECT_EQ(ntohs(events[0].sport), 40100);
+  EXPECT_EQ(IpAddr::V4(events[0].daddr).ToString(), "198.51.100.10");
+  EXPECT_EQ(IpAddr::V4(events[0].saddr).ToString(), "198.51.100.2");
+  EXPECT_EQ(events[0].bytes, allowed.size());
+  EXPECT_EQ(events[1].verdict, ACNS_PKT_DROP_POLICY);
+  EXPECT_EQ(events[1].identity, 2u);  // world
+  EXPECT_EQ(*(*reader)->Lost(), 0u);
+
+  // 30,000 drops without reading: the 1 MiB ring takes about 14,500 of them.
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = dropped.data(), .data_size_in = static_cast<uint32_t>(dropped.size()),
+              .repeat = 30000);
+  ASSERT_EQ(bpf_prog_test_run_opts(prog_->egress_fd(), &opts), 0);
+  events.clear();
+  n = (*reader)->Poll(0);
+  ASSERT_TRUE(n.ok());
+  const uint64_t lost = *(*reader)->Lost();
+  EXPECT_GT(lost, 0u);
+  EXPECT_EQ(*n + lost, 30000u);
 }
 
 }  // namespace

@@ -331,6 +331,12 @@ TEST_F(DatapathTest, EnforcesFqdnPolicyOnARealPodAcrossAnAgentKill) {
   // A denied name: REFUSED by the proxy, and its address stays dropped.
   EXPECT_EQ(DigStatus(InPod("dig +tries=1 +time=3 www.denied.test A")), "REFUSED");
   EXPECT_FALSE(PodConnects(kDeniedIp));
+  // The datapath reported the drops and the new flows as events.
+  EXPECT_TRUE(Eventually([&] {
+    const std::string m = Api("/metrics");
+    return m.find("acns_datapath_events_total{verdict=\"dropped\"} 0") == std::string::npos &&
+           m.find("acns_datapath_events_total{verdict=\"allowed\"} 0") == std::string::npos;
+  })) << Api("/metrics");
   // Straight to the DNS server, around the proxy: not allowed either.
   EXPECT_EQ(DigStatus(InPod("dig @198.51.100.6 +tries=1 +time=2 web.allowed.test A")), "");
 
@@ -380,6 +386,9 @@ TEST_F(DatapathTest, TransparentModeRedirectsThePodsOwnDnsServerToTheProxy) {
   EXPECT_EQ(log.find("www.denied.test"), std::string::npos) << log;
   const std::string metrics = Api("/metrics");
   EXPECT_NE(metrics.find("acns_dns_denied_total 1\n"), std::string::npos) << metrics;
+  EXPECT_TRUE(Eventually([&] {
+    return Api("/metrics").find("acns_datapath_events_total{verdict=\"redirected\"} 0") == std::string::npos;
+  })) << Api("/metrics");
 
   // Killed: no proxy socket, the redirected queries are dropped (never sent around the
   // proxy); the connection by address still works. Restarted: DNS works again.

@@ -16,6 +16,7 @@
 #define ACNS_IPCACHE_MAX_ENTRIES 512000
 #define ACNS_POLICY_MAX_ENTRIES 16384
 #define ACNS_CT_MAX_ENTRIES 262144
+#define ACNS_EVENTS_RING_BYTES (1 << 20)
 
 #define ACNS_FAMILY_IPV4 1
 #define ACNS_FAMILY_IPV6 2
@@ -127,5 +128,27 @@ struct acns_ct_value {
 
 ACNS_STATIC_ASSERT(sizeof(struct acns_ct_key) == 40, "ct key is 40 bytes");
 ACNS_STATIC_ASSERT(sizeof(struct acns_ct_value) == 16, "ct value is 16 bytes");
+
+/* ---- events: a ring buffer of verdicts on new flows and drops ---- */
+
+/* One per new flow allowed or redirected, and one per dropped packet. When the ring is full the
+ * event is counted in acns_events_lost (per-CPU) instead. */
+struct acns_event {
+  __u64 time_ns;  /* bpf_ktime_get_ns() */
+  __u32 ifindex;  /* the interface the program runs on (the pod's host-side veth) */
+  __u32 identity; /* of the destination */
+  __u32 bytes;    /* the packet's length */
+  __u8 verdict;   /* enum acns_verdict */
+  __u8 family;    /* ACNS_FAMILY_* */
+  __u8 protocol;
+  __u8 pad;
+  __u8 saddr[16]; /* IPv4 in the first 4 bytes */
+  __u8 daddr[16];
+  __be16 sport;
+  __be16 dport;
+  __u32 pad2;
+};
+
+ACNS_STATIC_ASSERT(sizeof(struct acns_event) == 64, "event is 64 bytes");
 
 #endif /* ACNS_BPF_INCLUDE_ACNS_MAPS_H_ */
