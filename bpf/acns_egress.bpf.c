@@ -4,8 +4,9 @@
  * or IPv6 with TCP, UDP or ICMP; a packet of a connection allowed earlier passes (so a connection
  * outlives the name that allowed it); otherwise the destination's identity comes from the
  * ipcache (LPM; no entry: reserved:world) and the endpoint's policy map decides, looked up with
- * that identity and with the any-identity wildcard (longest prefix each). Allowed new flows are
- * recorded in the connection table.
+ * that identity, with the identity of the longest policy prefix holding the destination
+ * (acns_prefixes: toCIDR rules) and with the any-identity wildcard (longest prefix each).
+ * Allowed new flows are recorded in the connection table.
  *
  * acns_ingress runs at the TC egress hook of the host side (traffic entering the pod) and records
  * each flow it lets in, so that the pod's replies pass acns_egress.
@@ -42,6 +43,14 @@ struct {
   __type(key, struct acns_ipcache_key);
   __type(value, struct acns_ipcache_value);
 } acns_ipcache SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+  __uint(max_entries, ACNS_PREFIXES_MAX_ENTRIES);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct acns_ipcache_key);
+  __type(value, __u32);
+} acns_prefixes SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -160,16 +169,28 @@ static __always_inline void parse(struct __sk_buff *skb, struct flow *f, int rev
   f->ok = 1;
 }
 
+static __always_inline void host_key(struct acns_ipcache_key *key, const struct acns_ct_key *k) {
+  key->family = k->family;
+  if (k->family == ACNS_FAMILY_IPV4) {
+    key->prefixlen = ACNS_IPCACHE_FIXED_PREFIX + 32;
+    __builtin_memcpy(&key->ip4, k->daddr, 4);
+  } else {
+    key->prefixlen = ACNS_IPCACHE_FIXED_PREFIX + 128;
+    __builtin_memcpy(key->ip6, k->daddr, 16);
+  }
+}
+
+/* The identity of the longest policy prefix holding the destination; 0 if none. */
+static __always_inline __u32 prefix_identity_of(const struct acns_ct_key *k) {
+  struct acns_ipcache_key key = {};
+  host_key(&key, k);
+  __u32 *v = bpf_map_lookup_elem(&acns_prefixes, &key);
+  return v ? *v : 0;
+}
+
 static __always_inline __u32 identity_of(const struct acns_ct_key *k) {
   struct acns_ipcache_key key = {};
-  key.family = k->family;
-  if (k->family == ACNS_FAMILY_IPV4) {
-    key.prefixlen = ACNS_IPCACHE_FIXED_PREFIX + 32;
-    __builtin_memcpy(&key.ip4, k->daddr, 4);
-  } else {
-    key.prefixlen = ACNS_IPCACHE_FIXED_PREFIX + 128;
-    __builtin_memcpy(key.ip6, k->daddr, 16);
-  }
+  host_key(&key, k);
   struct acns_ipcache_value *v = bpf_map_lookup_elem(&acns_ipcache, &key);
   return v ? v->sec_identity : ACNS_IDENTITY_WORLD;
 }
@@ -265,6 +286,12 @@ static __always_inline int redirect(struct __sk_buff *skb, const struct flow *f,
   return count(skb, ACNS_PKT_REDIRECT, TC_ACT_OK);
 }
 
+enum { kMatchAllow = 1, kMatchDeny = 2 };
+static __always_inline int match_of(const struct acns_policy_value *v) {
+  if (!v) return 0;
+  return (v->flags & ACNS_POLICY_DENY) ? kMatchDeny : kMatchAllow;
+}
+
 SEC("tc")
 int acns_egress(struct __sk_buff *skb) {
   struct flow f = {};
@@ -284,14 +311,18 @@ int acns_egress(struct __sk_buff *skb) {
   const __u32 identity = identity_of(&f.key);
   struct acns_policy_value *exact = policy_of(identity, &f.key);
   struct acns_policy_value *any = policy_of(0, &f.key);
-  /* A deny entry wins over any allow; otherwise any matching entry allows. */
-  if ((exact && (exact->flags & ACNS_POLICY_DENY)) || (any && (any->flags & ACNS_POLICY_DENY)) ||
-      (!exact && !any)) {
+  const __u32 prefix_identity = prefix_identity_of(&f.key);
+  struct acns_policy_value *by_prefix = prefix_identity ? policy_of(prefix_identity, &f.key) : 0;
+  /* A deny entry wins over any allow; otherwise any matching entry allows. (Integers, not the
+   * pointers themselves, are combined: the verifier refuses arithmetic on map value pointers.) */
+  const int found = match_of(exact) | match_of(any) | match_of(by_prefix);
+  if ((found & kMatchDeny) || found == 0) {
     emit(skb, &f, identity, ACNS_PKT_DROP_POLICY);
     return count(skb, ACNS_PKT_DROP_POLICY, TC_ACT_SHOT);
   }
   __be16 proxy_port = 0;
   if (exact && exact->proxy_port) proxy_port = exact->proxy_port;
+  else if (by_prefix && by_prefix->proxy_port) proxy_port = by_prefix->proxy_port;
   else if (any && any->proxy_port) proxy_port = any->proxy_port;
   struct acns_ct_value value = {.last_seen_ns = bpf_ktime_get_ns(), .identity = identity, .proxy_port = proxy_port};
   bpf_map_update_elem(&acns_ct, &f.key, &value, BPF_ANY);

@@ -739,6 +739,8 @@ typedef struct acns_datapath_stats {
   uint64_t events_lost;        /* the event ring was full */
   uint64_t largest_policy_map; /* entries in the fullest endpoint policy map */
   uint64_t policy_map_capacity; /* entries a policy map can hold */
+  uint64_t endpoint_identities; /* one per distinct endpoint label set (toEndpoints) */
+  uint64_t cidr_identities;     /* one per policy prefix (toCIDR) */
 } acns_datapath_stats;
 
 /* Counters. Thread-safety: any thread. @since 0.2 */

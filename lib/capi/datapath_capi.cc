@@ -125,6 +125,8 @@ acns_status acns_datapath_stats_get(const acns_datapath* datapath, acns_datapath
     r.events_lost = s.events_lost;
     r.largest_policy_map = s.largest_policy_map;
     r.policy_map_capacity = ACNS_POLICY_MAX_ENTRIES;
+    r.endpoint_identities = s.endpoint_identities;
+    r.cidr_identities = s.cidr_identities;
     acns::capi::WriteStruct(r, out);
     return SetError(err, ACNS_OK, 0, "");
   });

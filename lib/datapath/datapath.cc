@@ -1,5 +1,6 @@
 #include "lib/datapath/datapath.h"
 
+#include <bpf/bpf.h>
 #include <net/if.h>
 #include <sys/mount.h>
 #include <sys/statfs.h>
@@ -10,10 +11,12 @@
 #include <limits>
 #include <set>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "lib/common/status.h"
+#include "lib/datapath/map_walk.h"
 #include "lib/datapath/proxy_routing.h"
 
 namespace acns::datapath {
@@ -51,9 +54,7 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Create(const policy::PolicyE
   if (!node.ok()) return node.status();
   dp->node_ = *std::move(node);
   dp->ipcache_ = std::make_unique<IpcacheWriter>(dp->node_->ipcache_fd());
-  std::vector<std::pair<IpAddr, uint32_t>> host;
-  for (const SocketAddress& a : dp->options_.dns_proxy) host.emplace_back(a.ip(), kIdentityHost);
-  if (absl::Status s = dp->ipcache_->SetStaticEntries(std::move(host)); !s.ok()) return s;
+  if (absl::Status s = dp->SeedLocalIdentities(); !s.ok()) return s;
   return dp;
 }
 
@@ -87,10 +88,78 @@ absl::Status Datapath::AttachEndpoint(uint64_t id, const std::string& interface)
   return absl::OkStatus();
 }
 
+absl::Status Datapath::SeedLocalIdentities() {
+  // Endpoint addresses in the ipcache carry identities from the endpoint range.
+  auto keys = MapKeys<acns_ipcache_key>(node_->ipcache_fd(), "the ipcache");
+  if (!keys.ok()) return keys.status();
+  for (const acns_ipcache_key& key : *keys) {
+    acns_ipcache_value value;
+    if (bpf_map_lookup_elem(node_->ipcache_fd(), &key, &value) != 0) continue;
+    if (value.sec_identity < kFirstEndpointIdentity || value.sec_identity > kLastEndpointIdentity) continue;
+    const IpAddr ip = key.family == ACNS_FAMILY_IPV4 ? IpAddr::V4(reinterpret_cast<const uint8_t*>(&key.ip4))
+                                                     : IpAddr::V6(key.ip6);
+    local_.SeedEndpointIp(ip, value.sec_identity);
+    seeded_ips_.emplace_back(ip, value.sec_identity);
+  }
+  auto prefixes = MapKeys<acns_ipcache_key>(node_->prefixes_fd(), "the policy prefixes");
+  if (!prefixes.ok()) return prefixes.status();
+  for (const acns_ipcache_key& key : *prefixes) {
+    uint32_t identity = 0;
+    if (bpf_map_lookup_elem(node_->prefixes_fd(), &key, &identity) != 0) continue;
+    const IpAddr ip = key.family == ACNS_FAMILY_IPV4 ? IpAddr::V4(reinterpret_cast<const uint8_t*>(&key.ip4))
+                                                     : IpAddr::V6(key.ip6);
+    local_.SeedCidr(Cidr::Make(ip, static_cast<int>(key.prefixlen - ACNS_IPCACHE_FIXED_PREFIX)), identity);
+  }
+  // Until the first Sync, a resync of the FQDN cache keeps what the previous run wrote.
+  return WriteStaticIpcache(seeded_ips_);
+}
+
+absl::Status Datapath::WriteStaticIpcache(const std::vector<std::pair<IpAddr, uint32_t>>& endpoint_ips) {
+  std::vector<std::pair<IpAddr, uint32_t>> entries = endpoint_ips;
+  for (const SocketAddress& a : options_.dns_proxy) entries.emplace_back(a.ip(), kIdentityHost);
+  return ipcache_->SetStaticEntries(std::move(entries));
+}
+
+void Datapath::RenumberLocalIdentities(const std::vector<policy::PolicyEngine::EndpointRecord>& endpoints,
+                                       std::vector<std::string>* errors) {
+  if (!local_.SetEndpoints(endpoints)) errors->push_back("out of endpoint identities (256-65535)");
+  std::vector<Cidr> cidrs;
+  for (const auto& [id, endpoint] : attached_) {
+    auto view = engine_->EgressRulesFor(id);
+    if (!view.ok()) continue;
+    for (const Cidr& c : PolicyCidrs(*view)) cidrs.push_back(c);
+  }
+  if (!local_.SetCidrs(std::move(cidrs))) errors->push_back("out of CIDR identities");
+}
+
+absl::Status Datapath::WriteLocalIdentities() {
+  // Policy prefixes: write what is missing or different, then delete the rest.
+  const int fd = node_->prefixes_fd();
+  absl::flat_hash_set<std::string> keep;
+  for (const auto& [cidr, identity] : local_.cidrs()) {
+    const acns_ipcache_key key = IpcacheKey(cidr.addr, cidr.prefix_len);
+    keep.insert(std::string(reinterpret_cast<const char*>(&key), sizeof(key)));
+    if (bpf_map_update_elem(fd, &key, &identity, BPF_ANY) != 0) {
+      return ErrnoError(errno, absl::StrCat("policy prefix ", cidr.ToString()));
+    }
+  }
+  auto keys = MapKeys<acns_ipcache_key>(fd, "the policy prefixes");
+  if (!keys.ok()) return keys.status();
+  for (const acns_ipcache_key& key : *keys) {
+    if (keep.contains(std::string(reinterpret_cast<const char*>(&key), sizeof(key)))) continue;
+    if (bpf_map_delete_elem(fd, &key) != 0 && errno != ENOENT) return ErrnoError(errno, "policy prefix delete");
+  }
+  seeded_ips_.clear();
+  return WriteStaticIpcache(local_.endpoint_ips());
+}
+
 absl::Status Datapath::ReconcilePolicy(uint64_t id, Attached& endpoint) {
   auto view = engine_->EgressRulesFor(id);
   if (!view.ok()) return view.status();
-  PolicyMapInputs inputs{.fqdn_identities = &identities_, .transparent_dns_port = options_.transparent_dns_port};
+  PolicyMapInputs inputs{.fqdn_identities = &identities_,
+                         .endpoint_identities = &local_.endpoint_identities(),
+                         .cidr_identities = &local_.cidrs(),
+                         .transparent_dns_port = options_.transparent_dns_port};
   for (const SocketAddress& a : options_.dns_proxy) inputs.dns_proxy_ports.push_back(a.port());
   const std::vector<PolicyEntry> desired = DesiredEgressPolicy(*view, inputs);
   // Enforcement starts only once the map is complete, and stops before the map empties.
@@ -121,7 +190,8 @@ absl::Status Datapath::Sync() {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<std::string> errors;
   std::set<uint64_t> wanted;
-  for (const auto& ep : engine_->Endpoints()) {
+  const std::vector<policy::PolicyEngine::EndpointRecord> endpoints = engine_->Endpoints();
+  for (const auto& ep : endpoints) {
     if (ep.interface.empty()) continue;
     wanted.insert(ep.id);
     if (absl::Status s = AttachEndpoint(ep.id, ep.interface); !s.ok()) {
@@ -141,12 +211,16 @@ absl::Status Datapath::Sync() {
     policy_sizes_.erase(it->first);
     it = attached_.erase(it);
   }
+  // Identities first, then the policy entries that allow them, then the maps that give
+  // addresses those identities: no packet meets an identity its policy does not know yet.
+  RenumberLocalIdentities(endpoints, &errors);
   for (auto& [id, endpoint] : attached_) {
     if (endpoint.ifindex == 0) continue;  // not attached: its error is reported above
     if (absl::Status s = ReconcilePolicy(id, endpoint); !s.ok()) {
       errors.push_back(absl::StrCat("endpoint ", id, ": ", s.message()));
     }
   }
+  if (absl::Status s = WriteLocalIdentities(); !s.ok()) errors.push_back(std::string(s.message()));
   if (errors.empty()) return absl::OkStatus();
   ++stats_.sync_failures;
   return absl::InternalError(absl::StrJoin(errors, "; "));
@@ -222,6 +296,8 @@ Datapath::Stats Datapath::stats() const {
   s.ipcache_written = ipcache_->entries_written();
   s.ipcache_deleted = ipcache_->entries_deleted();
   s.fqdn_identities = identities_.size();
+  s.endpoint_identities = local_.endpoint_identities().size();
+  s.cidr_identities = local_.cidrs().size();
   return s;
 }
 

@@ -18,6 +18,7 @@
 #include "lib/datapath/egress_program.h"
 #include "lib/datapath/events.h"
 #include "lib/datapath/ipcache_writer.h"
+#include "lib/datapath/local_identities.h"
 #include "lib/datapath/policy_map.h"
 #include "lib/fqdn/cache.h"
 #include "lib/policy/engine.h"
@@ -50,6 +51,8 @@ class Datapath {
     size_t fqdn_identities = 0;
     uint64_t events_lost = 0;          // the ring was full
     size_t largest_policy_map = 0;     // entries of the fullest endpoint policy map
+    size_t endpoint_identities = 0;
+    size_t cidr_identities = 0;
   };
 
   // Loads the node's handle on the shared maps (creating or adopting them) and writes the DNS
@@ -92,6 +95,15 @@ class Datapath {
   absl::Status AttachEndpoint(uint64_t id, const std::string& interface);
   absl::Status ReconcilePolicy(uint64_t id, Attached& endpoint);
   absl::Status ReconcileAllPolicies();
+  // Endpoint and CIDR identities from the engine's endpoints and the attached endpoints' rules.
+  void RenumberLocalIdentities(const std::vector<policy::PolicyEngine::EndpointRecord>& endpoints,
+                               std::vector<std::string>* errors);
+  // Writes the policy prefixes and the endpoints' ipcache entries they imply.
+  absl::Status WriteLocalIdentities();
+  // After a restart: the numbers the pinned maps hold.
+  absl::Status SeedLocalIdentities();
+  // The ipcache entries that are not the FQDN cache's: the DNS proxy's and the endpoints'.
+  absl::Status WriteStaticIpcache(const std::vector<std::pair<IpAddr, uint32_t>>& endpoint_ips);
 
   const policy::PolicyEngine* const engine_;
   const Options options_;
@@ -99,6 +111,8 @@ class Datapath {
   std::unique_ptr<EgressProgram> node_;
   std::unique_ptr<IpcacheWriter> ipcache_;
   FqdnIdentities identities_;
+  LocalIdentities local_;
+  std::vector<std::pair<IpAddr, uint32_t>> seeded_ips_;  // endpoint entries found at start
   std::map<uint64_t, Attached> attached_;
   std::map<uint64_t, size_t> policy_sizes_;
   Stats stats_;

@@ -6,6 +6,7 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -19,19 +20,25 @@
 
 namespace acns::datapath {
 
-acns_ipcache_key IpcacheKey(const IpAddr& ip) {
+acns_ipcache_key IpcacheKey(const IpAddr& ip, int prefix_len) {
   acns_ipcache_key key;
   std::memset(&key, 0, sizeof(key));
+  const int full = ip.is_v4() ? 32 : 128;
+  key.prefixlen = ACNS_IPCACHE_FIXED_PREFIX + static_cast<uint32_t>(prefix_len < 0 ? full : std::min(prefix_len, full));
   if (ip.is_v4()) {
     key.family = ACNS_FAMILY_IPV4;
-    key.prefixlen = ACNS_IPCACHE_FIXED_PREFIX + 32;
     std::memcpy(&key.ip4, ip.v4(), 4);
   } else {
     key.family = ACNS_FAMILY_IPV6;
-    key.prefixlen = ACNS_IPCACHE_FIXED_PREFIX + 128;
     std::memcpy(key.ip6, ip.bytes.data(), 16);
   }
   return key;
+}
+
+std::string IpcachePrefix(const acns_ipcache_key& key) {
+  const IpAddr ip = key.family == ACNS_FAMILY_IPV4 ? IpAddr::V4(reinterpret_cast<const uint8_t*>(&key.ip4))
+                                                   : IpAddr::V6(key.ip6);
+  return absl::StrCat(ip.ToString(), "/", key.prefixlen - ACNS_IPCACHE_FIXED_PREFIX);
 }
 
 acns_policy_key PolicyKey(uint32_t identity, uint8_t protocol, uint16_t port, uint8_t port_prefix_len) {
@@ -78,6 +85,7 @@ absl::Status PinMaps(acns_egress_bpf* skel, const EgressProgram::LoadOptions& op
   std::vector<std::pair<bpf_map*, std::string>> pins = {
       {skel->maps.acns_ipcache, "acns_ipcache_v2"},
       {skel->maps.acns_ct, "acns_ct"},
+      {skel->maps.acns_prefixes, "acns_prefixes"},
       {skel->maps.acns_events, "acns_events"},
       {skel->maps.acns_events_lost, "acns_events_lost"},
   };
@@ -129,6 +137,7 @@ int EgressProgram::ingress_fd() const { return bpf_program__fd(skel_->progs.acns
 int EgressProgram::ipcache_fd() const { return bpf_map__fd(skel_->maps.acns_ipcache); }
 int EgressProgram::policy_fd() const { return bpf_map__fd(skel_->maps.acns_policy); }
 int EgressProgram::ct_fd() const { return bpf_map__fd(skel_->maps.acns_ct); }
+int EgressProgram::prefixes_fd() const { return bpf_map__fd(skel_->maps.acns_prefixes); }
 int EgressProgram::counters_fd() const { return bpf_map__fd(skel_->maps.acns_counters); }
 int EgressProgram::events_fd() const { return bpf_map__fd(skel_->maps.acns_events); }
 int EgressProgram::events_lost_fd() const { return bpf_map__fd(skel_->maps.acns_events_lost); }

@@ -16,8 +16,10 @@ struct acns_egress_bpf;
 
 namespace acns::datapath {
 
-// ipcache key for one address (a host prefix).
-acns_ipcache_key IpcacheKey(const IpAddr& ip);
+// ipcache key for an address (a host prefix), or the prefix of its first `prefix_len` bits.
+acns_ipcache_key IpcacheKey(const IpAddr& ip, int prefix_len = -1);
+// "203.0.113.0/24": the address and prefix length of an ipcache (or policy prefixes) key.
+std::string IpcachePrefix(const acns_ipcache_key& key);
 // Policy key for egress to `identity` (0: any) over `protocol` (0: any) to `port` (0: any);
 // `port_prefix_len` < 16 covers the aligned block of ports that starts at `port`.
 acns_policy_key PolicyKey(uint32_t identity, uint8_t protocol, uint16_t port, uint8_t port_prefix_len = 16);
@@ -48,6 +50,7 @@ class EgressProgram {
   int ipcache_fd() const;
   int policy_fd() const;
   int ct_fd() const;
+  int prefixes_fd() const;  // policy prefixes -> CIDR identity (shared)
   int counters_fd() const;
   int events_fd() const;       // ring buffer of acns_event (shared)
   int events_lost_fd() const;  // per-CPU count of events the full ring could not take

@@ -6,10 +6,12 @@
 #include <cstring>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "lib/common/status.h"
 #include "lib/datapath/egress_program.h"
+#include "lib/datapath/map_walk.h"
 
 namespace acns::datapath {
 namespace {
@@ -29,9 +31,24 @@ absl::Status IpcacheWriter::Write(std::span<const fqdn::Delta> upserts) {
 }
 
 absl::Status IpcacheWriter::SetStaticEntries(std::vector<std::pair<IpAddr, uint32_t>> entries) {
+  absl::flat_hash_map<IpAddr, uint32_t> before(static_entries_.begin(), static_entries_.end());
+  absl::flat_hash_set<IpAddr> now;
+  std::vector<std::pair<IpAddr, uint32_t>> changed;
+  for (const auto& [ip, identity] : entries) {
+    now.insert(ip);
+    if (auto it = before.find(ip); it == before.end() || it->second != identity) changed.emplace_back(ip, identity);
+  }
+  for (const auto& [ip, identity] : static_entries_) {
+    if (now.contains(ip)) continue;
+    const acns_ipcache_key key = IpcacheKey(ip);
+    if (bpf_map_delete_elem(fd_, &key) != 0 && errno != ENOENT) {
+      return ErrnoError(errno, absl::StrCat("ipcache delete of ", ip.ToString()));
+    }
+    ++deleted_;
+  }
   static_entries_ = std::move(entries);
-  if (static_entries_.empty()) return absl::OkStatus();
-  return WriteEntries(static_entries_);
+  if (changed.empty()) return absl::OkStatus();
+  return WriteEntries(changed);
 }
 
 absl::Status IpcacheWriter::WriteEntries(std::span<const std::pair<IpAddr, uint32_t>> entries) {
@@ -97,17 +114,11 @@ absl::Status IpcacheWriter::Reconcile(std::span<const fqdn::Delta> full_state) {
   if (!upserts.empty()) {
     if (absl::Status s = Write(upserts); !s.ok()) return s;
   }
-  // Then what the map has beyond the full state goes (collected first: deleting while
-  // iterating an LPM trie restarts the walk).
-  std::vector<acns_ipcache_key> stale;
-  acns_ipcache_key key, next;
-  const void* prev = nullptr;
-  while (bpf_map_get_next_key(fd_, prev, &next) == 0) {
-    if (!keep.contains(KeyBytes(next))) stale.push_back(next);
-    key = next;
-    prev = &key;
-  }
-  for (const acns_ipcache_key& k : stale) {
+  // Then what the map has beyond the full state goes.
+  auto keys = MapKeys<acns_ipcache_key>(fd_, "the ipcache");
+  if (!keys.ok()) return keys.status();
+  for (const acns_ipcache_key& k : *keys) {
+    if (keep.contains(KeyBytes(k))) continue;
     if (bpf_map_delete_elem(fd_, &k) != 0 && errno != ENOENT) {
       return ErrnoError(errno, "ipcache delete during resync");
     }

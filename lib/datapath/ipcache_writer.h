@@ -25,8 +25,9 @@ class IpcacheWriter {
   // a resync. The returned sequence number is the last delta of the batch.
   absl::StatusOr<uint64_t> Apply(std::span<const fqdn::Delta> deltas);
 
-  // Entries that are not the cache's (the explicit-mode DNS proxy's addresses as reserved:host):
-  // written now, and kept by every resync.
+  // Entries that are not the cache's (the explicit-mode DNS proxy's addresses as reserved:host,
+  // endpoints' addresses): those new or changed since the last call are written now, those no
+  // longer listed deleted; every resync keeps them.
   absl::Status SetStaticEntries(std::vector<std::pair<IpAddr, uint32_t>> entries);
 
   uint64_t entries_written() const { return written_; }

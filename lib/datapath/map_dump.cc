@@ -13,6 +13,8 @@
 #include "absl/strings/str_format.h"
 #include "lib/common/ip.h"
 #include "lib/common/status.h"
+#include "lib/datapath/egress_program.h"
+#include "lib/datapath/map_walk.h"
 #include "lib/datapath/policy_map.h"
 
 namespace acns::datapath {
@@ -57,21 +59,15 @@ absl::StatusOr<std::string> DumpIpcache(const std::string& pin_dir, DumpFormat f
     std::string prefix;
     uint32_t identity;
   };
+  auto keys = MapKeys<acns_ipcache_key>(map->fd(), "the ipcache");
+  if (!keys.ok()) return keys.status();
   std::vector<Row> rows;
-  acns_ipcache_key key, next;
-  const void* prev = nullptr;
-  while (bpf_map_get_next_key(map->fd(), prev, &next) == 0) {
+  for (const acns_ipcache_key& key : *keys) {
     acns_ipcache_value value;
-    if (bpf_map_lookup_elem(map->fd(), &next, &value) == 0) {
-      IpAddr ip;
-      const bool v4 = next.family == ACNS_FAMILY_IPV4;
-      ip = v4 ? IpAddr::V4(reinterpret_cast<const uint8_t*>(&next.ip4)) : IpAddr::V6(next.ip6);
-      rows.push_back({absl::StrCat(ip.ToString(), "/", next.prefixlen - ACNS_IPCACHE_FIXED_PREFIX), value.sec_identity});
+    if (bpf_map_lookup_elem(map->fd(), &key, &value) == 0) {
+      rows.push_back({IpcachePrefix(key), value.sec_identity});
     }
-    key = next;
-    prev = &key;
   }
-  if (errno != ENOENT) return ErrnoError(errno, "walk the ipcache");
   std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.prefix < b.prefix; });
   std::string out;
   if (format == DumpFormat::kJson) {

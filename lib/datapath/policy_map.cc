@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "lib/common/status.h"
 #include "lib/datapath/egress_program.h"
+#include "lib/datapath/map_walk.h"
 
 namespace acns::datapath {
 namespace {
@@ -97,6 +98,10 @@ std::vector<PolicyEntry> DesiredEgressPolicy(const policy::PolicyEngine::EgressV
   if (!view.enforced) return out.Finish();
   static const FqdnIdentities kNone;
   const FqdnIdentities& fqdn = inputs.fqdn_identities != nullptr ? *inputs.fqdn_identities : kNone;
+  static const std::vector<std::pair<uint32_t, policy::LabelSet>> kNoEndpoints;
+  static const std::map<Cidr, uint32_t> kNoCidrs;
+  const auto& endpoints = inputs.endpoint_identities != nullptr ? *inputs.endpoint_identities : kNoEndpoints;
+  const auto& cidrs = inputs.cidr_identities != nullptr ? *inputs.cidr_identities : kNoCidrs;
   const uint32_t kHost[] = {kIdentityHost};
   const uint32_t kAny[] = {0};
   for (const policy::EgressRule* rule : view.rules) {
@@ -121,8 +126,27 @@ std::vector<PolicyEntry> DesiredEgressPolicy(const policy::PolicyEngine::EgressV
       } else if (entity == "world" || entity == "world-ipv4" || entity == "world-ipv6") {
         peers.push_back(ACNS_IDENTITY_WORLD);
         for (const auto& [id, selectors] : fqdn) peers.push_back(id);
+        for (const auto& [cidr, id] : cidrs) peers.push_back(id);
       } else if (entity == "host") {
         peers.push_back(kIdentityHost);
+      } else if (entity == "cluster") {
+        peers.push_back(kIdentityHost);
+        for (const auto& [id, labels] : endpoints) peers.push_back(id);
+      }
+    }
+    for (const policy::LabelSelector& sel : rule->to_endpoints) {
+      for (const auto& [id, labels] : endpoints) {
+        if (sel.Matches(labels)) peers.push_back(id);
+      }
+    }
+    for (const policy::CidrRule& rc : rule->to_cidrs) {
+      const Cidr allowed = Cidr::FromRule(rc);
+      std::vector<Cidr> except;
+      for (const policy::CidrRule& e : rc.except) except.push_back(Cidr::FromRule(e));
+      for (const auto& [cidr, id] : cidrs) {
+        if (!allowed.Contains(cidr)) continue;
+        if (std::any_of(except.begin(), except.end(), [&](const Cidr& e) { return e.Contains(cidr); })) continue;
+        peers.push_back(id);
       }
     }
     if (!rule->to_fqdns.empty()) {
@@ -139,23 +163,35 @@ std::vector<PolicyEntry> DesiredEgressPolicy(const policy::PolicyEngine::EgressV
       out.Allow(peers, nullptr);
       continue;
     }
-    for (const policy::PortRule& pr : rule->to_ports) out.Allow(peers, &pr);
+    for (const policy::PortRule& pr : rule->to_ports) {
+      // DNS under `rules.dns` reaches its server only through the proxy (above): allowing it
+      // straight would let the pod ask anything around the DNS policy.
+      if (!pr.has_dns_rules) out.Allow(peers, &pr);
+    }
   }
   return out.Finish();
 }
 
-absl::StatusOr<std::vector<PolicyEntry>> ReadPolicyMap(int fd) {
-  std::vector<PolicyEntry> out;
-  acns_policy_key key, next;
-  const void* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    PolicyEntry e;
-    e.key = next;
-    if (bpf_map_lookup_elem(fd, &next, &e.value) == 0) out.push_back(e);
-    key = next;
-    prev = &key;
+std::vector<Cidr> PolicyCidrs(const policy::PolicyEngine::EgressView& view) {
+  std::vector<Cidr> out;
+  for (const policy::EgressRule* rule : view.rules) {
+    for (const policy::CidrRule& rc : rule->to_cidrs) {
+      out.push_back(Cidr::FromRule(rc));
+      for (const policy::CidrRule& e : rc.except) out.push_back(Cidr::FromRule(e));
+    }
   }
-  if (errno != ENOENT) return ErrnoError(errno, "walk the policy map");
+  return out;
+}
+
+absl::StatusOr<std::vector<PolicyEntry>> ReadPolicyMap(int fd) {
+  auto keys = MapKeys<acns_policy_key>(fd, "the policy map");
+  if (!keys.ok()) return keys.status();
+  std::vector<PolicyEntry> out;
+  for (const acns_policy_key& key : *keys) {
+    PolicyEntry e;
+    e.key = key;
+    if (bpf_map_lookup_elem(fd, &key, &e.value) == 0) out.push_back(e);
+  }
   std::sort(out.begin(), out.end(), [](const PolicyEntry& a, const PolicyEntry& b) { return KeyLess(a.key, b.key); });
   return out;
 }

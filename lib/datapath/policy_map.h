@@ -13,6 +13,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "bpf/include/acns/maps.h"
+#include "lib/datapath/local_identities.h"
 #include "lib/policy/engine.h"
 
 namespace acns::datapath {
@@ -31,6 +32,9 @@ using FqdnIdentities = absl::flat_hash_map<uint32_t, std::vector<std::string>>;
 
 struct PolicyMapInputs {
   const FqdnIdentities* fqdn_identities = nullptr;
+  // Endpoint and CIDR identities (LocalIdentities); null: none.
+  const std::vector<std::pair<uint32_t, policy::LabelSet>>* endpoint_identities = nullptr;
+  const std::map<Cidr, uint32_t>* cidr_identities = nullptr;
   // Ports of the explicit-mode DNS proxy (UDP and TCP) on the node: an endpoint whose rules
   // have `rules.dns` may send queries there.
   std::vector<uint16_t> dns_proxy_ports;
@@ -41,14 +45,19 @@ struct PolicyMapInputs {
 
 // The egress entries of an enforced endpoint, sorted by key and without duplicates:
 //  - a rule without L3 peers, or toEntities all: any identity (0);
-//  - toEntities world: reserved:world (2) and every FQDN identity (they carry reserved:world);
-//    host: reserved:host (1);
+//  - toEntities world: reserved:world (2), every FQDN and CIDR identity (they are world);
+//    host: reserved:host (1); cluster: host and every endpoint identity;
 //  - toFQDNs: every FQDN identity with one of the rule's selectors;
+//  - toEndpoints: every endpoint identity whose labels a selector matches;
+//  - toCIDR/toCIDRSet: every CIDR identity whose prefix lies inside one of the rule's and
+//    inside none of its exceptions (the datapath looks a destination up in the policy prefixes
+//    too, so an address inside a prefix carries that prefix's identity as well);
 //  - a port rule with `rules.dns`: the DNS proxy's ports on reserved:host, and in transparent
 //    mode the rule's own ports on any identity, redirected to the proxy.
 // Each on the rule's ports (a range becomes aligned prefixes), every protocol and port when the
-// rule has none. toEndpoints, toCIDR and cluster peers need endpoint and CIDR identities,
-// which this datapath does not allocate yet: they add no entries (docs/datapath.md).
+// rule has none.
+// The CIDR prefixes the rules name (and their exceptions), which need identities.
+std::vector<Cidr> PolicyCidrs(const policy::PolicyEngine::EgressView& view);
 std::vector<PolicyEntry> DesiredEgressPolicy(const policy::PolicyEngine::EgressView& view,
                                              const PolicyMapInputs& inputs);
 

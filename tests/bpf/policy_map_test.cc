@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "lib/datapath/datapath.h"
 #include "lib/datapath/egress_program.h"
+#include "lib/datapath/local_identities.h"
 #include "lib/policy/labels.h"
 #include "tests/support/commands.h"
 #include "tests/support/packets.h"
@@ -105,6 +106,16 @@ TEST_F(PolicyMapTest, RulesBecomeEntriesPerIdentityProtocolAndPortPrefix) {
     if (e.value.proxy_port != 0) redirected.push_back(absl::StrCat(Describe(e), "->", be16toh(e.value.proxy_port)));
   }
   EXPECT_EQ(redirected, (std::vector<std::string>{"0/6/53/24->10053", "0/17/53/24->10053"}));
+  // The DNS rule's own server (toCIDR 198.51.100.6/32) gets an identity, but no entry: DNS
+  // reaches it only through the proxy.
+  LocalIdentities local;
+  ASSERT_TRUE(local.SetCidrs(PolicyCidrs(*view1)));
+  ASSERT_EQ(local.cidrs().size(), 1u);
+  const uint32_t server_identity = local.cidrs().begin()->second;
+  const std::vector<PolicyEntry> with_cidrs =
+      DesiredEgressPolicy(*view1, PolicyMapInputs{.fqdn_identities = &identities_, .cidr_identities = &local.cidrs()});
+  EXPECT_TRUE(std::none_of(with_cidrs.begin(), with_cidrs.end(),
+                           [&](const PolicyEntry& e) { return e.key.sec_label == server_identity; }));
   // An endpoint no rule selects is not enforced: no entries.
   auto view = engine_.EgressRulesFor(2);
   ASSERT_TRUE(view.ok());
@@ -172,6 +183,109 @@ TEST_F(PolicyMapTest, PortRangesAndWildcardsMatchInTheKernel) {
   EXPECT_EQ(verdict("203.0.113.11", IPPROTO_TCP, 5432), TC_ACT_OK);  // no toPorts: everything
   EXPECT_EQ(verdict("203.0.113.11", IPPROTO_ICMP, 0), TC_ACT_OK);
   EXPECT_EQ(verdict("203.0.113.12", IPPROTO_TCP, 443), TC_ACT_SHOT);  // world
+}
+
+constexpr char kPeersPolicy[] = R"(
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: peers, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: api}}
+  egress:
+  - toEndpoints: [{matchLabels: {app: db}}]
+    toPorts: [{ports: [{port: "5432", protocol: TCP}]}]
+  - toCIDRSet: [{cidr: 203.0.113.0/24, except: [203.0.113.128/25]}]
+    toPorts: [{ports: [{port: "443", protocol: TCP}]}]
+  - toFQDNs: [{matchName: api.example.test}]
+    toPorts: [{ports: [{port: "8443", protocol: TCP}]}]
+)";
+
+// toEndpoints and toCIDR peers get identities of their own (LocalIdentities); a destination
+// inside a policy prefix carries the prefix's identity beside its own, so a toCIDR rule also
+// holds for an address a name resolved to, and an exception wins over its enclosing prefix.
+TEST(PolicyPeersTest, EndpointAndCidrIdentitiesInTheKernel) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to load BPF programs";
+  policy::PolicyEngine engine;
+  policy::LoadResult result;
+  ASSERT_TRUE(engine.Apply("peers.yaml", kPeersPolicy, &result).ok());
+  const auto api = policy::EndpointLabels("default", {{"k8s", "app", "api"}});
+  const auto db = policy::EndpointLabels("default", {{"k8s", "app", "db"}});
+  const auto other_ns_db = policy::EndpointLabels("other", {{"k8s", "app", "db"}});
+  ASSERT_TRUE(engine.ReplaceEndpoints({{1, api, {*IpAddr::Parse("198.51.100.2")}, ""},
+                                       {2, db, {*IpAddr::Parse("198.51.100.3")}, ""},
+                                       {3, db, {*IpAddr::Parse("198.51.100.4")}, ""},
+                                       {4, other_ns_db, {*IpAddr::Parse("198.51.100.5")}, ""}})
+                  .ok());
+  LocalIdentities local;
+  ASSERT_TRUE(local.SetEndpoints(engine.Endpoints()));
+  auto view = engine.EgressRulesFor(1);
+  ASSERT_TRUE(view.ok());
+  ASSERT_TRUE(local.SetCidrs(PolicyCidrs(*view)));
+  ASSERT_EQ(local.endpoint_identities().size(), 3u);  // api, db (two pods), db in another namespace
+  ASSERT_EQ(local.cidrs().size(), 2u);
+  const FqdnIdentities fqdn = {{kFqdnA, {"api.example.test"}}};
+  const auto desired = DesiredEgressPolicy(*view, PolicyMapInputs{.fqdn_identities = &fqdn,
+                                                                  .endpoint_identities = &local.endpoint_identities(),
+                                                                  .cidr_identities = &local.cidrs()});
+
+  auto program = EgressProgram::Load();
+  ASSERT_TRUE(program.ok()) << program.status();
+  EgressProgram& prog = **program;
+  ASSERT_TRUE(ReconcilePolicyMap(prog.policy_fd(), desired).ok());
+  ASSERT_TRUE(prog.SetEnforce(true).ok());
+  auto set_ipcache = [&](const IpAddr& ip, uint32_t identity) {
+    const acns_ipcache_key key = IpcacheKey(ip);
+    acns_ipcache_value value{};
+    value.sec_identity = identity;
+    ASSERT_EQ(bpf_map_update_elem(prog.ipcache_fd(), &key, &value, BPF_ANY), 0);
+  };
+  for (const auto& [ip, identity] : local.endpoint_ips()) set_ipcache(ip, identity);
+  set_ipcache(*IpAddr::Parse("203.0.113.10"), kFqdnA);  // api.example.test resolved here
+  for (const auto& [cidr, identity] : local.cidrs()) {
+    const acns_ipcache_key key = IpcacheKey(cidr.addr, cidr.prefix_len);
+    ASSERT_EQ(bpf_map_update_elem(prog.prefixes_fd(), &key, &identity, BPF_ANY), 0);
+  }
+  uint16_t sport = 30000;
+  auto verdict = [&](const char* dst, uint16_t port) {
+    const std::string pkt = acns::testing::MakePacket("198.51.100.2", dst, IPPROTO_TCP, ++sport, port);
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = pkt.data(), .data_size_in = static_cast<uint32_t>(pkt.size()),
+                .repeat = 1);
+    EXPECT_EQ(bpf_prog_test_run_opts(prog.egress_fd(), &opts), 0);
+    return static_cast<int>(opts.retval);
+  };
+  EXPECT_EQ(verdict("198.51.100.3", 5432), TC_ACT_OK);    // a db pod in the policy's namespace
+  EXPECT_EQ(verdict("198.51.100.4", 5432), TC_ACT_OK);    // the other one, same labels
+  EXPECT_EQ(verdict("198.51.100.5", 5432), TC_ACT_SHOT);  // db in another namespace
+  EXPECT_EQ(verdict("198.51.100.3", 443), TC_ACT_SHOT);
+  EXPECT_EQ(verdict("203.0.113.77", 443), TC_ACT_OK);     // inside the CIDR
+  EXPECT_EQ(verdict("203.0.113.200", 443), TC_ACT_SHOT);  // inside the exception
+  EXPECT_EQ(verdict("198.18.0.1", 443), TC_ACT_SHOT);     // outside
+  EXPECT_EQ(verdict("203.0.113.10", 443), TC_ACT_OK);     // an FQDN address inside the CIDR: still allowed
+  EXPECT_EQ(verdict("203.0.113.10", 8443), TC_ACT_OK);    // and by its name's rule
+  EXPECT_EQ(verdict("203.0.113.77", 8443), TC_ACT_SHOT);  // the name's rule is not the CIDR's
+
+  // The numbers stay while the sets stay; a new set gets the lowest free one.
+  const uint32_t db_identity = local.endpoint_ips()[1].second;
+  ASSERT_TRUE(engine.RemoveEndpoint(1).ok());
+  ASSERT_TRUE(local.SetEndpoints(engine.Endpoints()));
+  EXPECT_EQ(local.endpoint_ips()[0].second, db_identity);
+  // A restarted datapath seeds the numbers from the pinned maps.
+  LocalIdentities restarted;
+  for (const auto& [ip, identity] : local.endpoint_ips()) restarted.SeedEndpointIp(ip, identity);
+  ASSERT_TRUE(restarted.SetEndpoints(engine.Endpoints()));
+  EXPECT_EQ(restarted.endpoint_ips(), local.endpoint_ips());
+}
+
+TEST(CidrTest, ContainmentAndMasking) {
+  const Cidr wide = Cidr::Make(*IpAddr::Parse("203.0.113.77"), 24);
+  EXPECT_EQ(wide.ToString(), "203.0.113.0/24");
+  EXPECT_TRUE(wide.Contains(Cidr::Make(*IpAddr::Parse("203.0.113.128"), 25)));
+  EXPECT_TRUE(wide.Contains(wide));
+  EXPECT_FALSE(Cidr::Make(*IpAddr::Parse("203.0.113.128"), 25).Contains(wide));
+  EXPECT_FALSE(wide.Contains(Cidr::Make(*IpAddr::Parse("203.0.112.0"), 25)));
+  EXPECT_FALSE(wide.Contains(Cidr::Make(*IpAddr::Parse("2001:db8::"), 64)));
+  EXPECT_TRUE(Cidr::Make(*IpAddr::Parse("2001:db8::"), 32).Contains(Cidr::Make(*IpAddr::Parse("2001:db8:1::"), 48)));
+  EXPECT_TRUE(Cidr::Make(*IpAddr::Parse("0.0.0.0"), 0).Contains(wide));
 }
 
 // The Datapath on a veth (no peer namespace needed) with maps pinned on a private bpffs.

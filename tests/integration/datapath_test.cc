@@ -47,6 +47,8 @@ using ::acns::testing::Unbound;
 constexpr char kWebIp[] = "203.0.113.10";     // web.allowed.test
 constexpr char kDeniedIp[] = "203.0.113.20";  // www.denied.test
 constexpr char kOtherIp[] = "203.0.113.30";   // other.allowed.test
+constexpr char kCidrIp[] = "203.0.113.40";    // inside a toCIDRSet
+constexpr char kExceptIp[] = "203.0.113.44";  // its exception
 
 bool Eventually(const std::function<bool()>& cond, int seconds = 10) {
   for (int i = 0; i < seconds * 20; ++i) {
@@ -143,7 +145,8 @@ class DatapathTest : public ::testing::Test {
     // Routes only between the test ranges; forwarding only on the node's test veths.
     ASSERT_TRUE(net_.Run(absl::StrCat(
         "set -e; ip -n ", world, " addr add 203.0.113.20/24 dev acnsw", id, "; ip -n ", world,
-        " addr add 203.0.113.30/24 dev acnsw", id, "; ip -n ", pod_, " route add 203.0.113.0/24 via 198.51.100.1",
+        " addr add 203.0.113.30/24 dev acnsw", id, "; ip -n ", world, " addr add 203.0.113.40/24 dev acnsw", id,
+        "; ip -n ", world, " addr add 203.0.113.44/24 dev acnsw", id, "; ip -n ", pod_, " route add 203.0.113.0/24 via 198.51.100.1",
         "; ip -n ", pod_, " route add 198.51.100.4/30 via 198.51.100.1; ip -n ", dns,
         " route add 198.51.100.0/30 via 198.51.100.5; ip -n ", world, " route add 198.51.100.0/24 via 203.0.113.254",
         "; ip netns exec ", node_, " sysctl -qw net.ipv4.conf.", pod_veth_, ".forwarding=1 net.ipv4.conf.acnsx", id,
@@ -160,7 +163,7 @@ class DatapathTest : public ::testing::Test {
                                  absl::StrCat("www.denied.test. 300 IN A ", kDeniedIp)},
         Unbound::Placement{dns, "198.51.100.6", 53});
     ASSERT_TRUE(unbound_->ready()) << unbound_->Log();
-    echo_ = std::make_unique<EchoServers>(world, std::vector<std::string>{kWebIp, kDeniedIp, kOtherIp});
+    echo_ = std::make_unique<EchoServers>(world, std::vector<std::string>{kWebIp, kDeniedIp, kOtherIp, kCidrIp, kExceptIp});
     ASSERT_TRUE(echo_->ok());
 
     char tmpl[] = "/tmp/acns-dp-XXXXXX";
@@ -179,6 +182,8 @@ class DatapathTest : public ::testing::Test {
            "  - toCIDR: [198.51.100.6/32]\n    toPorts:\n    - ports: [{port: \"53\", protocol: ANY}]\n"
            "      rules:\n        dns: [{matchPattern: \"*.allowed.test\"}]\n"
            "  - toFQDNs: [{matchPattern: \"*.allowed.test\"}]\n"
+           "    toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]\n"
+           "  - toCIDRSet: [{cidr: 203.0.113.32/28, except: [203.0.113.44/32]}]\n"
            "    toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]\n";
     std::ofstream(dir_ + "/endpoints.yaml")
         << "- {id: 7, name: web, namespace: default, labels: {app: web}, interface: " << pod_veth_
@@ -328,6 +333,9 @@ TEST_F(DatapathTest, EnforcesFqdnPolicyOnARealPodAcrossAnAgentKill) {
   // Resolving the other name opens its address.
   EXPECT_NE(InPod("getent ahostsv4 other.allowed.test").find(kOtherIp), std::string::npos);
   EXPECT_TRUE(PodConnects(kOtherIp));
+  // toCIDRSet: an address inside is reachable without any name, its exception is not.
+  EXPECT_TRUE(PodConnects(kCidrIp));
+  EXPECT_FALSE(PodConnects(kExceptIp));
   // A denied name: REFUSED by the proxy, and its address stays dropped.
   EXPECT_EQ(DigStatus(InPod("dig +tries=1 +time=3 www.denied.test A")), "REFUSED");
   EXPECT_FALSE(PodConnects(kDeniedIp));

@@ -17,6 +17,7 @@
 #define ACNS_POLICY_MAX_ENTRIES 16384
 #define ACNS_CT_MAX_ENTRIES 262144
 #define ACNS_EVENTS_RING_BYTES (1 << 20)
+#define ACNS_PREFIXES_MAX_ENTRIES 16384
 
 #define ACNS_FAMILY_IPV4 1
 #define ACNS_FAMILY_IPV6 2
@@ -60,6 +61,11 @@ struct acns_ipcache_value {
 
 ACNS_STATIC_ASSERT(sizeof(struct acns_ipcache_key) == 24, "ipcache key is 24 bytes");
 ACNS_STATIC_ASSERT(sizeof(struct acns_ipcache_value) == 24, "ipcache value is 24 bytes");
+
+/* ---- policy prefixes: LPM trie, acns_ipcache_key -> __u32 CIDR identity ----
+ * The toCIDR prefixes of the policies, looked up beside the ipcache: an address inside a policy
+ * prefix carries that prefix's identity as well as its own (an FQDN identity, say), so toCIDR
+ * rules hold for addresses that names resolved to. */
 
 /* ---- policy (cilium_policy_v2_<endpoint>): LPM trie per endpoint ---- */
 
