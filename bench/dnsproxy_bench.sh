@@ -6,12 +6,13 @@
 # 1,000 and 10,000 patterns. Prints queries/s, latency percentiles, CPU per query of the proxy
 # process, and the ratios; then latency at half of acns's maximum rate.
 # Usage: bench/dnsproxy_bench.sh [SECONDS [ROUNDS]] (default 10 s, 3 rounds); needs a release
-# build in build/ (scripts/setup.sh makes one).
+# build in build/ (scripts/setup.sh makes one). ACNS_AGENT=PATH runs another acns-agent build,
+# ACNS_BENCH_PATTERNS="1000" only some policy sizes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
 rounds=${2:-3}
-agent=build/examples/agent/acns-agent
+agent=${ACNS_AGENT:-build/examples/agent/acns-agent}  # another build: A/B comparisons
 upstream_port=53540 dnsdist_port=53541 acns_port=53542 api=127.0.0.1:53543
 ACNS_WORK_PREFIX=acns-bench source scripts/lib/local_unbound.sh  # sets $work, cleans up at exit
 ticks=$(getconf CLK_TCK)
@@ -32,7 +33,7 @@ start_upstream() {
   upstream_pid=$unbound_pid; pids+=("$upstream_pid")
 }
 
-for n in 1000 10000; do
+for n in ${ACNS_BENCH_PATTERNS:-1000 10000}; do
   python3 bench/dnsproxy_bench_gen.py "$work" "$n" "$upstream_port" "$dnsdist_port"
   start_upstream
   dnsdist -C "$work/dnsdist.conf" --supervised --disable-syslog >/dev/null 2>&1 & dd_pid=$!; pids+=($dd_pid)

@@ -69,7 +69,7 @@ struct {
 
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, ACNS_PKT_MAX);
+  __uint(max_entries, 2 * ACNS_PKT_MAX);
   __type(key, __u32);
   __type(value, struct acns_counter);
 } acns_counters SEC(".maps");
@@ -106,13 +106,18 @@ static __always_inline int is_neighbour_discovery(const struct flow *f) {
   return f->key.protocol == IPPROTO_ICMPV6 && f->icmp_type >= 133 && f->icmp_type <= 137;
 }
 
-static __always_inline int count(struct __sk_buff *skb, __u32 verdict, int action) {
-  struct acns_counter *c = bpf_map_lookup_elem(&acns_counters, &verdict);
+static __always_inline int count_dir(struct __sk_buff *skb, __u32 direction, __u32 verdict, int action) {
+  const __u32 index = direction * ACNS_PKT_MAX + verdict;
+  struct acns_counter *c = bpf_map_lookup_elem(&acns_counters, &index);
   if (c) {
     c->packets += 1;
     c->bytes += skb->len;
   }
   return action;
+}
+
+static __always_inline int count(struct __sk_buff *skb, __u32 verdict, int action) {
+  return count_dir(skb, ACNS_DIR_EGRESS, verdict, action);
 }
 
 /* Reads the 5-tuple; `reverse` swaps it so that a packet entering the pod gives the key of the
@@ -335,13 +340,13 @@ SEC("tc")
 int acns_ingress(struct __sk_buff *skb) {
   struct flow f = {};
   parse(skb, &f, 1);
-  if (!f.ok) return TC_ACT_OK;
+  if (!f.ok) return count_dir(skb, ACNS_DIR_INGRESS, ACNS_PKT_PASS, TC_ACT_OK);
   struct acns_ct_value *ct = bpf_map_lookup_elem(&acns_ct, &f.key);
   if (ct) {
     ct->last_seen_ns = bpf_ktime_get_ns();
-  } else {
-    struct acns_ct_value value = {.last_seen_ns = bpf_ktime_get_ns()};
-    bpf_map_update_elem(&acns_ct, &f.key, &value, BPF_ANY);
+    return count_dir(skb, ACNS_DIR_INGRESS, ACNS_PKT_ESTABLISHED, TC_ACT_OK);
   }
-  return TC_ACT_OK;
+  struct acns_ct_value value = {.last_seen_ns = bpf_ktime_get_ns()};
+  bpf_map_update_elem(&acns_ct, &f.key, &value, BPF_ANY);
+  return count_dir(skb, ACNS_DIR_INGRESS, ACNS_PKT_PASS, TC_ACT_OK);
 }

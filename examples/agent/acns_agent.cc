@@ -268,6 +268,14 @@ class Agent {
     }
     // A failed datapath write: rebuild the maps from the cache's full state.
     if (resync_needed_.exchange(false) && cache_ != nullptr) acns_fqdn_cache_resync(cache_, nullptr);
+    // Connections keep their expired names' IPs (the cache's zombies); idle flows go.
+    if (datapath_ != nullptr && ++ticks_since_sweep_ >= kSweepSeconds) {
+      ticks_since_sweep_ = 0;
+      Error err;
+      if (acns_datapath_sweep_connections(datapath_, cache_, nullptr, &err) != ACNS_OK) {
+        Log(std::string("connection sweep: ") + err.message);
+      }
+    }
   }
 
  private:
@@ -454,6 +462,8 @@ class Agent {
   std::atomic<acns_dns_proxy*> proxy_{nullptr};  // read by the delta callback on proxy threads
   std::atomic<acns_datapath*> datapath_{nullptr};
   std::atomic<bool> resync_needed_{false};
+  static constexpr int kSweepSeconds = 30;
+  int ticks_since_sweep_ = 0;
   std::thread events_thread_;
   std::atomic<bool> stop_events_{false};
   std::array<std::atomic<uint64_t>, 8> events_{};  // by ACNS_PKT_VERDICT_*

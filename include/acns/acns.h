@@ -778,6 +778,22 @@ ACNS_API acns_status acns_datapath_poll_events(acns_datapath *datapath, acns_dat
                                                void *user_data, int timeout_ms, size_t *n_events,
                                                acns_error *err);
 
+typedef struct acns_datapath_sweep_result {
+  size_t struct_size;
+  uint64_t flows;   /* in the connection table */
+  uint64_t alive;   /* marked alive in the cache */
+  uint64_t deleted; /* idle past their timeout (TCP 6 h, others 60 s) */
+} acns_datapath_sweep_result;
+
+/*
+ * Walks the connection table: the remote address of every live flow is marked alive in `cache`
+ * (may be NULL) for its pod's endpoint, then acns_fqdn_cache_end_alive_sweep: an expired name's
+ * IP stays enforceable while a connection uses it. Idle flows are deleted. Call it regularly
+ * (the agent: every 30 s). out may be NULL. Thread-safety: any thread. @since 0.2
+ */
+ACNS_API acns_status acns_datapath_sweep_connections(acns_datapath *datapath, acns_fqdn_cache *cache,
+                                                     acns_datapath_sweep_result *out, acns_error *err);
+
 #define ACNS_MAP_IPCACHE 1 /* the shared ipcache */
 #define ACNS_MAP_POLICY 2  /* one endpoint's policy map */
 #define ACNS_MAP_DUMP_JSON 1

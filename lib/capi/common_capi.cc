@@ -53,6 +53,7 @@ static_assert(offsetof(acns_datapath_opts, dns_proxy) == 16);
 static_assert(offsetof(acns_datapath_opts, transparent_dns_port) == 32);
 static_assert(sizeof(acns_datapath_opts) == 40);
 static_assert(sizeof(acns_datapath_stats) == 112);
+static_assert(sizeof(acns_datapath_sweep_result) == 32);
 static_assert(offsetof(acns_datapath_event, src) == 32);
 static_assert(sizeof(acns_datapath_event) == 80);
 static_assert(ACNS_PKT_VERDICT_ALLOW == ACNS_PKT_ALLOW && ACNS_PKT_VERDICT_DROP_POLICY == ACNS_PKT_DROP_POLICY &&

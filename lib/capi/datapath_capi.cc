@@ -160,6 +160,27 @@ acns_status acns_datapath_poll_events(acns_datapath* datapath, acns_datapath_eve
   });
 }
 
+acns_status acns_datapath_sweep_connections(acns_datapath* datapath, acns_fqdn_cache* cache,
+                                            acns_datapath_sweep_result* out, acns_error* err) {
+  return Guard(err, [&]() -> acns_status {
+    if (datapath == nullptr) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "datapath is NULL");
+    if (out != nullptr && out->struct_size < sizeof(size_t)) {
+      return SetError(err, ACNS_INVALID_ARGUMENT, 0, "acns_datapath_sweep_result.struct_size is not set");
+    }
+    auto r = datapath->datapath->SweepConnections(cache != nullptr ? cache->cache.get() : nullptr);
+    if (!r.ok()) return FromStatus(r.status(), err);
+    if (out != nullptr) {
+      acns_datapath_sweep_result w{};
+      w.struct_size = sizeof(w);
+      w.flows = r->flows;
+      w.alive = r->alive;
+      w.deleted = r->deleted;
+      acns::capi::WriteStruct(w, out);
+    }
+    return SetError(err, ACNS_OK, 0, "");
+  });
+}
+
 acns_status acns_datapath_map_dump(const char* bpffs_dir, uint32_t map, uint64_t endpoint_id, uint32_t format,
                                    char* buf, size_t buf_len, size_t* needed, acns_error* err) {
   return Guard(err, [&]() -> acns_status {

@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "lib/common/status.h"
 #include "lib/datapath/map_walk.h"
 #include "lib/datapath/proxy_routing.h"
@@ -270,6 +271,15 @@ absl::StatusOr<uint64_t> Datapath::ApplyDeltas(std::span<const fqdn::Delta> delt
     if (absl::Status s = ReconcileAllPolicies(); !s.ok()) return fail(s);
   }
   return *seq;
+}
+
+absl::StatusOr<CtSweepResult> Datapath::SweepConnections(fqdn::FqdnCache* cache, const CtTimeouts& timeouts) {
+  const fqdn::UnixSeconds started = absl::ToUnixSeconds(absl::Now());
+  auto result = datapath::SweepConnections(node_->ct_fd(), timeouts, [&](const IpAddr& pod, const IpAddr& remote) {
+    if (cache != nullptr) cache->MarkAlive(engine_->EndpointByIp(pod), remote, started);
+  });
+  if (result.ok() && cache != nullptr) cache->EndAliveSweep(started);
+  return result;
 }
 
 absl::StatusOr<size_t> Datapath::PollEvents(const EventReader::Fn& fn, int timeout_ms) {

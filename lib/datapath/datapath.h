@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "lib/common/socket_address.h"
+#include "lib/datapath/conntrack.h"
 #include "lib/datapath/egress_program.h"
 #include "lib/datapath/events.h"
 #include "lib/datapath/ipcache_writer.h"
@@ -74,6 +75,12 @@ class Datapath {
   // ipcache, then the entries of identities that went. Returns the last sequence number written,
   // which is what the DNS proxy may be acknowledged with.
   absl::StatusOr<uint64_t> ApplyDeltas(std::span<const fqdn::Delta> deltas);
+
+  // Walks the connection table: the remote address of every live flow is marked alive in the
+  // FQDN cache for its pod's endpoint (then EndAliveSweep: Cilium's handshake that keeps a
+  // zombie while a connection uses it), and flows idle past their timeout are deleted. `cache`
+  // may be null (deletion only).
+  absl::StatusOr<CtSweepResult> SweepConnections(fqdn::FqdnCache* cache, const CtTimeouts& timeouts = {});
 
   // Delivers the waiting datapath events (verdicts on new flows, drops) to fn, waiting up to
   // timeout_ms for the first; returns how many. One caller at a time.

@@ -179,11 +179,11 @@ absl::Status EgressProgram::SetEnforce(bool enforce) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<acns_counter> EgressProgram::Counter(acns_verdict verdict) const {
+absl::StatusOr<acns_counter> EgressProgram::Counter(acns_verdict verdict, uint32_t direction) const {
   const int cpus = libbpf_num_possible_cpus();
   if (cpus <= 0) return ErrnoError(-cpus, "count possible CPUs");
   std::vector<acns_counter> per_cpu(cpus);
-  const uint32_t key = verdict;
+  const uint32_t key = direction * ACNS_PKT_MAX + verdict;
   if (bpf_map_lookup_elem(counters_fd(), &key, per_cpu.data()) != 0) {
     return ErrnoError(errno, "read acns_counters");
   }

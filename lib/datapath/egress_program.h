@@ -65,8 +65,8 @@ class EgressProgram {
 
   // 1: the endpoint's traffic is checked against its policy map; 0: everything passes.
   absl::Status SetEnforce(bool enforce);
-  // Packets and bytes per acns_verdict, summed over CPUs.
-  absl::StatusOr<acns_counter> Counter(acns_verdict verdict) const;
+  // Packets and bytes per acns_verdict and direction (ACNS_DIR_*), summed over CPUs.
+  absl::StatusOr<acns_counter> Counter(acns_verdict verdict, uint32_t direction = ACNS_DIR_EGRESS) const;
 
  private:
   EgressProgram() = default;

@@ -231,6 +231,18 @@ absl::StatusOr<ReconcileResult> ReconcilePolicyMap(int fd, std::span<const Polic
     if (bpf_map_delete_elem(fd, &k) != 0 && errno != ENOENT) return ErrnoError(errno, "policy map delete");
     ++result.deleted;
   }
+  // Verify: the map must now hold exactly what was wanted (someone else writing the same map
+  // would show here).
+  auto after = ReadPolicyMap(fd);
+  if (!after.ok()) return after.status();
+  const bool same = after->size() == desired.size() &&
+                    std::equal(after->begin(), after->end(), desired.begin(), [](const PolicyEntry& a, const PolicyEntry& b) {
+                      return KeyEqual(a.key, b.key) && ValueEqual(a.value, b.value);
+                    });
+  if (!same) {
+    return absl::DataLossError(absl::StrCat("policy map holds ", after->size(), " entries after the write, ",
+                                            desired.size(), " wanted: changed by someone else meanwhile"));
+  }
   return result;
 }
 

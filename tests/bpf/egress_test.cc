@@ -116,6 +116,7 @@ TEST_F(EgressTest, PacketTable) {
   ASSERT_TRUE(allowed.ok() && dropped.ok() && passed.ok());
   EXPECT_EQ(allowed->packets, 7u);
   EXPECT_EQ(passed->packets, 3u);  // neighbour discovery, not IP, cut short
+  EXPECT_EQ(prog_->Counter(ACNS_PKT_PASS, ACNS_DIR_INGRESS)->packets, 0u);  // nothing entered the pod
   EXPECT_EQ(dropped->packets, shot_packets);
   EXPECT_EQ(dropped->bytes, shot_bytes);
 }
@@ -145,6 +146,10 @@ TEST_F(EgressTest, RepliesToConnectionsMadeToThePodPass) {
   EXPECT_EQ(Egress(MakePacket(kPod4, "203.0.113.99", IPPROTO_TCP, 8080, 50000)), TC_ACT_OK);
   // The same peer on another port of ours is a new connection out: dropped.
   EXPECT_EQ(Egress(MakePacket(kPod4, "203.0.113.99", IPPROTO_TCP, 8081, 50000)), TC_ACT_SHOT);
+  // Counted by direction: a new flow entering the pod, then one more packet of it.
+  EXPECT_EQ(Run(prog_->ingress_fd(), MakePacket("203.0.113.99", kPod4, IPPROTO_TCP, 50000, 8080)), TC_ACT_OK);
+  EXPECT_EQ(prog_->Counter(ACNS_PKT_PASS, ACNS_DIR_INGRESS)->packets, 1u);
+  EXPECT_EQ(prog_->Counter(ACNS_PKT_ESTABLISHED, ACNS_DIR_INGRESS)->packets, 1u);
 }
 
 TEST_F(EgressTest, EndpointWithoutPolicyPasses) {

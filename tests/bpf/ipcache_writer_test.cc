@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "gtest/gtest.h"
+#include "lib/datapath/conntrack.h"
 #include "lib/datapath/egress_program.h"
 #include "tests/support/packets.h"
 #include "tests/support/pattern_selectors.h"
@@ -101,6 +102,40 @@ TEST_F(IpcacheWriterTest, ResyncReconcilesWhatTheMapHeld) {
   EXPECT_EQ(IdentityInMap("198.51.100.11"), fqdn::kFirstLocalIdentity);
   EXPECT_EQ(IdentityInMap("203.0.113.5"), 0u);
   EXPECT_EQ(acked_, restored->stats().last_seq);
+}
+
+// Cilium's conntrack-GC handshake with the real connection table: while a connection uses an
+// expired name's IP, sweeps report it alive and the IP keeps its identity; once the flow is gone
+// (deleted as idle here), the next GC removes it.
+TEST_F(IpcacheWriterTest, LiveConnectionsKeepExpiredNamesEnforceable) {
+  auto cache = NewCache();
+  const IpAddr ip = *IpAddr::Parse("198.51.100.12");
+  ASSERT_TRUE(cache->Ingest(fqdn::Answer{.endpoint = 1, .qname = "db.allowed.test", .ips = {&ip, 1},
+                                         .ttl = 60, .now = kT0}).ok());
+  ASSERT_EQ(Egress(Tcp4("198.51.100.12", 40010, 443)), TC_ACT_OK);  // a connection
+  auto sweep = [&](fqdn::UnixSeconds at, const CtTimeouts& timeouts = {}) {
+    auto r = SweepConnections(prog_->ct_fd(), timeouts, [&](const IpAddr& pod, const IpAddr& remote) {
+      EXPECT_EQ(pod.ToString(), "198.51.100.2");
+      cache->MarkAlive(1, remote, at);
+    });
+    EXPECT_TRUE(r.ok()) << r.status();
+    cache->EndAliveSweep(at);
+    return *r;
+  };
+  EXPECT_EQ(sweep(kT0 + 30).alive, 1u);
+  cache->Gc(kT0 + 61);  // the name expired: a zombie, still enforceable
+  EXPECT_EQ(IdentityInMap("198.51.100.12"), fqdn::kFirstLocalIdentity);
+  EXPECT_EQ(sweep(kT0 + 70).alive, 1u);
+  cache->Gc(kT0 + 71);  // seen alive since: kept
+  EXPECT_EQ(IdentityInMap("198.51.100.12"), fqdn::kFirstLocalIdentity);
+
+  const CtSweepResult idle = sweep(kT0 + 80, CtTimeouts{absl::ZeroDuration(), absl::ZeroDuration()});
+  EXPECT_EQ(idle.flows, 1u);
+  EXPECT_EQ(idle.deleted, 1u);
+  EXPECT_EQ(idle.alive, 0u);
+  cache->Gc(kT0 + 81);  // not seen by a sweep begun after it became a zombie: gone
+  EXPECT_EQ(IdentityInMap("198.51.100.12"), 0u);
+  EXPECT_EQ(Egress(Tcp4("198.51.100.12", 40010, 443)), TC_ACT_SHOT);  // its flow went too
 }
 
 }  // namespace

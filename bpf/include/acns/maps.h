@@ -107,7 +107,10 @@ enum acns_verdict {
   ACNS_PKT_MAX = 5,
 };
 
-/* Per-CPU array indexed by verdict. */
+/* Per-CPU array indexed by direction * ACNS_PKT_MAX + verdict. Ingress (traffic entering the
+ * pod) is not enforced: its packets count as PASS (a new flow) or ESTABLISHED. */
+#define ACNS_DIR_EGRESS 0
+#define ACNS_DIR_INGRESS 1
 struct acns_counter {
   __u64 packets;
   __u64 bytes;
