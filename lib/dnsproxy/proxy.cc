@@ -135,6 +135,14 @@ class DnsProxy::Worker {
     const uint64_t one = 1;
     (void)!::write(wake_.get(), &one, sizeof(one));
   }
+  // Wakes the worker only if it holds answers an ack may release: most acks arrive while the
+  // answer's own worker is still in Ingest, and waking every worker for them cost two system
+  // calls per worker and query.
+  void WakeIfHolding() {
+    // seq_cst with the store in TakeReply: either this sees holding_, or the worker's next
+    // ExpireAndRelease sees the new acked sequence.
+    if (holding_.load()) Wake();
+  }
 
  private:
   // Where a query came from and where it goes: the client (through the UDP listener it wrote
@@ -655,6 +663,7 @@ class DnsProxy::Worker {
     }
     Remove(it);
     if (options().wait_for_ack && seq > proxy_->acked_seq_.load()) {
+      holding_.store(true);
       held_.push_back(Held{seq, absl::Now() + options().response_max_delay, origin, std::move(reply),
                            std::move(trace)});
     } else {
@@ -685,6 +694,7 @@ class DnsProxy::Worker {
       if (h.seq > acked) Bump(counters().held_released_late);
       Respond(h.origin, h.reply, h.trace);
     }
+    if (held_.empty()) holding_.store(false);
     CloseIdleConnections(now);
     std::vector<uint64_t> resume;
     resume.swap(resume_);
@@ -705,6 +715,7 @@ class DnsProxy::Worker {
   UniqueFd wake_;
   std::vector<Listener> listeners_;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> holding_{false};  // held_ is not empty
   std::thread thread_;
   absl::BitGen rng_;
   uint64_t next_serial_ = 1;
@@ -796,7 +807,7 @@ void DnsProxy::Ack(uint64_t seq) {
   while (current < seq && !acked_seq_.compare_exchange_weak(current, seq)) {
   }
   if (options_.wait_for_ack) {
-    for (auto& worker : workers_) worker->Wake();
+    for (auto& worker : workers_) worker->WakeIfHolding();
   }
 }
 
