@@ -401,7 +401,10 @@ class Agent {
       }
       out += "# HELP cilium_bpf_map_pressure Fill of the fullest map of a kind (0 to 1).\n"
              "# TYPE cilium_bpf_map_pressure gauge\n";
-      out += "cilium_bpf_map_pressure{map_name=\"policy\"} " + std::to_string(static_cast<double>(d.largest_policy_map) / static_cast<double>(d.policy_map_capacity)) + "\n";
+      out += "cilium_bpf_map_pressure{map_name=\"policy\"} " +
+             std::to_string(static_cast<double>(d.largest_policy_map) / static_cast<double>(d.policy_map_capacity)) + "\n";
+      out += "cilium_bpf_map_pressure{map_name=\"ipcache\"} " +
+             std::to_string(static_cast<double>(d.ipcache_entries) / static_cast<double>(d.ipcache_capacity)) + "\n";
     }
     return out;
   }

@@ -741,6 +741,8 @@ typedef struct acns_datapath_stats {
   uint64_t policy_map_capacity; /* entries a policy map can hold */
   uint64_t endpoint_identities; /* one per distinct endpoint label set (toEndpoints) */
   uint64_t cidr_identities;     /* one per policy prefix (toCIDR) */
+  uint64_t ipcache_entries;     /* counted by the last acns_datapath_sweep_connections */
+  uint64_t ipcache_capacity;
 } acns_datapath_stats;
 
 /* Counters. Thread-safety: any thread. @since 0.2 */

@@ -52,7 +52,7 @@ static_assert(sizeof(acns_dns_proxy_stats) == 96);
 static_assert(offsetof(acns_datapath_opts, dns_proxy) == 16);
 static_assert(offsetof(acns_datapath_opts, transparent_dns_port) == 32);
 static_assert(sizeof(acns_datapath_opts) == 40);
-static_assert(sizeof(acns_datapath_stats) == 112);
+static_assert(sizeof(acns_datapath_stats) == 128);
 static_assert(sizeof(acns_datapath_sweep_result) == 32);
 static_assert(offsetof(acns_datapath_event, src) == 32);
 static_assert(sizeof(acns_datapath_event) == 80);

@@ -127,6 +127,8 @@ acns_status acns_datapath_stats_get(const acns_datapath* datapath, acns_datapath
     r.policy_map_capacity = ACNS_POLICY_MAX_ENTRIES;
     r.endpoint_identities = s.endpoint_identities;
     r.cidr_identities = s.cidr_identities;
+    r.ipcache_entries = s.ipcache_entries;
+    r.ipcache_capacity = ACNS_IPCACHE_MAX_ENTRIES;
     acns::capi::WriteStruct(r, out);
     return SetError(err, ACNS_OK, 0, "");
   });

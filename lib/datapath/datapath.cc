@@ -279,6 +279,11 @@ absl::StatusOr<CtSweepResult> Datapath::SweepConnections(fqdn::FqdnCache* cache,
     if (cache != nullptr) cache->MarkAlive(engine_->EndpointByIp(pod), remote, started);
   });
   if (result.ok() && cache != nullptr) cache->EndAliveSweep(started);
+  // A walk is too slow for every stats() call with a full ipcache; once per sweep is enough.
+  if (auto keys = MapKeys<acns_ipcache_key>(node_->ipcache_fd(), "the ipcache"); keys.ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.ipcache_entries = keys->size();
+  }
   return result;
 }
 

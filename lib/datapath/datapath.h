@@ -54,6 +54,7 @@ class Datapath {
     size_t largest_policy_map = 0;     // entries of the fullest endpoint policy map
     size_t endpoint_identities = 0;
     size_t cidr_identities = 0;
+    size_t ipcache_entries = 0;  // counted by the last SweepConnections
   };
 
   // Loads the node's handle on the shared maps (creating or adopting them) and writes the DNS
@@ -79,7 +80,7 @@ class Datapath {
   // Walks the connection table: the remote address of every live flow is marked alive in the
   // FQDN cache for its pod's endpoint (then EndAliveSweep: Cilium's handshake that keeps a
   // zombie while a connection uses it), and flows idle past their timeout are deleted. `cache`
-  // may be null (deletion only).
+  // may be null (deletion only). Also counts the ipcache's entries (map pressure).
   absl::StatusOr<CtSweepResult> SweepConnections(fqdn::FqdnCache* cache, const CtTimeouts& timeouts = {});
 
   // Delivers the waiting datapath events (verdicts on new flows, drops) to fn, waiting up to

@@ -362,6 +362,11 @@ TEST_F(DatapathUnitTest, AttachesAppliesDeltasInOrderAndDetaches) {
   EXPECT_EQ(*seq, 2u);
   EXPECT_EQ(IdentityOf("203.0.113.10"), kFqdnA);
   EXPECT_TRUE(HasEntry(kFqdnA, IPPROTO_TCP, 443));
+  // A sweep (no connections here) also counts the ipcache: the proxy's entry and the answer's.
+  auto sweep = dp_->SweepConnections(nullptr);
+  ASSERT_TRUE(sweep.ok()) << sweep.status();
+  EXPECT_EQ(sweep->flows, 0u);
+  EXPECT_EQ(dp_->stats().ipcache_entries, 2u);
 
   // The IP and then its identity go.
   const std::vector<fqdn::Delta> gone = {
