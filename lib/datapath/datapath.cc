@@ -97,19 +97,15 @@ absl::Status Datapath::SeedLocalIdentities() {
     acns_ipcache_value value;
     if (bpf_map_lookup_elem(node_->ipcache_fd(), &key, &value) != 0) continue;
     if (value.sec_identity < kFirstEndpointIdentity || value.sec_identity > kLastEndpointIdentity) continue;
-    const IpAddr ip = key.family == ACNS_FAMILY_IPV4 ? IpAddr::V4(reinterpret_cast<const uint8_t*>(&key.ip4))
-                                                     : IpAddr::V6(key.ip6);
-    local_.SeedEndpointIp(ip, value.sec_identity);
-    seeded_ips_.emplace_back(ip, value.sec_identity);
+    local_.SeedEndpointIp(IpcacheKeyAddress(key), value.sec_identity);
+    seeded_ips_.emplace_back(IpcacheKeyAddress(key), value.sec_identity);
   }
   auto prefixes = MapKeys<acns_ipcache_key>(node_->prefixes_fd(), "the policy prefixes");
   if (!prefixes.ok()) return prefixes.status();
   for (const acns_ipcache_key& key : *prefixes) {
     uint32_t identity = 0;
     if (bpf_map_lookup_elem(node_->prefixes_fd(), &key, &identity) != 0) continue;
-    const IpAddr ip = key.family == ACNS_FAMILY_IPV4 ? IpAddr::V4(reinterpret_cast<const uint8_t*>(&key.ip4))
-                                                     : IpAddr::V6(key.ip6);
-    local_.SeedCidr(Cidr::Make(ip, static_cast<int>(key.prefixlen - ACNS_IPCACHE_FIXED_PREFIX)), identity);
+    local_.SeedCidr(Cidr::Make(IpcacheKeyAddress(key), IpcacheKeyPrefixLen(key)), identity);
   }
   // Until the first Sync, a resync of the FQDN cache keeps what the previous run wrote.
   return WriteStaticIpcache(seeded_ips_);

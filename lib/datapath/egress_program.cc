@@ -35,10 +35,16 @@ acns_ipcache_key IpcacheKey(const IpAddr& ip, int prefix_len) {
   return key;
 }
 
+IpAddr IpcacheKeyAddress(const acns_ipcache_key& key) {
+  return key.family == ACNS_FAMILY_IPV4 ? IpAddr::V4(reinterpret_cast<const uint8_t*>(&key.ip4)) : IpAddr::V6(key.ip6);
+}
+
+int IpcacheKeyPrefixLen(const acns_ipcache_key& key) {
+  return static_cast<int>(key.prefixlen) - ACNS_IPCACHE_FIXED_PREFIX;
+}
+
 std::string IpcachePrefix(const acns_ipcache_key& key) {
-  const IpAddr ip = key.family == ACNS_FAMILY_IPV4 ? IpAddr::V4(reinterpret_cast<const uint8_t*>(&key.ip4))
-                                                   : IpAddr::V6(key.ip6);
-  return absl::StrCat(ip.ToString(), "/", key.prefixlen - ACNS_IPCACHE_FIXED_PREFIX);
+  return absl::StrCat(IpcacheKeyAddress(key).ToString(), "/", IpcacheKeyPrefixLen(key));
 }
 
 acns_policy_key PolicyKey(uint32_t identity, uint8_t protocol, uint16_t port, uint8_t port_prefix_len) {

@@ -18,7 +18,11 @@ namespace acns::datapath {
 
 // ipcache key for an address (a host prefix), or the prefix of its first `prefix_len` bits.
 acns_ipcache_key IpcacheKey(const IpAddr& ip, int prefix_len = -1);
-// "203.0.113.0/24": the address and prefix length of an ipcache (or policy prefixes) key.
+// The address of an ipcache (or policy prefixes) key, and its prefix length in the address's
+// own bits.
+IpAddr IpcacheKeyAddress(const acns_ipcache_key& key);
+int IpcacheKeyPrefixLen(const acns_ipcache_key& key);
+// "203.0.113.0/24".
 std::string IpcachePrefix(const acns_ipcache_key& key);
 // Policy key for egress to `identity` (0: any) over `protocol` (0: any) to `port` (0: any);
 // `port_prefix_len` < 16 covers the aligned block of ports that starts at `port`.
