@@ -143,10 +143,11 @@ std::vector<PolicyEntry> DesiredEgressPolicy(const policy::PolicyEngine::EgressV
       const Cidr allowed = Cidr::FromRule(rc);
       std::vector<Cidr> except;
       for (const policy::CidrRule& e : rc.except) except.push_back(Cidr::FromRule(e));
-      for (const auto& [cidr, id] : cidrs) {
+      for (const auto& entry : cidrs) {
+        const Cidr& cidr = entry.first;
         if (!allowed.Contains(cidr)) continue;
         if (std::any_of(except.begin(), except.end(), [&](const Cidr& e) { return e.Contains(cidr); })) continue;
-        peers.push_back(id);
+        peers.push_back(entry.second);
       }
     }
     if (!rule->to_fqdns.empty()) {
