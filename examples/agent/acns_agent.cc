@@ -25,6 +25,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -313,7 +314,11 @@ class Agent {
     // Datapath events (verdicts on new flows, drops), counted per verdict for /metrics.
     events_thread_ = std::thread([this, dp] {
       while (!stop_events_) {
-        acns_datapath_poll_events(dp, &Agent::CountEvent, this, 200, nullptr, nullptr);
+        Error err;
+        if (acns_datapath_poll_events(dp, &Agent::CountEvent, this, 200, nullptr, &err) != ACNS_OK) {
+          Log(std::string("datapath events: ") + err.message);
+          std::this_thread::sleep_for(std::chrono::seconds(1));  // never a busy loop
+        }
       }
     });
     // A cache that already holds answers replays them into the new maps.
