@@ -346,10 +346,10 @@ class FqdnCache {
   absl::flat_hash_map<std::string, uint32_t> selector_ids_;
   std::vector<Selset> selsets_;  // [0] is the empty set
   std::vector<uint32_t> free_selsets_;
-  std::map<std::vector<uint32_t>, uint32_t> selset_ids_;
+  absl::flat_hash_map<std::vector<uint32_t>, uint32_t> selset_ids_;  // looked up on every ingest
 
   absl::flat_hash_map<uint32_t, Identity> identities_;
-  std::map<std::vector<uint32_t>, uint32_t> identity_ids_;
+  absl::flat_hash_map<std::vector<uint32_t>, uint32_t> identity_ids_;
   std::vector<uint32_t> free_identities_;  // released numbers, reused lowest first (min-heap)
   uint32_t next_identity_ = kFirstLocalIdentity;
   // During RestoreState: selector set -> number it had before the restart.
