@@ -185,9 +185,16 @@ class DatapathTest : public ::testing::Test {
            "    toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]\n"
            "  - toCIDRSet: [{cidr: 203.0.113.32/28, except: [203.0.113.44/32]}]\n"
            "    toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]\n";
-    std::ofstream(dir_ + "/endpoints.yaml")
-        << "- {id: 7, name: web, namespace: default, labels: {app: web}, interface: " << pod_veth_
-        << ", ipv4: 198.51.100.2}\n";
+    WriteEndpoints(/*with_interface=*/true);
+  }
+
+  // The pod as endpoint 7; with its veth as `interface`, or known only by address.
+  void WriteEndpoints(bool with_interface) {
+    const std::string path = dir_ + "/endpoints.yaml";
+    std::ofstream(path + ".tmp") << "- {id: 7, name: web, namespace: default, labels: {app: web}, "
+                                 << (with_interface ? "interface: " + pod_veth_ + ", " : "")
+                                 << "ipv4: 198.51.100.2}\n";
+    std::rename((path + ".tmp").c_str(), path.c_str());
   }
 
   void TearDown() override {
@@ -407,4 +414,23 @@ TEST_F(DatapathTest, TransparentModeRedirectsThePodsOwnDnsServerToTheProxy) {
   StartAgent(/*transparent=*/true);
   EXPECT_TRUE(PodConnectionEchoes());
   EXPECT_TRUE(PodConnects("web.allowed.test")) << Log();
+}
+
+// The usual start: the agent runs before the pod's veth is known (no BPF at all then); answers
+// learned meanwhile reach the maps when the endpoints file names the interface (the datapath
+// starts and the cache replays its state into it).
+TEST_F(DatapathTest, DatapathStartedLaterGetsWhatTheCacheLearnedBefore) {
+  WriteEndpoints(/*with_interface=*/false);
+  UseResolver("198.51.100.1");
+  StartAgent();
+  EXPECT_EQ(Api("/metrics").find("acns_datapath_endpoints"), std::string::npos);  // no datapath
+  EXPECT_TRUE(PodConnects("web.allowed.test"));
+  EXPECT_TRUE(PodConnects(kDeniedIp));  // nothing enforced yet
+
+  WriteEndpoints(/*with_interface=*/true);
+  ASSERT_TRUE(Eventually([&] { return Api("/metrics").find("acns_datapath_endpoints 1") != std::string::npos; }))
+      << Api("/metrics") << Log();
+  EXPECT_TRUE(PodConnects(kWebIp));  // resolved before the datapath existed
+  EXPECT_FALSE(PodConnects(kDeniedIp));
+  EXPECT_FALSE(PodConnects(kOtherIp));
 }
