@@ -225,14 +225,18 @@ absl::Status Datapath::Sync() {
 
 absl::StatusOr<uint64_t> Datapath::ApplyDeltas(std::span<const fqdn::Delta> deltas) {
   std::lock_guard<std::mutex> lock(mu_);
-  // The identities once the whole batch is applied, and whether any came or went on the way.
-  FqdnIdentities after = identities_;
+  // Identities that come are allowed before any IP points at them; those that go (or a resync)
+  // lose their entries after the ipcache let go of them: `after` is the set once the whole batch
+  // is applied, built only when something goes (most batches are one answer's IPs).
+  const bool removes = std::any_of(deltas.begin(), deltas.end(), [](const fqdn::Delta& d) {
+    return d.kind == fqdn::Delta::Kind::kResync || d.kind == fqdn::Delta::Kind::kIdentityRemoved;
+  });
+  FqdnIdentities after;
+  if (removes) after = identities_;
   bool added = false;
-  bool removed = false;
   for (const fqdn::Delta& d : deltas) {
     switch (d.kind) {
       case fqdn::Delta::Kind::kResync:
-        removed |= !after.empty();
         after.clear();
         break;
       case fqdn::Delta::Kind::kIdentityAdded: {
@@ -240,14 +244,13 @@ absl::StatusOr<uint64_t> Datapath::ApplyDeltas(std::span<const fqdn::Delta> delt
         for (const std::string& label : d.labels) {
           if (absl::StartsWith(label, kFqdnLabel)) selectors.push_back(label.substr(kFqdnLabel.size()));
         }
-        identities_[d.identity] = selectors;  // allowed before any IP points at it
-        after[d.identity] = std::move(selectors);
+        if (removes) after[d.identity] = selectors;
+        identities_[d.identity] = std::move(selectors);
         added = true;
         break;
       }
       case fqdn::Delta::Kind::kIdentityRemoved:
         after.erase(d.identity);
-        removed = true;
         break;
       default:
         break;
@@ -262,7 +265,7 @@ absl::StatusOr<uint64_t> Datapath::ApplyDeltas(std::span<const fqdn::Delta> delt
   }
   auto seq = ipcache_->Apply(deltas);
   if (!seq.ok()) return fail(seq.status());
-  if (removed) {
+  if (removes) {
     identities_ = std::move(after);
     if (absl::Status s = ReconcileAllPolicies(); !s.ok()) return fail(s);
   }
