@@ -158,11 +158,6 @@ TEST_F(EgressTest, EndpointWithoutPolicyPasses) {
   EXPECT_EQ(prog_->Counter(ACNS_PKT_PASS)->packets, 1u);
 }
 
-}  // namespace
-}  // namespace acns::datapath
-
-namespace acns::datapath {
-namespace {
 
 // A redirect entry (transparent DNS) never lets the flow pass on its own: without the proxy's
 // socket the packet is dropped, and the connection table remembers the redirect, so that later
@@ -183,11 +178,6 @@ TEST_F(EgressTest, RedirectNeverBypassesTheProxy) {
   EXPECT_EQ(prog_->Counter(ACNS_PKT_ESTABLISHED)->packets, 0u);
 }
 
-}  // namespace
-}  // namespace acns::datapath
-
-namespace acns::datapath {
-namespace {
 
 // New flows and drops become events in the ring buffer; a full ring counts what it lost.
 TEST_F(EgressTest, VerdictEventsAndTheirLostCount) {

@@ -49,6 +49,14 @@ spec:
     toPorts: [{ports: [{port: "9100", protocol: TCP}]}]
 )";
 
+// What the enforcement program returns for a packet leaving the pod (BPF_PROG_TEST_RUN).
+int EgressVerdict(const EgressProgram& prog, const std::string& pkt) {
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = pkt.data(), .data_size_in = static_cast<uint32_t>(pkt.size()),
+              .repeat = 1);
+  EXPECT_EQ(bpf_prog_test_run_opts(prog.egress_fd(), &opts), 0);
+  return static_cast<int>(opts.retval);
+}
+
 policy::LabelSet WebLabels() { return policy::EndpointLabels("default", {{"k8s", "app", "web"}}); }
 
 std::string Describe(const PolicyEntry& e) {
@@ -170,11 +178,7 @@ TEST_F(PolicyMapTest, PortRangesAndWildcardsMatchInTheKernel) {
     ASSERT_EQ(bpf_map_update_elem(prog.ipcache_fd(), &key, &value, BPF_ANY), 0);
   }
   auto verdict = [&](const char* dst, uint8_t proto, uint16_t port) {
-    const std::string pkt = acns::testing::MakePacket("198.51.100.2", dst, proto, 40000 + port % 1000, port);
-    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = pkt.data(), .data_size_in = static_cast<uint32_t>(pkt.size()),
-                .repeat = 1);
-    EXPECT_EQ(bpf_prog_test_run_opts(prog.egress_fd(), &opts), 0);
-    return static_cast<int>(opts.retval);
+    return EgressVerdict(prog, acns::testing::MakePacket("198.51.100.2", dst, proto, 40000 + port % 1000, port));
   };
   EXPECT_EQ(verdict("203.0.113.10", IPPROTO_UDP, 7999), TC_ACT_SHOT);
   for (uint16_t port = 8000; port <= 8005; ++port) EXPECT_EQ(verdict("203.0.113.10", IPPROTO_UDP, port), TC_ACT_OK) << port;
@@ -247,11 +251,7 @@ TEST(PolicyPeersTest, EndpointAndCidrIdentitiesInTheKernel) {
   }
   uint16_t sport = 30000;
   auto verdict = [&](const char* dst, uint16_t port) {
-    const std::string pkt = acns::testing::MakePacket("198.51.100.2", dst, IPPROTO_TCP, ++sport, port);
-    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = pkt.data(), .data_size_in = static_cast<uint32_t>(pkt.size()),
-                .repeat = 1);
-    EXPECT_EQ(bpf_prog_test_run_opts(prog.egress_fd(), &opts), 0);
-    return static_cast<int>(opts.retval);
+    return EgressVerdict(prog, acns::testing::MakePacket("198.51.100.2", dst, IPPROTO_TCP, ++sport, port));
   };
   EXPECT_EQ(verdict("198.51.100.3", 5432), TC_ACT_OK);    // a db pod in the policy's namespace
   EXPECT_EQ(verdict("198.51.100.4", 5432), TC_ACT_OK);    // the other one, same labels

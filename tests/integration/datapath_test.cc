@@ -224,12 +224,16 @@ class DatapathTest : public ::testing::Test {
       const std::string policies = dir_ + "/policies", endpoints = dir_ + "/endpoints.yaml",
                         state = dir_ + "/state", bpffs = bpffs_ + "/acns";
       ::mkdir(state.c_str(), 0700);
-      const char* mode[] = {"--dns-listen", "198.51.100.1:53", "--dns-upstream", "198.51.100.6:53"};
-      const char* transparent_mode[] = {"--tofqdns-proxy-port", "10053", "--tofqdns-min-ttl", "300"};
-      const char** m = transparent ? transparent_mode : mode;
-      ::execl(ACNS_AGENT_PATH, "acns-agent", "--policy-dir", policies.c_str(), "--endpoints", endpoints.c_str(),
-              m[0], m[1], m[2], m[3], "--state-dir", state.c_str(), "--bpffs-root", bpffs.c_str(), "--api",
-              "127.0.0.1:9965", static_cast<char*>(nullptr));
+      std::vector<const char*> args = {"acns-agent", "--policy-dir", policies.c_str(), "--endpoints",
+                                       endpoints.c_str(), "--state-dir", state.c_str(), "--bpffs-root",
+                                       bpffs.c_str(), "--api", "127.0.0.1:9965"};
+      if (transparent) {
+        args.insert(args.end(), {"--tofqdns-proxy-port", "10053"});
+      } else {
+        args.insert(args.end(), {"--dns-listen", "198.51.100.1:53", "--dns-upstream", "198.51.100.6:53"});
+      }
+      args.push_back(nullptr);
+      ::execv(ACNS_AGENT_PATH, const_cast<char* const*>(args.data()));
       ::_exit(127);
     }
     ASSERT_TRUE(Eventually([&] { return Api("/healthz") == "ok\n"; })) << Log();
