@@ -2,7 +2,8 @@
 //   BM_Ingest/<ips per name>:  answers per second for ever-new names (one endpoint, 100
 //                              selectors, every name matched by one of them)
 //   BM_LookupName, BM_LookupIp: reads on a warm cache of 100,000 names
-//   BM_BytesPerEntry/<ips>:    heap bytes per (name, IP) lease, names of 20-30 characters
+//   BM_BytesPerEntry/<ips>:    heap bytes per (name, IP) lease, names of 20-30 characters,
+//                              IPv4 answers; BM_BytesPerEntryV6/<ips> with IPv6 answers
 //   BM_BytesPerEntryCiliumShaped/<ips>: the same for Cilium's DNSCache layout rebuilt with
 //                              std containers (forward name->IP->entry, reverse IP->name->entry,
 //                              shared entries), one layer only (Cilium keeps two: per endpoint
@@ -16,6 +17,7 @@
 #include <cstdio>
 #include <memory>
 #include <unordered_map>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -50,13 +52,20 @@ IpAddr V4(uint64_t i) {
   return IpAddr::V4(b);
 }
 
+IpAddr V6(uint64_t i) {
+  uint8_t b[16] = {0x20, 0x01, 0x0d, 0xb8};
+  for (int k = 0; k < 8; ++k) b[15 - k] = static_cast<uint8_t>(i >> (8 * k));
+  return IpAddr::V6(b);
+}
+
 // Fills a cache with `names` names of `ips` addresses each; returns the names.
-std::vector<std::string> Fill(FqdnCache& cache, uint64_t names, int ips) {
+std::vector<std::string> Fill(FqdnCache& cache, uint64_t names, int ips,
+                              IpAddr (*address)(uint64_t) = V4) {
   std::vector<std::string> out;
   std::vector<IpAddr> addrs(ips);
   for (uint64_t i = 0; i < names; ++i) {
     out.push_back(Name(i));
-    for (int k = 0; k < ips; ++k) addrs[k] = V4(i * ips + k);
+    for (int k = 0; k < ips; ++k) addrs[k] = address(i * ips + k);
     (void)cache.Ingest(Answer{.endpoint = 1, .qname = out.back(), .ips = addrs, .ttl = 3600, .now = kT0});
   }
   return out;
@@ -133,6 +142,16 @@ void BM_BytesPerEntry(benchmark::State& state) {
 }
 BENCHMARK(BM_BytesPerEntry)->Arg(1)->Arg(2)->Arg(4)->Iterations(1)->Unit(benchmark::kMillisecond);
 
+void BM_BytesPerEntryV6(benchmark::State& state) {
+  MeasureBytesPerEntry(state, [](uint64_t names, int ips, size_t before) {
+    FqdnCache cache(CacheOptions{.max_entries = 10'000'000}, &Selectors());
+    Fill(cache, names, ips, V6);
+    cache.DrainDeltas([](auto) {});
+    return static_cast<double>(HeapInUse() - before) / (names * ips);
+  });
+}
+BENCHMARK(BM_BytesPerEntryV6)->Arg(1)->Arg(2)->Iterations(1)->Unit(benchmark::kMillisecond);
+
 // Cilium's pkg/fqdn DNSCache shape: cacheEntry{Name, LookupTime, ExpirationTime, TTL, IPs},
 // forward map[name]map[IP]*cacheEntry and reverse map[IP]map[name]*cacheEntry.
 struct CiliumShapedCache {
@@ -181,6 +200,9 @@ double RssMiB() {
 void BM_RssUnderChurn(benchmark::State& state) {
   for (auto _ : state) {
     FqdnCache cache(CacheOptions{.max_entries = 100'000}, &Selectors());
+    // Deltas are consumed as they come, as the agent's datapath does.
+    uint64_t deltas = 0;
+    cache.SetDeltaSink([&](std::span<const acns::fqdn::Delta> batch) { deltas += batch.size(); });
     IpAddr ip;
     // 20,000 answers per simulated second; GC once a second.
     for (uint64_t i = 0; i < 1'000'000; ++i) {
@@ -188,16 +210,14 @@ void BM_RssUnderChurn(benchmark::State& state) {
       ip = V4(i);
       const auto now = kT0 + static_cast<int64_t>(i / 20'000);
       (void)cache.Ingest(Answer{.endpoint = 1, .qname = name, .ips = {&ip, 1}, .ttl = 5, .now = now});
-      if (i % 20'000 == 19'999) {
-        cache.Gc(now);
-        cache.DrainDeltas([](auto) {});
-      }
+      if (i % 20'000 == 19'999) cache.Gc(now);
       if (i + 1 == 100'000) state.counters["rss_MiB_at_100k"] = RssMiB();
       if (i + 1 == 500'000) state.counters["rss_MiB_at_500k"] = RssMiB();
     }
     state.counters["rss_MiB_at_1M"] = RssMiB();
     state.counters["entries"] = static_cast<double>(cache.stats().entries);
     state.counters["lru_evictions"] = static_cast<double>(cache.stats().lru_evictions);
+    state.counters["deltas"] = static_cast<double>(deltas);
   }
 }
 BENCHMARK(BM_RssUnderChurn)->Iterations(1)->Unit(benchmark::kMillisecond);

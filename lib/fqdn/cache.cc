@@ -16,9 +16,9 @@ namespace {
 // Longest name in text form: 253 characters plus the root dot.
 constexpr size_t kMaxNameLength = 254;
 
-template <typename Lease>
-bool LeaseLess(const Lease& lease, uint64_t endpoint, const IpAddr& ip) {
-  return lease.endpoint != endpoint ? lease.endpoint < endpoint : lease.ip < ip;
+// Output order of a name's leases: by endpoint, then address.
+bool InfoLess(const LeaseInfo& a, const LeaseInfo& b) {
+  return a.endpoint != b.endpoint ? a.endpoint < b.endpoint : a.ip < b.ip;
 }
 
 }  // namespace
@@ -35,7 +35,7 @@ const char* DeltaKindName(Delta::Kind kind) {
 }
 
 size_t FqdnCache::NameHash::operator()(uint32_t id) const {
-  return absl::Hash<absl::string_view>()((*names)[id].name.view());
+  return absl::Hash<absl::string_view>()(cache->NameText(id));
 }
 size_t FqdnCache::NameHash::operator()(absl::string_view name) const {
   return absl::Hash<absl::string_view>()(name);
@@ -44,7 +44,7 @@ size_t FqdnCache::NameHash::operator()(absl::string_view name) const {
 FqdnCache::FqdnCache(CacheOptions options, const SelectorSource* selectors)
     : options_(options),
       selectors_(selectors),
-      name_index_(0, NameHash{&names_}, NameEq{&names_}) {
+      name_index_(0, NameHash{this}, NameEq{this}) {
   selsets_.push_back(Selset{});  // id 0: no selector
   selset_ids_[{}] = 0;
 }
@@ -59,6 +59,8 @@ uint32_t FqdnCache::FindName(absl::string_view canonical) const {
 }
 
 uint32_t FqdnCache::AddName(absl::string_view canonical) {
+  const uint32_t text = arena_.Store(canonical);
+  if (text == NameArena::kNone) return kNoName;
   uint32_t id;
   if (!free_names_.empty()) {
     id = free_names_.back();
@@ -69,8 +71,7 @@ uint32_t FqdnCache::AddName(absl::string_view canonical) {
   }
   const uint32_t selset = SelsetFor(canonical);
   NameRec& rec = names_[id];
-  rec.name.assign(canonical);
-  rec.in_use = true;
+  rec.text = text;
   rec.selset = selset;
   RefSelset(selset);
   name_index_.insert(id);
@@ -81,15 +82,25 @@ uint32_t FqdnCache::AddName(absl::string_view canonical) {
 
 void FqdnCache::DeleteName(uint32_t id) {
   NameRec& rec = names_[id];
-  name_index_.erase(id);  // hashes rec.name: erase before clearing it
+  name_index_.erase(id);  // hashes the text: erase before freeing it
   UnrefSelset(rec.selset);
   LruUnlink(id);
-  rec.name.clear();
-  rec.leases = {};
+  arena_.Free(rec.text);
+  rec.text = NameArena::kNone;
+  rec.leases.clear();
   rec.selset = 0;
-  rec.in_use = false;
   free_names_.push_back(id);
   --live_names_;
+  RepackNamesIfSparse();
+}
+
+void FqdnCache::RepackNamesIfSparse() {
+  if (!arena_.Sparse()) return;
+  NameArena packed;
+  for (NameRec& rec : names_) {
+    if (InUse(rec)) rec.text = packed.Store(arena_.View(rec.text));
+  }
+  arena_ = std::move(packed);
 }
 
 void FqdnCache::LruUnlink(uint32_t id) {
@@ -108,6 +119,34 @@ void FqdnCache::LruPushFront(uint32_t id) {
   if (lru_head_ != kNoName) names_[lru_head_].lru_prev = id;
   lru_head_ = id;
   if (lru_tail_ == kNoName) lru_tail_ = id;
+}
+
+uint32_t FqdnCache::InternEndpoint(uint64_t endpoint) {
+  if (auto found = endpoint_index_.find(endpoint); found != endpoint_index_.end()) {
+    return found->second;
+  }
+  if (free_endpoints_.empty() && endpoints_.size() == kMaxEndpoints) return kNone;
+  auto [it, inserted] = endpoint_index_.try_emplace(endpoint, 0);
+  if (!free_endpoints_.empty()) {
+    it->second = free_endpoints_.back();
+    free_endpoints_.pop_back();
+  } else {
+    it->second = static_cast<uint32_t>(endpoints_.size());
+    endpoints_.emplace_back();
+  }
+  endpoints_[it->second] = EndpointRec{.id = endpoint};
+  return it->second;
+}
+
+uint32_t FqdnCache::FindEndpoint(uint64_t endpoint) const {
+  auto it = endpoint_index_.find(endpoint);
+  return it == endpoint_index_.end() ? kNone : it->second;
+}
+
+void FqdnCache::FreeEndpointIfUnused(uint32_t slot) {
+  if (endpoints_[slot].leases != 0) return;
+  endpoint_index_.erase(endpoints_[slot].id);
+  free_endpoints_.push_back(slot);
 }
 
 // ---- leases ----
@@ -136,16 +175,25 @@ absl::StatusOr<uint64_t> FqdnCache::Learn(uint64_t endpoint, absl::string_view q
   {
     absl::MutexLock lock(&mu_);
     if (!ips.empty() && expires > now) {
+      const uint32_t endpoint_slot = InternEndpoint(endpoint);
+      if (endpoint_slot == kNone) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "FQDN cache: answers for more than ", kMaxEndpoints, " endpoints at once"));
+      }
       uint32_t id = FindName(canonical);
       if (id == kNoName) {
         id = AddName(canonical);
+        if (id == kNoName) {
+          FreeEndpointIfUnused(endpoint_slot);
+          return absl::ResourceExhaustedError("FQDN cache: 4 GiB of names");
+        }
       } else {
         LruUnlink(id);
         LruPushFront(id);
       }
       const uint32_t stored_expiry = ClampExpiry(expires);
-      for (const IpAddr& ip : ips) InsertLease(id, endpoint, ip, stored_expiry, ttl);
-      EnforceIpLimit(id, endpoint, now);
+      for (const IpAddr& ip : ips) InsertLease(id, endpoint_slot, ip, stored_expiry, ttl);
+      EnforceIpLimit(id, endpoint_slot, now);
       EnforceEntryCap(id);
       ++generation_;
     }
@@ -155,35 +203,45 @@ absl::StatusOr<uint64_t> FqdnCache::Learn(uint64_t endpoint, absl::string_view q
   return seq;
 }
 
-void FqdnCache::InsertLease(uint32_t name_id, uint64_t endpoint, const IpAddr& ip,
+void FqdnCache::InsertLease(uint32_t name_id, uint32_t endpoint, const IpAddr& ip,
                             uint32_t expires, uint32_t ttl) {
+  ttl = std::min(ttl, kMaxStoredTtl);
   auto& leases = names_[name_id].leases;
-  auto it = std::lower_bound(leases.begin(), leases.end(), std::pair(endpoint, ip),
-                             [](const LeaseRec& l, const std::pair<uint64_t, IpAddr>& k) {
-                               return LeaseLess(l, k.first, k.second);
-                             });
-  if (it != leases.end() && it->endpoint == endpoint && it->ip == ip) {
-    if (it->expires == kZombie) {
-      // Seen in an answer again: alive by DNS, no longer a zombie (Cilium's ForceExpireByNameIP).
-      auto z = zombies_.find(ZombieKey{ip, endpoint});
-      if (z != zombies_.end() && z->second.names.erase(name_id) && z->second.names.empty()) {
-        zombies_.erase(z);
-        if (--zombies_per_endpoint_[endpoint] == 0) zombies_per_endpoint_.erase(endpoint);
+  auto lower_bound = [&](uint32_t ip_id) {
+    return std::lower_bound(leases.begin(), leases.end(), std::pair(endpoint, ip_id),
+                            [](const LeaseRec& l, const std::pair<uint32_t, uint32_t>& k) {
+                              return std::pair<uint32_t, uint32_t>(l.endpoint, l.ip) < k;
+                            });
+  };
+  if (const uint32_t ip_id = ips_.Find(ip); ip_id != IpTable::kNone) {
+    LeaseRec* it = lower_bound(ip_id);
+    if (it != leases.end() && it->endpoint == endpoint && it->ip == ip_id) {
+      if (it->expires == kZombie) {
+        // Seen in an answer again: alive by DNS, no longer a zombie (Cilium's
+        // ForceExpireByNameIP).
+        auto z = zombies_.find(ZombieKey{ip_id, endpoint});
+        if (z != zombies_.end() && z->second.names.erase(name_id) && z->second.names.empty()) {
+          zombies_.erase(z);
+          --endpoints_[endpoint].zombies;
+        }
+        it->expires = expires;
+        it->ttl = ttl;
+      } else if (expires > it->expires) {
+        it->expires = expires;
+        it->ttl = ttl;
       }
-      it->expires = expires;
-      it->ttl = ttl;
-    } else if (expires > it->expires) {
-      it->expires = expires;
-      it->ttl = ttl;
+      return;
     }
-    return;
   }
-  leases.insert(it, LeaseRec{ip, endpoint, expires, ttl});
+  const uint32_t ip_id = AttachIp(ip, name_id);
+  leases.insert(lower_bound(ip_id), LeaseRec{.ip = ip_id, .expires = expires,
+                                             .endpoint = endpoint,
+                                             .ttl = ttl});
   ++leases_;
-  AttachIp(ip, name_id);
+  ++endpoints_[endpoint].leases;
 }
 
-void FqdnCache::EnforceIpLimit(uint32_t name_id, uint64_t endpoint, UnixSeconds now) {
+void FqdnCache::EnforceIpLimit(uint32_t name_id, uint32_t endpoint, UnixSeconds now) {
   auto& leases = names_[name_id].leases;
   std::vector<LeaseRec*> live;
   for (LeaseRec& lease : leases) {
@@ -207,7 +265,7 @@ void FqdnCache::ExpireLeaseToZombie(uint32_t name_id, LeaseRec& lease,
   Zombie& zombie = it->second;
   if (inserted) {
     zombie.created_at = now;
-    ++zombies_per_endpoint_[lease.endpoint];
+    ++endpoints_[lease.endpoint].zombies;
   }
   zombie.delete_pending_at = std::max(zombie.delete_pending_at, delete_pending_at);
   zombie.names.insert(name_id);
@@ -216,40 +274,42 @@ void FqdnCache::ExpireLeaseToZombie(uint32_t name_id, LeaseRec& lease,
 
 void FqdnCache::ForgetLease(uint32_t name_id, const LeaseRec& lease) {
   --leases_;
-  if (lease.expires != kZombie) return;
-  auto z = zombies_.find(ZombieKey{lease.ip, lease.endpoint});
-  if (z == zombies_.end()) return;
-  z->second.names.erase(name_id);
-  if (z->second.names.empty()) {
-    zombies_.erase(z);
-    if (--zombies_per_endpoint_[lease.endpoint] == 0) zombies_per_endpoint_.erase(lease.endpoint);
+  EndpointRec& endpoint = endpoints_[lease.endpoint];
+  if (lease.expires == kZombie) {
+    auto z = zombies_.find(ZombieKey{lease.ip, lease.endpoint});
+    if (z != zombies_.end() && z->second.names.erase(name_id) && z->second.names.empty()) {
+      zombies_.erase(z);
+      --endpoint.zombies;
+    }
   }
+  --endpoint.leases;
+  FreeEndpointIfUnused(lease.endpoint);
 }
 
-bool FqdnCache::NameHoldsIp(const NameRec& rec, const IpAddr& ip) const {
+bool FqdnCache::NameHoldsIp(const NameRec& rec, uint32_t ip) const {
   // Leases are grouped by endpoint: one binary search per endpoint holding the name.
   auto group = rec.leases.begin();
   while (group != rec.leases.end()) {
-    const uint64_t endpoint = group->endpoint;
+    const uint32_t endpoint = group->endpoint;
     auto end = std::upper_bound(group, rec.leases.end(), endpoint,
-                                [](uint64_t e, const LeaseRec& l) { return e < l.endpoint; });
+                                [](uint32_t e, const LeaseRec& l) { return e < l.endpoint; });
     auto it = std::lower_bound(group, end, ip,
-                               [](const LeaseRec& l, const IpAddr& a) { return l.ip < a; });
+                               [](const LeaseRec& l, uint32_t a) { return l.ip < a; });
     if (it != end && it->ip == ip) return true;
     group = end;
   }
   return false;
 }
 
-void FqdnCache::ReleaseIps(uint32_t name_id, std::span<const IpAddr> ips) {
-  for (const IpAddr& ip : ips) {
+void FqdnCache::ReleaseIps(uint32_t name_id, std::span<const uint32_t> ips) {
+  for (uint32_t ip : ips) {
     if (!NameHoldsIp(names_[name_id], ip)) DetachIp(ip, name_id);
   }
 }
 
 void FqdnCache::RemoveLeases(uint32_t name_id, absl::FunctionRef<bool(const LeaseRec&)> pred) {
   auto& leases = names_[name_id].leases;
-  std::vector<IpAddr> released;
+  std::vector<uint32_t> released;
   auto keep_end = std::remove_if(leases.begin(), leases.end(), [&](const LeaseRec& lease) {
     if (!pred(lease)) return false;
     ForgetLease(name_id, lease);
@@ -285,50 +345,61 @@ void FqdnCache::DeleteZombie(const ZombieKey& key) {
 
 // ---- the node-wide view: IPs, selector sets, identities ----
 
-void FqdnCache::AttachIp(const IpAddr& ip, uint32_t name_id) {
-  IpRec& rec = ips_[ip];
-  if (rec.shared) {
-    if (!rec.shared->names.insert(name_id).second) return;
-    ++rec.shared->selset_names[names_[name_id].selset];
-  } else if (rec.only_name == kNoName) {
-    rec.only_name = name_id;
-  } else {
-    if (rec.only_name == name_id) return;
-    rec.shared = std::make_unique<SharedIp>();
-    for (uint32_t id : {rec.only_name, name_id}) {
-      rec.shared->names.insert(id);
-      ++rec.shared->selset_names[names_[id].selset];
-    }
-    rec.only_name = kNoName;
+uint32_t FqdnCache::AttachIp(const IpAddr& ip, uint32_t name_id) {
+  uint32_t id = ips_.Find(ip);
+  if (id == IpTable::kNone) {
+    id = ips_.Intern(ip, IpTable::Rec{.names = name_id});
+    UpdateIpIdentity(id);
+    return id;
   }
-  UpdateIpIdentity(ip, rec);
+  IpTable::Rec& rec = ips_.rec(id);
+  if (rec.names == kSharedNames) {
+    SharedIp& shared = shared_ips_[id];
+    if (!shared.names.insert(name_id).second) return id;
+    ++shared.selset_names[names_[name_id].selset];
+  } else {
+    if (rec.names == name_id) return id;
+    SharedIp& shared = shared_ips_[id];
+    for (uint32_t n : {rec.names, name_id}) {
+      shared.names.insert(n);
+      ++shared.selset_names[names_[n].selset];
+    }
+    rec.names = kSharedNames;
+  }
+  UpdateIpIdentity(id);
+  return id;
 }
 
-void FqdnCache::DetachIp(const IpAddr& ip, uint32_t name_id) {
-  auto it = ips_.find(ip);
-  if (it == ips_.end()) return;
-  IpRec& rec = it->second;
-  if (rec.shared) {
-    if (rec.shared->names.erase(name_id) == 0) return;
-    auto count = rec.shared->selset_names.find(names_[name_id].selset);
-    if (--count->second == 0) rec.shared->selset_names.erase(count);
-    if (rec.shared->names.size() == 1) {
-      rec.only_name = *rec.shared->names.begin();
-      rec.shared.reset();
+void FqdnCache::DetachIp(uint32_t ip, uint32_t name_id) {
+  IpTable::Rec& rec = ips_.rec(ip);
+  if (rec.names == kSharedNames) {
+    auto shared = shared_ips_.find(ip);
+    if (shared->second.names.erase(name_id) == 0) return;
+    auto count = shared->second.selset_names.find(names_[name_id].selset);
+    if (--count->second == 0) shared->second.selset_names.erase(count);
+    if (shared->second.names.size() == 1) {
+      rec.names = *shared->second.names.begin();
+      shared_ips_.erase(shared);
     }
-  } else {
-    if (rec.only_name != name_id) return;
-    rec.only_name = kNoName;
-  }
-  if (rec.name_count() == 0) {
-    if (rec.identity != 0) {
-      Emit(Delta{.kind = Delta::Kind::kIpRemoved, .ip = ip});
-      ReleaseIdentity(rec.identity);
-    }
-    ips_.erase(it);
+    UpdateIpIdentity(ip);
     return;
   }
-  UpdateIpIdentity(ip, rec);
+  if (rec.names != name_id) return;
+  if (rec.identity != 0) {
+    Emit(Delta{.kind = Delta::Kind::kIpRemoved, .ip = ips_.Address(ip)});
+    ReleaseIdentity(rec.identity);
+  }
+  ips_.Erase(ip);
+}
+
+template <typename Fn>
+void FqdnCache::ForEachNameOnIp(uint32_t ip, Fn&& fn) const {
+  const uint32_t names = ips_.rec(ip).names;
+  if (names != kSharedNames) {
+    fn(names);
+    return;
+  }
+  for (uint32_t id : shared_ips_.at(ip).names) fn(id);
 }
 
 void FqdnCache::ChangeNameSelset(uint32_t name_id, uint32_t new_selset) {
@@ -337,30 +408,31 @@ void FqdnCache::ChangeNameSelset(uint32_t name_id, uint32_t new_selset) {
   if (old_selset == new_selset) return;
   RefSelset(new_selset);
   name.selset = new_selset;
-  absl::flat_hash_set<IpAddr> seen;
+  absl::flat_hash_set<uint32_t> seen;
   for (const LeaseRec& lease : name.leases) {
     if (!seen.insert(lease.ip).second) continue;
-    IpRec& rec = ips_[lease.ip];
-    if (rec.shared) {
-      auto count = rec.shared->selset_names.find(old_selset);
-      if (--count->second == 0) rec.shared->selset_names.erase(count);
-      ++rec.shared->selset_names[new_selset];
+    if (ips_.rec(lease.ip).names == kSharedNames) {
+      SharedIp& shared = shared_ips_[lease.ip];
+      auto count = shared.selset_names.find(old_selset);
+      if (--count->second == 0) shared.selset_names.erase(count);
+      ++shared.selset_names[new_selset];
     }
-    UpdateIpIdentity(lease.ip, rec);
+    UpdateIpIdentity(lease.ip);
   }
   UnrefSelset(old_selset);
 }
 
-void FqdnCache::UpdateIpIdentity(const IpAddr& ip, IpRec& rec) {
+void FqdnCache::UpdateIpIdentity(uint32_t ip) {
+  IpTable::Rec& rec = ips_.rec(ip);
   std::vector<uint32_t> selectors;
-  if (rec.shared) {
-    for (const auto& [selset, count] : rec.shared->selset_names) {
+  if (rec.names == kSharedNames) {
+    for (const auto& [selset, count] : shared_ips_[ip].selset_names) {
       const auto& s = selsets_[selset].selectors;
       selectors.insert(selectors.end(), s.begin(), s.end());
     }
     SortUnique(selectors);
-  } else if (rec.only_name != kNoName) {
-    selectors = selsets_[names_[rec.only_name].selset].selectors;
+  } else {
+    selectors = selsets_[names_[rec.names].selset].selectors;
   }
   const uint32_t identity = AcquireIdentity(selectors);
   const uint32_t old = rec.identity;
@@ -370,9 +442,9 @@ void FqdnCache::UpdateIpIdentity(const IpAddr& ip, IpRec& rec) {
   }
   rec.identity = identity;
   if (identity != 0) {
-    Emit(Delta{.kind = Delta::Kind::kIpUpserted, .ip = ip, .identity = identity});
+    Emit(Delta{.kind = Delta::Kind::kIpUpserted, .ip = ips_.Address(ip), .identity = identity});
   } else {
-    Emit(Delta{.kind = Delta::Kind::kIpRemoved, .ip = ip});
+    Emit(Delta{.kind = Delta::Kind::kIpRemoved, .ip = ips_.Address(ip)});
   }
   ReleaseIdentity(old);
 }
@@ -480,23 +552,23 @@ std::vector<std::string> FqdnCache::IdentityLabels(const std::vector<uint32_t>& 
 
 void FqdnCache::MarkAlive(std::optional<uint64_t> endpoint, const IpAddr& ip, UnixSeconds at) {
   absl::MutexLock lock(&mu_);
-  auto mark = [&](uint64_t ep) {
-    auto z = zombies_.find(ZombieKey{ip, ep});
+  const uint32_t ip_id = ips_.Find(ip);
+  if (ip_id == IpTable::kNone) return;
+  auto mark = [&](uint32_t ep) {
+    auto z = zombies_.find(ZombieKey{ip_id, ep});
     if (z != zombies_.end()) z->second.alive_at = std::max(z->second.alive_at, at);
   };
   if (endpoint.has_value()) {
-    mark(*endpoint);
+    if (const uint32_t slot = FindEndpoint(*endpoint); slot != kNone) mark(slot);
     return;
   }
-  auto rec = ips_.find(ip);
-  if (rec == ips_.end()) return;
-  absl::flat_hash_set<uint64_t> endpoints;
-  rec->second.ForEachName([&](uint32_t id) {
+  absl::flat_hash_set<uint32_t> endpoints;
+  ForEachNameOnIp(ip_id, [&](uint32_t id) {
     for (const LeaseRec& lease : names_[id].leases) {
-      if (lease.ip == ip && lease.expires == kZombie) endpoints.insert(lease.endpoint);
+      if (lease.ip == ip_id && lease.expires == kZombie) endpoints.insert(lease.endpoint);
     }
   });
-  for (uint64_t ep : endpoints) mark(ep);
+  for (uint32_t ep : endpoints) mark(ep);
 }
 
 void FqdnCache::EndAliveSweep(UnixSeconds started_at) {
@@ -511,7 +583,7 @@ GcResult FqdnCache::Gc(UnixSeconds now) {
     absl::MutexLock lock(&mu_);
     const size_t names_before = live_names_;
     for (uint32_t id = 0; id < names_.size(); ++id) {
-      if (!names_[id].in_use) continue;
+      if (!InUse(names_[id])) continue;
       for (LeaseRec& lease : names_[id].leases) {
         if (lease.expires != kZombie && lease.expires <= now) {
           ExpireLeaseToZombie(id, lease, lease.expires, now);
@@ -536,7 +608,8 @@ GcResult FqdnCache::Gc(UnixSeconds now) {
 
     // Past the per-endpoint limit, the zombies seen alive longest ago go first (Cilium's order).
     std::vector<ZombieKey> over;
-    for (const auto& [endpoint, count] : zombies_per_endpoint_) {
+    for (uint32_t endpoint = 0; endpoint < endpoints_.size(); ++endpoint) {
+      const uint32_t count = endpoints_[endpoint].zombies;
       if (count <= options_.max_deferred_connection_deletes) continue;
       std::vector<std::pair<const ZombieKey*, const Zombie*>> mine;
       for (const auto& [key, zombie] : zombies_) {
@@ -544,12 +617,12 @@ GcResult FqdnCache::Gc(UnixSeconds now) {
       }
       const size_t excess = count - options_.max_deferred_connection_deletes;
       std::partial_sort(mine.begin(), mine.begin() + excess, mine.end(),
-                        [](const auto& a, const auto& b) {
+                        [&](const auto& a, const auto& b) {
                           if (a.second->alive_at != b.second->alive_at)
                             return a.second->alive_at < b.second->alive_at;
                           if (a.second->delete_pending_at != b.second->delete_pending_at)
                             return a.second->delete_pending_at < b.second->delete_pending_at;
-                          return a.first->ip < b.first->ip;
+                          return ips_.Address(a.first->ip) < ips_.Address(b.first->ip);
                         });
       for (size_t i = 0; i < excess; ++i) over.push_back(*mine[i].first);
     }
@@ -567,11 +640,34 @@ void FqdnCache::Reevaluate() {
   {
     absl::MutexLock lock(&mu_);
     for (uint32_t id = 0; id < names_.size(); ++id) {
-      if (names_[id].in_use) ChangeNameSelset(id, SelsetFor(names_[id].name.view()));
+      if (InUse(names_[id])) ChangeNameSelset(id, SelsetFor(NameText(id)));
     }
     ++generation_;
   }
   FlushDeltas();
+}
+
+void FqdnCache::ClearContent() {
+  arena_.Clear();
+  names_.clear();
+  free_names_.clear();
+  name_index_.clear();
+  lru_head_ = lru_tail_ = kNoName;
+  live_names_ = leases_ = 0;
+  ips_.Clear();
+  shared_ips_.clear();
+  endpoints_.clear();
+  endpoint_index_.clear();
+  free_endpoints_.clear();
+  zombies_.clear();
+  selsets_.assign(1, Selset{});
+  free_selsets_.clear();
+  selset_ids_.clear();
+  selset_ids_[{}] = 0;
+  identities_.clear();
+  identity_ids_.clear();
+  free_identities_.clear();
+  next_identity_ = kFirstLocalIdentity;
 }
 
 void FqdnCache::RequestResync() {
@@ -586,9 +682,10 @@ void FqdnCache::RequestResync() {
 void FqdnCache::RemoveEndpoint(uint64_t endpoint) {
   {
     absl::MutexLock lock(&mu_);
-    for (uint32_t id = 0; id < names_.size(); ++id) {
-      if (!names_[id].in_use) continue;
-      RemoveLeases(id, [&](const LeaseRec& lease) { return lease.endpoint == endpoint; });
+    const uint32_t slot = FindEndpoint(endpoint);
+    for (uint32_t id = 0; id < names_.size() && slot != kNone; ++id) {
+      if (!InUse(names_[id])) continue;
+      RemoveLeases(id, [&](const LeaseRec& lease) { return lease.endpoint == slot; });
     }
     ++generation_;
   }
@@ -617,11 +714,11 @@ void FqdnCache::TakePending(std::vector<Delta>* out) {
       pending_.push_back(Delta{.seq = ++seq_, .kind = Delta::Kind::kIdentityAdded,
                                .identity = number, .labels = IdentityLabels(identity.selectors)});
     }
-    for (const auto& [ip, rec] : ips_) {
-      if (rec.identity == 0) continue;
-      pending_.push_back(
-          Delta{.seq = ++seq_, .kind = Delta::Kind::kIpUpserted, .ip = ip, .identity = rec.identity});
-    }
+    ips_.ForEach([&](uint32_t id, const IpTable::Rec& rec) {
+      if (rec.identity == 0) return;
+      pending_.push_back(Delta{.seq = ++seq_, .kind = Delta::Kind::kIpUpserted,
+                               .ip = ips_.Address(id), .identity = rec.identity});
+    });
   }
   out->swap(pending_);
 }
@@ -659,8 +756,8 @@ size_t FqdnCache::DrainDeltas(absl::FunctionRef<void(std::span<const Delta>)> fn
 // ---- reads ----
 
 LeaseInfo FqdnCache::ToInfo(const LeaseRec& lease) const {
-  LeaseInfo info{.ip = lease.ip, .endpoint = lease.endpoint, .expires = lease.expires,
-                 .ttl = lease.ttl};
+  LeaseInfo info{.ip = ips_.Address(lease.ip), .endpoint = endpoints_[lease.endpoint].id,
+                 .expires = lease.expires, .ttl = lease.ttl};
   if (lease.expires == kZombie) {
     info.zombie = true;
     auto z = zombies_.find(ZombieKey{lease.ip, lease.endpoint});
@@ -679,19 +776,22 @@ std::vector<LeaseInfo> FqdnCache::LookupName(absl::string_view name,
   std::vector<LeaseInfo> out;
   const uint32_t id = FindName(canonical);
   if (id == kNoName) return out;
+  const uint32_t slot = endpoint.has_value() ? FindEndpoint(*endpoint) : kNone;
+  if (endpoint.has_value() && slot == kNone) return out;
   for (const LeaseRec& lease : names_[id].leases) {
-    if (!endpoint.has_value() || lease.endpoint == *endpoint) out.push_back(ToInfo(lease));
+    if (!endpoint.has_value() || lease.endpoint == slot) out.push_back(ToInfo(lease));
   }
+  std::sort(out.begin(), out.end(), InfoLess);
   return out;
 }
 
 FqdnCache::IpInfo FqdnCache::LookupIp(const IpAddr& ip) const {
   absl::ReaderMutexLock lock(&mu_);
   IpInfo info;
-  auto it = ips_.find(ip);
-  if (it == ips_.end()) return info;
-  info.identity = it->second.identity;
-  it->second.ForEachName([&](uint32_t id) { info.names.emplace_back(names_[id].name.view()); });
+  const uint32_t id = ips_.Find(ip);
+  if (id == IpTable::kNone) return info;
+  info.identity = ips_.rec(id).identity;
+  ForEachNameOnIp(id, [&](uint32_t name) { info.names.emplace_back(NameText(name)); });
   std::sort(info.names.begin(), info.names.end());
   return info;
 }
@@ -703,7 +803,8 @@ void FqdnCache::ForEachName(
   for (uint32_t id = lru_head_; id != kNoName; id = names_[id].lru_next) {
     infos.clear();
     for (const LeaseRec& lease : names_[id].leases) infos.push_back(ToInfo(lease));
-    fn(names_[id].name.view(), infos);
+    std::sort(infos.begin(), infos.end(), InfoLess);
+    fn(NameText(id), infos);
   }
 }
 
@@ -722,9 +823,9 @@ std::vector<IdentityInfo> FqdnCache::Identities() const {
 
 void FqdnCache::ForEachIpIdentity(absl::FunctionRef<void(const IpAddr&, uint32_t)> fn) const {
   absl::ReaderMutexLock lock(&mu_);
-  for (const auto& [ip, rec] : ips_) {
-    if (rec.identity != 0) fn(ip, rec.identity);
-  }
+  ips_.ForEach([&](uint32_t id, const IpTable::Rec& rec) {
+    if (rec.identity != 0) fn(ips_.Address(id), rec.identity);
+  });
 }
 
 CacheStats FqdnCache::stats() const {

@@ -23,13 +23,15 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
-#include "absl/container/inlined_vector.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "lib/common/ip.h"
 #include "lib/fqdn/id_set.h"
+#include "lib/fqdn/inline_one_vector.h"
+#include "lib/fqdn/ip_table.h"
+#include "lib/fqdn/name_arena.h"
 #include "lib/fqdn/selector_source.h"
 
 namespace acns::fqdn {
@@ -181,69 +183,54 @@ class FqdnCache {
   absl::Status RestoreState(absl::string_view bytes, UnixSeconds now);
 
  private:
+  // 12 bytes: the IP is an IpTable id, the endpoint a slot in endpoints_ (4,096 endpoints with
+  // answers at once, as Cilium's 4,095 endpoint IDs per node), the TTL as received up to 12 days
+  // (it is only reported; the expiry is exact).
+  static constexpr int kEndpointBits = 12;
+  static constexpr int kTtlBits = 32 - kEndpointBits;
+  static constexpr uint32_t kMaxEndpoints = 1u << kEndpointBits;
+  static constexpr uint32_t kMaxStoredTtl = (1u << kTtlBits) - 1;
   struct LeaseRec {
-    IpAddr ip;
-    uint64_t endpoint = 0;
+    uint32_t ip = 0;
     uint32_t expires = 0;  // kZombie: expired, held by a zombie
-    uint32_t ttl = 0;
+    uint32_t endpoint : kEndpointBits = 0;
+    uint32_t ttl : kTtlBits = 0;
   };
+  static_assert(sizeof(LeaseRec) == 12);
   static constexpr uint32_t kZombie = 0;
   // Expiries are stored as 32-bit Unix seconds (enough until 2106), never 0 (kZombie).
   static uint32_t ClampExpiry(UnixSeconds t) {
     return static_cast<uint32_t>(std::clamp<UnixSeconds>(t, 1, UINT32_MAX));
   }
   static constexpr uint32_t kNoName = UINT32_MAX;
+  static constexpr uint32_t kNone = UINT32_MAX;
 
-  // A name's text in 9 bytes plus its heap block (std::string takes 32 plus the same block for
-  // names over 15 characters, the usual case): bytes per entry are what bound the cache.
-  class NameText {
-   public:
-    absl::string_view view() const { return {data_.get(), size_}; }
-    void assign(absl::string_view s) {
-      data_ = std::make_unique_for_overwrite<char[]>(s.size());
-      std::copy(s.begin(), s.end(), data_.get());
-      size_ = static_cast<uint8_t>(s.size());  // names are at most 254 characters
-    }
-    void clear() {
-      data_.reset();
-      size_ = 0;
-    }
-
-   private:
-    std::unique_ptr<char[]> data_;
-    uint8_t size_ = 0;
-  };
+  // 32 bytes plus the text in the arena: bytes per entry are what bound the cache.
   struct NameRec {
-    NameText name;
-    bool in_use = false;
+    uint32_t text = NameArena::kNone;  // kNone: a free slot
+    uint32_t selset = 0;
     uint32_t lru_prev = kNoName;
     uint32_t lru_next = kNoName;
-    uint32_t selset = 0;
-    absl::InlinedVector<LeaseRec, 1> leases;  // sorted by (endpoint, ip)
+    InlineOneVector<LeaseRec> leases;  // sorted by (endpoint, ip) ids
   };
-  // The names on an IP shared by two or more (a CDN address), and how many of them have each
-  // selector set, so that adding or removing one name costs O(1), not O(names on the IP).
+  static_assert(sizeof(NameRec) == 32);
+  static bool InUse(const NameRec& rec) { return rec.text != NameArena::kNone; }
+  // An IP's names (IpTable::Rec::names): one name id, or kSharedNames for two or more (a CDN
+  // address), listed in shared_ips_ with how many of them have each selector set, so that adding
+  // or removing one name costs O(1), not O(names on the IP).
+  static constexpr uint32_t kSharedNames = UINT32_MAX - 1;
   struct SharedIp {
     absl::flat_hash_set<uint32_t> names;
     absl::flat_hash_map<uint32_t, uint32_t> selset_names;
   };
-  struct IpRec {
-    uint32_t identity = 0;
-    uint32_t only_name = kNoName;     // the name, while there is exactly one
-    std::unique_ptr<SharedIp> shared;  // while there are two or more
-    size_t name_count() const { return shared ? shared->names.size() : (only_name != kNoName); }
-    template <typename Fn>
-    void ForEachName(Fn&& fn) const {
-      if (shared) {
-        for (uint32_t id : shared->names) fn(id);
-      } else if (only_name != kNoName) {
-        fn(only_name);
-      }
-    }
+  struct EndpointRec {
+    uint64_t id = 0;
+    uint32_t leases = 0;   // the slot is freed with the last one
+    uint32_t zombies = 0;  // (IP, endpoint) zombies, for max_deferred_connection_deletes
   };
   struct ZombieKey {
-    IpAddr ip;
-    uint64_t endpoint = 0;
+    uint32_t ip = 0;
+    uint32_t endpoint = 0;
     friend bool operator==(const ZombieKey&, const ZombieKey&) = default;
     template <typename H>
     friend H AbslHashValue(H h, const ZombieKey& k) {
@@ -264,19 +251,19 @@ class FqdnCache {
     std::vector<uint32_t> selectors;
     uint32_t refs = 0;  // IPs using it
   };
-  // Looks names up by text in the slab without storing the text twice.
+  // Looks names up by text in the arena without storing the text twice.
   struct NameHash {
     using is_transparent = void;
-    const std::deque<NameRec>* names;
+    const FqdnCache* cache;
     size_t operator()(uint32_t id) const;
     size_t operator()(absl::string_view name) const;
   };
   struct NameEq {
     using is_transparent = void;
-    const std::deque<NameRec>* names;
+    const FqdnCache* cache;
     bool operator()(uint32_t a, uint32_t b) const { return a == b; }
-    bool operator()(uint32_t a, absl::string_view b) const { return (*names)[a].name.view() == b; }
-    bool operator()(absl::string_view a, uint32_t b) const { return a == (*names)[b].name.view(); }
+    bool operator()(uint32_t a, absl::string_view b) const { return cache->NameText(a) == b; }
+    bool operator()(absl::string_view a, uint32_t b) const { return a == cache->NameText(b); }
   };
 
   absl::StatusOr<uint64_t> Learn(uint64_t endpoint, absl::string_view qname,
@@ -284,14 +271,19 @@ class FqdnCache {
                                  UnixSeconds now);
 
   // All below: mu_ held.
+  absl::string_view NameText(uint32_t id) const { return arena_.View(names_[id].text); }
   uint32_t FindName(absl::string_view canonical) const;
-  uint32_t AddName(absl::string_view canonical);
+  uint32_t AddName(absl::string_view canonical);  // kNoName when the arena is full
   void DeleteName(uint32_t id);  // the name must hold no lease
+  void RepackNamesIfSparse();
   void LruUnlink(uint32_t id);
   void LruPushFront(uint32_t id);
-  void InsertLease(uint32_t name_id, uint64_t endpoint, const IpAddr& ip, uint32_t expires,
+  uint32_t InternEndpoint(uint64_t endpoint);  // kNone past kMaxEndpoints
+  uint32_t FindEndpoint(uint64_t endpoint) const;
+  void FreeEndpointIfUnused(uint32_t slot);
+  void InsertLease(uint32_t name_id, uint32_t endpoint, const IpAddr& ip, uint32_t expires,
                    uint32_t ttl);
-  void EnforceIpLimit(uint32_t name_id, uint64_t endpoint, UnixSeconds now);
+  void EnforceIpLimit(uint32_t name_id, uint32_t endpoint, UnixSeconds now);
   void EnforceEntryCap(uint32_t protect);
   void ExpireLeaseToZombie(uint32_t name_id, LeaseRec& lease, UnixSeconds delete_pending_at,
                            UnixSeconds now);
@@ -299,14 +291,17 @@ class FqdnCache {
   // membership, the name on their IPs); deletes the name if no lease is left.
   void RemoveLeases(uint32_t name_id, absl::FunctionRef<bool(const LeaseRec&)> pred);
   void ForgetLease(uint32_t name_id, const LeaseRec& lease);
-  void ReleaseIps(uint32_t name_id, std::span<const IpAddr> ips);
-  bool NameHoldsIp(const NameRec& rec, const IpAddr& ip) const;
+  void ReleaseIps(uint32_t name_id, std::span<const uint32_t> ips);
+  bool NameHoldsIp(const NameRec& rec, uint32_t ip) const;
   void DeleteZombie(const ZombieKey& key);
 
-  void AttachIp(const IpAddr& ip, uint32_t name_id);
-  void DetachIp(const IpAddr& ip, uint32_t name_id);
+  // Puts the name on the IP (interned if new); returns the IP's id.
+  uint32_t AttachIp(const IpAddr& ip, uint32_t name_id);
+  void DetachIp(uint32_t ip, uint32_t name_id);
+  template <typename Fn>
+  void ForEachNameOnIp(uint32_t ip, Fn&& fn) const;
   void ChangeNameSelset(uint32_t name_id, uint32_t new_selset);
-  void UpdateIpIdentity(const IpAddr& ip, IpRec& rec);
+  void UpdateIpIdentity(uint32_t ip);
 
   uint32_t InternSelector(absl::string_view selector);
   static void SortUnique(std::vector<uint32_t>& ids);
@@ -317,6 +312,7 @@ class FqdnCache {
   uint32_t AcquireIdentity(const std::vector<uint32_t>& selectors);
   void ReleaseIdentity(uint32_t identity);
   std::vector<std::string> IdentityLabels(const std::vector<uint32_t>& selectors) const;
+  void ClearContent();  // everything but the options, selectors, deltas and counters
 
   void Emit(Delta delta);
   // Moves the waiting deltas out; after an overflow, a kResync and the full state instead.
@@ -328,6 +324,7 @@ class FqdnCache {
   const SelectorSource* const selectors_;
 
   mutable absl::Mutex mu_;
+  NameArena arena_;
   std::deque<NameRec> names_;  // a deque: no doubling slack, indices stay valid
   std::vector<uint32_t> free_names_;
   absl::flat_hash_set<uint32_t, NameHash, NameEq> name_index_;
@@ -336,9 +333,12 @@ class FqdnCache {
   size_t live_names_ = 0;
   size_t leases_ = 0;
 
-  absl::flat_hash_map<IpAddr, IpRec> ips_;
+  IpTable ips_;
+  absl::flat_hash_map<uint32_t, SharedIp> shared_ips_;  // by IP id
+  std::vector<EndpointRec> endpoints_;
+  absl::flat_hash_map<uint64_t, uint32_t> endpoint_index_;
+  std::vector<uint32_t> free_endpoints_;
   absl::flat_hash_map<ZombieKey, Zombie> zombies_;
-  absl::flat_hash_map<uint64_t, uint32_t> zombies_per_endpoint_;
   bool sweep_reported_ = false;
   UnixSeconds last_sweep_start_ = 0;
 

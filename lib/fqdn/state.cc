@@ -71,11 +71,12 @@ std::string FqdnCache::SerializeState(UnixSeconds now) const {
   for (uint32_t id = lru_head_; id != kNoName; id = names_[id].lru_next) {
     const NameRec& rec = names_[id];
     state::FqdnName* name = out.add_names();
-    name->set_name(std::string(rec.name.view()));
+    name->set_name(std::string(NameText(id)));
     for (const LeaseRec& lease : rec.leases) {
       state::FqdnLease* l = name->add_leases();
-      l->set_ip(lease.ip.bytes.data(), lease.ip.bytes.size());
-      l->set_endpoint(lease.endpoint);
+      const IpAddr ip = ips_.Address(lease.ip);
+      l->set_ip(ip.bytes.data(), ip.bytes.size());
+      l->set_endpoint(endpoints_[lease.endpoint].id);
       l->set_expires(lease.expires);
       l->set_ttl(lease.ttl);
       l->set_zombie(lease.expires == kZombie);
@@ -83,8 +84,9 @@ std::string FqdnCache::SerializeState(UnixSeconds now) const {
   }
   for (const auto& [key, zombie] : zombies_) {
     state::FqdnZombie* z = out.add_zombies();
-    z->set_ip(key.ip.bytes.data(), key.ip.bytes.size());
-    z->set_endpoint(key.endpoint);
+    const IpAddr ip = ips_.Address(key.ip);
+    z->set_ip(ip.bytes.data(), ip.bytes.size());
+    z->set_endpoint(endpoints_[key.endpoint].id);
     z->set_alive_at(zombie.alive_at);
     z->set_delete_pending_at(zombie.delete_pending_at);
     z->set_created_at(zombie.created_at);
@@ -141,22 +143,7 @@ absl::Status FqdnCache::RestoreState(absl::string_view bytes, UnixSeconds now) {
   {
     absl::MutexLock lock(&mu_);
     // Start over; the consumer of deltas gets a resync with the full state at the end.
-    names_.clear();
-    free_names_.clear();
-    name_index_.clear();
-    lru_head_ = lru_tail_ = kNoName;
-    live_names_ = leases_ = 0;
-    ips_.clear();
-    zombies_.clear();
-    zombies_per_endpoint_.clear();
-    selsets_.assign(1, Selset{});
-    free_selsets_.clear();
-    selset_ids_.clear();
-    selset_ids_[{}] = 0;
-    identities_.clear();
-    identity_ids_.clear();
-    free_identities_.clear();
-    next_identity_ = kFirstLocalIdentity;
+    ClearContent();
     sweep_reported_ = in.sweep_reported();
     last_sweep_start_ = in.last_sweep_start();
 
@@ -176,13 +163,20 @@ absl::Status FqdnCache::RestoreState(absl::string_view bytes, UnixSeconds now) {
     for (auto n = names.rbegin(); n != names.rend(); ++n) {
       if (n->second.empty() || FindName(n->first) != kNoName) continue;
       const uint32_t id = AddName(n->first);
+      if (id == kNoName) break;  // the arena is full: the most recent names did not fit
       for (const Lease& l : n->second) {
+        const uint32_t endpoint = InternEndpoint(l.endpoint);
+        if (endpoint == kNone) continue;  // past the endpoints a cache holds
         // A zombie, or a lease that expired while we were down, comes back as a zombie.
-        InsertLease(id, l.endpoint, l.ip, ClampExpiry(l.zombie ? 1 : l.expires), l.ttl);
+        InsertLease(id, endpoint, l.ip, ClampExpiry(l.zombie ? 1 : l.expires), l.ttl);
+      }
+      if (names_[id].leases.empty()) {
+        DeleteName(id);
+        continue;
       }
       for (LeaseRec& lease : names_[id].leases) {
         if (lease.expires != kZombie && lease.expires <= now) {
-          auto z = zombie_info.find({lease.ip, lease.endpoint});
+          auto z = zombie_info.find({ips_.Address(lease.ip), endpoints_[lease.endpoint].id});
           const bool was_zombie = z != zombie_info.end();
           ExpireLeaseToZombie(id, lease, was_zombie ? z->second.delete_pending_at() : lease.expires,
                               now);
@@ -190,7 +184,7 @@ absl::Status FqdnCache::RestoreState(absl::string_view bytes, UnixSeconds now) {
       }
     }
     for (auto& [key, zombie] : zombies_) {
-      auto z = zombie_info.find({key.ip, key.endpoint});
+      auto z = zombie_info.find({ips_.Address(key.ip), endpoints_[key.endpoint].id});
       if (z == zombie_info.end()) continue;
       zombie.alive_at = z->second.alive_at();
       zombie.created_at = std::min(zombie.created_at, z->second.created_at());

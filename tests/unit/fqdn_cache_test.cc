@@ -417,6 +417,63 @@ TEST_F(CacheTest, RemoveEndpointKeepsOtherEndpointsLeases) {
   ExpectConsistent();
 }
 
+TEST_F(CacheTest, EndpointsPastTheLimitAreRefusedUntilSlotsFreeUp) {
+  Make();
+  constexpr uint64_t kLimit = 4096;  // endpoints with answers at once
+  for (uint64_t ep = 1; ep <= kLimit; ++ep) {
+    Learn(ep * 1'000'003, "a.allowed.test", {"198.51.100.1"}, 100, kT0);
+  }
+  const IpAddr ip = Ip("198.51.100.2");
+  auto refused = cache_->Ingest(
+      Answer{.endpoint = 42, .qname = "b.allowed.test", .ips = {&ip, 1}, .ttl = 100, .now = kT0});
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(cache_->LookupName("b.allowed.test").empty());
+  EXPECT_EQ(cache_->LookupName("a.allowed.test").size(), kLimit);
+  // An endpoint that leaves frees its slot for the next one.
+  cache_->RemoveEndpoint(7 * 1'000'003);
+  Learn(42, "b.allowed.test", {"198.51.100.2"}, 100, kT0);
+  EXPECT_EQ(cache_->LookupName("b.allowed.test", 42).size(), 1u);
+  EXPECT_TRUE(cache_->LookupName("a.allowed.test", 7 * 1'000'003).empty());
+  EXPECT_EQ(cache_->LookupName("a.allowed.test", 8 * 1'000'003).size(), 1u);
+  ExpectConsistent();
+}
+
+TEST_F(CacheTest, TtlIsReportedUpTo12DaysAndExpiryStaysExact) {
+  Make();
+  Learn(1, "long.allowed.test", {"198.51.100.1"}, 30 * 86400, kT0);
+  Learn(1, "short.allowed.test", {"198.51.100.2"}, 86400, kT0);
+  const auto long_lease = cache_->LookupName("long.allowed.test");
+  ASSERT_EQ(long_lease.size(), 1u);
+  EXPECT_EQ(long_lease[0].ttl, (1u << 20) - 1);
+  EXPECT_EQ(long_lease[0].expires, kT0 + 30 * 86400);
+  EXPECT_EQ(cache_->LookupName("short.allowed.test")[0].ttl, 86400u);
+}
+
+TEST_F(CacheTest, NamesKeepTheirTextWhileLengthsShiftAndTheArenaRepacks) {
+  Make(CacheOptions{.max_entries = 20'000});
+  // Names grow by a character every 50,000: freed blocks of the old length go unused until the
+  // names are repacked; every name the cache holds must still read back right.
+  for (int i = 0; i < 200'000; ++i) {
+    const std::string name = absl::StrCat("n", std::string(1 + i / 50'000, 'x'), i, ".allowed.test");
+    uint8_t v6[16] = {0x20, 0x01, 0x0d, 0xb8};
+    for (int k = 0; k < 4; ++k) v6[15 - k] = static_cast<uint8_t>(i >> (8 * k));
+    const IpAddr ip = IpAddr::V6(v6);
+    ASSERT_TRUE(cache_->Ingest(Answer{.endpoint = 1, .qname = name, .ips = {&ip, 1}, .ttl = 300,
+                                      .now = kT0}).ok());
+  }
+  std::vector<std::pair<std::string, IpAddr>> held;
+  cache_->ForEachName([&](absl::string_view name, std::span<const LeaseInfo> leases) {
+    ASSERT_EQ(leases.size(), 1u);
+    held.emplace_back(name, leases[0].ip);
+  });
+  EXPECT_EQ(held.size(), 10'000u);
+  for (const auto& [name, ip] : held) {
+    ASSERT_EQ(cache_->LookupIp(ip).names, std::vector<std::string>{name});
+  }
+  EXPECT_EQ(cache_->LookupName("nxxxx199999.allowed.test").size(), 1u);
+  ExpectConsistent();
+}
+
 TEST_F(CacheTest, DeltaQueueOverflowTurnsIntoResync) {
   cache_ = std::make_unique<FqdnCache>(CacheOptions{.max_pending_deltas = 5}, &selectors_);
   for (int i = 0; i < 10; ++i) {
