@@ -377,6 +377,7 @@ class Agent {
       metric("acns_dns_upstream_failures_total", "Queries answered SERVFAIL for the upstream.", s.upstream_failures);
       metric("acns_dns_rejected_replies_total", "Upstream replies dropped (wrong ID or question).", s.rejected_replies);
       metric("acns_dns_concurrency_limited_total", "Queries refused by the concurrency limit.", s.concurrency_limited);
+      metric("acns_dns_answers_not_learned_total", "Answers the FQDN cache refused (their IPs stay denied).", s.answers_not_learned);
     }
     acns_fqdn_cache_stats c{};
     c.struct_size = sizeof(c);

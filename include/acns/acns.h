@@ -670,6 +670,7 @@ typedef struct acns_dns_proxy_stats {
   uint64_t rejected_replies;  /* wrong ID or question: dropped */
   uint64_t answers_learned;
   uint64_t held_released_late;
+  uint64_t answers_not_learned; /* the FQDN cache refused them (more endpoints than it holds) */
 } acns_dns_proxy_stats;
 
 /* Counters. Thread-safety: any thread. @since 0.2 */

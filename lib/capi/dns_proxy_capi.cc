@@ -167,6 +167,7 @@ acns_status acns_dns_proxy_stats_get(const acns_dns_proxy* proxy, acns_dns_proxy
     r.rejected_replies = s.rejected_replies;
     r.answers_learned = s.answers_learned;
     r.held_released_late = s.held_released_late;
+    r.answers_not_learned = s.answers_not_learned;
     acns::capi::WriteStruct(r, out);
     return SetError(err, ACNS_OK, 0, "");
   });

@@ -22,7 +22,7 @@ namespace acns::dnsproxy {
 struct DnsProxy::Counters {
   std::atomic<uint64_t> queries{0}, allowed{0}, denied{0}, malformed{0}, unknown_endpoint{0},
       upstream_failures{0}, upstream_timeouts{0}, concurrency_limited{0}, rejected_replies{0},
-      answers_learned{0}, held_released_late{0};
+      answers_learned{0}, answers_not_learned{0}, held_released_late{0};
   std::atomic<size_t> inflight{0};
 };
 
@@ -650,6 +650,10 @@ class DnsProxy::Worker {
       if (learned.ok()) {
         seq = *learned;
         Bump(counters().answers_learned);
+      } else {
+        // The cache refused it (endpoints past its limit): the client gets the answer, the
+        // datapath will not allow its addresses.
+        Bump(counters().answers_not_learned);
       }
     }
     dns::RestoreClientView(reply, p.query.header.id, p.query_msg, p.query.question, info->question);
@@ -823,6 +827,7 @@ ProxyStats DnsProxy::stats() const {
                     .concurrency_limited = c.concurrency_limited.load(),
                     .rejected_replies = c.rejected_replies.load(),
                     .answers_learned = c.answers_learned.load(),
+                    .answers_not_learned = c.answers_not_learned.load(),
                     .held_released_late = c.held_released_late.load()};
 }
 

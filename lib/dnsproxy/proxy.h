@@ -93,6 +93,7 @@ struct ProxyStats {
   uint64_t concurrency_limited = 0;
   uint64_t rejected_replies = 0;   // wrong ID or question: possible spoofs, dropped
   uint64_t answers_learned = 0;    // replies whose addresses went to the cache
+  uint64_t answers_not_learned = 0;  // replies the cache refused (FqdnCache::Ingest failed)
   uint64_t held_released_late = 0; // answers released by response_max_delay, not by an ack
 };
 
