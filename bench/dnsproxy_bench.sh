@@ -4,16 +4,21 @@
 # wildcard pattern, REFUSED for the rest, no packet cache), (c) acns-agent in explicit mode.
 # Same upstream (unbound, auth zone on 127.0.0.1), same queries (90% allowed, 10% denied), for
 # 1,000 and 10,000 patterns. Prints queries/s, latency percentiles, CPU per query of the proxy
-# process, and the ratios; then latency at half of acns's maximum rate.
+# process, and the ratios; then the latency added at half of acns's maximum rate. Every figure
+# is a median over ROUNDS interleaved runs (the machine is shared and noisy).
 # Usage: bench/dnsproxy_bench.sh [SECONDS [ROUNDS]] (default 10 s, 3 rounds); needs a release
-# build in build/ (scripts/setup.sh makes one). ACNS_AGENT=PATH runs another acns-agent build,
+# build in build/ (scripts/setup.sh makes one). ACNS_AGENT="PATH [FLAGS]" runs another
+# acns-agent build or adds flags; ACNS_AGENT_B="PATH [FLAGS]" adds a second agent (say, the
+# previous commit's) to every round, "acns_b", for an A/B in the same run;
 # ACNS_BENCH_PATTERNS="1000" only some policy sizes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
 rounds=${2:-3}
-agent=${ACNS_AGENT:-build/examples/agent/acns-agent}  # another build: A/B comparisons
+read -ra agent <<< "${ACNS_AGENT:-build/examples/agent/acns-agent}"
+read -ra agent_b <<< "${ACNS_AGENT_B:-}"
 upstream_port=53540 dnsdist_port=53541 acns_port=53542 api=127.0.0.1:53543
+acns_b_port=53544 api_b=127.0.0.1:53545
 ACNS_WORK_PREFIX=acns-bench source scripts/lib/local_unbound.sh  # sets $work, cleans up at exit
 ticks=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -38,9 +43,15 @@ for n in ${ACNS_BENCH_PATTERNS:-1000 10000}; do
   start_upstream
   dnsdist -C "$work/dnsdist.conf" --supervised --disable-syslog >/dev/null 2>&1 & dd_pid=$!; pids+=($dd_pid)
   mkdir -p "$work/policies"; cp "$work/policy.yaml" "$work/policies/"
-  "$agent" --policy-dir "$work/policies" --endpoints "$work/endpoints.yaml" \
+  "${agent[@]}" --policy-dir "$work/policies" --endpoints "$work/endpoints.yaml" \
     --dns-listen "127.0.0.1:$acns_port" --dns-upstream "127.0.0.1:$upstream_port" --api "$api" 2>/dev/null &
   acns_pid=$!; pids+=($acns_pid)
+  if (( ${#agent_b[@]} )); then
+    mkdir -p "$work/policies_b"; cp "$work/policy.yaml" "$work/policies_b/"
+    "${agent_b[@]}" --policy-dir "$work/policies_b" --endpoints "$work/endpoints.yaml" \
+      --dns-listen "127.0.0.1:$acns_b_port" --dns-upstream "127.0.0.1:$upstream_port" --api "$api_b" 2>/dev/null &
+    acns_b_pid=$!; pids+=($acns_b_pid)
+  fi
   sleep 3
   echo "== $n patterns, $seconds s per run, runs interleaved $rounds times, 2 cores shared by client, proxies and upstream"
   printf '%-14s %10s %9s %9s %9s %12s %8s\n' run "queries/s" "p50 ms" "p99 ms" "lost" "CPU us/query" "NOERROR"
@@ -49,13 +60,18 @@ for n in ${ACNS_BENCH_PATTERNS:-1000 10000}; do
     measure "upstream.$r" "$upstream_port" -
     measure "dnsdist.$r" "$dnsdist_port" "$dd_pid"
     measure "acns.$r" "$acns_port" "$acns_pid"
+    (( ! ${#agent_b[@]} )) || measure "acns_b.$r" "$acns_b_port" "$acns_b_pid"
   done
   python3 bench/dnsproxy_bench_stats.py --ratios "$work" "$rounds"
   half=$(python3 bench/dnsproxy_bench_stats.py --half-qps "$work" "$rounds")
   echo "-- latency at half of acns's median maximum rate ($half queries/s)"
-  measure upstream_half "$upstream_port" - "$half"
-  measure acns_half "$acns_port" "$acns_pid" "$half"
-  python3 bench/dnsproxy_bench_stats.py --added "$work"
-  kill "$acns_pid" "$dd_pid" "$upstream_pid"; wait "$acns_pid" "$dd_pid" "$upstream_pid" 2>/dev/null || true
+  for r in $(seq "$rounds"); do
+    measure "upstream_half.$r" "$upstream_port" - "$half"
+    measure "acns_half.$r" "$acns_port" "$acns_pid" "$half"
+    (( ! ${#agent_b[@]} )) || measure "acns_b_half.$r" "$acns_b_port" "$acns_b_pid" "$half"
+  done
+  python3 bench/dnsproxy_bench_stats.py --added "$work" "$rounds"
+  kill "$acns_pid" "$dd_pid" "$upstream_pid" ${acns_b_pid:-}
+  wait "$acns_pid" "$dd_pid" "$upstream_pid" ${acns_b_pid:-} 2>/dev/null || true
   rm -f "$work"/*.json
 done

@@ -4,7 +4,9 @@
   dnsproxy_bench_stats.py NAME FILE CPU_TICKS TICKS_PER_S   one table row; saves NAME.json
   dnsproxy_bench_stats.py --ratios DIR ROUNDS               medians, acns against dnsdist
   dnsproxy_bench_stats.py --half-qps DIR ROUNDS             half of acns's median queries/s
-  dnsproxy_bench_stats.py --added DIR                       latency acns adds over the upstream
+  dnsproxy_bench_stats.py --added DIR ROUNDS                median latency acns adds over the
+                                                            upstream at that rate
+Runs named acns_b (ACNS_AGENT_B) are reported next to acns when present.
 """
 import json
 import os
@@ -43,21 +45,31 @@ def median(d, target, rounds, key):
     return values[len(values) // 2]
 
 
+def acns_targets(d):
+    return ["acns"] + (["acns_b"] if os.path.exists(os.path.join(d, "acns_b.1.json")) else [])
+
+
 if sys.argv[1] == "--ratios":
     d, rounds = sys.argv[2], int(sys.argv[3])
-    m = {t: {k: median(d, t, rounds, k) for k in ("qps", "cpu_us", "p99")} for t in ("upstream", "dnsdist", "acns")}
+    targets = ["upstream", "dnsdist"] + acns_targets(d)
+    m = {t: {k: median(d, t, rounds, k) for k in ("qps", "cpu_us", "p99")} for t in targets}
     for t in m:
-        print(f"median {t:<7} {m[t]['qps']:10.0f} queries/s, p99 {m[t]['p99']:.3f} ms"
+        print(f"median {t:<8} {m[t]['qps']:10.0f} queries/s, p99 {m[t]['p99']:.3f} ms"
               + (f", {m[t]['cpu_us']:.1f} us CPU/query" if m[t]["cpu_us"] else ""))
-    a, dd = m["acns"], m["dnsdist"]
-    print(f"acns / dnsdist: {a['qps'] / dd['qps']:.2f}x the queries/s, "
-          f"{dd['cpu_us'] / a['cpu_us']:.2f}x less CPU per query")
+    dd = m["dnsdist"]
+    for t in acns_targets(d):
+        a = m[t]
+        print(f"{t} / dnsdist: {a['qps'] / dd['qps']:.2f}x the queries/s, "
+              f"{dd['cpu_us'] / a['cpu_us']:.2f}x less CPU per query")
 elif sys.argv[1] == "--half-qps":
     print(int(median(sys.argv[2], "acns", int(sys.argv[3]), "qps") / 2))
 elif sys.argv[1] == "--added":
-    d = sys.argv[2]
-    up, acns = load(d, "upstream_half"), load(d, "acns_half")
-    print(f"added by acns at that rate: p50 {acns['p50'] - up['p50']:.3f} ms, p99 {acns['p99'] - up['p99']:.3f} ms")
+    d, rounds = sys.argv[2], int(sys.argv[3])
+    for t in acns_targets(d):
+        added = {k: sorted(load(d, f"{t}_half.{r}")[k] - load(d, f"upstream_half.{r}")[k]
+                           for r in range(1, rounds + 1)) for k in ("p50", "p99")}
+        print(f"added by {t} at that rate (median of {rounds}, each against the upstream run just before it): "
+              f"p50 {added['p50'][rounds // 2]:.3f} ms, p99 {added['p99'][rounds // 2]:.3f} ms")
 else:
     name, path, ticks, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     s = parse(path)

@@ -8,6 +8,7 @@
 //       [--tofqdns-min-ttl SECONDS] [--tofqdns-endpoint-max-ip-per-hostname N]
 //       [--tofqdns-proxy-response-max-delay DURATION] [--dnsproxy-concurrency-limit N]
 //       [--state-dir DIR] [--api ADDR:PORT] [--bpffs-root DIR] [--tofqdns-proxy-port PORT]
+//       [--dnsproxy-workers N]
 //
 // --tofqdns-proxy-port (Cilium's flag) turns on transparent mode: the datapath redirects pods'
 // DNS under rules.dns to the proxy on 127.0.0.1:PORT and [::1]:PORT, which forwards each query to
@@ -56,6 +57,7 @@ struct Flags {
   uint32_t max_ip_per_hostname = 0;
   uint32_t response_max_delay_ms = 0;
   uint32_t concurrency_limit = 0;
+  uint32_t workers = 0;  // DNS proxy threads; 0: one per core
   std::string state_dir;
   std::string api = "127.0.0.1:9965";
   std::string bpffs_root = "/sys/fs/bpf/acns";
@@ -69,7 +71,8 @@ int Usage(const std::string& problem) {
       "    [--dns-upstream ADDR:PORT] [--tofqdns-dns-reject-response-code refused|nameError]\n"
       "    [--tofqdns-min-ttl SECONDS] [--tofqdns-endpoint-max-ip-per-hostname N]\n"
       "    [--tofqdns-proxy-response-max-delay DURATION] [--dnsproxy-concurrency-limit N]\n"
-      "    [--state-dir DIR] [--api ADDR:PORT] [--bpffs-root DIR] [--tofqdns-proxy-port PORT]\n",
+      "    [--state-dir DIR] [--api ADDR:PORT] [--bpffs-root DIR] [--tofqdns-proxy-port PORT]\n"
+      "    [--dnsproxy-workers N]\n",
       stderr);
   return kExitUsage;
 }
@@ -121,6 +124,8 @@ int ParseFlags(int argc, char** argv, Flags* f) {
       }
     } else if (flag == "--dnsproxy-concurrency-limit") {
       if (!ParseUint(v, &f->concurrency_limit)) return Usage(flag + " takes N");
+    } else if (flag == "--dnsproxy-workers") {
+      if (!ParseUint(v, &f->workers) || f->workers > 256) return Usage(flag + " takes N from 0 (one per core) to 256");
     } else {
       return Usage("unknown flag " + flag);
     }
@@ -195,6 +200,7 @@ class Agent {
       popts.deny_rcode = flags_.reject_rcode;
       popts.response_max_delay_ms = flags_.response_max_delay_ms;
       popts.concurrency_limit = flags_.concurrency_limit;
+      popts.workers = flags_.workers;
       acns_dns_proxy* proxy = nullptr;
       if (acns_dns_proxy_create(&popts, engine_, cache_, &proxy, &err) != ACNS_OK) return Fail("dns proxy", err);
       proxy_ = proxy;

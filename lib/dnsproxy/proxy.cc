@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -41,6 +42,11 @@ constexpr size_t kMaxTcpInflight = 64;
 constexpr absl::Duration kTcpIdleTimeout = absl::Seconds(10);
 // Sockets a worker keeps for answering as redirected queries' servers.
 constexpr size_t kMaxServerSockets = 256;
+// UDP datagrams taken in (recvmmsg) and sent out (sendmmsg) per system call: the proxy is
+// system-call bound (docs/dnsproxy.md, "Costs"). A UDP query is a question and an OPT record;
+// one over kUdpQueryBuffer bytes is answered FORMERR.
+constexpr size_t kUdpBatch = 32;
+constexpr size_t kUdpQueryBuffer = 4096;
 
 void Bump(std::atomic<uint64_t>& counter) { counter.fetch_add(1, std::memory_order_relaxed); }
 
@@ -104,7 +110,12 @@ class DnsProxy::Worker {
  public:
   Worker(DnsProxy* proxy, const policy::PolicyEngine* engine, fqdn::FqdnCache* cache,
          const EndpointLookup* endpoints)
-      : proxy_(proxy), engine_(engine), cache_(cache), endpoints_(endpoints), buf_(kMaxMessage) {}
+      : proxy_(proxy),
+        engine_(engine),
+        cache_(cache),
+        endpoints_(endpoints),
+        buf_(kMaxMessage),
+        udp_in_(kUdpBatch * kUdpQueryBuffer) {}
 
   ~Worker() {
     if (thread_.joinable()) Stop();
@@ -243,6 +254,7 @@ class DnsProxy::Worker {
         }
       }
       ExpireAndRelease();
+      FlushUdp();
     }
   }
 
@@ -258,35 +270,54 @@ class DnsProxy::Worker {
   // ---- clients ----
 
   void DrainUdp(const Listener& l) {
+    using Control = std::array<char, CMSG_SPACE(sizeof(sockaddr_in6))>;
+    std::array<mmsghdr, kUdpBatch> msgs;
+    std::array<iovec, kUdpBatch> iovs;
+    std::array<sockaddr_storage, kUdpBatch> from;
+    std::array<Control, kUdpBatch> control;
     for (;;) {
-      sockaddr_storage from{};
-      iovec iov{buf_.data(), buf_.size()};
-      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(sockaddr_in6))];
-      msghdr msg{};
-      msg.msg_name = &from;
-      msg.msg_namelen = sizeof(from);
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
-      msg.msg_control = l.transparent ? control : nullptr;
-      msg.msg_controllen = l.transparent ? sizeof(control) : 0;
-      const ssize_t n = ::recvmsg(l.fd, &msg, 0);
-      if (n < 0) return;  // EAGAIN: drained (other errors: nothing to answer)
-      Origin origin{l.fd, SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&from), msg.msg_namelen), 0,
-                    options().upstream, l.transparent};
-      if (l.transparent) {
-        // The original destination: the server the pod asked.
-        origin.server = SocketAddress();
-        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-          if ((c->cmsg_level == SOL_IP && c->cmsg_type == IP_ORIGDSTADDR) ||
-              (c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_ORIGDSTADDR)) {
-            origin.server = SocketAddress::FromSockaddr(reinterpret_cast<const sockaddr*>(CMSG_DATA(c)),
-                                                        c->cmsg_len - CMSG_LEN(0));
-          }
-        }
-        if (origin.server.len() == 0) continue;  // cannot answer as a server we do not know
+      for (size_t i = 0; i < kUdpBatch; ++i) {
+        iovs[i] = {udp_in_.data() + i * kUdpQueryBuffer, kUdpQueryBuffer};
+        msghdr& m = msgs[i].msg_hdr;
+        m = msghdr{};
+        m.msg_name = &from[i];
+        m.msg_namelen = sizeof(from[i]);
+        m.msg_iov = &iovs[i];
+        m.msg_iovlen = 1;
+        m.msg_control = l.transparent ? control[i].data() : nullptr;
+        m.msg_controllen = l.transparent ? sizeof(Control) : 0;
       }
-      OnQuery(origin, std::string(buf_.data(), static_cast<size_t>(n)));
+      const int n = ::recvmmsg(l.fd, msgs.data(), kUdpBatch, MSG_DONTWAIT, nullptr);
+      if (n <= 0) return;  // EAGAIN: drained (other errors: nothing to answer)
+      for (int i = 0; i < n; ++i) TakeDatagram(l, msgs[i]);
+      // A short batch drained the socket; the listener is level-triggered if more came since.
+      if (static_cast<size_t>(n) < kUdpBatch) return;
     }
+  }
+
+  void TakeDatagram(const Listener& l, mmsghdr& in) {
+    msghdr& msg = in.msg_hdr;
+    Origin origin{l.fd, SocketAddress::FromSockaddr(static_cast<sockaddr*>(msg.msg_name), msg.msg_namelen), 0,
+                  options().upstream, l.transparent};
+    if (l.transparent) {
+      // The original destination: the server the pod asked.
+      origin.server = SocketAddress();
+      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+        if ((c->cmsg_level == SOL_IP && c->cmsg_type == IP_ORIGDSTADDR) ||
+            (c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_ORIGDSTADDR)) {
+          origin.server = SocketAddress::FromSockaddr(reinterpret_cast<const sockaddr*>(CMSG_DATA(c)),
+                                                      c->cmsg_len - CMSG_LEN(0));
+        }
+      }
+      if (origin.server.len() == 0) return;  // cannot answer as a server we do not know
+    }
+    std::string query(static_cast<const char*>(msg.msg_iov->iov_base), in.msg_len);
+    if (msg.msg_flags & MSG_TRUNC) {
+      Bump(counters().queries);
+      Bump(counters().malformed);
+      return Reply(origin, dns::BuildHeaderOnlyReply(query, dns::kFormErr));
+    }
+    OnQuery(origin, std::move(query));
   }
 
   void Accept(const Listener& l) {
@@ -385,9 +416,8 @@ class DnsProxy::Worker {
     if (origin.conn == 0) {
       if (!msg.empty()) {
         const int fd = origin.transparent ? SocketAs(origin.server) : origin.udp_fd;
-        if (fd >= 0) {
-          (void)::sendto(fd, msg.data(), msg.size(), MSG_DONTWAIT, origin.client.sa(), origin.client.len());
-        }
+        if (fd >= 0) udp_out_.push_back(OutDatagram{fd, origin.client, std::string(msg)});
+        if (udp_out_.size() >= kUdpBatch) FlushUdp();
       }
       return;
     }
@@ -411,7 +441,10 @@ class DnsProxy::Worker {
     const std::string key = server.ToString();
     auto it = as_server_.find(key);
     if (it != as_server_.end()) return it->second.get();
-    if (as_server_.size() >= kMaxServerSockets) as_server_.clear();  // bounded; rebuilt on demand
+    if (as_server_.size() >= kMaxServerSockets) {
+      FlushUdp();  // answers queued on the sockets about to close
+      as_server_.clear();  // bounded; rebuilt on demand
+    }
     UniqueFd fd(::socket(server.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     const int one = 1;
     if (!fd.valid() || !SetTransparent(fd.get(), server.family()).ok() ||
@@ -420,6 +453,34 @@ class DnsProxy::Worker {
       return -1;
     }
     return as_server_.emplace(key, std::move(fd)).first->second.get();
+  }
+
+  // Sends the queued UDP answers: one sendmmsg per run of answers on the same socket. A datagram
+  // the kernel refuses (a full socket buffer, an unreachable client) is dropped, as a sendto's
+  // would be, and the rest still go.
+  void FlushUdp() {
+    std::array<mmsghdr, kUdpBatch> msgs;
+    std::array<iovec, kUdpBatch> iovs;
+    size_t next = 0;
+    while (next < udp_out_.size()) {
+      const int fd = udp_out_[next].fd;
+      size_t n = 0;
+      for (; n < kUdpBatch && next + n < udp_out_.size() && udp_out_[next + n].fd == fd; ++n) {
+        OutDatagram& d = udp_out_[next + n];
+        iovs[n] = {d.msg.data(), d.msg.size()};
+        msgs[n] = mmsghdr{};
+        msgs[n].msg_hdr.msg_name = const_cast<sockaddr*>(d.to.sa());
+        msgs[n].msg_hdr.msg_namelen = d.to.len();
+        msgs[n].msg_hdr.msg_iov = &iovs[n];
+        msgs[n].msg_hdr.msg_iovlen = 1;
+      }
+      for (size_t sent = 0; sent < n;) {
+        const int r = ::sendmmsg(fd, msgs.data() + sent, static_cast<unsigned>(n - sent), MSG_DONTWAIT);
+        sent += r > 0 ? static_cast<size_t>(r) : 1;  // r <= 0: the first one failed, skip it
+      }
+      next += n;
+    }
+    udp_out_.clear();
   }
 
   void CloseIdleConnections(absl::Time now) {
@@ -715,6 +776,13 @@ class DnsProxy::Worker {
   fqdn::FqdnCache* cache_;
   const EndpointLookup* endpoints_;
   std::vector<char> buf_;
+  std::vector<char> udp_in_;  // kUdpBatch buffers of kUdpQueryBuffer bytes for recvmmsg
+  struct OutDatagram {
+    int fd;
+    SocketAddress to;
+    std::string msg;
+  };
+  std::vector<OutDatagram> udp_out_;  // UDP answers of this event batch, see FlushUdp
   UniqueFd epoll_;
   UniqueFd wake_;
   std::vector<Listener> listeners_;

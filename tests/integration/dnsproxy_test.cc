@@ -410,6 +410,51 @@ TEST_F(DnsProxyTest, SilentUpstreamTimesOutAndConcurrencyLimitHolds) {
   EXPECT_EQ(s.upstream_timeouts, 1u);
 }
 
+TEST_F(DnsProxyTest, BurstOfUdpQueriesIsAnsweredOncePerQuery) {
+  // Several receive batches' worth of queries, up to 100 outstanding (more would overflow
+  // unbound's socket buffer, not the proxy's), while a thread reads: every one is answered
+  // exactly once, allowed ones NOERROR, denied ones REFUSED.
+  StartProxy(ProxyOptions{}, unbound_->port());
+  constexpr int kQueries = 300;
+  const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  // Room for every answer: the test is about the proxy, not this socket's default buffer.
+  const int buffer = 4 << 20;
+  ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buffer, sizeof(buffer)), 0);
+  std::map<uint16_t, int> rcodes;
+  int duplicates = 0;
+  std::atomic<int> replies{0};
+  std::thread reader([&] {
+    char buf[4096];
+    for (; replies.load() < kQueries; ++replies) {
+      const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+      dns::Header h;
+      if (n <= 0 || !dns::ReadHeader(std::string(buf, n), &h)) break;
+      if (!rcodes.emplace(h.id, h.rcode()).second) ++duplicates;
+    }
+  });
+  const SocketAddress to = SocketAddress::From(*IpAddr::Parse("127.0.0.1"), port_);
+  for (int i = 0; i < kQueries; ++i) {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (i - replies.load() >= 100 && std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    const std::string q = DnsBuilder(static_cast<uint16_t>(i), 0x0100)
+                              .Question(i % 4 ? "www.allowed.test" : "www.denied.test", dns::kTypeA)
+                              .str();
+    ASSERT_EQ(::sendto(fd, q.data(), q.size(), 0, to.sa(), to.len()), static_cast<ssize_t>(q.size()));
+  }
+  reader.join();
+  ::close(fd);
+  EXPECT_EQ(duplicates, 0);
+  ASSERT_EQ(rcodes.size(), static_cast<size_t>(kQueries));
+  for (const auto& [id, rcode] : rcodes) {
+    EXPECT_EQ(rcode, id % 4 ? dns::kNoError : dns::kRefused) << id;
+  }
+  EXPECT_EQ(proxy_->stats().queries, static_cast<uint64_t>(kQueries));
+}
+
 TEST_F(DnsProxyTest, MalformedQueries) {
   StartProxy(ProxyOptions{}, unbound_->port());
   const std::string garbage("\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x09oops", 17);
@@ -420,7 +465,14 @@ TEST_F(DnsProxyTest, MalformedQueries) {
   EXPECT_EQ(h.rcode(), dns::kFormErr);
   auto short_one = Exchange(port_, "\x01\x02\x03", 300);
   EXPECT_TRUE(short_one.first.empty());
-  EXPECT_EQ(proxy_->stats().malformed, 2u);
+  // Larger than any real UDP query (the receive buffers hold 4 KiB): FORMERR from its header.
+  std::string huge("\x56\x78\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00", 12);
+  huge.append(5000, '\x01');
+  auto [huge_reply, huge_took] = Exchange(port_, huge);
+  ASSERT_TRUE(dns::ReadHeader(huge_reply, &h));
+  EXPECT_EQ(h.id, 0x5678);
+  EXPECT_EQ(h.rcode(), dns::kFormErr);
+  EXPECT_EQ(proxy_->stats().malformed, 3u);
   // The proxy still serves.
   EXPECT_EQ(RunDig(port_, "www.allowed.test A").status, "NOERROR");
 }
