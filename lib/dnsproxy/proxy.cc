@@ -43,7 +43,7 @@ constexpr absl::Duration kTcpIdleTimeout = absl::Seconds(10);
 // Sockets a worker keeps for answering as redirected queries' servers.
 constexpr size_t kMaxServerSockets = 256;
 // UDP datagrams taken in (recvmmsg) and sent out (sendmmsg) per system call: the proxy is
-// system-call bound (docs/dnsproxy.md, "Costs"). A UDP query is a question and an OPT record;
+// system-call bound (docs/dnsproxy.md, "Performance"). A UDP query is a question and an OPT record;
 // one over kUdpQueryBuffer bytes is answered FORMERR.
 constexpr size_t kUdpBatch = 32;
 constexpr size_t kUdpQueryBuffer = 4096;
@@ -270,7 +270,9 @@ class DnsProxy::Worker {
   // ---- clients ----
 
   void DrainUdp(const Listener& l) {
-    using Control = std::array<char, CMSG_SPACE(sizeof(sockaddr_in6))>;
+    struct alignas(cmsghdr) Control {
+      char bytes[CMSG_SPACE(sizeof(sockaddr_in6))];
+    };
     std::array<mmsghdr, kUdpBatch> msgs;
     std::array<iovec, kUdpBatch> iovs;
     std::array<sockaddr_storage, kUdpBatch> from;
@@ -284,7 +286,7 @@ class DnsProxy::Worker {
         m.msg_namelen = sizeof(from[i]);
         m.msg_iov = &iovs[i];
         m.msg_iovlen = 1;
-        m.msg_control = l.transparent ? control[i].data() : nullptr;
+        m.msg_control = l.transparent ? control[i].bytes : nullptr;
         m.msg_controllen = l.transparent ? sizeof(Control) : 0;
       }
       const int n = ::recvmmsg(l.fd, msgs.data(), kUdpBatch, MSG_DONTWAIT, nullptr);
