@@ -125,7 +125,7 @@ uint32_t FqdnCache::InternEndpoint(uint64_t endpoint) {
   if (auto found = endpoint_index_.find(endpoint); found != endpoint_index_.end()) {
     return found->second;
   }
-  if (free_endpoints_.empty() && endpoints_.size() == kMaxEndpoints) return kNone;
+  if (free_endpoints_.empty() && endpoints_.size() == kMaxEndpoints) return kNoEndpoint;
   auto [it, inserted] = endpoint_index_.try_emplace(endpoint, 0);
   if (!free_endpoints_.empty()) {
     it->second = free_endpoints_.back();
@@ -140,7 +140,7 @@ uint32_t FqdnCache::InternEndpoint(uint64_t endpoint) {
 
 uint32_t FqdnCache::FindEndpoint(uint64_t endpoint) const {
   auto it = endpoint_index_.find(endpoint);
-  return it == endpoint_index_.end() ? kNone : it->second;
+  return it == endpoint_index_.end() ? kNoEndpoint : it->second;
 }
 
 void FqdnCache::FreeEndpointIfUnused(uint32_t slot) {
@@ -176,7 +176,7 @@ absl::StatusOr<uint64_t> FqdnCache::Learn(uint64_t endpoint, absl::string_view q
     absl::MutexLock lock(&mu_);
     if (!ips.empty() && expires > now) {
       const uint32_t endpoint_slot = InternEndpoint(endpoint);
-      if (endpoint_slot == kNone) {
+      if (endpoint_slot == kNoEndpoint) {
         return absl::ResourceExhaustedError(absl::StrCat(
             "FQDN cache: answers for more than ", kMaxEndpoints, " endpoints at once"));
       }
@@ -559,7 +559,7 @@ void FqdnCache::MarkAlive(std::optional<uint64_t> endpoint, const IpAddr& ip, Un
     if (z != zombies_.end()) z->second.alive_at = std::max(z->second.alive_at, at);
   };
   if (endpoint.has_value()) {
-    if (const uint32_t slot = FindEndpoint(*endpoint); slot != kNone) mark(slot);
+    if (const uint32_t slot = FindEndpoint(*endpoint); slot != kNoEndpoint) mark(slot);
     return;
   }
   absl::flat_hash_set<uint32_t> endpoints;
@@ -683,7 +683,7 @@ void FqdnCache::RemoveEndpoint(uint64_t endpoint) {
   {
     absl::MutexLock lock(&mu_);
     const uint32_t slot = FindEndpoint(endpoint);
-    for (uint32_t id = 0; id < names_.size() && slot != kNone; ++id) {
+    for (uint32_t id = 0; id < names_.size() && slot != kNoEndpoint; ++id) {
       if (!InUse(names_[id])) continue;
       RemoveLeases(id, [&](const LeaseRec& lease) { return lease.endpoint == slot; });
     }
@@ -776,8 +776,8 @@ std::vector<LeaseInfo> FqdnCache::LookupName(absl::string_view name,
   std::vector<LeaseInfo> out;
   const uint32_t id = FindName(canonical);
   if (id == kNoName) return out;
-  const uint32_t slot = endpoint.has_value() ? FindEndpoint(*endpoint) : kNone;
-  if (endpoint.has_value() && slot == kNone) return out;
+  const uint32_t slot = endpoint.has_value() ? FindEndpoint(*endpoint) : kNoEndpoint;
+  if (endpoint.has_value() && slot == kNoEndpoint) return out;
   for (const LeaseRec& lease : names_[id].leases) {
     if (!endpoint.has_value() || lease.endpoint == slot) out.push_back(ToInfo(lease));
   }

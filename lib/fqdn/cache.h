@@ -203,11 +203,11 @@ class FqdnCache {
     return static_cast<uint32_t>(std::clamp<UnixSeconds>(t, 1, UINT32_MAX));
   }
   static constexpr uint32_t kNoName = UINT32_MAX;
-  static constexpr uint32_t kNone = UINT32_MAX;
+  static constexpr uint32_t kNoEndpoint = UINT32_MAX;
 
   // 32 bytes plus the text in the arena: bytes per entry are what bound the cache.
   struct NameRec {
-    uint32_t text = NameArena::kNone;  // kNone: a free slot
+    uint32_t text = NameArena::kNone;  // NameArena::kNone: a free slot
     uint32_t selset = 0;
     uint32_t lru_prev = kNoName;
     uint32_t lru_next = kNoName;
@@ -278,7 +278,7 @@ class FqdnCache {
   void RepackNamesIfSparse();
   void LruUnlink(uint32_t id);
   void LruPushFront(uint32_t id);
-  uint32_t InternEndpoint(uint64_t endpoint);  // kNone past kMaxEndpoints
+  uint32_t InternEndpoint(uint64_t endpoint);  // kNoEndpoint past kMaxEndpoints
   uint32_t FindEndpoint(uint64_t endpoint) const;
   void FreeEndpointIfUnused(uint32_t slot);
   void InsertLease(uint32_t name_id, uint32_t endpoint, const IpAddr& ip, uint32_t expires,

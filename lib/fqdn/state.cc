@@ -166,7 +166,7 @@ absl::Status FqdnCache::RestoreState(absl::string_view bytes, UnixSeconds now) {
       if (id == kNoName) break;  // the arena is full: the most recent names did not fit
       for (const Lease& l : n->second) {
         const uint32_t endpoint = InternEndpoint(l.endpoint);
-        if (endpoint == kNone) continue;  // past the endpoints a cache holds
+        if (endpoint == kNoEndpoint) continue;  // past the endpoints a cache holds
         // A zombie, or a lease that expired while we were down, comes back as a zombie.
         InsertLease(id, endpoint, l.ip, ClampExpiry(l.zombie ? 1 : l.expires), l.ttl);
       }
