@@ -10,7 +10,8 @@
 # build in build/ (scripts/setup.sh makes one). ACNS_AGENT="PATH [FLAGS]" runs another
 # acns-agent build or adds flags; ACNS_AGENT_B="PATH [FLAGS]" adds a second agent (say, the
 # previous commit's) to every round, "acns_b", for an A/B in the same run;
-# ACNS_BENCH_PATTERNS="1000" only some policy sizes.
+# ACNS_BENCH_PATTERNS="1000" only some policy sizes; ACNS_BENCH_RATES="6000 12000" also
+# measures the latency acns adds at those fixed rates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
@@ -36,6 +37,17 @@ measure() {  # NAME PORT PID [MAX_QPS]
 start_upstream() {
   start_local_unbound "$work" "$upstream_port" "$work/allowed.test.zone"
   upstream_pid=$unbound_pid; pids+=("$upstream_pid")
+}
+
+# The latency acns adds at RATE: ROUNDS pairs of runs, unbound directly then acns (and acns_b).
+added_at() {
+  local rate=$1 r
+  for r in $(seq "$rounds"); do
+    measure "upstream_half.$r" "$upstream_port" - "$rate"
+    measure "acns_half.$r" "$acns_port" "$acns_pid" "$rate"
+    (( ! ${#agent_b[@]} )) || measure "acns_b_half.$r" "$acns_b_port" "$acns_b_pid" "$rate"
+  done
+  python3 bench/dnsproxy_bench_stats.py --added "$work" "$rounds"
 }
 
 for n in ${ACNS_BENCH_PATTERNS:-1000 10000}; do
@@ -65,12 +77,11 @@ for n in ${ACNS_BENCH_PATTERNS:-1000 10000}; do
   python3 bench/dnsproxy_bench_stats.py --ratios "$work" "$rounds"
   half=$(python3 bench/dnsproxy_bench_stats.py --half-qps "$work" "$rounds")
   echo "-- latency at half of acns's median maximum rate ($half queries/s)"
-  for r in $(seq "$rounds"); do
-    measure "upstream_half.$r" "$upstream_port" - "$half"
-    measure "acns_half.$r" "$acns_port" "$acns_pid" "$half"
-    (( ! ${#agent_b[@]} )) || measure "acns_b_half.$r" "$acns_b_port" "$acns_b_pid" "$half"
+  added_at "$half"
+  for rate in ${ACNS_BENCH_RATES:-}; do
+    echo "-- latency at $rate queries/s"
+    added_at "$rate"
   done
-  python3 bench/dnsproxy_bench_stats.py --added "$work" "$rounds"
   kill "$acns_pid" "$dd_pid" "$upstream_pid" ${acns_b_pid:-}
   wait "$acns_pid" "$dd_pid" "$upstream_pid" ${acns_b_pid:-} 2>/dev/null || true
   rm -f "$work"/*.json
