@@ -1,7 +1,7 @@
 // A vector of trivially copyable elements that keeps one element inline (most cached names
-// have one lease) and takes 4 + max(sizeof(T), 12) bytes with 4-byte alignment: for a 16-byte
-// lease that is 20 bytes where absl::InlinedVector<T, 1> takes 24 aligned to 8, which makes a
-// name record 40 bytes instead of 36. Only what the FQDN cache needs.
+// have one lease) and takes 4 + max(sizeof(T), 12) bytes with 4-byte alignment: for the 12-byte
+// lease that is 16 bytes where absl::InlinedVector<T, 1> takes 24 aligned to 8, which makes a
+// name record 32 bytes instead of 40. Only what the FQDN cache needs.
 #ifndef ACNS_LIB_FQDN_INLINE_ONE_VECTOR_H_
 #define ACNS_LIB_FQDN_INLINE_ONE_VECTOR_H_
 
