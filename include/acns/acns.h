@@ -415,7 +415,8 @@ typedef struct acns_dns_answer {
  * (the earliest expiring become zombies), least recently looked-up names evicted past
  * max_entries. *seq (may be NULL) is the sequence number of the last delta this caused (or the
  * current one): once the datapath applied it, the answer's IPs are enforced.
- * ACNS_INVALID_ARGUMENT for an empty or over-long name or a bad address.
+ * ACNS_INVALID_ARGUMENT for an empty or over-long name or a bad address; ACNS_RESOURCE_EXHAUSTED
+ * (nothing learned) for an answer of a 4,097th endpoint while 4,096 others hold answers.
  * Thread-safety: safe from any thread. @since 0.2
  */
 ACNS_API acns_status acns_fqdn_cache_ingest(acns_fqdn_cache *cache, const acns_dns_answer *answer,
