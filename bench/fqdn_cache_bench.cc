@@ -3,7 +3,9 @@
 //                              selectors, every name matched by one of them)
 //   BM_LookupName, BM_LookupIp: reads on a warm cache of 100,000 names
 //   BM_BytesPerEntry/<ips>:    heap bytes per (name, IP) lease, names of 20-30 characters,
-//                              IPv4 answers; BM_BytesPerEntryV6/<ips> with IPv6 answers
+//                              IPv4 answers; BM_BytesPerEntryV6/<ips> with IPv6 answers;
+//                              BM_BytesPerEntryUniqueParents/<ips>: no two names share a parent
+//                              domain (host-<i>.svc<i>.example.com), so none is shared
 //   BM_BytesPerEntryCiliumShaped/<ips>: the same for Cilium's DNSCache layout rebuilt with
 //                              std containers (forward name->IP->entry, reverse IP->name->entry,
 //                              shared entries), one layer only (Cilium keeps two: per endpoint
@@ -45,6 +47,7 @@ acns::testing::PatternSelectors& Selectors() {
 }
 
 std::string Name(uint64_t i) { return absl::StrCat("host-", i, ".svc", i % 100, ".example.com"); }
+std::string NameWithUniqueParent(uint64_t i) { return absl::StrCat("host-", i, ".svc", i, ".example.com"); }
 
 IpAddr V4(uint64_t i) {
   const uint8_t b[4] = {static_cast<uint8_t>(10 + (i >> 24) % 100), static_cast<uint8_t>(i >> 16),
@@ -60,11 +63,12 @@ IpAddr V6(uint64_t i) {
 
 // Fills a cache with `names` names of `ips` addresses each; returns the names.
 std::vector<std::string> Fill(FqdnCache& cache, uint64_t names, int ips,
-                              IpAddr (*address)(uint64_t) = V4) {
+                              IpAddr (*address)(uint64_t) = V4,
+                              std::string (*name)(uint64_t) = Name) {
   std::vector<std::string> out;
   std::vector<IpAddr> addrs(ips);
   for (uint64_t i = 0; i < names; ++i) {
-    out.push_back(Name(i));
+    out.push_back(name(i));
     for (int k = 0; k < ips; ++k) addrs[k] = address(i * ips + k);
     (void)cache.Ingest(Answer{.endpoint = 1, .qname = out.back(), .ips = addrs, .ttl = 3600, .now = kT0});
   }
@@ -151,6 +155,16 @@ void BM_BytesPerEntryV6(benchmark::State& state) {
   });
 }
 BENCHMARK(BM_BytesPerEntryV6)->Arg(1)->Arg(2)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+void BM_BytesPerEntryUniqueParents(benchmark::State& state) {
+  MeasureBytesPerEntry(state, [](uint64_t names, int ips, size_t before) {
+    FqdnCache cache(CacheOptions{.max_entries = 10'000'000}, &Selectors());
+    Fill(cache, names, ips, V4, NameWithUniqueParent);
+    cache.DrainDeltas([](auto) {});
+    return static_cast<double>(HeapInUse() - before) / (names * ips);
+  });
+}
+BENCHMARK(BM_BytesPerEntryUniqueParents)->Arg(1)->Iterations(1)->Unit(benchmark::kMillisecond);
 
 // Cilium's pkg/fqdn DNSCache shape: cacheEntry{Name, LookupTime, ExpirationTime, TTL, IPs},
 // forward map[name]map[IP]*cacheEntry and reverse map[IP]map[name]*cacheEntry.

@@ -35,15 +35,16 @@ const char* DeltaKindName(Delta::Kind kind) {
 }
 
 size_t FqdnCache::NameHash::operator()(uint32_t id) const {
-  return absl::Hash<absl::string_view>()(cache->NameText(id));
+  return cache->name_text_->Hash(cache->names_[id].text);
 }
 size_t FqdnCache::NameHash::operator()(absl::string_view name) const {
-  return absl::Hash<absl::string_view>()(name);
+  return NameStore::HashOf(name);
 }
 
 FqdnCache::FqdnCache(CacheOptions options, const SelectorSource* selectors)
     : options_(options),
       selectors_(selectors),
+      name_text_(std::make_unique<NameStore>()),
       name_index_(0, NameHash{this}, NameEq{this}) {
   selsets_.push_back(Selset{});  // id 0: no selector
   selset_ids_[{}] = 0;
@@ -59,8 +60,8 @@ uint32_t FqdnCache::FindName(absl::string_view canonical) const {
 }
 
 uint32_t FqdnCache::AddName(absl::string_view canonical) {
-  const uint32_t text = arena_.Store(canonical);
-  if (text == NameArena::kNone) return kNoName;
+  const uint32_t text = name_text_->Store(canonical);
+  if (text == NameStore::kNone) return kNoName;
   uint32_t id;
   if (!free_names_.empty()) {
     id = free_names_.back();
@@ -85,8 +86,8 @@ void FqdnCache::DeleteName(uint32_t id) {
   name_index_.erase(id);  // hashes the text: erase before freeing it
   UnrefSelset(rec.selset);
   LruUnlink(id);
-  arena_.Free(rec.text);
-  rec.text = NameArena::kNone;
+  name_text_->Free(rec.text);
+  rec.text = NameStore::kNone;
   rec.leases.clear();
   rec.selset = 0;
   free_names_.push_back(id);
@@ -95,12 +96,12 @@ void FqdnCache::DeleteName(uint32_t id) {
 }
 
 void FqdnCache::RepackNamesIfSparse() {
-  if (!arena_.Sparse()) return;
-  NameArena packed;
+  if (!name_text_->Sparse()) return;
+  auto packed = std::make_unique<NameStore>();
   for (NameRec& rec : names_) {
-    if (InUse(rec)) rec.text = packed.Store(arena_.View(rec.text));
+    if (InUse(rec)) rec.text = packed->Store(name_text_->Text(rec.text));
   }
-  arena_ = std::move(packed);
+  name_text_ = std::move(packed);
 }
 
 void FqdnCache::LruUnlink(uint32_t id) {
@@ -648,7 +649,7 @@ void FqdnCache::Reevaluate() {
 }
 
 void FqdnCache::ClearContent() {
-  arena_.Clear();
+  name_text_ = std::make_unique<NameStore>();
   names_.clear();
   free_names_.clear();
   name_index_.clear();

@@ -31,7 +31,7 @@
 #include "lib/fqdn/id_set.h"
 #include "lib/fqdn/inline_one_vector.h"
 #include "lib/fqdn/ip_table.h"
-#include "lib/fqdn/name_arena.h"
+#include "lib/fqdn/name_store.h"
 #include "lib/fqdn/selector_source.h"
 
 namespace acns::fqdn {
@@ -205,16 +205,16 @@ class FqdnCache {
   static constexpr uint32_t kNoName = UINT32_MAX;
   static constexpr uint32_t kNoEndpoint = UINT32_MAX;
 
-  // 32 bytes plus the text in the arena: bytes per entry are what bound the cache.
+  // 32 bytes plus the text in the name store: bytes per entry are what bound the cache.
   struct NameRec {
-    uint32_t text = NameArena::kNone;  // NameArena::kNone: a free slot
+    uint32_t text = NameStore::kNone;  // NameStore::kNone: a free slot
     uint32_t selset = 0;
     uint32_t lru_prev = kNoName;
     uint32_t lru_next = kNoName;
     InlineOneVector<LeaseRec> leases;  // sorted by (endpoint, ip) ids
   };
   static_assert(sizeof(NameRec) == 32);
-  static bool InUse(const NameRec& rec) { return rec.text != NameArena::kNone; }
+  static bool InUse(const NameRec& rec) { return rec.text != NameStore::kNone; }
   // An IP's names (IpTable::Rec::names): one name id, or kSharedNames for two or more (a CDN
   // address), listed in shared_ips_ with how many of them have each selector set, so that adding
   // or removing one name costs O(1), not O(names on the IP).
@@ -251,7 +251,7 @@ class FqdnCache {
     std::vector<uint32_t> selectors;
     uint32_t refs = 0;  // IPs using it
   };
-  // Looks names up by text in the arena without storing the text twice.
+  // Looks names up by text in the name store without storing the text twice.
   struct NameHash {
     using is_transparent = void;
     const FqdnCache* cache;
@@ -262,8 +262,10 @@ class FqdnCache {
     using is_transparent = void;
     const FqdnCache* cache;
     bool operator()(uint32_t a, uint32_t b) const { return a == b; }
-    bool operator()(uint32_t a, absl::string_view b) const { return cache->NameText(a) == b; }
-    bool operator()(absl::string_view a, uint32_t b) const { return a == cache->NameText(b); }
+    bool operator()(uint32_t a, absl::string_view b) const {
+      return cache->name_text_->Equals(cache->names_[a].text, b);
+    }
+    bool operator()(absl::string_view a, uint32_t b) const { return (*this)(b, a); }
   };
 
   absl::StatusOr<uint64_t> Learn(uint64_t endpoint, absl::string_view qname,
@@ -271,9 +273,9 @@ class FqdnCache {
                                  UnixSeconds now);
 
   // All below: mu_ held.
-  absl::string_view NameText(uint32_t id) const { return arena_.View(names_[id].text); }
+  std::string NameText(uint32_t id) const { return name_text_->Text(names_[id].text); }
   uint32_t FindName(absl::string_view canonical) const;
-  uint32_t AddName(absl::string_view canonical);  // kNoName when the arena is full
+  uint32_t AddName(absl::string_view canonical);  // kNoName when the name store is full
   void DeleteName(uint32_t id);  // the name must hold no lease
   void RepackNamesIfSparse();
   void LruUnlink(uint32_t id);
@@ -324,7 +326,7 @@ class FqdnCache {
   const SelectorSource* const selectors_;
 
   mutable absl::Mutex mu_;
-  NameArena arena_;
+  std::unique_ptr<NameStore> name_text_;  // replaced whole by RepackNamesIfSparse
   std::deque<NameRec> names_;  // a deque: no doubling slack, indices stay valid
   std::vector<uint32_t> free_names_;
   absl::flat_hash_set<uint32_t, NameHash, NameEq> name_index_;

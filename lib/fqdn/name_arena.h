@@ -1,14 +1,13 @@
-// Text of the FQDN cache's names, packed: a length byte and the characters, in 64 KiB chunks,
-// addressed by a 32-bit reference. A std::string costs 32 bytes plus a heap block (16-byte
-// granules, 8 bytes of malloc header) for names over 15 characters, the usual case; here a
-// 30-character name costs 31 bytes. That difference is most of what bounds the cache's bytes
-// per entry (bench/fqdn_cache_bench BM_BytesPerEntry, docs/fqdn.md).
+// Text blocks of the FQDN cache's names (see NameStore), packed: a length byte and the bytes, in
+// 64 KiB chunks, addressed by a 32-bit reference. A std::string costs 32 bytes plus a heap block
+// (16-byte granules, 8 bytes of malloc header) for text over 15 characters, the usual case; here
+// 30 characters cost 31 bytes (bench/fqdn_cache_bench BM_BytesPerEntry, docs/fqdn.md).
 //
 // A freed block goes to a free list for its size and is reused by the next name of that length.
 // When the mix of lengths shifts (names one digit longer), blocks of the old lengths stay free:
-// once free bytes exceed the live ones by two chunks, the owner repacks the names into a new
-// arena (Sparse(), then Store each live name in a fresh NameArena), so the text never takes more
-// than twice its size plus 128 KiB. Repacking is O(live text), amortized over as many freed bytes.
+// once free bytes exceed the live ones by two chunks (Sparse()), the owner stores the live text
+// again in a fresh arena, so the text never takes more than twice its size plus 128 KiB.
+// Repacking is O(live text), amortized over as many freed bytes.
 #ifndef ACNS_LIB_FQDN_NAME_ARENA_H_
 #define ACNS_LIB_FQDN_NAME_ARENA_H_
 

@@ -71,7 +71,7 @@ std::string FqdnCache::SerializeState(UnixSeconds now) const {
   for (uint32_t id = lru_head_; id != kNoName; id = names_[id].lru_next) {
     const NameRec& rec = names_[id];
     state::FqdnName* name = out.add_names();
-    name->set_name(std::string(NameText(id)));
+    name->set_name(NameText(id));
     for (const LeaseRec& lease : rec.leases) {
       state::FqdnLease* l = name->add_leases();
       const IpAddr ip = ips_.Address(lease.ip);

@@ -9,6 +9,7 @@
 #include "lib/fqdn/inline_one_vector.h"
 #include "lib/fqdn/ip_table.h"
 #include "lib/fqdn/name_arena.h"
+#include "lib/fqdn/name_store.h"
 
 namespace acns::fqdn {
 namespace {
@@ -76,6 +77,47 @@ TEST(NameArenaTest, SparseOnceLengthsShiftAndRepackingRestoresTheBound) {
   EXPECT_EQ(packed.live_bytes(), 10000u * 42);
   EXPECT_LE(packed.chunk_count() * 65536, 2 * packed.live_bytes() + 2 * 65536);
   for (uint32_t ref : refs) ASSERT_EQ(packed.View(ref), std::string(41, 'b'));
+}
+
+TEST(NameStoreTest, NamesReadBackHashAndCompareAlikeWholeOrWithAParent) {
+  NameStore store;
+  std::vector<std::string> names = {"a.", "localhost", ".starts.with.dot.", "x..y.", std::string(254, 'l')};
+  names.push_back(std::string(250, 'f') + ".ab.");  // a label too long to keep with a parent
+  for (int i = 0; i < 300; ++i) {
+    names.push_back(absl::StrCat("host-", i, ".svc", i % 7, ".example.com."));  // shared parents
+    names.push_back(absl::StrCat("www.site", i, ".com."));                    // a parent each
+  }
+  std::vector<uint32_t> refs;
+  for (const std::string& name : names) refs.push_back(store.Store(name));
+  for (size_t i = 0; i < names.size(); ++i) {
+    ASSERT_EQ(store.Text(refs[i]), names[i]);
+    ASSERT_EQ(store.Hash(refs[i]), NameStore::HashOf(names[i])) << names[i];
+    ASSERT_TRUE(store.Equals(refs[i], names[i]));
+    ASSERT_FALSE(store.Equals(refs[i], names[(i + 1) % names.size()]));
+    ASSERT_FALSE(store.Equals(refs[i], names[i] + "x"));
+  }
+  // The 7 shared parents were interned from their second name on; unique ones never.
+  EXPECT_EQ(store.parent_count(), 7u);
+  for (uint32_t ref : refs) store.Free(ref);
+  EXPECT_EQ(store.parent_count(), 0u);
+}
+
+TEST(NameStoreTest, SharedParentsSaveRoomAndUniqueOnesCostNothing) {
+  NameStore shared;
+  NameStore unique;
+  size_t whole = 0;
+  for (int i = 0; i < 20000; ++i) {
+    const std::string name = absl::StrCat("host-", i, ".svc", i % 100, ".example.com.");
+    shared.Store(name);
+    unique.Store(absl::StrCat("host-", i, ".svc", i, ".example.com."));  // no parent repeats
+    whole += 1 + 1 + name.size();  // length byte, tag, text
+  }
+  EXPECT_EQ(shared.parent_count(), 100u);
+  EXPECT_LT(shared.live_bytes(), whole * 6 / 10);
+  EXPECT_EQ(unique.parent_count(), 0u);
+  size_t unique_whole = 0;
+  for (int i = 0; i < 20000; ++i) unique_whole += 2 + absl::StrCat("host-", i, ".svc", i, ".example.com.").size();
+  EXPECT_EQ(unique.live_bytes(), unique_whole);
 }
 
 IpAddr Ip(const char* text) { return *IpAddr::Parse(text); }
