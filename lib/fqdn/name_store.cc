@@ -76,6 +76,7 @@ void NameStore::ReleaseParent(uint32_t index) {
 }
 
 uint32_t NameStore::Store(absl::string_view name) {
+  if (name.empty() || name.size() > kMaxLength) return kNone;
   char block[NameArena::kMaxLength];
   const auto [first, rest] = Split(name);
   if (!first.empty() && !rest.empty() && 1 + first.size() + sizeof(uint32_t) <= sizeof(block)) {

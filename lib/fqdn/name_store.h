@@ -34,7 +34,8 @@ class NameStore {
   NameStore(const NameStore&) = delete;  // the parent index points into this object
   NameStore& operator=(const NameStore&) = delete;
 
-  // Stores `name` (1 to kMaxLength characters); kNone when 4 GiB of text are held.
+  // Stores `name` (1 to kMaxLength characters); kNone for another length or when 4 GiB of
+  // text are held.
   uint32_t Store(absl::string_view name);
   void Free(uint32_t ref);
   std::string Text(uint32_t ref) const;

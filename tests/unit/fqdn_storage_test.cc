@@ -100,6 +100,8 @@ TEST(NameStoreTest, NamesReadBackHashAndCompareAlikeWholeOrWithAParent) {
   EXPECT_EQ(store.parent_count(), 7u);
   for (uint32_t ref : refs) store.Free(ref);
   EXPECT_EQ(store.parent_count(), 0u);
+  EXPECT_EQ(store.Store(""), NameStore::kNone);
+  EXPECT_EQ(store.Store(std::string(NameStore::kMaxLength + 1, 'a')), NameStore::kNone);
 }
 
 TEST(NameStoreTest, SharedParentsSaveRoomAndUniqueOnesCostNothing) {
