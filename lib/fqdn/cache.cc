@@ -8,6 +8,7 @@
 #include "absl/hash/hash.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "lib/fqdn/slots.h"
 #include "lib/policy/fqdn_pattern.h"
 
 namespace acns::fqdn {
@@ -62,14 +63,7 @@ uint32_t FqdnCache::FindName(absl::string_view canonical) const {
 uint32_t FqdnCache::AddName(absl::string_view canonical) {
   const uint32_t text = name_text_->Store(canonical);
   if (text == NameStore::kNone) return kNoName;
-  uint32_t id;
-  if (!free_names_.empty()) {
-    id = free_names_.back();
-    free_names_.pop_back();
-  } else {
-    id = static_cast<uint32_t>(names_.size());
-    names_.emplace_back();
-  }
+  const uint32_t id = TakeSlot(names_, free_names_);
   const uint32_t selset = SelsetFor(canonical);
   NameRec& rec = names_[id];
   rec.text = text;
@@ -127,16 +121,10 @@ uint32_t FqdnCache::InternEndpoint(uint64_t endpoint) {
     return found->second;
   }
   if (free_endpoints_.empty() && endpoints_.size() == kMaxEndpoints) return kNoEndpoint;
-  auto [it, inserted] = endpoint_index_.try_emplace(endpoint, 0);
-  if (!free_endpoints_.empty()) {
-    it->second = free_endpoints_.back();
-    free_endpoints_.pop_back();
-  } else {
-    it->second = static_cast<uint32_t>(endpoints_.size());
-    endpoints_.emplace_back();
-  }
-  endpoints_[it->second] = EndpointRec{.id = endpoint};
-  return it->second;
+  const uint32_t slot = TakeSlot(endpoints_, free_endpoints_);
+  endpoints_[slot] = EndpointRec{.id = endpoint};
+  endpoint_index_.emplace(endpoint, slot);
+  return slot;
 }
 
 uint32_t FqdnCache::FindEndpoint(uint64_t endpoint) const {
@@ -474,14 +462,7 @@ uint32_t FqdnCache::SelsetFor(absl::string_view canonical) {
 uint32_t FqdnCache::InternSelset(std::vector<uint32_t> selectors) {
   auto it = selset_ids_.find(selectors);
   if (it != selset_ids_.end()) return it->second;
-  uint32_t id;
-  if (!free_selsets_.empty()) {
-    id = free_selsets_.back();
-    free_selsets_.pop_back();
-  } else {
-    id = static_cast<uint32_t>(selsets_.size());
-    selsets_.emplace_back();
-  }
+  const uint32_t id = TakeSlot(selsets_, free_selsets_);
   selsets_[id] = Selset{selectors, 0};
   selset_ids_.emplace(std::move(selectors), id);
   return id;

@@ -4,6 +4,7 @@
 
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
+#include "lib/fqdn/slots.h"
 
 namespace acns::fqdn {
 namespace {
@@ -54,14 +55,7 @@ uint32_t NameStore::ShareParent(absl::string_view parent) {
   }
   const uint32_t text = arena_.Store(parent);
   if (text == kNone) return kNone;
-  uint32_t index;
-  if (!free_parents_.empty()) {
-    index = free_parents_.back();
-    free_parents_.pop_back();
-  } else {
-    index = static_cast<uint32_t>(parents_.size());
-    parents_.emplace_back();
-  }
+  const uint32_t index = TakeSlot(parents_, free_parents_);
   parents_[index] = Parent{.text = text, .refs = 0};
   parent_index_.insert(index);
   return index;
