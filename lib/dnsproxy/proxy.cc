@@ -831,24 +831,44 @@ absl::StatusOr<std::unique_ptr<DnsProxy>> DnsProxy::Start(ProxyOptions options,
     proxy->sockets_.push_back(std::move(fd));
     return proxy->sockets_.back().get();
   };
-  // Explicit: every worker binds every address over UDP and TCP; a port 0 is resolved by the
-  // first bind.
+  // Explicit: every worker binds every address over UDP and TCP. A port 0 is resolved by the
+  // first UDP bind; the kernel picked it free for UDP only, so when TCP (or another worker) finds
+  // it taken, another port is tried.
+  constexpr int kPortAttempts = 16;
   for (const SocketAddress& requested : proxy->options_.listen) {
-    SocketAddress actual = requested;
-    for (int w = 0; w < workers; ++w) {
-      auto udp = Bind(actual, SOCK_DGRAM);
-      if (!udp.ok()) return udp.status();
-      if (w == 0) {
-        sockaddr_storage bound{};
-        socklen_t len = sizeof(bound);
-        ::getsockname(udp->get(), reinterpret_cast<sockaddr*>(&bound), &len);
-        actual = SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&bound), len);
-        proxy->listening_.push_back(actual);
+    std::vector<std::pair<UniqueFd, UniqueFd>> bound;  // UDP and TCP, per worker
+    SocketAddress actual;
+    absl::Status status;
+    for (int attempt = 0; attempt < kPortAttempts; ++attempt) {
+      bound.clear();
+      actual = requested;
+      status = absl::OkStatus();
+      for (int w = 0; w < workers && status.ok(); ++w) {
+        auto udp = Bind(actual, SOCK_DGRAM);
+        if (!udp.ok()) {
+          status = udp.status();
+          break;
+        }
+        if (w == 0) {
+          sockaddr_storage local{};
+          socklen_t len = sizeof(local);
+          ::getsockname(udp->get(), reinterpret_cast<sockaddr*>(&local), &len);
+          actual = SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&local), len);
+        }
+        auto tcp = Bind(actual, SOCK_STREAM);
+        if (!tcp.ok()) {
+          status = tcp.status();
+          break;
+        }
+        bound.emplace_back(*std::move(udp), *std::move(tcp));
       }
-      auto tcp = Bind(actual, SOCK_STREAM);
-      if (!tcp.ok()) return tcp.status();
-      listeners[w].push_back(Listener{keep(*std::move(udp)), false, false});
-      listeners[w].push_back(Listener{keep(*std::move(tcp)), true, false});
+      if (status.ok() || requested.port() != 0) break;
+    }
+    if (!status.ok()) return status;
+    proxy->listening_.push_back(actual);
+    for (int w = 0; w < workers; ++w) {
+      listeners[w].push_back(Listener{keep(std::move(bound[w].first)), false, false});
+      listeners[w].push_back(Listener{keep(std::move(bound[w].second)), true, false});
     }
   }
   // Transparent: one socket per address and transport, in every worker's epoll.
