@@ -418,7 +418,10 @@ class DnsProxy::Worker {
     if (origin.conn == 0) {
       if (!msg.empty()) {
         const int fd = origin.transparent ? SocketAs(origin.server) : origin.udp_fd;
-        if (fd >= 0) udp_out_.push_back(OutDatagram{fd, origin.client, std::string(msg)});
+        if (fd >= 0) {
+          udp_out_.push_back(OutDatagram{fd, origin.client, udp_out_bytes_.size(), msg.size()});
+          udp_out_bytes_.append(msg.data(), msg.size());
+        }
         if (udp_out_.size() >= kUdpBatch) FlushUdp();
       }
       return;
@@ -468,8 +471,8 @@ class DnsProxy::Worker {
       const int fd = udp_out_[next].fd;
       size_t n = 0;
       for (; n < kUdpBatch && next + n < udp_out_.size() && udp_out_[next + n].fd == fd; ++n) {
-        OutDatagram& d = udp_out_[next + n];
-        iovs[n] = {d.msg.data(), d.msg.size()};
+        const OutDatagram& d = udp_out_[next + n];
+        iovs[n] = {udp_out_bytes_.data() + d.offset, d.size};
         msgs[n] = mmsghdr{};
         msgs[n].msg_hdr.msg_name = const_cast<sockaddr*>(d.to.sa());
         msgs[n].msg_hdr.msg_namelen = d.to.len();
@@ -483,6 +486,7 @@ class DnsProxy::Worker {
       next += n;
     }
     udp_out_.clear();
+    udp_out_bytes_.clear();  // keeps its capacity: no allocation per answer
   }
 
   void CloseIdleConnections(absl::Time now) {
@@ -782,9 +786,11 @@ class DnsProxy::Worker {
   struct OutDatagram {
     int fd;
     SocketAddress to;
-    std::string msg;
+    size_t offset;  // of the message in udp_out_bytes_
+    size_t size;
   };
   std::vector<OutDatagram> udp_out_;  // UDP answers of this event batch, see FlushUdp
+  std::string udp_out_bytes_;         // their messages, one after the other
   UniqueFd epoll_;
   UniqueFd wake_;
   std::vector<Listener> listeners_;

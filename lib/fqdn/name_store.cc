@@ -43,10 +43,11 @@ NameStore::Parts NameStore::Decode(uint32_t ref) const {
 }
 
 uint32_t NameStore::ShareParent(absl::string_view parent) {
-  if (auto it = parent_index_.find(parent); it != parent_index_.end()) return *it;
+  // One hash for the index and the table of recent parents (ParentHash is the same function).
+  const size_t hash = absl::Hash<absl::string_view>()(parent);
+  if (auto it = parent_index_.find(parent, hash); it != parent_index_.end()) return *it;
   // Two ways per set, most recent first, so that two parents in one set do not keep pushing
   // each other out.
-  const size_t hash = absl::Hash<absl::string_view>()(parent);
   uint64_t* set = &recent_parents_[hash % (recent_parents_.size() / 2) * 2];
   if (set[0] != hash && set[1] != hash) {
     set[1] = set[0];
