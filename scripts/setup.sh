@@ -12,7 +12,7 @@ packages=(
   libabsl-dev libyaml-dev libre2-dev
   libprotobuf-dev protobuf-compiler
   libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev libnl-route-3-dev
-  libc-ares-dev libmicrohttpd-dev
+  libc-ares-dev libmicrohttpd-dev liburing-dev
   # tests and benchmarks: real DNS servers and clients, started by the tests themselves
   libgtest-dev libgmock-dev libbenchmark-dev
   iproute2 iputils-ping dnsutils knot-dnsutils unbound dnsperf dnsdist

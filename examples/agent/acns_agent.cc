@@ -8,7 +8,7 @@
 //       [--tofqdns-min-ttl SECONDS] [--tofqdns-endpoint-max-ip-per-hostname N]
 //       [--tofqdns-proxy-response-max-delay DURATION] [--dnsproxy-concurrency-limit N]
 //       [--state-dir DIR] [--api ADDR:PORT] [--bpffs-root DIR] [--tofqdns-proxy-port PORT]
-//       [--dnsproxy-workers N]
+//       [--dnsproxy-workers N] [--dnsproxy-io-uring true|false]
 //
 // --tofqdns-proxy-port (Cilium's flag) turns on transparent mode: the datapath redirects pods'
 // DNS under rules.dns to the proxy on 127.0.0.1:PORT and [::1]:PORT, which forwards each query to
@@ -58,6 +58,7 @@ struct Flags {
   uint32_t response_max_delay_ms = 0;
   uint32_t concurrency_limit = 0;
   uint32_t workers = 0;  // DNS proxy threads; 0: one per core
+  bool io_uring = true;  // the proxy's loops on io_uring where the kernel has it
   std::string state_dir;
   std::string api = "127.0.0.1:9965";
   std::string bpffs_root = "/sys/fs/bpf/acns";
@@ -72,7 +73,7 @@ int Usage(const std::string& problem) {
       "    [--tofqdns-min-ttl SECONDS] [--tofqdns-endpoint-max-ip-per-hostname N]\n"
       "    [--tofqdns-proxy-response-max-delay DURATION] [--dnsproxy-concurrency-limit N]\n"
       "    [--state-dir DIR] [--api ADDR:PORT] [--bpffs-root DIR] [--tofqdns-proxy-port PORT]\n"
-      "    [--dnsproxy-workers N]\n",
+      "    [--dnsproxy-workers N] [--dnsproxy-io-uring true|false]\n",
       stderr);
   return kExitUsage;
 }
@@ -126,6 +127,9 @@ int ParseFlags(int argc, char** argv, Flags* f) {
       if (!ParseUint(v, &f->concurrency_limit)) return Usage(flag + " takes N");
     } else if (flag == "--dnsproxy-workers") {
       if (!ParseUint(v, &f->workers) || f->workers > 256) return Usage(flag + " takes N from 0 (one per core) to 256");
+    } else if (flag == "--dnsproxy-io-uring") {
+      if (v != "true" && v != "false") return Usage(flag + " is true or false");
+      f->io_uring = v == "true";
     } else {
       return Usage("unknown flag " + flag);
     }
@@ -201,6 +205,7 @@ class Agent {
       popts.response_max_delay_ms = flags_.response_max_delay_ms;
       popts.concurrency_limit = flags_.concurrency_limit;
       popts.workers = flags_.workers;
+      if (!flags_.io_uring) popts.flags |= ACNS_DNS_PROXY_NO_IO_URING;
       acns_dns_proxy* proxy = nullptr;
       if (acns_dns_proxy_create(&popts, engine_, cache_, &proxy, &err) != ACNS_OK) return Fail("dns proxy", err);
       proxy_ = proxy;

@@ -567,6 +567,8 @@ ACNS_API acns_status acns_fqdn_cache_stats_get(const acns_fqdn_cache *cache,
 /* acns_dns_proxy_opts.flags */
 #define ACNS_DNS_PROXY_ALLOW_UNKNOWN_ENDPOINTS 1 /* forward queries of unknown clients unchecked */
 #define ACNS_DNS_PROXY_WAIT_FOR_ACK 2 /* hold answers until acns_dns_proxy_ack covers them */
+/* @since 0.2: epoll and plain system calls only, even where io_uring is available */
+#define ACNS_DNS_PROXY_NO_IO_URING 4
 
 #define ACNS_DNS_EVENT_REQUEST 1  /* a query was received and decided */
 #define ACNS_DNS_EVENT_RESPONSE 2 /* the client was answered */

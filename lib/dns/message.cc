@@ -149,11 +149,15 @@ absl::StatusOr<Query> ParseQuery(absl::string_view msg) {
     if (absl::Status s = ReadName(msg, &pos, /*allow_compression=*/true, &name); !s.ok()) return s;
     if (pos + 10 > msg.size()) return absl::InvalidArgumentError("a record ends early");
     const uint16_t type = Get16(msg, pos);
+    const uint16_t rrclass = Get16(msg, pos + 2);
     const uint16_t rdlength = Get16(msg, pos + 8);
     pos += 10;
     if (pos + rdlength > msg.size()) return absl::InvalidArgumentError("record data runs past the end");
     pos += rdlength;
-    if (type == kTypeOpt && i >= q.header.ancount + q.header.nscount) q.has_edns = true;
+    if (type == kTypeOpt && i >= q.header.ancount + q.header.nscount) {
+      q.has_edns = true;
+      q.edns_udp_size = rrclass;  // an OPT record's class is the payload size
+    }
   }
   return q;
 }

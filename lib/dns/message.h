@@ -68,6 +68,7 @@ struct Query {
   Header header;
   Question question;
   bool has_edns = false;  // an OPT record in the additional section
+  uint16_t edns_udp_size = 0;  // the UDP payload size it advertises
 };
 
 // Parses a query: a header with QR clear, opcode QUERY, exactly one question (names may not use

@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "lib/common/file.h"
 #include "lib/common/status.h"
+#include "lib/dnsproxy/ring.h"
 
 namespace acns::dnsproxy {
 
@@ -31,6 +32,8 @@ namespace {
 
 // epoll tags: the top two bits say what the descriptor is, the rest is an index or a serial.
 enum Kind : uint64_t { kUpstream = 0, kClient = 1, kListener = 2, kWake = 3 };
+// kWake values: the worker's eventfd, and (io_uring loop) the epoll descriptor itself.
+enum WakeSource : uint64_t { kWakeEvent = 0, kEpollReady = 1 };
 constexpr int kKindShift = 62;
 constexpr uint64_t Tag(Kind kind, uint64_t value) { return (uint64_t{kind} << kKindShift) | value; }
 constexpr Kind KindOf(uint64_t tag) { return static_cast<Kind>(tag >> kKindShift); }
@@ -47,6 +50,8 @@ constexpr size_t kMaxServerSockets = 256;
 // one over kUdpQueryBuffer bytes is answered FORMERR.
 constexpr size_t kUdpBatch = 32;
 constexpr size_t kUdpQueryBuffer = 4096;
+// UDP exchanges with upstreams a worker's io_uring runs at once; past it, the plain path.
+constexpr unsigned kMaxRingExchanges = 4096;
 
 void Bump(std::atomic<uint64_t>& counter) { counter.fetch_add(1, std::memory_order_relaxed); }
 
@@ -106,7 +111,10 @@ struct DnsProxy::Listener {
   bool transparent = false;
 };
 
-class DnsProxy::Worker {
+// Each worker runs one event loop: on io_uring (see ring.h) where the kernel has it, else on
+// epoll alone. Both use the same epoll set for TCP; the ring also polls the UDP listeners and
+// the wake eventfd, and makes the UDP exchanges with upstreams.
+class DnsProxy::Worker : private Ring::Handler {
  public:
   Worker(DnsProxy* proxy, const policy::PolicyEngine* engine, fqdn::FqdnCache* cache,
          const EndpointLookup* endpoints)
@@ -117,7 +125,7 @@ class DnsProxy::Worker {
         buf_(kMaxMessage),
         udp_in_(kUdpBatch * kUdpQueryBuffer) {}
 
-  ~Worker() {
+  ~Worker() override {
     if (thread_.joinable()) Stop();
   }
 
@@ -126,15 +134,15 @@ class DnsProxy::Worker {
     if (!epoll_.valid()) return ErrnoError(errno, "epoll_create1");
     wake_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
     if (!wake_.valid()) return ErrnoError(errno, "eventfd");
-    if (absl::Status s = Watch(wake_.get(), Tag(kWake, 0), EPOLLIN); !s.ok()) return s;
     listeners_ = std::move(listeners);
-    for (size_t i = 0; i < listeners_.size(); ++i) {
-      // A shared socket wakes one worker per event, not all of them.
-      const uint32_t events = EPOLLIN | (listeners_[i].transparent ? EPOLLEXCLUSIVE : 0);
-      if (absl::Status s = Watch(listeners_[i].fd, Tag(kListener, i), events); !s.ok()) return s;
+    if (options().io_uring) {
+      auto ring = Ring::Create(kMaxRingExchanges);
+      if (ring.ok()) ring_ = *std::move(ring);  // else: the epoll loop (ring.h says when)
     }
-    return absl::OkStatus();
+    return WatchInEpoll(/*tcp=*/true, /*udp_and_wake=*/ring_ == nullptr);
   }
+
+  bool uses_io_uring() const { return ring_ != nullptr; }
 
   void Start() { thread_ = std::thread([this] { Run(); }); }
   void Stop() {
@@ -180,8 +188,10 @@ class DnsProxy::Worker {
   };
   struct Pending {
     Trace trace;
-    UniqueFd fd;
+    UniqueFd fd;          // the plain path's socket, or
+    int ring_slot = -1;   // the ring's exchange
     bool tcp = false;
+    size_t reply_capacity = 0;
     std::string upstream_out;  // TCP: the framed query not yet written
     std::string upstream_in;   // TCP: reply bytes read so far
     Origin origin;
@@ -228,43 +238,90 @@ class DnsProxy::Worker {
   Counters& counters() { return *proxy_->counters_; }
   const ProxyOptions& options() const { return proxy_->options_; }
 
+  // The listeners of one or both transports, and with UDP the wake eventfd: the ring polls
+  // those two when there is one.
+  absl::Status WatchInEpoll(bool tcp, bool udp_and_wake) {
+    for (size_t i = 0; i < listeners_.size(); ++i) {
+      if (listeners_[i].tcp ? !tcp : !udp_and_wake) continue;
+      // A shared socket wakes one worker per event, not all of them.
+      const uint32_t events = EPOLLIN | (listeners_[i].transparent ? EPOLLEXCLUSIVE : 0);
+      if (absl::Status s = Watch(listeners_[i].fd, Tag(kListener, i), events); !s.ok()) return s;
+    }
+    return udp_and_wake ? Watch(wake_.get(), Tag(kWake, kWakeEvent), EPOLLIN) : absl::OkStatus();
+  }
+
   void Run() {
-    epoll_event events[64];
+    // The ring is this thread's (single issuer): enabled here, where an error can only fall
+    // back to the epoll loop.
+    if (ring_ != nullptr && !ring_->Enable().ok()) {
+      ring_.reset();
+      (void)WatchInEpoll(/*tcp=*/false, /*udp_and_wake=*/true).ok();
+    }
+    if (ring_ != nullptr) {
+      for (size_t i = 0; i < listeners_.size(); ++i) {
+        if (!listeners_[i].tcp) ring_->Poll(listeners_[i].fd, Tag(kListener, i));
+      }
+      ring_->Poll(wake_.get(), Tag(kWake, kWakeEvent));
+      ring_->Poll(epoll_.get(), Tag(kWake, kEpollReady));
+    }
     while (!stop_.load()) {
-      const int n = ::epoll_wait(epoll_.get(), events, 64, WaitMillis());
-      for (int i = 0; i < n; ++i) {
-        const uint64_t tag = events[i].data.u64;
-        switch (KindOf(tag)) {
-          case kWake: {
-            uint64_t value;
-            (void)!::read(wake_.get(), &value, sizeof(value));
-            break;
-          }
-          case kListener: {
-            const Listener& l = listeners_[ValueOf(tag)];
-            l.tcp ? Accept(l) : DrainUdp(l);
-            break;
-          }
-          case kClient:
-            OnClient(ValueOf(tag), events[i].events);
-            break;
-          case kUpstream:
-            OnUpstream(ValueOf(tag), events[i].events);
-            break;
-        }
+      if (ring_ != nullptr) {
+        ring_->Wait(WaitTime(), *this);
+      } else {
+        const absl::Duration wait = WaitTime();  // in whole milliseconds, rounded up
+        DrainEpoll(wait == absl::ZeroDuration() ? 0 : static_cast<int>(absl::ToInt64Milliseconds(wait) + 1));
       }
       ExpireAndRelease();
       FlushUdp();
     }
   }
 
-  // Milliseconds until the earliest deadline (rounded up), at most one second.
-  int WaitMillis() const {
+  // Handles what epoll reports within `timeout_ms`; in the io_uring loop, with 0 and until
+  // nothing is left (the ring polls the epoll descriptor: it reports new readiness only).
+  void DrainEpoll(int timeout_ms) {
+    epoll_event events[64];
+    int n;
+    do {
+      n = ::epoll_wait(epoll_.get(), events, 64, timeout_ms);
+      for (int i = 0; i < n; ++i) OnEvent(events[i].data.u64, events[i].events);
+    } while (n == 64 && timeout_ms == 0);
+  }
+
+  void OnEvent(uint64_t tag, uint32_t events) {
+    switch (KindOf(tag)) {
+      case kWake:
+        if (ValueOf(tag) == kEpollReady) return DrainEpoll(0);
+        uint64_t value;
+        (void)!::read(wake_.get(), &value, sizeof(value));
+        return;
+      case kListener: {
+        const Listener& l = listeners_[ValueOf(tag)];
+        return l.tcp ? Accept(l) : DrainUdp(l);
+      }
+      case kClient:
+        return OnClient(ValueOf(tag), events);
+      case kUpstream:
+        return OnUpstream(ValueOf(tag), events);
+    }
+  }
+
+  // Ring::Handler
+  void OnReadable(uint64_t tag) override { OnEvent(tag, EPOLLIN); }
+  bool OnReply(uint64_t serial, absl::string_view datagram) override {
+    auto it = pending_.find(serial);
+    if (it == pending_.end()) return true;
+    return TakeReply(it, std::string(datagram));
+  }
+  void OnExchangeFailed(uint64_t serial, int /*error*/) override {
+    if (auto it = pending_.find(serial); it != pending_.end()) FailUpstream(it);
+  }
+
+  // Until the earliest deadline, at most one second.
+  absl::Duration WaitTime() const {
     absl::Time next = absl::Now() + absl::Seconds(1);
     if (!deadlines_.empty()) next = std::min(next, deadlines_.front().first);
     if (!held_.empty()) next = std::min(next, held_.front().deadline);
-    const absl::Duration wait = next - absl::Now();
-    return wait <= absl::ZeroDuration() ? 0 : static_cast<int>(absl::ToInt64Milliseconds(wait) + 1);
+    return std::max(next - absl::Now(), absl::ZeroDuration());
   }
 
   // ---- clients ----
@@ -601,9 +658,9 @@ class DnsProxy::Worker {
       return reply_with(dns::kServFail, DnsEvent::Verdict::kError);
     }
     // A socket per query, over the client's transport: a fresh ephemeral source port, and a
-    // connected socket only hears from the upstream's address.
+    // connected socket only hears from the upstream's address. Over UDP, through the ring when
+    // there is one.
     const SocketAddress& upstream = origin.server;
-    UniqueFd fd(::socket(upstream.family(), (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     const uint16_t id = static_cast<uint16_t>(absl::Uniform<uint32_t>(rng_, 0, 65536));
     std::string out = msg;
     out[0] = static_cast<char>(id >> 8);
@@ -611,9 +668,19 @@ class DnsProxy::Worker {
     const uint64_t serial = next_serial_++;
     auto pending = std::make_unique<Pending>();
     pending->tcp = tcp;
-    bool ok = fd.valid() && (::connect(fd.get(), upstream.sa(), upstream.len()) == 0 ||
-                             (tcp && errno == EINPROGRESS));
-    if (ok && tcp) {
+    // A server may not answer over UDP with more than the client takes (RFC 6891): a larger
+    // reply is the server's failure.
+    pending->reply_capacity = tcp ? kMaxMessage : query->has_edns ? std::max<size_t>(query->edns_udp_size, 512) : 512;
+    if (!tcp && ring_ != nullptr) pending->ring_slot = ring_->StartExchange(serial, upstream, out, pending->reply_capacity);
+    UniqueFd fd;
+    bool ok = pending->ring_slot >= 0;
+    if (!ok) {
+      fd.reset(::socket(upstream.family(), (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+      ok = fd.valid() && (::connect(fd.get(), upstream.sa(), upstream.len()) == 0 || (tcp && errno == EINPROGRESS));
+    }
+    if (pending->ring_slot >= 0) {
+      // sent with the ring's next submission
+    } else if (ok && tcp) {
       AppendFrame(&pending->upstream_out, out);  // written once connected
       ok = Watch(fd.get(), Tag(kUpstream, serial), EPOLLIN | EPOLLOUT).ok();
     } else if (ok) {
@@ -655,11 +722,12 @@ class DnsProxy::Worker {
     Pending& p = *it->second;
     if (p.tcp) return OnUpstreamTcp(it, events);
     for (;;) {
-      const ssize_t n = ::recv(p.fd.get(), buf_.data(), buf_.size(), 0);
+      const ssize_t n = ::recv(p.fd.get(), buf_.data(), buf_.size(), MSG_TRUNC);
       if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
         return FailUpstream(it);  // ECONNREFUSED and friends: the upstream is not there
       }
+      if (static_cast<size_t>(n) > p.reply_capacity) return FailUpstream(it);  // as the ring does
       if (TakeReply(it, std::string(buf_.data(), static_cast<size_t>(n)))) return;
     }
   }
@@ -744,6 +812,7 @@ class DnsProxy::Worker {
   }
 
   void Remove(absl::flat_hash_map<uint64_t, std::unique_ptr<Pending>>::iterator it) {
+    if (it->second->ring_slot >= 0) ring_->Abandon(it->second->ring_slot);
     pending_.erase(it);  // closing the socket also takes it out of epoll
     counters().inflight.fetch_sub(1);
   }
@@ -793,6 +862,7 @@ class DnsProxy::Worker {
   std::string udp_out_bytes_;         // their messages, one after the other
   UniqueFd epoll_;
   UniqueFd wake_;
+  std::unique_ptr<Ring> ring_;  // null: the epoll loop
   std::vector<Listener> listeners_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> holding_{false};  // held_ is not empty
@@ -909,6 +979,11 @@ void DnsProxy::Ack(uint64_t seq) {
   if (options_.wait_for_ack) {
     for (auto& worker : workers_) worker->WakeIfHolding();
   }
+}
+
+int DnsProxy::io_uring_workers() const {
+  return static_cast<int>(std::count_if(workers_.begin(), workers_.end(),
+                                        [](const auto& w) { return w->uses_io_uring(); }));
 }
 
 ProxyStats DnsProxy::stats() const {

@@ -8,7 +8,7 @@
 // caused (or a maximum delay).
 //
 // Threads: `workers` threads, each with its own SO_REUSEPORT UDP and TCP sockets per listen
-// address and its own epoll loop (transparent sockets are shared: the datapath's socket
+// address and its own event loop (io_uring, or epoll) (transparent sockets are shared: the datapath's socket
 // lookup cannot pick among SO_REUSEPORT sockets before Linux 6.5); a query lives on the worker
 // that received it. A TCP query is
 // forwarded over TCP, a UDP one over UDP (a truncated UDP answer goes back as it is: the client
@@ -71,6 +71,9 @@ struct ProxyOptions {
   // Labels of the upstream when it is a cluster endpoint (kube-dns), for toEndpoints rules.
   std::optional<policy::LabelSet> upstream_labels;
   int workers = 0;  // 0: one per core
+  // Each worker's loop on io_uring where the kernel allows it (docs/dnsproxy.md); false: epoll
+  // and plain system calls only.
+  bool io_uring = true;
   dns::Rcode deny_rcode = dns::kRefused;  // or kNxDomain (Cilium's nameError)
   bool allow_unknown_endpoints = false;   // else SERVFAIL
   absl::Duration upstream_timeout = absl::Seconds(5);
@@ -118,6 +121,9 @@ class DnsProxy {
   // The addresses actually bound (a port 0 resolved), in the order of options.listen.
   const std::vector<SocketAddress>& listening() const { return listening_; }
   ProxyStats stats() const;
+  // Workers whose loop runs on io_uring (the others use epoll: options.io_uring off, or the
+  // kernel refused the ring).
+  int io_uring_workers() const;
 
   struct Counters;
   struct Listener;

@@ -8,7 +8,7 @@
 #include "absl/hash/hash.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "lib/fqdn/slots.h"
+#include "lib/common/slots.h"
 #include "lib/policy/fqdn_pattern.h"
 
 namespace acns::fqdn {

@@ -4,7 +4,7 @@
 
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
-#include "lib/fqdn/slots.h"
+#include "lib/common/slots.h"
 
 namespace acns::fqdn {
 namespace {

@@ -32,7 +32,8 @@ using ::acns::testing::Unbound;
 
 constexpr uint64_t kWebEndpoint = 1;
 
-class DnsProxyTest : public ::testing::Test {
+// Every test runs on both worker loops: io_uring (GetParam() true) and epoll.
+class DnsProxyTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
     // big.allowed.test has 60 addresses: more than 512 bytes, truncated over UDP without EDNS.
@@ -57,6 +58,8 @@ class DnsProxyTest : public ::testing::Test {
     options.listen = {*SocketAddress::Parse("127.0.0.1:0")};
     options.upstream = SocketAddress::From(*IpAddr::Parse("127.0.0.1"), upstream_port);
     if (options.workers == 0) options.workers = 2;
+    options.io_uring = GetParam();
+    const int workers = options.workers;
     auto proxy = DnsProxy::Start(std::move(options), &engine_, cache_.get(), [this](const IpAddr& ip) {
       return ip == *IpAddr::Parse("127.0.0.1") && client_known_ ? std::optional<uint64_t>(kWebEndpoint)
                                                                 : std::nullopt;
@@ -64,6 +67,8 @@ class DnsProxyTest : public ::testing::Test {
     ASSERT_TRUE(proxy.ok()) << proxy.status();
     proxy_ = *std::move(proxy);
     port_ = proxy_->listening()[0].port();
+    // This machine's kernel has io_uring: the loop under test is the one asked for.
+    EXPECT_EQ(proxy_->io_uring_workers(), GetParam() ? workers : 0);
   }
 
   policy::PolicyEngine engine_;
@@ -76,7 +81,7 @@ class DnsProxyTest : public ::testing::Test {
   std::atomic<bool> client_known_{true};
 };
 
-TEST_F(DnsProxyTest, AllowedAnsweredDeniedRefusedAndNeverForwarded) {
+TEST_P(DnsProxyTest, AllowedAnsweredDeniedRefusedAndNeverForwarded) {
   StartProxy(ProxyOptions{}, unbound_->port());
   DigResult d = RunDig(port_, "www.allowed.test A");
   EXPECT_EQ(d.status, "NOERROR") << d.out;
@@ -110,7 +115,7 @@ TEST_F(DnsProxyTest, AllowedAnsweredDeniedRefusedAndNeverForwarded) {
   EXPECT_EQ(s.answers_learned, 2u);
 }
 
-TEST_F(DnsProxyTest, EveryQueryGivesRequestAndResponseEvents) {
+TEST_P(DnsProxyTest, EveryQueryGivesRequestAndResponseEvents) {
   struct Seen {
     DnsEvent::Type type;
     DnsEvent::Verdict verdict;
@@ -164,14 +169,14 @@ TEST_F(DnsProxyTest, EveryQueryGivesRequestAndResponseEvents) {
   EXPECT_EQ(seen[5].upstream, absl::ZeroDuration());
 }
 
-TEST_F(DnsProxyTest, NameErrorOptionAnswersNxdomain) {
+TEST_P(DnsProxyTest, NameErrorOptionAnswersNxdomain) {
   StartProxy(ProxyOptions{.deny_rcode = dns::kNxDomain}, unbound_->port());
   EXPECT_EQ(RunDig(port_, "www.denied.test A").status, "NXDOMAIN");
   EXPECT_EQ(RunDig(port_, "www.allowed.test AAAA").status, "NOERROR");
   EXPECT_EQ(cache_->LookupName("www.allowed.test")[0].ip.ToString(), "2001:db8::10");
 }
 
-TEST_F(DnsProxyTest, MixedCaseAndEdnsComeBackAsSent) {
+TEST_P(DnsProxyTest, MixedCaseAndEdnsComeBackAsSent) {
   StartProxy(ProxyOptions{}, unbound_->port());
   DigResult d = RunDig(port_, "+edns=0 +bufsize=1232 WwW.AlLoWeD.tEsT A");
   EXPECT_EQ(d.status, "NOERROR") << d.out;
@@ -183,14 +188,14 @@ TEST_F(DnsProxyTest, MixedCaseAndEdnsComeBackAsSent) {
   EXPECT_EQ(d.out.find("OPT PSEUDOSECTION"), std::string::npos) << d.out;
 }
 
-TEST_F(DnsProxyTest, UpstreamDownIsServfail) {
+TEST_P(DnsProxyTest, UpstreamDownIsServfail) {
   StartProxy(ProxyOptions{.upstream_timeout = absl::Seconds(1)}, FreeLoopbackPort());
   DigResult d = RunDig(port_, "www.allowed.test A");
   EXPECT_EQ(d.status, "SERVFAIL") << d.out;
   EXPECT_EQ(proxy_->stats().upstream_failures, 1u);
 }
 
-TEST_F(DnsProxyTest, UnknownEndpointIsServfailUnlessAllowed) {
+TEST_P(DnsProxyTest, UnknownEndpointIsServfailUnlessAllowed) {
   StartProxy(ProxyOptions{}, unbound_->port());
   client_known_ = false;  // no endpoint has the client's address
   EXPECT_EQ(RunDig(port_, "www.allowed.test A").status, "SERVFAIL");
@@ -206,7 +211,7 @@ TEST_F(DnsProxyTest, UnknownEndpointIsServfailUnlessAllowed) {
   EXPECT_EQ(RunDig(port_, "www.denied.test A").status, "NOERROR");  // not policy-checked
 }
 
-TEST_F(DnsProxyTest, TcpQueriesAndTruncatedUdpRetriedOverTcp) {
+TEST_P(DnsProxyTest, TcpQueriesAndTruncatedUdpRetriedOverTcp) {
   StartProxy(ProxyOptions{}, unbound_->port());
   DigResult d = RunDig(port_, "+tcp www.allowed.test A");
   EXPECT_EQ(d.status, "NOERROR") << d.out;
@@ -258,7 +263,7 @@ std::map<uint16_t, uint8_t> PipelineOverTcp(uint16_t port, const std::vector<std
 }
 
 // Several queries written at once on one TCP connection, answered in any order.
-TEST_F(DnsProxyTest, PipelinedTcpQueries) {
+TEST_P(DnsProxyTest, PipelinedTcpQueries) {
   StartProxy(ProxyOptions{}, unbound_->port());
   EXPECT_EQ(PipelineOverTcp(port_, {{101, "www.allowed.test"}, {102, "www.denied.test"},
                                     {103, "api.allowed.test"}, {104, "nope.allowed.test"}}),
@@ -268,7 +273,7 @@ TEST_F(DnsProxyTest, PipelinedTcpQueries) {
 
 // More queries at once than the proxy keeps in flight per connection: it pauses reading and
 // resumes as answers go out, and every query is answered.
-TEST_F(DnsProxyTest, TcpClientWithMoreQueriesThanTheInflightLimit) {
+TEST_P(DnsProxyTest, TcpClientWithMoreQueriesThanTheInflightLimit) {
   StartProxy(ProxyOptions{}, unbound_->port());
   constexpr int kQueries = 200;
   std::vector<std::pair<uint16_t, std::string>> queries;
@@ -356,7 +361,7 @@ std::string Answer(const std::string& query, uint16_t id, const char* name, cons
   return DnsBuilder(id, 0x8180).Question(name, dns::kTypeA).Answer("@12", dns::kTypeA, 60, DnsBuilder::A(ip)).str();
 }
 
-TEST_F(DnsProxyTest, SpoofedRepliesNeverReachClientOrCache) {
+TEST_P(DnsProxyTest, SpoofedRepliesNeverReachClientOrCache) {
   ScriptedUpstream upstream([](const std::string& q, const SocketAddress& from) -> std::vector<std::string> {
     const uint16_t id = IdOf(q);
     // The right ID and question from another port: the kernel drops it (connected socket).
@@ -386,7 +391,33 @@ TEST_F(DnsProxyTest, SpoofedRepliesNeverReachClientOrCache) {
   EXPECT_NE(upstream.last_from().port(), port_);
 }
 
-TEST_F(DnsProxyTest, SilentUpstreamTimesOutAndConcurrencyLimitHolds) {
+TEST_P(DnsProxyTest, UdpReplyLargerThanTheClientTakesIsServfail) {
+  // 40 addresses: about 700 bytes, over the 512 a client without EDNS takes (RFC 6891 says a
+  // server must not send more than the client advertised).
+  ScriptedUpstream upstream([](const std::string& q, const SocketAddress&) -> std::vector<std::string> {
+    DnsBuilder b(IdOf(q), 0x8180);
+    b.Question("big.allowed.test", dns::kTypeA);
+    for (int i = 1; i <= 40; ++i) {
+      b.Answer("@12", dns::kTypeA, 60, DnsBuilder::A(absl::StrCat("198.51.100.", i).c_str()));
+    }
+    return {b.str()};
+  });
+  StartProxy(ProxyOptions{}, upstream.port());
+  dns::Header h;
+  auto [plain, took] = Exchange(port_, DnsBuilder(1, 0x0100).Question("big.allowed.test", dns::kTypeA).str());
+  ASSERT_TRUE(dns::ReadHeader(plain, &h));
+  EXPECT_EQ(h.rcode(), dns::kServFail);
+  EXPECT_EQ(proxy_->stats().upstream_failures, 1u);
+  EXPECT_EQ(cache_->LookupIp(*IpAddr::Parse("198.51.100.1")).names.size(), 0u);
+  // A client that takes 1,232 bytes gets it.
+  auto [edns, took2] = Exchange(port_, DnsBuilder(2, 0x0100).Question("big.allowed.test", dns::kTypeA).Opt(1232).str());
+  ASSERT_TRUE(dns::ReadHeader(edns, &h));
+  EXPECT_EQ(h.rcode(), dns::kNoError);
+  EXPECT_GT(edns.size(), 512u);
+  EXPECT_EQ(cache_->LookupIp(*IpAddr::Parse("198.51.100.40")).names.size(), 1u);
+}
+
+TEST_P(DnsProxyTest, SilentUpstreamTimesOutAndConcurrencyLimitHolds) {
   ScriptedUpstream silent([](const std::string&, const SocketAddress&) { return std::vector<std::string>{}; });
   StartProxy(ProxyOptions{.workers = 1, .upstream_timeout = absl::Milliseconds(800),
                           .concurrency_limit = 1},
@@ -410,7 +441,7 @@ TEST_F(DnsProxyTest, SilentUpstreamTimesOutAndConcurrencyLimitHolds) {
   EXPECT_EQ(s.upstream_timeouts, 1u);
 }
 
-TEST_F(DnsProxyTest, BurstOfUdpQueriesIsAnsweredOncePerQuery) {
+TEST_P(DnsProxyTest, BurstOfUdpQueriesIsAnsweredOncePerQuery) {
   // Several receive batches' worth of queries, up to 100 outstanding (more would overflow
   // unbound's socket buffer, not the proxy's), while a thread reads: every one is answered
   // exactly once, allowed ones NOERROR, denied ones REFUSED.
@@ -455,7 +486,7 @@ TEST_F(DnsProxyTest, BurstOfUdpQueriesIsAnsweredOncePerQuery) {
   EXPECT_EQ(proxy_->stats().queries, static_cast<uint64_t>(kQueries));
 }
 
-TEST_F(DnsProxyTest, MalformedQueries) {
+TEST_P(DnsProxyTest, MalformedQueries) {
   StartProxy(ProxyOptions{}, unbound_->port());
   const std::string garbage("\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x09oops", 17);
   auto [reply, took] = Exchange(port_, garbage);
@@ -477,7 +508,7 @@ TEST_F(DnsProxyTest, MalformedQueries) {
   EXPECT_EQ(RunDig(port_, "www.allowed.test A").status, "NOERROR");
 }
 
-TEST_F(DnsProxyTest, AnswerHeldUntilDatapathAcks) {
+TEST_P(DnsProxyTest, AnswerHeldUntilDatapathAcks) {
   StartProxy(ProxyOptions{.wait_for_ack = true, .response_max_delay = absl::Milliseconds(1500)},
              unbound_->port());
   const std::string query = DnsBuilder(9, 0x0100).Question("www.allowed.test", dns::kTypeA).str();
@@ -505,6 +536,9 @@ TEST_F(DnsProxyTest, AnswerHeldUntilDatapathAcks) {
   EXPECT_FALSE(again.first.empty());
   EXPECT_LT(again.second.count(), 1000);
 }
+
+INSTANTIATE_TEST_SUITE_P(Loops, DnsProxyTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) { return info.param ? "IoUring" : "Epoll"; });
 
 }  // namespace
 }  // namespace acns::dnsproxy

@@ -32,7 +32,10 @@ TEST(DnsQueryTest, ReadsQuestionInOriginalCase) {
   EXPECT_EQ(q->question.wire_begin, kHeaderSize);
   EXPECT_EQ(q->question.wire_end, msg.size());
   EXPECT_FALSE(q->has_edns);
-  EXPECT_TRUE(ParseQuery(DnsBuilder(1, kRd).Question("a.test", kTypeAaaa).Opt().str())->has_edns);
+  auto edns = ParseQuery(DnsBuilder(1, kRd).Question("a.test", kTypeAaaa).Opt(1232).str());
+  ASSERT_TRUE(edns.ok()) << edns.status();
+  EXPECT_TRUE(edns->has_edns);
+  EXPECT_EQ(edns->edns_udp_size, 1232);
   EXPECT_EQ(ParseQuery(DnsBuilder(1, 0).Question("", kTypeA).str())->question.name, ".");
 }
 
