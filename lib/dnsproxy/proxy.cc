@@ -112,8 +112,8 @@ struct DnsProxy::Listener {
 };
 
 // Each worker runs one event loop: on io_uring (see ring.h) where the kernel has it, else on
-// epoll alone. Both use the same epoll set for TCP; the ring also polls the UDP listeners and
-// the wake eventfd, and makes the UDP exchanges with upstreams.
+// epoll alone. Both use the same epoll set for TCP; the ring also polls the worker's UDP
+// listeners and wake eventfd (see ForRing), and makes the UDP exchanges with upstreams.
 class DnsProxy::Worker : private Ring::Handler {
  public:
   Worker(DnsProxy* proxy, const policy::PolicyEngine* engine, fqdn::FqdnCache* cache,
@@ -139,7 +139,7 @@ class DnsProxy::Worker : private Ring::Handler {
       auto ring = Ring::Create(kMaxRingExchanges);
       if (ring.ok()) ring_ = *std::move(ring);  // else: the epoll loop (ring.h says when)
     }
-    return WatchInEpoll(/*tcp=*/true, /*udp_and_wake=*/ring_ == nullptr);
+    return WatchInEpoll(ring_ == nullptr ? kAll : kNotForRing);
   }
 
   bool uses_io_uring() const { return ring_ != nullptr; }
@@ -238,16 +238,18 @@ class DnsProxy::Worker : private Ring::Handler {
   Counters& counters() { return *proxy_->counters_; }
   const ProxyOptions& options() const { return proxy_->options_; }
 
-  // The listeners of one or both transports, and with UDP the wake eventfd: the ring polls
-  // those two when there is one.
-  absl::Status WatchInEpoll(bool tcp, bool udp_and_wake) {
+  // What the ring polls when there is one: the worker's own UDP listeners and its wake
+  // eventfd. A shared (transparent) listener stays on epoll, where EPOLLEXCLUSIVE wakes one
+  // worker per datagram, not all of them.
+  static bool ForRing(const Listener& l) { return !l.tcp && !l.transparent; }
+  enum Watched { kAll, kNotForRing, kForRing };
+  absl::Status WatchInEpoll(Watched which) {
     for (size_t i = 0; i < listeners_.size(); ++i) {
-      if (listeners_[i].tcp ? !tcp : !udp_and_wake) continue;
-      // A shared socket wakes one worker per event, not all of them.
+      if ((which == kNotForRing && ForRing(listeners_[i])) || (which == kForRing && !ForRing(listeners_[i]))) continue;
       const uint32_t events = EPOLLIN | (listeners_[i].transparent ? EPOLLEXCLUSIVE : 0);
       if (absl::Status s = Watch(listeners_[i].fd, Tag(kListener, i), events); !s.ok()) return s;
     }
-    return udp_and_wake ? Watch(wake_.get(), Tag(kWake, kWakeEvent), EPOLLIN) : absl::OkStatus();
+    return which != kNotForRing ? Watch(wake_.get(), Tag(kWake, kWakeEvent), EPOLLIN) : absl::OkStatus();
   }
 
   void Run() {
@@ -255,11 +257,11 @@ class DnsProxy::Worker : private Ring::Handler {
     // back to the epoll loop.
     if (ring_ != nullptr && !ring_->Enable().ok()) {
       ring_.reset();
-      (void)WatchInEpoll(/*tcp=*/false, /*udp_and_wake=*/true).ok();
+      (void)WatchInEpoll(kForRing).ok();
     }
     if (ring_ != nullptr) {
       for (size_t i = 0; i < listeners_.size(); ++i) {
-        if (!listeners_[i].tcp) ring_->Poll(listeners_[i].fd, Tag(kListener, i));
+        if (ForRing(listeners_[i])) ring_->Poll(listeners_[i].fd, Tag(kListener, i));
       }
       ring_->Poll(wake_.get(), Tag(kWake, kWakeEvent));
       ring_->Poll(epoll_.get(), Tag(kWake, kEpollReady));

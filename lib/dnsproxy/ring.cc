@@ -75,10 +75,29 @@ absl::Status Ring::Enable() {
   return absl::OkStatus();
 }
 
-// A free submission entry, with `needed` in a row (a linked chain must go in one submission).
+// A free submission entry, with `needed` in a row (a linked chain must go in one submission);
+// null if the kernel took none of the queued ones (short of memory).
 io_uring_sqe* Ring::Sqe(unsigned needed) {
   if (io_uring_sq_space_left(&ring_) < needed) io_uring_submit(&ring_);
+  if (io_uring_sq_space_left(&ring_) < needed) return nullptr;
   return io_uring_get_sqe(&ring_);
+}
+
+// An operation that found no submission entry is prepared again at the next Wait.
+void Ring::Prepare(uint64_t user_data) {
+  const uint64_t index = user_data >> kOpBits;
+  switch (static_cast<Op>(user_data & ((1 << kOpBits) - 1))) {
+    case kPoll:
+      return ArmPoll(index);
+    case kRecv:
+      return ArmRecv(static_cast<int>(index));
+    case kClose:
+      return Close(static_cast<int>(index));
+    case kCancel:
+      return Cancel(static_cast<int>(index));
+    case kStep:
+      return;  // steps go in one chain, never alone
+  }
 }
 
 void Ring::Poll(int fd, uint64_t tag) {
@@ -88,6 +107,7 @@ void Ring::Poll(int fd, uint64_t tag) {
 
 void Ring::ArmPoll(size_t index) {
   io_uring_sqe* sqe = Sqe();
+  if (sqe == nullptr) return retry_.push_back(UserData(kPoll, index));
   io_uring_prep_poll_multishot(sqe, polled_[index].fd, POLLIN);
   io_uring_sqe_set_data64(sqe, UserData(kPoll, index));
 }
@@ -105,6 +125,11 @@ int Ring::StartExchange(uint64_t serial, const SocketAddress& server, absl::stri
   // One chain: the steps before the receive report only failures; a failed step cancels the rest,
   // so the receive always completes last.
   io_uring_sqe* sqe = Sqe(4);
+  if (sqe == nullptr) {
+    slot.live = false;
+    free_.push_back(index);
+    return -1;
+  }
   io_uring_prep_socket_direct(sqe, server.family(), SOCK_DGRAM, 0, index, 0);
   io_uring_sqe_set_data64(sqe, UserData(kStep, index));
   sqe->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
@@ -123,6 +148,7 @@ int Ring::StartExchange(uint64_t serial, const SocketAddress& server, absl::stri
 void Ring::ArmRecv(int index) {
   Slot& slot = slots_[index];
   io_uring_sqe* sqe = Sqe();
+  if (sqe == nullptr) return retry_.push_back(UserData(kRecv, index));
   // MSG_TRUNC: the result is the datagram's full length, so a reply over capacity shows.
   io_uring_prep_recv(sqe, index, slot.reply.data(), slot.reply.size(), MSG_TRUNC);
   io_uring_sqe_set_data64(sqe, UserData(kRecv, index));
@@ -133,8 +159,13 @@ void Ring::Abandon(int index) {
   Slot& slot = slots_[index];
   if (!slot.live) return;
   slot.live = false;
-  // The receive completes (cancelled) and its completion closes the socket.
+  Cancel(index);
+}
+
+// Cancels the receive: it completes (cancelled) and its completion closes the socket.
+void Ring::Cancel(int index) {
   io_uring_sqe* sqe = Sqe();
+  if (sqe == nullptr) return retry_.push_back(UserData(kCancel, index));
   io_uring_prep_cancel64(sqe, UserData(kRecv, index), 0);
   io_uring_sqe_set_data64(sqe, UserData(kCancel, index));
   sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
@@ -142,6 +173,7 @@ void Ring::Abandon(int index) {
 
 void Ring::Close(int index) {
   io_uring_sqe* sqe = Sqe();
+  if (sqe == nullptr) return retry_.push_back(UserData(kClose, index));
   io_uring_prep_close_direct(sqe, index);
   io_uring_sqe_set_data64(sqe, UserData(kClose, index));
 }
@@ -149,6 +181,9 @@ void Ring::Close(int index) {
 void Ring::Wait(absl::Duration timeout, Handler& handler) {
   const int64_t nanos = absl::ToInt64Nanoseconds(std::max(timeout, absl::ZeroDuration()));
   __kernel_timespec ts{.tv_sec = nanos / 1'000'000'000, .tv_nsec = nanos % 1'000'000'000};
+  std::vector<uint64_t> again;
+  again.swap(retry_);
+  for (uint64_t user_data : again) Prepare(user_data);
   io_uring_cqe* first = nullptr;
   // -ETIME (nothing completed in time) and -EINTR are not errors here.
   (void)io_uring_submit_and_wait_timeout(&ring_, &first, 1, &ts, nullptr);

@@ -6,8 +6,8 @@
 //
 // One ring per worker, used by that thread only (IORING_SETUP_SINGLE_ISSUER): Create it
 // anywhere, Enable it on the worker thread. Create fails where io_uring or an operation it needs
-// is missing (kernels before 6.1, io_uring turned off by sysctl or a seccomp profile); the
-// worker then makes the same exchanges with plain system calls.
+// is missing (Linux before 5.19, io_uring turned off by sysctl or a seccomp profile); the worker
+// then makes the same exchanges with plain system calls.
 #ifndef ACNS_LIB_DNSPROXY_RING_H_
 #define ACNS_LIB_DNSPROXY_RING_H_
 
@@ -86,7 +86,9 @@ class Ring {
   io_uring_sqe* Sqe(unsigned needed = 1);
   void ArmPoll(size_t index);
   void ArmRecv(int slot);
+  void Cancel(int slot);
   void Close(int slot);
+  void Prepare(uint64_t user_data);
   void Dispatch(const Completion& c, Handler& handler);
 
   io_uring ring_{};
@@ -95,6 +97,7 @@ class Ring {
   std::deque<Slot> slots_;  // a deque: operations in flight point into slots
   std::vector<uint32_t> free_;
   std::vector<Polled> polled_;
+  std::vector<uint64_t> retry_;  // operations to prepare again, see Prepare
 };
 
 }  // namespace acns::dnsproxy
