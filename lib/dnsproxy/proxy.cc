@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <future>
 #include <thread>
 
 #include "absl/container/flat_hash_map.h"
@@ -144,7 +145,13 @@ class DnsProxy::Worker : private Ring::Handler {
 
   bool uses_io_uring() const { return ring_ != nullptr; }
 
-  void Start() { thread_ = std::thread([this] { Run(); }); }
+  // Returns once the worker's loop is set up (uses_io_uring() says which one it runs).
+  void Start() {
+    std::promise<void> ready;
+    std::future<void> started = ready.get_future();
+    thread_ = std::thread([this, &ready] { Run(&ready); });
+    started.wait();
+  }
   void Stop() {
     stop_.store(true);
     Wake();
@@ -252,7 +259,7 @@ class DnsProxy::Worker : private Ring::Handler {
     return which != kNotForRing ? Watch(wake_.get(), Tag(kWake, kWakeEvent), EPOLLIN) : absl::OkStatus();
   }
 
-  void Run() {
+  void Run(std::promise<void>* ready) {
     // The ring is this thread's (single issuer): enabled here, where an error can only fall
     // back to the epoll loop.
     if (ring_ != nullptr && !ring_->Enable().ok()) {
@@ -266,6 +273,7 @@ class DnsProxy::Worker : private Ring::Handler {
       ring_->Poll(wake_.get(), Tag(kWake, kWakeEvent));
       ring_->Poll(epoll_.get(), Tag(kWake, kEpollReady));
     }
+    ready->set_value();
     while (!stop_.load()) {
       if (ring_ != nullptr) {
         ring_->Wait(WaitTime(), *this);
@@ -675,19 +683,17 @@ class DnsProxy::Worker : private Ring::Handler {
     pending->reply_capacity = tcp ? kMaxMessage : query->has_edns ? std::max<size_t>(query->edns_udp_size, 512) : 512;
     if (!tcp && ring_ != nullptr) pending->ring_slot = ring_->StartExchange(serial, upstream, out, pending->reply_capacity);
     UniqueFd fd;
-    bool ok = pending->ring_slot >= 0;
+    bool ok = pending->ring_slot >= 0;  // then it goes out with the ring's next submission
     if (!ok) {
       fd.reset(::socket(upstream.family(), (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
       ok = fd.valid() && (::connect(fd.get(), upstream.sa(), upstream.len()) == 0 || (tcp && errno == EINPROGRESS));
-    }
-    if (pending->ring_slot >= 0) {
-      // sent with the ring's next submission
-    } else if (ok && tcp) {
-      AppendFrame(&pending->upstream_out, out);  // written once connected
-      ok = Watch(fd.get(), Tag(kUpstream, serial), EPOLLIN | EPOLLOUT).ok();
-    } else if (ok) {
-      ok = ::send(fd.get(), out.data(), out.size(), 0) == static_cast<ssize_t>(out.size()) &&
-           Watch(fd.get(), Tag(kUpstream, serial), EPOLLIN).ok();
+      if (ok && tcp) {
+        AppendFrame(&pending->upstream_out, out);  // written once connected
+        ok = Watch(fd.get(), Tag(kUpstream, serial), EPOLLIN | EPOLLOUT).ok();
+      } else if (ok) {
+        ok = ::send(fd.get(), out.data(), out.size(), 0) == static_cast<ssize_t>(out.size()) &&
+             Watch(fd.get(), Tag(kUpstream, serial), EPOLLIN).ok();
+      }
     }
     if (!ok) {
       Bump(counters().upstream_failures);

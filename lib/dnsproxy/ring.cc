@@ -23,6 +23,9 @@ constexpr uint64_t UserData(Op op, uint64_t index) { return (index << kOpBits) |
 // Room for a burst of new exchanges (4 entries each) and their closes; more is submitted early.
 constexpr unsigned kEntries = 1024;
 constexpr unsigned kCompletionBatch = 64;
+// Reply buffers up to this size stay with their slot; larger ones (EDNS sizes up to 64 KiB) are
+// freed with the exchange, so memory follows the exchanges in flight.
+constexpr size_t kKeptReplyBuffer = 4096;
 
 }  // namespace
 
@@ -231,9 +234,13 @@ void Ring::Dispatch(const Completion& c, Handler& handler) {
       }
       return Close(static_cast<int>(index));
     }
-    case kClose:
+    case kClose: {
+      // A buffer for a client that takes large answers is not kept for the next exchange.
+      std::vector<char>& reply = slots_[index].reply;
+      if (reply.size() > kKeptReplyBuffer) std::vector<char>().swap(reply);
       free_.push_back(static_cast<uint32_t>(index));
       return;
+    }
     case kCancel:  // only failures are posted: the receive had completed already
       return;
   }

@@ -68,7 +68,7 @@ class DnsProxyTest : public ::testing::TestWithParam<bool> {
     proxy_ = *std::move(proxy);
     port_ = proxy_->listening()[0].port();
     // This machine's kernel has io_uring: the loop under test is the one asked for.
-    EXPECT_EQ(proxy_->io_uring_workers(), GetParam() ? workers : 0);
+    EXPECT_EQ(proxy_->io_uring_workers(), GetParam() && ring_allowed_ ? workers : 0);
   }
 
   policy::PolicyEngine engine_;
@@ -79,6 +79,7 @@ class DnsProxyTest : public ::testing::TestWithParam<bool> {
   std::unique_ptr<DnsProxy> proxy_;
   uint16_t port_ = 0;
   std::atomic<bool> client_known_{true};
+  bool ring_allowed_ = true;  // false: the kernel refuses io_uring in this test
 };
 
 TEST_P(DnsProxyTest, AllowedAnsweredDeniedRefusedAndNeverForwarded) {
@@ -537,8 +538,39 @@ TEST_P(DnsProxyTest, AnswerHeldUntilDatapathAcks) {
   EXPECT_LT(again.second.count(), 1000);
 }
 
+// Where the kernel refuses io_uring (here: the kernel.io_uring_disabled sysctl, as a hardened
+// node or a seccomp profile would), a proxy asked for it runs on epoll and answers all the same.
+class DnsProxyFallbackTest : public DnsProxyTest {};
+
+TEST_P(DnsProxyFallbackTest, KernelWithoutIoUringFallsBackToEpoll) {
+  constexpr char kSysctl[] = "/proc/sys/kernel/io_uring_disabled";
+  auto before = ReadFile(kSysctl, 16);
+  FILE* f = std::fopen(kSysctl, "w");  // in place: /proc refuses WriteFileAtomic's rename
+  if (!before.ok() || f == nullptr) GTEST_SKIP() << "cannot set " << kSysctl << " (needs root)";
+  std::fputs("2", f);
+  const bool set = std::fclose(f) == 0;
+  struct Restore {
+    std::string value;
+    ~Restore() {
+      if (FILE* r = std::fopen("/proc/sys/kernel/io_uring_disabled", "w")) {
+        std::fputs(value.c_str(), r);
+        std::fclose(r);
+      }
+    }
+  } restore{*before};
+  ASSERT_TRUE(set);
+  ring_allowed_ = false;
+  StartProxy(ProxyOptions{}, unbound_->port());
+  EXPECT_EQ(proxy_->io_uring_workers(), 0);
+  DigResult d = RunDig(port_, "www.allowed.test A");
+  EXPECT_EQ(d.status, "NOERROR") << d.out;
+  EXPECT_EQ(RunDig(port_, "www.denied.test A").status, "REFUSED");
+  EXPECT_EQ(cache_->LookupName("www.allowed.test", kWebEndpoint).size(), 1u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Loops, DnsProxyTest, ::testing::Bool(),
                          [](const ::testing::TestParamInfo<bool>& info) { return info.param ? "IoUring" : "Epoll"; });
+INSTANTIATE_TEST_SUITE_P(IoUringAsked, DnsProxyFallbackTest, ::testing::Values(true));
 
 }  // namespace
 }  // namespace acns::dnsproxy
