@@ -9,7 +9,8 @@
 # Usage: bench/dnsproxy_bench.sh [SECONDS [ROUNDS]] (default 10 s, 3 rounds); needs a release
 # build in build/ (scripts/setup.sh makes one). ACNS_AGENT="PATH [FLAGS]" runs another
 # acns-agent build or adds flags; ACNS_AGENT_B="PATH [FLAGS]" adds a second agent (say, the
-# previous commit's) to every round, "acns_b", for an A/B in the same run;
+# previous commit's) to every round, "acns_b", for an A/B in the same run (the two take turns
+# going first: use an even number of ROUNDS);
 # ACNS_BENCH_PATTERNS="1000" only some policy sizes; ACNS_BENCH_RATES="6000 12000" also
 # measures the latency acns adds at those fixed rates.
 set -euo pipefail
@@ -20,7 +21,8 @@ read -ra agent <<< "${ACNS_AGENT:-build/examples/agent/acns-agent}"
 read -ra agent_b <<< "${ACNS_AGENT_B:-}"
 upstream_port=53540 dnsdist_port=53541 acns_port=53542 api=127.0.0.1:53543
 acns_b_port=53544 api_b=127.0.0.1:53545
-ACNS_WORK_PREFIX=acns-bench source scripts/lib/local_unbound.sh  # sets $work, cleans up at exit
+# In memory: dnsperf -v writes about 20 MB per run, and the disk's writeback would land in later runs.
+ACNS_WORK_ROOT=/dev/shm ACNS_WORK_PREFIX=acns-bench source scripts/lib/local_unbound.sh  # sets $work, cleans up at exit
 ticks=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
@@ -32,6 +34,7 @@ measure() {  # NAME PORT PID [MAX_QPS]
     ${qps:+-Q $qps} -v > "$work/$name.out" 2>&1 || true
   after=$([[ $pid == - ]] && echo 0 || cpu_ticks "$pid")
   python3 bench/dnsproxy_bench_stats.py "$name" "$work/$name.out" "$(( after - before ))" "$ticks"
+  rm -f "$work/$name.out"
 }
 
 start_upstream() {
@@ -39,13 +42,24 @@ start_upstream() {
   upstream_pid=$unbound_pid; pids+=("$upstream_pid")
 }
 
-# The latency acns adds at RATE: ROUNDS pairs of runs, unbound directly then acns (and acns_b).
+# The agents of round R in the order they run. With a second agent they take turns going first:
+# the first agent after another target's run did better, whichever agent it was (measured).
+agents_in_turn() {
+  if (( ! ${#agent_b[@]} )); then echo acns
+  elif (( $1 % 2 )); then echo acns acns_b
+  else echo acns_b acns; fi
+}
+measure_agent() {  # acns|acns_b NAME [MAX_QPS]
+  if [[ $1 == acns ]]; then measure "$2" "$acns_port" "$acns_pid" "${3:-}"
+  else measure "$2" "$acns_b_port" "$acns_b_pid" "${3:-}"; fi
+}
+
+# The latency acns adds at RATE: ROUNDS runs of unbound directly then acns (and acns_b).
 added_at() {
-  local rate=$1 r
+  local rate=$1 r t
   for r in $(seq "$rounds"); do
     measure "upstream_half.$r" "$upstream_port" - "$rate"
-    measure "acns_half.$r" "$acns_port" "$acns_pid" "$rate"
-    (( ! ${#agent_b[@]} )) || measure "acns_b_half.$r" "$acns_b_port" "$acns_b_pid" "$rate"
+    for t in $(agents_in_turn "$r"); do measure_agent "$t" "${t}_half.$r" "$rate"; done
   done
   python3 bench/dnsproxy_bench_stats.py --added "$work" "$rounds"
 }
@@ -56,23 +70,26 @@ for n in ${ACNS_BENCH_PATTERNS:-1000 10000}; do
   dnsdist -C "$work/dnsdist.conf" --supervised --disable-syslog >/dev/null 2>&1 & dd_pid=$!; pids+=($dd_pid)
   mkdir -p "$work/policies"; cp "$work/policy.yaml" "$work/policies/"
   "${agent[@]}" --policy-dir "$work/policies" --endpoints "$work/endpoints.yaml" \
-    --dns-listen "127.0.0.1:$acns_port" --dns-upstream "127.0.0.1:$upstream_port" --api "$api" 2>/dev/null &
+    --dns-listen "127.0.0.1:$acns_port" --dns-upstream "127.0.0.1:$upstream_port" --api "$api" 2>"$work/acns.log" &
   acns_pid=$!; pids+=($acns_pid)
   if (( ${#agent_b[@]} )); then
     mkdir -p "$work/policies_b"; cp "$work/policy.yaml" "$work/policies_b/"
     "${agent_b[@]}" --policy-dir "$work/policies_b" --endpoints "$work/endpoints.yaml" \
-      --dns-listen "127.0.0.1:$acns_b_port" --dns-upstream "127.0.0.1:$upstream_port" --api "$api_b" 2>/dev/null &
+      --dns-listen "127.0.0.1:$acns_b_port" --dns-upstream "127.0.0.1:$upstream_port" --api "$api_b" 2>"$work/acns_b.log" &
     acns_b_pid=$!; pids+=($acns_b_pid)
   fi
   sleep 3
+  for t in acns acns_b; do
+    pid_var=${t}_pid
+    [[ -z ${!pid_var:-} ]] || kill -0 "${!pid_var}" 2>/dev/null || { echo "$t's agent exited:"; cat "$work/$t.log"; exit 1; }
+  done
   echo "== $n patterns, $seconds s per run, runs interleaved $rounds times, 2 cores shared by client, proxies and upstream"
   printf '%-14s %10s %9s %9s %9s %12s %8s\n' run "queries/s" "p50 ms" "p99 ms" "lost" "CPU us/query" "NOERROR"
   # The machine is shared and noisy: the targets take turns, and the medians are compared.
   for r in $(seq "$rounds"); do
     measure "upstream.$r" "$upstream_port" -
     measure "dnsdist.$r" "$dnsdist_port" "$dd_pid"
-    measure "acns.$r" "$acns_port" "$acns_pid"
-    (( ! ${#agent_b[@]} )) || measure "acns_b.$r" "$acns_b_port" "$acns_b_pid"
+    for t in $(agents_in_turn "$r"); do measure_agent "$t" "$t.$r"; done
   done
   python3 bench/dnsproxy_bench_stats.py --ratios "$work" "$rounds"
   half=$(python3 bench/dnsproxy_bench_stats.py --half-qps "$work" "$rounds")

@@ -68,7 +68,7 @@ elif sys.argv[1] == "--added":
     for t in acns_targets(d):
         added = {k: sorted(load(d, f"{t}_half.{r}")[k] - load(d, f"upstream_half.{r}")[k]
                            for r in range(1, rounds + 1)) for k in ("p50", "p99")}
-        print(f"added by {t} at that rate (median of {rounds}, each against the upstream run just before it): "
+        print(f"added by {t} at that rate (median of {rounds}, each against the upstream run of its round): "
               f"p50 {added['p50'][rounds // 2]:.3f} ms, p99 {added['p99'][rounds // 2]:.3f} ms")
 else:
     name, path, ticks, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])

@@ -12,12 +12,14 @@
 #include <future>
 #include <thread>
 
+#include "absl/algorithm/container.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "lib/common/file.h"
 #include "lib/common/status.h"
+#include "lib/dnsproxy/reuseport.h"
 #include "lib/dnsproxy/ring.h"
 
 namespace acns::dnsproxy {
@@ -51,6 +53,10 @@ constexpr size_t kMaxServerSockets = 256;
 // one over kUdpQueryBuffer bytes is answered FORMERR.
 constexpr size_t kUdpBatch = 32;
 constexpr size_t kUdpQueryBuffer = 4096;
+// A burst is read in turns of this many batches per listener. Between turns the worker submits
+// the exchanges it prepared, takes the replies that came in and sends the answers, so the first
+// queries of a burst are on their way (and answered) while the rest are still being read.
+constexpr int kUdpBatchesPerTurn = 4;
 // UDP exchanges with upstreams a worker's io_uring runs at once; past it, the plain path.
 constexpr unsigned kMaxRingExchanges = 4096;
 
@@ -253,7 +259,7 @@ class DnsProxy::Worker : private Ring::Handler {
   absl::Status WatchInEpoll(Watched which) {
     for (size_t i = 0; i < listeners_.size(); ++i) {
       if ((which == kNotForRing && ForRing(listeners_[i])) || (which == kForRing && !ForRing(listeners_[i]))) continue;
-      const uint32_t events = EPOLLIN | (listeners_[i].transparent ? EPOLLEXCLUSIVE : 0);
+      const uint32_t events = EPOLLIN | (listeners_[i].transparent ? uint32_t{EPOLLEXCLUSIVE} : 0u);
       if (absl::Status s = Watch(listeners_[i].fd, Tag(kListener, i), events); !s.ok()) return s;
     }
     return which != kNotForRing ? Watch(wake_.get(), Tag(kWake, kWakeEvent), EPOLLIN) : absl::OkStatus();
@@ -275,12 +281,15 @@ class DnsProxy::Worker : private Ring::Handler {
     }
     ready->set_value();
     while (!stop_.load()) {
+      const absl::Duration wait = unfinished_udp_.empty() ? WaitTime() : absl::ZeroDuration();
       if (ring_ != nullptr) {
-        ring_->Wait(WaitTime(), *this);
-      } else {
-        const absl::Duration wait = WaitTime();  // in whole milliseconds, rounded up
+        ring_->Wait(wait, *this);
+      } else {  // in whole milliseconds, rounded up
         DrainEpoll(wait == absl::ZeroDuration() ? 0 : static_cast<int>(absl::ToInt64Milliseconds(wait) + 1));
       }
+      std::vector<size_t> unfinished;
+      unfinished.swap(unfinished_udp_);
+      for (size_t listener : unfinished) DrainUdp(listener);
       ExpireAndRelease();
       FlushUdp();
     }
@@ -306,7 +315,7 @@ class DnsProxy::Worker : private Ring::Handler {
         return;
       case kListener: {
         const Listener& l = listeners_[ValueOf(tag)];
-        return l.tcp ? Accept(l) : DrainUdp(l);
+        return l.tcp ? Accept(l) : DrainUdp(ValueOf(tag));
       }
       case kClient:
         return OnClient(ValueOf(tag), events);
@@ -336,7 +345,9 @@ class DnsProxy::Worker : private Ring::Handler {
 
   // ---- clients ----
 
-  void DrainUdp(const Listener& l) {
+  // One turn (see kUdpBatchesPerTurn) of reading listener `index`'s datagrams.
+  void DrainUdp(size_t index) {
+    const Listener& l = listeners_[index];
     struct alignas(cmsghdr) Control {
       char bytes[CMSG_SPACE(sizeof(sockaddr_in6))];
     };
@@ -344,7 +355,7 @@ class DnsProxy::Worker : private Ring::Handler {
     std::array<iovec, kUdpBatch> iovs;
     std::array<sockaddr_storage, kUdpBatch> from;
     std::array<Control, kUdpBatch> control;
-    for (;;) {
+    for (int turn = 0; turn < kUdpBatchesPerTurn; ++turn) {
       for (size_t i = 0; i < kUdpBatch; ++i) {
         iovs[i] = {udp_in_.data() + i * kUdpQueryBuffer, kUdpQueryBuffer};
         msghdr& m = msgs[i].msg_hdr;
@@ -359,9 +370,10 @@ class DnsProxy::Worker : private Ring::Handler {
       const int n = ::recvmmsg(l.fd, msgs.data(), kUdpBatch, MSG_DONTWAIT, nullptr);
       if (n <= 0) return;  // EAGAIN: drained (other errors: nothing to answer)
       for (int i = 0; i < n; ++i) TakeDatagram(l, msgs[i]);
-      // A short batch drained the socket; the listener is level-triggered if more came since.
+      // A short batch drained the socket; a datagram that came since is a new readiness event.
       if (static_cast<size_t>(n) < kUdpBatch) return;
     }
+    if (absl::c_find(unfinished_udp_, index) == unfinished_udp_.end()) unfinished_udp_.push_back(index);
   }
 
   void TakeDatagram(const Listener& l, mmsghdr& in) {
@@ -453,7 +465,7 @@ class DnsProxy::Worker : private Ring::Handler {
     const bool pause = c.inflight >= kMaxTcpInflight;
     if (pause != c.paused) {
       c.paused = pause;
-      Rewatch(c.fd.get(), Tag(kClient, id), (pause ? 0 : EPOLLIN) | (c.writing ? EPOLLOUT : 0));
+      Rewatch(c.fd.get(), Tag(kClient, id), (pause ? 0u : uint32_t{EPOLLIN}) | (c.writing ? uint32_t{EPOLLOUT} : 0u));
     }
     return true;
   }
@@ -472,7 +484,7 @@ class DnsProxy::Worker : private Ring::Handler {
     const bool writing = !c.out.empty();
     if (writing != c.writing) {
       c.writing = writing;
-      Rewatch(c.fd.get(), Tag(kClient, id), (c.paused ? 0 : EPOLLIN) | (writing ? EPOLLOUT : 0));
+      Rewatch(c.fd.get(), Tag(kClient, id), (c.paused ? 0u : uint32_t{EPOLLIN}) | (writing ? uint32_t{EPOLLOUT} : 0u));
     }
   }
 
@@ -872,6 +884,7 @@ class DnsProxy::Worker : private Ring::Handler {
   UniqueFd wake_;
   std::unique_ptr<Ring> ring_;  // null: the epoll loop
   std::vector<Listener> listeners_;
+  std::vector<size_t> unfinished_udp_;  // UDP listeners whose last turn did not empty them
   std::atomic<bool> stop_{false};
   std::atomic<bool> holding_{false};  // held_ is not empty
   std::thread thread_;
@@ -949,6 +962,8 @@ absl::StatusOr<std::unique_ptr<DnsProxy>> DnsProxy::Start(ProxyOptions options,
       if (status.ok() || requested.port() != 0) break;
     }
     if (!status.ok()) return status;
+    // Not fatal: without it, a hash of the client's address and port picks the worker.
+    if (workers > 1) (void)SpreadDatagrams(bound[0].first.get(), workers).ok();
     proxy->listening_.push_back(actual);
     for (int w = 0; w < workers; ++w) {
       listeners[w].push_back(Listener{keep(std::move(bound[w].first)), false, false});

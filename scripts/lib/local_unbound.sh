@@ -2,7 +2,7 @@
 
 # Background processes to stop, and a scratch directory to remove, when the script exits.
 pids=()
-work=$(mktemp -d "/tmp/${ACNS_WORK_PREFIX:-acns}-XXXXXX")
+work=$(mktemp -d "${ACNS_WORK_ROOT:-/tmp}/${ACNS_WORK_PREFIX:-acns}-XXXXXX")
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   rm -rf "$work"

@@ -12,6 +12,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -484,6 +485,47 @@ TEST_P(DnsProxyTest, BurstOfUdpQueriesIsAnsweredOncePerQuery) {
   for (const auto& [id, rcode] : rcodes) {
     EXPECT_EQ(rcode, id % 4 ? dns::kNoError : dns::kRefused) << id;
   }
+  EXPECT_EQ(proxy_->stats().queries, static_cast<uint64_t>(kQueries));
+}
+
+TEST_P(DnsProxyTest, UdpBurstLongerThanAReadTurnIsAllAnswered) {
+  // 160 queries in one sendmmsg to one worker: more than a turn of reads (4 batches of 32), so
+  // the worker comes back to the listener without a new readiness event. Denied names: answered
+  // by the proxy itself, the burst is about the listener. 160 small datagrams fit the listener's
+  // default receive buffer.
+  StartProxy(ProxyOptions{.workers = 1}, unbound_->port());
+  constexpr int kQueries = 160;
+  UniqueFd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  timeval tv{5, 0};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  const int buffer = 4 << 20;
+  ASSERT_EQ(::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUFFORCE, &buffer, sizeof(buffer)), 0);
+  const SocketAddress to = SocketAddress::From(*IpAddr::Parse("127.0.0.1"), port_);
+  std::vector<std::string> queries;
+  std::vector<iovec> iovs(kQueries);
+  std::vector<mmsghdr> msgs(kQueries);
+  for (int i = 0; i < kQueries; ++i) {
+    queries.push_back(DnsBuilder(static_cast<uint16_t>(i), 0x0100).Question("www.denied.test", dns::kTypeA).str());
+  }
+  for (int i = 0; i < kQueries; ++i) {
+    iovs[i] = {queries[i].data(), queries[i].size()};
+    msgs[i] = mmsghdr{};
+    msgs[i].msg_hdr.msg_name = const_cast<sockaddr*>(to.sa());
+    msgs[i].msg_hdr.msg_namelen = to.len();
+    msgs[i].msg_hdr.msg_iov = &iovs[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+  }
+  ASSERT_EQ(::sendmmsg(fd.get(), msgs.data(), kQueries, 0), kQueries);
+  std::map<uint16_t, int> rcodes;
+  char buf[4096];
+  for (int i = 0; i < kQueries; ++i) {
+    const ssize_t n = ::recv(fd.get(), buf, sizeof(buf), 0);
+    dns::Header h;
+    ASSERT_TRUE(n > 0 && dns::ReadHeader(std::string(buf, n), &h)) << "answers so far: " << rcodes.size();
+    rcodes.emplace(h.id, h.rcode());
+  }
+  ASSERT_EQ(rcodes.size(), static_cast<size_t>(kQueries));
+  for (const auto& [id, rcode] : rcodes) EXPECT_EQ(rcode, dns::kRefused) << id;
   EXPECT_EQ(proxy_->stats().queries, static_cast<uint64_t>(kQueries));
 }
 
