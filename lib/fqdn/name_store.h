@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/random/random.h"
 #include "absl/strings/string_view.h"
 #include "lib/fqdn/name_arena.h"
 
@@ -86,6 +87,7 @@ class NameStore {
   std::vector<uint32_t> free_parents_;
   absl::flat_hash_set<uint32_t, ParentHash, ParentEq> parent_index_;
   std::array<uint64_t, 2048> recent_parents_{};  // hashes of parents seen with one name
+  absl::InsecureBitGen evict_;                   // which way of a full set a new parent takes
 };
 
 }  // namespace acns::fqdn
