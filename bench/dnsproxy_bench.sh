@@ -54,14 +54,27 @@ measure_agent() {  # acns|acns_b NAME [MAX_QPS]
   else measure "$2" "$acns_b_port" "$acns_b_pid" "${3:-}"; fi
 }
 
-# The latency acns adds at RATE: ROUNDS runs of unbound directly then acns (and acns_b).
+# The latency acns adds at RATE: ROUNDS runs of unbound directly then acns (and acns_b). Also
+# the CPU each agent used while only the upstream was measured, right after the agents' runs:
+# work they left over (it once was 0.13 of a core for 5 s: a wakeup per answered query's
+# timeout), which slows whatever runs next.
 added_at() {
-  local rate=$1 r t
+  local rate=$1 r t pid
+  declare -A leftover=()
   for r in $(seq "$rounds"); do
+    declare -A before=()
+    for t in acns acns_b; do pid=${t}_pid; [[ -z ${!pid:-} ]] || before[$t]=$(cpu_ticks "${!pid}"); done
     measure "upstream_half.$r" "$upstream_port" - "$rate"
+    for t in "${!before[@]}"; do
+      pid=${t}_pid
+      leftover[$t]=$(( ${leftover[$t]:-0} + $(cpu_ticks "${!pid}") - ${before[$t]} ))
+    done
     for t in $(agents_in_turn "$r"); do measure_agent "$t" "${t}_half.$r" "$rate"; done
   done
   python3 bench/dnsproxy_bench_stats.py --added "$work" "$rounds"
+  for t in acns acns_b; do
+    [[ -z ${leftover[$t]:-} ]] || echo "CPU $t used during the upstream's $rounds runs: $(( leftover[$t] * 1000 / ticks )) ms"
+  done
 }
 
 for n in ${ACNS_BENCH_PATTERNS:-1000 10000}; do

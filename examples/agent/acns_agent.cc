@@ -9,6 +9,7 @@
 //       [--tofqdns-proxy-response-max-delay DURATION] [--dnsproxy-concurrency-limit N]
 //       [--state-dir DIR] [--api ADDR:PORT] [--bpffs-root DIR] [--tofqdns-proxy-port PORT]
 //       [--dnsproxy-workers N] [--dnsproxy-io-uring true|false]
+//       [--dnsproxy-adaptive-workers true|false]
 //
 // --tofqdns-proxy-port (Cilium's flag) turns on transparent mode: the datapath redirects pods'
 // DNS under rules.dns to the proxy on 127.0.0.1:PORT and [::1]:PORT, which forwards each query to
@@ -59,6 +60,7 @@ struct Flags {
   uint32_t concurrency_limit = 0;
   uint32_t workers = 0;  // DNS proxy threads; 0: one per core
   bool io_uring = true;  // the proxy's loops on io_uring where the kernel has it
+  bool adaptive_workers = true;  // UDP queries to as few workers as the load needs
   std::string state_dir;
   std::string api = "127.0.0.1:9965";
   std::string bpffs_root = "/sys/fs/bpf/acns";
@@ -73,7 +75,8 @@ int Usage(const std::string& problem) {
       "    [--tofqdns-min-ttl SECONDS] [--tofqdns-endpoint-max-ip-per-hostname N]\n"
       "    [--tofqdns-proxy-response-max-delay DURATION] [--dnsproxy-concurrency-limit N]\n"
       "    [--state-dir DIR] [--api ADDR:PORT] [--bpffs-root DIR] [--tofqdns-proxy-port PORT]\n"
-      "    [--dnsproxy-workers N] [--dnsproxy-io-uring true|false]\n",
+      "    [--dnsproxy-workers N] [--dnsproxy-io-uring true|false]\n"
+      "    [--dnsproxy-adaptive-workers true|false]\n",
       stderr);
   return kExitUsage;
 }
@@ -130,6 +133,9 @@ int ParseFlags(int argc, char** argv, Flags* f) {
     } else if (flag == "--dnsproxy-io-uring") {
       if (v != "true" && v != "false") return Usage(flag + " is true or false");
       f->io_uring = v == "true";
+    } else if (flag == "--dnsproxy-adaptive-workers") {
+      if (v != "true" && v != "false") return Usage(flag + " is true or false");
+      f->adaptive_workers = v == "true";
     } else {
       return Usage("unknown flag " + flag);
     }
@@ -206,6 +212,7 @@ class Agent {
       popts.concurrency_limit = flags_.concurrency_limit;
       popts.workers = flags_.workers;
       if (!flags_.io_uring) popts.flags |= ACNS_DNS_PROXY_NO_IO_URING;
+      if (!flags_.adaptive_workers) popts.flags |= ACNS_DNS_PROXY_ALL_WORKERS;
       acns_dns_proxy* proxy = nullptr;
       if (acns_dns_proxy_create(&popts, engine_, cache_, &proxy, &err) != ACNS_OK) return Fail("dns proxy", err);
       proxy_ = proxy;
@@ -389,6 +396,11 @@ class Agent {
       metric("acns_dns_rejected_replies_total", "Upstream replies dropped (wrong ID or question).", s.rejected_replies);
       metric("acns_dns_concurrency_limited_total", "Queries refused by the concurrency limit.", s.concurrency_limited);
       metric("acns_dns_answers_not_learned_total", "Answers the FQDN cache refused (their IPs stay denied).", s.answers_not_learned);
+      out += "# HELP acns_dns_proxy_workers DNS proxy worker threads.\n# TYPE acns_dns_proxy_workers gauge\n"
+             "acns_dns_proxy_workers " + std::to_string(s.workers) + "\n";
+      out += "# HELP acns_dns_proxy_active_workers DNS proxy workers taking UDP queries now (as many as the load needs).\n"
+             "# TYPE acns_dns_proxy_active_workers gauge\nacns_dns_proxy_active_workers " +
+             std::to_string(s.active_workers) + "\n";
     }
     acns_fqdn_cache_stats c{};
     c.struct_size = sizeof(c);

@@ -569,6 +569,9 @@ ACNS_API acns_status acns_fqdn_cache_stats_get(const acns_fqdn_cache *cache,
 #define ACNS_DNS_PROXY_WAIT_FOR_ACK 2 /* hold answers until acns_dns_proxy_ack covers them */
 /* @since 0.2: epoll and plain system calls only, even where io_uring is available */
 #define ACNS_DNS_PROXY_NO_IO_URING 4
+/* @since 0.2: UDP queries go to every worker at any load (default: to as few workers as the
+ * load needs, more as soon as they get busy) */
+#define ACNS_DNS_PROXY_ALL_WORKERS 8
 
 #define ACNS_DNS_EVENT_REQUEST 1  /* a query was received and decided */
 #define ACNS_DNS_EVENT_RESPONSE 2 /* the client was answered */
@@ -674,6 +677,8 @@ typedef struct acns_dns_proxy_stats {
   uint64_t answers_learned;
   uint64_t held_released_late;
   uint64_t answers_not_learned; /* the FQDN cache refused them (more endpoints than it holds) */
+  uint32_t workers;             /* worker threads */
+  uint32_t active_workers;      /* of them, those taking UDP queries now (ACNS_DNS_PROXY_ALL_WORKERS) */
 } acns_dns_proxy_stats;
 
 /* Counters. Thread-safety: any thread. @since 0.2 */

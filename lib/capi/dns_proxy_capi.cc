@@ -87,7 +87,8 @@ acns_status acns_dns_proxy_create(const acns_dns_proxy_opts* opts, const acns_po
       options.upstream = *upstream;
     }
     const uint32_t known_flags =
-        ACNS_DNS_PROXY_ALLOW_UNKNOWN_ENDPOINTS | ACNS_DNS_PROXY_WAIT_FOR_ACK | ACNS_DNS_PROXY_NO_IO_URING;
+        ACNS_DNS_PROXY_ALLOW_UNKNOWN_ENDPOINTS | ACNS_DNS_PROXY_WAIT_FOR_ACK | ACNS_DNS_PROXY_NO_IO_URING |
+        ACNS_DNS_PROXY_ALL_WORKERS;
     if ((o->flags & ~known_flags) != 0) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "unknown flags");
     const uint32_t deny = Or<uint32_t>(o->deny_rcode, ACNS_DNS_RCODE_REFUSED);
     if (deny != ACNS_DNS_RCODE_REFUSED && deny != ACNS_DNS_RCODE_NXDOMAIN) {
@@ -98,6 +99,7 @@ acns_status acns_dns_proxy_create(const acns_dns_proxy_opts* opts, const acns_po
     options.allow_unknown_endpoints = (o->flags & ACNS_DNS_PROXY_ALLOW_UNKNOWN_ENDPOINTS) != 0;
     options.wait_for_ack = (o->flags & ACNS_DNS_PROXY_WAIT_FOR_ACK) != 0;
     options.io_uring = (o->flags & ACNS_DNS_PROXY_NO_IO_URING) == 0;
+    options.adaptive_workers = (o->flags & ACNS_DNS_PROXY_ALL_WORKERS) == 0;
     options.upstream_timeout = absl::Milliseconds(Or<uint32_t>(o->upstream_timeout_ms, 5000));
     options.response_max_delay = absl::Milliseconds(Or<uint32_t>(o->response_max_delay_ms, 100));
     options.concurrency_limit = o->concurrency_limit;
@@ -170,6 +172,8 @@ acns_status acns_dns_proxy_stats_get(const acns_dns_proxy* proxy, acns_dns_proxy
     r.answers_learned = s.answers_learned;
     r.held_released_late = s.held_released_late;
     r.answers_not_learned = s.answers_not_learned;
+    r.workers = static_cast<uint32_t>(proxy->proxy->workers());
+    r.active_workers = static_cast<uint32_t>(proxy->proxy->active_workers());
     acns::capi::WriteStruct(r, out);
     return SetError(err, ACNS_OK, 0, "");
   });

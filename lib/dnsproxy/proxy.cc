@@ -1,5 +1,6 @@
 #include "lib/dnsproxy/proxy.h"
 
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -8,6 +9,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <deque>
 #include <future>
 #include <thread>
@@ -19,6 +21,7 @@
 #include "absl/time/clock.h"
 #include "lib/common/file.h"
 #include "lib/common/status.h"
+#include "lib/dnsproxy/active_workers.h"
 #include "lib/dnsproxy/reuseport.h"
 #include "lib/dnsproxy/ring.h"
 
@@ -132,9 +135,7 @@ class DnsProxy::Worker : private Ring::Handler {
         buf_(kMaxMessage),
         udp_in_(kUdpBatch * kUdpQueryBuffer) {}
 
-  ~Worker() override {
-    if (thread_.joinable()) Stop();
-  }
+  ~Worker() override { Stop(); }
 
   absl::Status Init(std::vector<Listener> listeners) {
     epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
@@ -156,9 +157,20 @@ class DnsProxy::Worker : private Ring::Handler {
     std::promise<void> ready;
     std::future<void> started = ready.get_future();
     thread_ = std::thread([this, &ready] { Run(&ready); });
+    clockid_t clock;
+    if (::pthread_getcpuclockid(thread_.native_handle(), &clock) == 0) cpu_clock_ = clock;
     started.wait();
   }
+  // CPU time the worker's thread used so far (zero if its clock cannot be read).
+  absl::Duration CpuTime() const {
+    timespec used{};
+    if (!cpu_clock_ || ::clock_gettime(*cpu_clock_, &used) != 0) return absl::ZeroDuration();
+    return absl::DurationFromTimespec(used);
+  }
+  // Turns of UDP reads so far that left datagrams waiting: the worker was behind its clients.
+  uint64_t overrun_turns() const { return overrun_turns_.load(std::memory_order_relaxed); }
   void Stop() {
+    if (!thread_.joinable()) return;  // never started: Start failed with a later worker's Init
     stop_.store(true);
     Wake();
     thread_.join();
@@ -374,6 +386,10 @@ class DnsProxy::Worker : private Ring::Handler {
       if (static_cast<size_t>(n) < kUdpBatch) return;
     }
     if (absl::c_find(unfinished_udp_, index) == unfinished_udp_.end()) unfinished_udp_.push_back(index);
+    // More than a turn's worth was waiting: another worker should help now, not at the next
+    // balancing interval (up to 100 ms of queue is the tail of a whole second's answers).
+    overrun_turns_.fetch_add(1, std::memory_order_relaxed);
+    proxy_->WorkerBehind();
   }
 
   void TakeDatagram(const Listener& l, mmsghdr& in) {
@@ -839,8 +855,12 @@ class DnsProxy::Worker : private Ring::Handler {
 
   void ExpireAndRelease() {
     const absl::Time now = absl::Now();
-    while (!deadlines_.empty() && deadlines_.front().first <= now) {
+    // Answered queries leave their deadline behind; the ones at the front go now, not when it
+    // comes: WaitTime sleeps until the front's, and a worker that waited for every answered
+    // query's deadline woke once more per query, 5 s later.
+    while (!deadlines_.empty()) {
       auto it = pending_.find(deadlines_.front().second);
+      if (it != pending_.end() && deadlines_.front().first > now) break;
       deadlines_.pop_front();
       if (it == pending_.end()) continue;  // answered already
       Bump(counters().upstream_timeouts);
@@ -888,6 +908,8 @@ class DnsProxy::Worker : private Ring::Handler {
   std::atomic<bool> stop_{false};
   std::atomic<bool> holding_{false};  // held_ is not empty
   std::thread thread_;
+  std::optional<clockid_t> cpu_clock_;
+  std::atomic<uint64_t> overrun_turns_{0};  // see overrun_turns()
   absl::BitGen rng_;
   uint64_t next_serial_ = 1;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Pending>> pending_;
@@ -963,7 +985,9 @@ absl::StatusOr<std::unique_ptr<DnsProxy>> DnsProxy::Start(ProxyOptions options,
     }
     if (!status.ok()) return status;
     // Not fatal: without it, a hash of the client's address and port picks the worker.
-    if (workers > 1) (void)SpreadDatagrams(bound[0].first.get(), workers).ok();
+    if (workers > 1 && SpreadDatagrams(bound[0].first.get(), workers).ok()) {
+      proxy->udp_groups_.push_back(bound[0].first.get());
+    }
     proxy->listening_.push_back(actual);
     for (int w = 0; w < workers; ++w) {
       listeners[w].push_back(Listener{keep(std::move(bound[w].first)), false, false});
@@ -988,11 +1012,71 @@ absl::StatusOr<std::unique_ptr<DnsProxy>> DnsProxy::Start(ProxyOptions options,
     proxy->workers_.push_back(std::move(worker));
   }
   for (auto& worker : proxy->workers_) worker->Start();
+  // Adaptive where every group spreads (else some would keep the kernel's hash over all): the
+  // first worker takes every datagram until BalanceWorkers says otherwise.
+  const bool adapt = proxy->options_.adaptive_workers && !proxy->udp_groups_.empty() &&
+                     proxy->udp_groups_.size() == proxy->options_.listen.size();
+  proxy->active_workers_.store(workers);
+  if (adapt) {
+    for (int fd : proxy->udp_groups_) (void)SpreadDatagrams(fd, 1).ok();
+    proxy->active_workers_.store(1);
+    proxy->balancer_ = std::thread([p = proxy.get()] { p->BalanceWorkers(); });
+  }
   return proxy;
 }
 
 DnsProxy::~DnsProxy() {
+  {
+    absl::MutexLock lock(&balance_mu_);
+    stop_balancing_ = true;
+  }
+  if (balancer_.joinable()) balancer_.join();
   for (auto& worker : workers_) worker->Stop();
+}
+
+DnsProxy::WorkersLoad DnsProxy::MeasureWorkers() const {
+  WorkersLoad load{absl::Now(), absl::ZeroDuration(), 0};
+  for (const auto& worker : workers_) {
+    load.cpu += worker->CpuTime();
+    load.overrun_turns += worker->overrun_turns();
+  }
+  return load;
+}
+
+void DnsProxy::WorkerBehind() {
+  if (active_workers_.load(std::memory_order_relaxed) >= workers() || behind_.exchange(true)) return;
+  absl::MutexLock lock(&balance_mu_);
+  balance_now_ = true;
+}
+
+void DnsProxy::BalanceWorkers() {
+  // Long enough that a thread's CPU clock moves in steps much finer than it (the clocks count
+  // in scheduler ticks on some kernels); short enough to follow load changes within a second.
+  // A worker that falls behind wakes the balancer at once (WorkerBehind).
+  constexpr absl::Duration kBalanceInterval = absl::Milliseconds(100);
+  ActiveWorkers active(static_cast<int>(workers_.size()));
+  WorkersLoad last = MeasureWorkers();
+  for (;;) {
+    {
+      absl::MutexLock lock(&balance_mu_);
+      balance_mu_.AwaitWithTimeout(absl::Condition(
+                                       +[](DnsProxy* p) { return p->stop_balancing_ || p->balance_now_; }, this),
+                                   kBalanceInterval);
+      if (stop_balancing_) return;
+      balance_now_ = false;
+    }
+    behind_.store(false);
+    const WorkersLoad now = MeasureWorkers();
+    const absl::Duration elapsed = now.time - last.time;
+    const ActiveWorkers::Load load{elapsed > absl::ZeroDuration() ? absl::FDivDuration(now.cpu - last.cpu, elapsed) : 0,
+                                   now.overrun_turns > last.overrun_turns};
+    last = now;
+    const int before = active.active();
+    if (active.Next(load) == before) continue;
+    // A group the kernel refuses to reprogram keeps its last program: still a working spread.
+    for (int fd : udp_groups_) (void)SpreadDatagrams(fd, active.active()).ok();
+    active_workers_.store(active.active());
+  }
 }
 
 void DnsProxy::Ack(uint64_t seq) {

@@ -23,9 +23,11 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "lib/common/file.h"
 #include "lib/common/socket_address.h"
@@ -74,6 +76,10 @@ struct ProxyOptions {
   // Each worker's loop on io_uring where the kernel allows it (docs/dnsproxy.md); false: epoll
   // and plain system calls only.
   bool io_uring = true;
+  // UDP queries to the listen addresses go to as few workers as keep each under half a core,
+  // more as soon as they get busy (lib/dnsproxy/active_workers.h); false: to every worker at
+  // any load. (Transparent sockets are shared by all workers.)
+  bool adaptive_workers = true;
   dns::Rcode deny_rcode = dns::kRefused;  // or kNxDomain (Cilium's nameError)
   bool allow_unknown_endpoints = false;   // else SERVFAIL
   absl::Duration upstream_timeout = absl::Seconds(5);
@@ -124,6 +130,10 @@ class DnsProxy {
   // Workers whose loop runs on io_uring (the others use epoll: options.io_uring off, or the
   // kernel refused the ring).
   int io_uring_workers() const;
+  // Workers that take UDP queries now (all of them without options.adaptive_workers, or when
+  // the kernel refused to spread datagrams: then its hash of the client's address picks).
+  int active_workers() const { return active_workers_.load(); }
+  int workers() const { return static_cast<int>(workers_.size()); }
 
   struct Counters;
   struct Listener;
@@ -131,6 +141,16 @@ class DnsProxy {
 
  private:
   DnsProxy() = default;
+  // Every kBalanceInterval: the workers' load decides how many take UDP datagrams.
+  void BalanceWorkers();
+  // Called by a worker that found more datagrams waiting than it reads in a turn.
+  void WorkerBehind();
+  struct WorkersLoad {  // all workers' so far
+    absl::Time time;
+    absl::Duration cpu;
+    uint64_t overrun_turns;
+  };
+  WorkersLoad MeasureWorkers() const;
 
   ProxyOptions options_;
   EndpointLookup endpoints_;
@@ -139,6 +159,13 @@ class DnsProxy {
   std::unique_ptr<Counters> counters_;
   std::atomic<uint64_t> acked_seq_{0};
   std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<int> udp_groups_;  // a socket of each explicit UDP group that spreads datagrams
+  std::atomic<int> active_workers_{0};
+  std::atomic<bool> behind_{false};  // a worker called WorkerBehind since the last balancing
+  absl::Mutex balance_mu_;
+  bool stop_balancing_ ABSL_GUARDED_BY(balance_mu_) = false;
+  bool balance_now_ ABSL_GUARDED_BY(balance_mu_) = false;
+  std::thread balancer_;  // runs BalanceWorkers, with options.adaptive_workers only
 };
 
 }  // namespace acns::dnsproxy

@@ -11,7 +11,7 @@
 namespace acns::dnsproxy {
 
 absl::Status SpreadDatagrams(int fd, int sockets) {
-  if (sockets < 1) return absl::InvalidArgumentError("a reuseport group has at least one socket");
+  if (sockets < 1) return absl::InvalidArgumentError("datagrams need at least one socket to go to");
   // The program returns the index of the group's socket: a random number modulo their count.
   sock_filter code[] = {
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, static_cast<uint32_t>(SKF_AD_OFF + SKF_AD_RANDOM)),

@@ -12,9 +12,11 @@
 
 namespace acns::dnsproxy {
 
-// `fd` is a bound UDP socket of a SO_REUSEPORT group of `sockets` sockets (all bound before
-// this call, none closed while it holds): from now on each datagram goes to one of them picked
-// at random. A classic BPF program (SO_ATTACH_REUSEPORT_CBPF, Linux 4.5): no privilege needed.
+// `fd` is a bound UDP socket of a SO_REUSEPORT group (its sockets all bound before this call,
+// none closed while it holds): from now on each datagram goes to one of the group's first
+// `sockets` sockets (in the order they were bound) picked at random. Called again, on any of
+// the group's sockets, it replaces the choice (ActiveWorkers, active_workers.h, uses that). A
+// classic BPF program (SO_ATTACH_REUSEPORT_CBPF, Linux 4.5): no privilege needed.
 absl::Status SpreadDatagrams(int fd, int sockets);
 
 }  // namespace acns::dnsproxy

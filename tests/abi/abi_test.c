@@ -630,8 +630,24 @@ static void test_dns_proxy(void) {
   stats.struct_size = sizeof(stats);
   CHECK(acns_dns_proxy_stats_get(proxy, &stats, &err) == ACNS_OK);
   CHECK(stats.queries == 1 && stats.denied == 1 && stats.allowed == 0);
+  CHECK(stats.workers == 1 && stats.active_workers == 1);
   CHECK(dns_events == 2);
   acns_dns_proxy_destroy(proxy);
+
+  /* Two workers: one takes the queries while idle, both with ACNS_DNS_PROXY_ALL_WORKERS. */
+  opts.workers = 2;
+  opts.event_fn = NULL;
+  CHECK(acns_dns_proxy_create(&opts, engine, NULL, &proxy, &err) == ACNS_OK);
+  CHECK(acns_dns_proxy_stats_get(proxy, &stats, &err) == ACNS_OK);
+  CHECK(stats.workers == 2 && stats.active_workers == 1);
+  acns_dns_proxy_destroy(proxy);
+  opts.flags = ACNS_DNS_PROXY_ALL_WORKERS;
+  CHECK(acns_dns_proxy_create(&opts, engine, NULL, &proxy, &err) == ACNS_OK);
+  CHECK(acns_dns_proxy_stats_get(proxy, &stats, &err) == ACNS_OK);
+  CHECK(stats.workers == 2 && stats.active_workers == 2);
+  acns_dns_proxy_destroy(proxy);
+  opts.flags = 16;
+  CHECK(acns_dns_proxy_create(&opts, engine, NULL, &proxy, &err) == ACNS_INVALID_ARGUMENT);
   acns_dns_proxy_destroy(NULL);
   acns_policy_engine_destroy(engine);
 }

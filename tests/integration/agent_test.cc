@@ -73,8 +73,8 @@ class AgentTest : public ::testing::Test {
         api_ = absl::StrCat("127.0.0.1:", FreeLoopbackPort(SOCK_STREAM));
       }
       Launch();
-      if (Eventually([&] { return Healthz() == "ok\n" || ::waitpid(pid_, nullptr, WNOHANG) == pid_; }) &&
-          Healthz() == "ok\n") {
+      if (Eventually([&] { return Get("/healthz") == "ok\n" || ::waitpid(pid_, nullptr, WNOHANG) == pid_; }) &&
+          Get("/healthz") == "ok\n") {
         return;
       }
       ::kill(pid_, SIGKILL);
@@ -101,8 +101,8 @@ class AgentTest : public ::testing::Test {
     }
   }
 
-  // The body of GET /healthz, or "" if the agent does not answer 200.
-  std::string Healthz() {
+  // The body of GET `path`, or "" if the agent does not answer 200.
+  std::string Get(const std::string& path) {
     const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -110,7 +110,7 @@ class AgentTest : public ::testing::Test {
     addr.sin_port = htons(static_cast<uint16_t>(std::stoi(api_.substr(api_.find(':') + 1))));
     std::string response;
     if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-      const std::string request = "GET /healthz HTTP/1.0\r\n\r\n";
+      const std::string request = "GET " + path + " HTTP/1.0\r\n\r\n";
       ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
       char buf[1024];
       for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;) response.append(buf, n);
@@ -152,6 +152,12 @@ TEST_F(AgentTest, ServesReloadsAndStopsCleanly) {
   EXPECT_TRUE(Eventually([&] { return Dig("www.allowed.test") == "SERVFAIL"; })) << Log();
   Write(dir_ + "/endpoints.yaml", "- {id: 1, namespace: default, labels: {app: web}, ipv4: 127.0.0.1}\n");
   EXPECT_TRUE(Eventually([&] { return Dig("www.allowed.test") == "NOERROR"; })) << Log();
+
+  // One worker per core, one of them taking the queries while they are this few.
+  const std::string metrics = Get("/metrics");
+  EXPECT_NE(metrics.find(absl::StrCat("\nacns_dns_proxy_workers ", std::thread::hardware_concurrency(), "\n")),
+            std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("\nacns_dns_proxy_active_workers 1\n"), std::string::npos) << metrics;
 
   int code = 0;
   std::string list = RunCommand(absl::StrCat(ACNSCTL_PATH, " fqdn cache list --agent ", api_), &code);

@@ -9,8 +9,11 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -527,6 +530,132 @@ TEST_P(DnsProxyTest, UdpBurstLongerThanAReadTurnIsAllAnswered) {
   ASSERT_EQ(rcodes.size(), static_cast<size_t>(kQueries));
   for (const auto& [id, rcode] : rcodes) EXPECT_EQ(rcode, dns::kRefused) << id;
   EXPECT_EQ(proxy_->stats().queries, static_cast<uint64_t>(kQueries));
+}
+
+// Which worker threads answered the queries from each client port (DnsProxyTest's on_event).
+struct AnsweringWorkers {
+  void Saw(const DnsEvent& e) {
+    std::lock_guard<std::mutex> lock(mu);
+    by_port[e.client.port()].insert(std::this_thread::get_id());
+  }
+  // Sends `count` denied queries (the proxy answers them itself), each after the last one's
+  // answer (or 200 ms), from a new port; returns how many workers answered them. `answered`:
+  // how many were (under a flood, the listeners' buffers overflow and drop some).
+  size_t Ask(uint16_t proxy_port, int count, int* answered = nullptr) {
+    UniqueFd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    timeval tv{0, 200'000};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    const SocketAddress to = SocketAddress::From(*IpAddr::Parse("127.0.0.1"), proxy_port);
+    char buf[512];
+    int answers = 0;
+    for (int i = 0; i < count; ++i) {
+      const std::string q = DnsBuilder(static_cast<uint16_t>(i), 0x0100).Question("www.denied.test", dns::kTypeA).str();
+      EXPECT_EQ(::sendto(fd.get(), q.data(), q.size(), 0, to.sa(), to.len()), static_cast<ssize_t>(q.size()));
+      answers += ::recv(fd.get(), buf, sizeof(buf), 0) > 0;
+    }
+    if (answered != nullptr) {
+      *answered = answers;
+    } else {
+      EXPECT_EQ(answers, count);
+    }
+    sockaddr_in local{};
+    socklen_t len = sizeof(local);
+    ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&local), &len);
+    std::lock_guard<std::mutex> lock(mu);
+    return by_port[ntohs(local.sin_port)].size();
+  }
+  std::mutex mu;
+  std::map<uint16_t, std::set<std::thread::id>> by_port;
+};
+
+TEST_P(DnsProxyTest, WorkersTakeQueriesAsTheLoadNeeds) {
+  AnsweringWorkers answering;
+  ProxyOptions options;
+  options.on_event = [&](const DnsEvent& e) { answering.Saw(e); };
+  StartProxy(std::move(options), unbound_->port());
+  // Idle: one worker takes every query.
+  EXPECT_EQ(proxy_->active_workers(), 1);
+  EXPECT_EQ(answering.Ask(port_, 100), 1u);
+
+  // A flood of denied queries from another thread (nobody reads the answers) keeps the first
+  // worker busy: within a few of the balancer's intervals the second takes its share.
+  std::atomic<bool> flooding{true};
+  std::thread flood([&] {
+    UniqueFd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    const SocketAddress to = SocketAddress::From(*IpAddr::Parse("127.0.0.1"), port_);
+    const std::string q = DnsBuilder(7, 0x0100).Question("www.denied.test", dns::kTypeA).str();
+    std::vector<iovec> iovs(64, iovec{const_cast<char*>(q.data()), q.size()});
+    std::vector<mmsghdr> msgs(64);
+    for (size_t i = 0; i < msgs.size(); ++i) {
+      msgs[i].msg_hdr.msg_name = const_cast<sockaddr*>(to.sa());
+      msgs[i].msg_hdr.msg_namelen = to.len();
+      msgs[i].msg_hdr.msg_iov = &iovs[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    while (flooding.load()) ::sendmmsg(fd.get(), msgs.data(), msgs.size(), 0);
+  });
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (proxy_->active_workers() < 2 && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_EQ(proxy_->active_workers(), 2);
+  // Each query has even odds for either worker: all of 30 answered on one, once in 10^9 runs.
+  int answered = 0;
+  EXPECT_EQ(answering.Ask(port_, 100, &answered), 2u);
+  EXPECT_GE(answered, 30);
+  flooding.store(false);
+  flood.join();
+
+  // Idle again: back to one worker after a second or so of quiet.
+  const absl::Time quiet = absl::Now() + absl::Seconds(10);
+  while (proxy_->active_workers() > 1 && absl::Now() < quiet) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_EQ(proxy_->active_workers(), 1);
+  EXPECT_EQ(answering.Ask(port_, 100), 1u);
+}
+
+TEST_P(DnsProxyTest, EveryWorkerTakesQueriesWhenAskedTo) {
+  AnsweringWorkers answering;
+  ProxyOptions options{.adaptive_workers = false};
+  options.on_event = [&](const DnsEvent& e) { answering.Saw(e); };
+  StartProxy(std::move(options), unbound_->port());
+  EXPECT_EQ(proxy_->active_workers(), 2);
+  EXPECT_EQ(answering.Ask(port_, 100), 2u);
+}
+
+// Context switches so far of this process's threads other than the caller's.
+uint64_t OtherThreadsContextSwitches() {
+  uint64_t total = 0;
+  const std::string self = std::to_string(::gettid());
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    if (task.path().filename() == self) continue;
+    std::ifstream status(task.path() / "status");
+    for (std::string line; std::getline(status, line);) {
+      if (line.find("ctxt_switches:") != std::string::npos) total += std::stoull(line.substr(line.find(':') + 1));
+    }
+  }
+  return total;
+}
+
+TEST_P(DnsProxyTest, AnsweredQueriesDoNotWakeTheWorkerAtTheirTimeout) {
+  // 300 answered queries, one a millisecond: when their timeouts come (1 s after each), the
+  // worker has nothing to do and sleeps on (it used to wake for each of them).
+  StartProxy(ProxyOptions{.workers = 1, .upstream_timeout = absl::Seconds(1)}, unbound_->port());
+  UniqueFd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  timeval tv{2, 0};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  const SocketAddress to = SocketAddress::From(*IpAddr::Parse("127.0.0.1"), port_);
+  const absl::Time first = absl::Now();
+  char buf[512];
+  for (int i = 0; i < 300; ++i) {
+    const std::string q = DnsBuilder(static_cast<uint16_t>(i), 0x0100).Question("www.allowed.test", dns::kTypeA).str();
+    ASSERT_EQ(::sendto(fd.get(), q.data(), q.size(), 0, to.sa(), to.len()), static_cast<ssize_t>(q.size()));
+    ASSERT_GT(::recv(fd.get(), buf, sizeof(buf), 0), 0) << "query " << i;
+    absl::SleepFor(first + absl::Milliseconds(i + 1) - absl::Now());
+  }
+  EXPECT_EQ(proxy_->stats().allowed, 300u);
+  absl::SleepFor(first + absl::Milliseconds(1000) - absl::Now());
+  const uint64_t before = OtherThreadsContextSwitches();
+  absl::SleepFor(absl::Milliseconds(400));  // the 300 timeouts come and go
+  EXPECT_LT(OtherThreadsContextSwitches() - before, 20u);
+  EXPECT_EQ(proxy_->stats().upstream_timeouts, 0u);
 }
 
 TEST_P(DnsProxyTest, MalformedQueries) {

@@ -74,6 +74,22 @@ TEST(SpreadDatagramsTest, OneClientReachesEverySocket) {
   EXPECT_GE(spread[1], 50);
 }
 
+TEST(SpreadDatagramsTest, TheFirstSocketsOnlyAndBackToAll) {
+  Group group;
+  UniqueFd client = UdpSocket();
+  // Whatever socket the hash gives this client, a program for one socket takes it to the first.
+  ASSERT_TRUE(SpreadDatagrams(group.sockets[0].get(), 1).ok());
+  const std::array<int, 2> first = group.SendFrom(client.get());
+  EXPECT_EQ(first[0], kDatagrams);
+  EXPECT_EQ(first[1], 0);
+  // Programmed again, through another socket of the group: both take datagrams.
+  ASSERT_TRUE(SpreadDatagrams(group.sockets[1].get(), 2).ok());
+  const std::array<int, 2> both = group.SendFrom(client.get());
+  EXPECT_EQ(both[0] + both[1], kDatagrams);
+  EXPECT_GE(both[0], 50);
+  EXPECT_GE(both[1], 50);
+}
+
 TEST(SpreadDatagramsTest, RefusesAnEmptyGroupAndASocketThatIsNone) {
   EXPECT_EQ(StatusErrno(SpreadDatagrams(-1, 2)), EBADF);
   Group group;
