@@ -1050,9 +1050,9 @@ void DnsProxy::WorkerBehind() {
 }
 
 void DnsProxy::BalanceWorkers() {
-  // Long enough that a thread's CPU clock moves in steps much finer than it (the clocks count
-  // in scheduler ticks on some kernels); short enough to follow load changes within a second.
-  // A worker that falls behind wakes the balancer at once (WorkerBehind).
+  // Long enough that an interval's CPU time says how busy the workers are rather than how one
+  // burst fell; short enough to follow load changes within a second. A worker that falls
+  // behind wakes the balancer at once (WorkerBehind).
   constexpr absl::Duration kBalanceInterval = absl::Milliseconds(100);
   ActiveWorkers active(static_cast<int>(workers_.size()));
   WorkersLoad last = MeasureWorkers();
