@@ -1044,7 +1044,7 @@ DnsProxy::WorkersLoad DnsProxy::MeasureWorkers() const {
 }
 
 void DnsProxy::WorkerBehind() {
-  if (active_workers_.load(std::memory_order_relaxed) >= workers() || behind_.exchange(true)) return;
+  if (active_workers_.load(std::memory_order_relaxed) >= workers()) return;  // none left to add
   absl::MutexLock lock(&balance_mu_);
   balance_now_ = true;
 }
@@ -1065,7 +1065,6 @@ void DnsProxy::BalanceWorkers() {
       if (stop_balancing_) return;
       balance_now_ = false;
     }
-    behind_.store(false);
     const WorkersLoad now = MeasureWorkers();
     const absl::Duration elapsed = now.time - last.time;
     const ActiveWorkers::Load load{elapsed > absl::ZeroDuration() ? absl::FDivDuration(now.cpu - last.cpu, elapsed) : 0,
