@@ -4,8 +4,9 @@
 # wildcard pattern, REFUSED for the rest, no packet cache), (c) acns-agent in explicit mode.
 # Same upstream (unbound, auth zone on 127.0.0.1), same queries (90% allowed, 10% denied), for
 # 1,000 and 10,000 patterns. Prints queries/s, latency percentiles, CPU per query of the proxy
-# process, and the ratios; then the latency added at half of acns's maximum rate. Every figure
-# is a median over ROUNDS interleaved runs (the machine is shared and noisy).
+# process, and the ratios; then the latency added at half of acns's maximum rate, and how busy
+# the whole machine was meanwhile. Every figure is a median over ROUNDS interleaved runs (the
+# machine is shared and noisy).
 # Usage: bench/dnsproxy_bench.sh [SECONDS [ROUNDS]] (default 10 s, 3 rounds); needs a release
 # build in build/ (scripts/setup.sh makes one). ACNS_AGENT="PATH [FLAGS]" runs another
 # acns-agent build or adds flags; ACNS_AGENT_B="PATH [FLAGS]" adds a second agent (say, the
@@ -26,12 +27,19 @@ ACNS_WORK_ROOT=/dev/shm ACNS_WORK_PREFIX=acns-bench source scripts/lib/local_unb
 ticks=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
+# The whole machine's busy and total CPU ticks so far (/proc/stat: all but idle and iowait).
+box_ticks() { awk '/^cpu /{t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat; }
+declare -A box_busy=() box_total=()  # per run name: the machine's ticks during that run
+
 # dnsperf -v lists every answer with its latency; stats.py turns that into figures.
 measure() {  # NAME PORT PID [MAX_QPS]
-  local name=$1 port=$2 pid=$3 qps=${4:-} before after
+  local name=$1 port=$2 pid=$3 qps=${4:-} before after box_before box_after
   before=$([[ $pid == - ]] && echo 0 || cpu_ticks "$pid")
+  read -ra box_before <<< "$(box_ticks)"
   dnsperf -s 127.0.0.1 -p "$port" -d "$work/queries.txt" -l "$seconds" -c 8 -q 256 \
     ${qps:+-Q $qps} -v > "$work/$name.out" 2>&1 || true
+  read -ra box_after <<< "$(box_ticks)"
+  box_busy[$name]=$(( box_after[0] - box_before[0] )) box_total[$name]=$(( box_after[1] - box_before[1] ))
   after=$([[ $pid == - ]] && echo 0 || cpu_ticks "$pid")
   python3 bench/dnsproxy_bench_stats.py "$name" "$work/$name.out" "$(( after - before ))" "$ticks"
   rm -f "$work/$name.out"
@@ -75,6 +83,17 @@ added_at() {
   for t in acns acns_b; do
     [[ -z ${leftover[$t]:-} ]] || echo "CPU $t used during the upstream's $rounds runs: $(( leftover[$t] * 1000 / ticks )) ms"
   done
+  # How busy the whole machine was: the tail grows with it (docs/dnsproxy.md, "Performance").
+  local busy total line=""
+  for t in upstream acns acns_b; do
+    [[ -n ${box_total[${t}_half.1]:-} ]] || continue
+    busy=0 total=0
+    for r in $(seq "$rounds"); do
+      busy=$(( busy + box_busy[${t}_half.$r] )) total=$(( total + box_total[${t}_half.$r] ))
+    done
+    line+="${line:+, }$t $(( busy * 100 / total ))%"
+  done
+  echo "machine CPU busy during these runs (all cores): $line"
 }
 
 for n in ${ACNS_BENCH_PATTERNS:-1000 10000}; do

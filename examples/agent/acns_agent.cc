@@ -58,7 +58,7 @@ struct Flags {
   uint32_t max_ip_per_hostname = 0;
   uint32_t response_max_delay_ms = 0;
   uint32_t concurrency_limit = 0;
-  uint32_t workers = 0;  // DNS proxy threads; 0: one per core
+  uint32_t workers = 0;  // DNS proxy threads; 0: one per CPU it may run on
   bool io_uring = true;  // the proxy's loops on io_uring where the kernel has it
   bool adaptive_workers = true;  // UDP queries to as few workers as the load needs
   std::string state_dir;
@@ -129,7 +129,7 @@ int ParseFlags(int argc, char** argv, Flags* f) {
     } else if (flag == "--dnsproxy-concurrency-limit") {
       if (!ParseUint(v, &f->concurrency_limit)) return Usage(flag + " takes N");
     } else if (flag == "--dnsproxy-workers") {
-      if (!ParseUint(v, &f->workers) || f->workers > 256) return Usage(flag + " takes N from 0 (one per core) to 256");
+      if (!ParseUint(v, &f->workers) || f->workers > 256) return Usage(flag + " takes N from 0 (one per CPU) to 256");
     } else if (flag == "--dnsproxy-io-uring") {
       if (v != "true" && v != "false") return Usage(flag + " is true or false");
       f->io_uring = v == "true";

@@ -3,6 +3,7 @@
 // the machine. A scripted upstream (a socket in the test) plays the spoofer and the dead server.
 #include "lib/dnsproxy/proxy.h"
 
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -618,6 +619,38 @@ TEST_P(DnsProxyTest, EveryWorkerTakesQueriesWhenAskedTo) {
   StartProxy(std::move(options), unbound_->port());
   EXPECT_EQ(proxy_->active_workers(), 2);
   EXPECT_EQ(answering.Ask(port_, 100), 2u);
+}
+
+// Without a number of workers, one per CPU the starting thread may run on (the workers inherit
+// its affinity: more workers than CPUs only take turns).
+TEST_P(DnsProxyTest, DefaultWorkersAreOnePerCpuTheProxyMayUse) {
+  auto workers_started_on = [&](const cpu_set_t& cpus) {
+    int workers = -1;
+    std::thread starter([&] {
+      ASSERT_EQ(::sched_setaffinity(0, sizeof(cpus), &cpus), 0);
+      ProxyOptions options;
+      options.listen = {*SocketAddress::Parse("127.0.0.1:0")};
+      options.upstream = SocketAddress::From(*IpAddr::Parse("127.0.0.1"), unbound_->port());
+      options.io_uring = GetParam();
+      auto proxy = DnsProxy::Start(std::move(options), &engine_, cache_.get(), nullptr);
+      ASSERT_TRUE(proxy.ok()) << proxy.status();
+      workers = (*proxy)->workers();
+    });
+    starter.join();
+    return workers;
+  };
+  cpu_set_t all;
+  ASSERT_EQ(::sched_getaffinity(0, sizeof(all), &all), 0);
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &all)) {
+      CPU_SET(cpu, &one);
+      break;
+    }
+  }
+  EXPECT_EQ(workers_started_on(one), 1);
+  EXPECT_EQ(workers_started_on(all), CPU_COUNT(&all));
 }
 
 // Context switches so far of this process's threads other than the caller's.
