@@ -58,7 +58,7 @@ struct Flags {
   uint32_t max_ip_per_hostname = 0;
   uint32_t response_max_delay_ms = 0;
   uint32_t concurrency_limit = 0;
-  uint32_t workers = 0;  // DNS proxy threads; 0: one per CPU it may run on
+  uint32_t workers = 0;  // DNS proxy threads; 0: one per CPU it may use (affinity, cgroup quota)
   bool io_uring = true;  // the proxy's loops on io_uring where the kernel has it
   bool adaptive_workers = true;  // UDP queries to as few workers as the load needs
   std::string state_dir;

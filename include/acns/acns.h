@@ -615,7 +615,8 @@ typedef struct acns_dns_proxy_opts {
   const char *const *listen; /* "ADDR:PORT" or "[ADDR]:PORT"; port 0 picks one */
   size_t n_listen;
   const char *upstream;      /* "ADDR:PORT" */
-  uint32_t workers;          /* 0: one per CPU the calling thread may run on */
+  uint32_t workers;          /* 0: one per CPU the calling thread may use:
+                                its affinity, capped by its cgroup's CPU quota */
   uint32_t deny_rcode;       /* 0 = ACNS_DNS_RCODE_REFUSED, or ACNS_DNS_RCODE_NXDOMAIN */
   uint32_t flags;            /* ACNS_DNS_PROXY_* */
   uint32_t upstream_timeout_ms;   /* 0 = 5000 */

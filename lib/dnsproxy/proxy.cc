@@ -1,7 +1,6 @@
 #include "lib/dnsproxy/proxy.h"
 
 #include <pthread.h>
-#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -20,6 +19,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "lib/common/cpus.h"
 #include "lib/common/file.h"
 #include "lib/common/status.h"
 #include "lib/dnsproxy/active_workers.h"
@@ -112,15 +112,6 @@ void AppendFrame(std::string* out, absl::string_view msg) {
   out->push_back(static_cast<char>(msg.size() >> 8));
   out->push_back(static_cast<char>(msg.size() & 0xff));
   out->append(msg.data(), msg.size());
-}
-
-// One worker per CPU the calling thread may run on: the workers inherit its affinity (a
-// container's cpuset, taskset), and more workers than CPUs only take turns on them (measured in
-// docs/dnsproxy.md, "Performance").
-int DefaultWorkers() {
-  cpu_set_t cpus;
-  if (::sched_getaffinity(0, sizeof(cpus), &cpus) == 0) return std::max(1, CPU_COUNT(&cpus));
-  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));  // over 1,024 CPUs
 }
 
 }  // namespace
@@ -948,7 +939,10 @@ absl::StatusOr<std::unique_ptr<DnsProxy>> DnsProxy::Start(ProxyOptions options,
     return absl::InvalidArgumentError("deny_rcode must be REFUSED or NXDOMAIN");
   }
   std::unique_ptr<DnsProxy> proxy(new DnsProxy());
-  const int workers = options.workers > 0 ? options.workers : DefaultWorkers();
+  // One per CPU the starting thread may use: the workers inherit its affinity (a container's
+  // cpuset, taskset) and its cgroup (a container's CPU limit), and more workers than CPUs only
+  // take turns (docs/dnsproxy.md, "Performance").
+  const int workers = options.workers > 0 ? options.workers : UsableCpus();
   proxy->options_ = std::move(options);
   proxy->counters_ = std::make_unique<Counters>();
   proxy->endpoints_ = std::move(endpoints);

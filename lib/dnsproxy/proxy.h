@@ -72,7 +72,7 @@ struct ProxyOptions {
   std::vector<SocketAddress> transparent_listen;
   // Labels of the upstream when it is a cluster endpoint (kube-dns), for toEndpoints rules.
   std::optional<policy::LabelSet> upstream_labels;
-  int workers = 0;  // 0: one per CPU the calling thread may run on (its affinity)
+  int workers = 0;  // 0: one per CPU the calling thread may use (lib/common/cpus.h)
   // Each worker's loop on io_uring where the kernel allows it (docs/dnsproxy.md); false: epoll
   // and plain system calls only.
   bool io_uring = true;

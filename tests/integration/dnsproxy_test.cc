@@ -5,13 +5,16 @@
 
 #include <sched.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -74,6 +77,24 @@ class DnsProxyTest : public ::testing::TestWithParam<bool> {
     port_ = proxy_->listening()[0].port();
     // This machine's kernel has io_uring: the loop under test is the one asked for.
     EXPECT_EQ(proxy_->io_uring_workers(), GetParam() && ring_allowed_ ? workers : 0);
+  }
+
+  // The workers of a proxy started with the default count from a new thread, once `prepare`
+  // has run on that thread (the default follows the starting thread's affinity and cgroup).
+  int DefaultWorkersStartedAfter(const std::function<void()>& prepare) {
+    int workers = -1;
+    std::thread starter([&] {
+      prepare();
+      ProxyOptions options;
+      options.listen = {*SocketAddress::Parse("127.0.0.1:0")};
+      options.upstream = SocketAddress::From(*IpAddr::Parse("127.0.0.1"), unbound_->port());
+      options.io_uring = GetParam();
+      auto proxy = DnsProxy::Start(std::move(options), &engine_, cache_.get(), nullptr);
+      ASSERT_TRUE(proxy.ok()) << proxy.status();
+      workers = (*proxy)->workers();
+    });
+    starter.join();
+    return workers;
   }
 
   policy::PolicyEngine engine_;
@@ -625,19 +646,7 @@ TEST_P(DnsProxyTest, EveryWorkerTakesQueriesWhenAskedTo) {
 // its affinity: more workers than CPUs only take turns).
 TEST_P(DnsProxyTest, DefaultWorkersAreOnePerCpuTheProxyMayUse) {
   auto workers_started_on = [&](const cpu_set_t& cpus) {
-    int workers = -1;
-    std::thread starter([&] {
-      ASSERT_EQ(::sched_setaffinity(0, sizeof(cpus), &cpus), 0);
-      ProxyOptions options;
-      options.listen = {*SocketAddress::Parse("127.0.0.1:0")};
-      options.upstream = SocketAddress::From(*IpAddr::Parse("127.0.0.1"), unbound_->port());
-      options.io_uring = GetParam();
-      auto proxy = DnsProxy::Start(std::move(options), &engine_, cache_.get(), nullptr);
-      ASSERT_TRUE(proxy.ok()) << proxy.status();
-      workers = (*proxy)->workers();
-    });
-    starter.join();
-    return workers;
+    return DefaultWorkersStartedAfter([&] { ASSERT_EQ(::sched_setaffinity(0, sizeof(cpus), &cpus), 0); });
   };
   cpu_set_t all;
   ASSERT_EQ(::sched_getaffinity(0, sizeof(all), &all), 0);
@@ -651,6 +660,40 @@ TEST_P(DnsProxyTest, DefaultWorkersAreOnePerCpuTheProxyMayUse) {
   }
   EXPECT_EQ(workers_started_on(one), 1);
   EXPECT_EQ(workers_started_on(all), CPU_COUNT(&all));
+}
+
+// Without a number of workers, no more than the starting thread's cgroup CPU quota allows (a
+// container's CPU limit): a thread moved into a cgroup v1 cpu group with a quota of one CPU
+// starts one worker, though its affinity holds every CPU.
+TEST_P(DnsProxyTest, DefaultWorkersFollowTheCgroupCpuQuota) {
+  if (::geteuid() != 0) GTEST_SKIP() << "making a cgroup needs root";
+  const std::string v1_cpu = "/sys/fs/cgroup/cpu";
+  if (!std::filesystem::exists(v1_cpu + "/cpu.cfs_quota_us")) GTEST_SKIP() << "no cgroup v1 cpu hierarchy here";
+  cpu_set_t all;
+  ASSERT_EQ(::sched_getaffinity(0, sizeof(all), &all), 0);
+  if (CPU_COUNT(&all) < 2) GTEST_SKIP() << "one CPU: a quota of one changes nothing";
+  struct Group {  // removed when the test ends, also when it fails
+    std::string dir;
+    ~Group() {
+      // The test's threads leave it as they exit, which may finish just after their join.
+      for (int i = 0; i < 100 && ::rmdir(dir.c_str()) != 0 && errno == EBUSY; ++i) ::usleep(10'000);
+    }
+  } group{absl::StrCat(v1_cpu, "/acns-test-quota-", ::getpid())};
+  ASSERT_EQ(::mkdir(group.dir.c_str(), 0755), 0) << group.dir;
+  std::ofstream(group.dir + "/cpu.cfs_period_us") << 100000;
+  std::ofstream(group.dir + "/cpu.cfs_quota_us") << 100000;
+  std::string quota;
+  std::ifstream(group.dir + "/cpu.cfs_quota_us") >> quota;
+  ASSERT_EQ(quota, "100000");
+
+  std::string cgroup;
+  const int workers = DefaultWorkersStartedAfter([&] {
+    // This thread alone (v1 "tasks" takes a thread ID); the workers it starts inherit its group.
+    std::ofstream(group.dir + "/tasks") << ::gettid() << std::flush;
+    cgroup = ReadFile("/proc/thread-self/cgroup", 1 << 16).value_or("");
+  });
+  ASSERT_NE(cgroup.find(group.dir.substr(v1_cpu.size())), std::string::npos) << cgroup;
+  EXPECT_EQ(workers, 1);
 }
 
 // Context switches so far of this process's threads other than the caller's.
