@@ -118,9 +118,7 @@ std::optional<int> CgroupCpuLimit(absl::string_view cgroup, absl::string_view mo
       for (std::string d = *std::move(dir);;) {
         limit = Smaller(limit, DirectoryLimit(d, v2));
         if (d.size() <= m.point.size()) break;
-        const size_t slash = d.rfind('/');
-        if (slash == std::string::npos) break;
-        d.resize(std::max<size_t>(slash, 1));
+        d.resize(std::max<size_t>(d.rfind('/'), 1));  // below an absolute mount point: a '/' is there
       }
       break;  // one mount of a hierarchy is enough
     }
