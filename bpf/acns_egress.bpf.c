@@ -325,10 +325,13 @@ int acns_egress(struct __sk_buff *skb) {
     emit(skb, &f, identity, ACNS_PKT_DROP_POLICY);
     return count(skb, ACNS_PKT_DROP_POLICY, TC_ACT_SHOT);
   }
+  /* The most specific peer that matched decides the redirect: an entry for this very peer
+   * without a proxy (the explicit DNS proxy's own address) is not redirected by a rule for
+   * any peer. */
   __be16 proxy_port = 0;
-  if (exact && exact->proxy_port) proxy_port = exact->proxy_port;
-  else if (by_prefix && by_prefix->proxy_port) proxy_port = by_prefix->proxy_port;
-  else if (any && any->proxy_port) proxy_port = any->proxy_port;
+  if (exact) proxy_port = exact->proxy_port;
+  else if (by_prefix) proxy_port = by_prefix->proxy_port;
+  else if (any) proxy_port = any->proxy_port;
   struct acns_ct_value value = {.last_seen_ns = bpf_ktime_get_ns(), .identity = identity, .proxy_port = proxy_port};
   bpf_map_update_elem(&acns_ct, &f.key, &value, BPF_ANY);
   emit(skb, &f, identity, proxy_port ? ACNS_PKT_REDIRECT : ACNS_PKT_ALLOW);

@@ -1,458 +1,509 @@
-// acns-agent: the bundled example agent. Uses only the public C ABI (acns/acns.h), plus
-// libmicrohttpd for its HTTP API: the DNS proxy in explicit mode, policies and endpoints from
-// files reloaded on change, the FQDN cache persisted in a state directory, and the eBPF datapath
-// on the interfaces the endpoints file names (started once an endpoint has one).
+// acns-agent: the bundled example agent, thin glue over the node runtime of libacns (acns.h):
+// flags (or a YAML config file with the same keys), the policy directory and endpoints file
+// (reloaded on change), an HTTP API, and signals. Everything else (the DNS proxy, the FQDN
+// cache and its snapshots, the eBPF datapath, holding answers until their IPs are enforced) is
+// the runtime's. Run `acns-agent --help` for the flags.
 //
-//   acns-agent --policy-dir DIR --endpoints FILE [--dns-listen ADDR:PORT]...
-//       [--dns-upstream ADDR:PORT] [--tofqdns-dns-reject-response-code refused|nameError]
-//       [--tofqdns-min-ttl SECONDS] [--tofqdns-endpoint-max-ip-per-hostname N]
-//       [--tofqdns-proxy-response-max-delay DURATION] [--dnsproxy-concurrency-limit N]
-//       [--state-dir DIR] [--api ADDR:PORT] [--bpffs-root DIR] [--tofqdns-proxy-port PORT]
-//       [--dnsproxy-workers N] [--dnsproxy-io-uring true|false]
-//       [--dnsproxy-adaptive-workers true|false]
-//
-// --tofqdns-proxy-port (Cilium's flag) turns on transparent mode: the datapath redirects pods'
-// DNS under rules.dns to the proxy on 127.0.0.1:PORT and [::1]:PORT, which forwards each query to
-// the server the pod asked and answers from that server's address.
-//
-// HTTP API (--api, default 127.0.0.1:9965): GET /healthz (200 once listening with policies
-// loaded), GET /metrics (counters, Prometheus text), GET /v1/fqdn/cache[?format=table].
+// HTTP API (--api): GET /healthz (200 once the policies and endpoints are loaded and the
+// runtime runs, else 503), GET /metrics (Prometheus text), GET /v1/fqdn/cache[?format=table].
 // Signals: SIGTERM/SIGINT stop cleanly (a last cache snapshot is written), SIGHUP reloads.
 #include <acns/acns.h>
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <signal.h>
 #include <sys/stat.h>
-#include <unistd.h>
+#include <yaml.h>
 
-#include <array>
 #include <atomic>
-#include <chrono>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <map>
+#include <set>
+#include <optional>
 #include <string>
-#include <thread>
 #include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/reflection.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/time/time.h"
+
+ABSL_FLAG(std::string, config, "", "YAML file of flags (a mapping of flag names to values; lists for repeated flags); the command line wins");
+ABSL_FLAG(std::string, policy_dir, "", "directory of CiliumNetworkPolicy / CiliumClusterwideNetworkPolicy files (.yaml, .yml, .json), reloaded on change (required)");
+ABSL_FLAG(std::string, endpoints, "", "endpoints file: a YAML list of {id, name, namespace, labels, interface, ipv4, ipv6}, reloaded on change (required)");
+ABSL_FLAG(bool, start_empty, false, "start even when the policy directory or the endpoints file cannot be read (default: exit with an error); /healthz stays 503 until both load");
+ABSL_FLAG(std::vector<std::string>, dns_listen, {}, "explicit-mode DNS proxy address ADDR:PORT (repeat or comma-separate for more)");
+ABSL_FLAG(std::string, dns_upstream, "", "DNS server ADDR:PORT that explicit-mode queries go to");
+ABSL_FLAG(std::string, tofqdns_dns_reject_response_code, "refused", "answer to denied queries: refused or nameError");
+ABSL_FLAG(uint32_t, tofqdns_min_ttl, 0, "minimum TTL (seconds) of learned names");
+ABSL_FLAG(uint32_t, tofqdns_endpoint_max_ip_per_hostname, 1000, "IPs kept per endpoint and name");
+ABSL_FLAG(uint32_t, tofqdns_max_deferred_connection_deletes, 10000, "expired IPs kept per endpoint while connections may use them");
+ABSL_FLAG(absl::Duration, tofqdns_idle_connection_grace_period, absl::ZeroDuration(), "how long an expired IP stays after its last connection");
+ABSL_FLAG(absl::Duration, tofqdns_proxy_response_max_delay, absl::Milliseconds(100), "longest an answer waits for its IPs to be enforced");
+ABSL_FLAG(uint32_t, tofqdns_proxy_port, 0, "port of the transparent DNS proxy on 127.0.0.1 and ::1, where the datapath redirects pods' DNS (0: the last run's, else a free one)");
+ABSL_FLAG(uint32_t, dnsproxy_concurrency_limit, 0, "queries in flight upstream (0: no limit; past it SERVFAIL)");
+ABSL_FLAG(uint32_t, dnsproxy_workers, 0, "DNS proxy threads (0: one per CPU this process may use, within its cgroup's CPU quota)");
+ABSL_FLAG(bool, dnsproxy_io_uring, true, "run the DNS proxy's loops on io_uring where the kernel has it");
+ABSL_FLAG(bool, dnsproxy_adaptive_workers, true, "send UDP queries to as few workers as the load needs");
+ABSL_FLAG(std::string, state_dir, "", "directory for the FQDN cache's snapshots (created if missing; must be writable); empty: no persistence");
+ABSL_FLAG(bool, datapath, true, "enforce in eBPF on the endpoints' interfaces, with transparent DNS (needs root)");
+ABSL_FLAG(std::string, bpffs_root, "/sys/fs/bpf/acns", "where the datapath pins its maps (a bpffs is mounted at /sys/fs/bpf if there is none)");
+ABSL_FLAG(std::string, api, "127.0.0.1:9965", "HTTP API address IPv4ADDR:PORT");
 
 namespace {
 
 constexpr int kExitUsage = 2;
+constexpr int kExitFailed = 1;
 
 struct Error : acns_error {
   Error() : acns_error{} { struct_size = sizeof(acns_error); }
 };
 
-void Log(const std::string& message) { std::fprintf(stderr, "acns-agent: %s\n", message.c_str()); }
-
-struct Flags {
-  std::string policy_dir;
-  std::string endpoints;
-  std::vector<std::string> dns_listen;
-  std::string dns_upstream;
-  uint32_t reject_rcode = ACNS_DNS_RCODE_REFUSED;
-  uint32_t min_ttl = 0;
-  uint32_t max_ip_per_hostname = 0;
-  uint32_t response_max_delay_ms = 0;
-  uint32_t concurrency_limit = 0;
-  uint32_t workers = 0;  // DNS proxy threads; 0: one per CPU it may use (affinity, cgroup quota)
-  bool io_uring = true;  // the proxy's loops on io_uring where the kernel has it
-  bool adaptive_workers = true;  // UDP queries to as few workers as the load needs
-  std::string state_dir;
-  std::string api = "127.0.0.1:9965";
-  std::string bpffs_root = "/sys/fs/bpf/acns";
-  uint32_t proxy_port = 0;  // transparent mode
-};
-
-int Usage(const std::string& problem) {
-  if (!problem.empty()) std::fprintf(stderr, "acns-agent: %s\n", problem.c_str());
-  std::fputs(
-      "usage: acns-agent --policy-dir DIR --endpoints FILE [--dns-listen ADDR:PORT]...\n"
-      "    [--dns-upstream ADDR:PORT] [--tofqdns-dns-reject-response-code refused|nameError]\n"
-      "    [--tofqdns-min-ttl SECONDS] [--tofqdns-endpoint-max-ip-per-hostname N]\n"
-      "    [--tofqdns-proxy-response-max-delay DURATION] [--dnsproxy-concurrency-limit N]\n"
-      "    [--state-dir DIR] [--api ADDR:PORT] [--bpffs-root DIR] [--tofqdns-proxy-port PORT]\n"
-      "    [--dnsproxy-workers N] [--dnsproxy-io-uring true|false]\n"
-      "    [--dnsproxy-adaptive-workers true|false]\n",
-      stderr);
-  return kExitUsage;
+void Log(const char* level, const std::string& message) {
+  char when[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  std::fprintf(stderr, "%s acns-agent %s: %s\n", when, level, message.c_str());
 }
 
-bool ParseUint(const std::string& s, uint32_t* out) {
-  if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos || s.size() > 9) return false;
-  *out = static_cast<uint32_t>(std::stoul(s));
+// ---- flags: absl flags hold the definitions, defaults and help; Cilium's spelling
+// (--policy-dir) and absl's (--policy_dir) are both accepted, "--flag value" as "--flag=value".
+
+std::string FlagName(absl::string_view s) { return absl::StrReplaceAll(s, {{"-", "_"}}); }
+std::string Spelled(absl::string_view name) { return absl::StrReplaceAll(name, {{"_", "-"}}); }
+
+bool IsOurs(const absl::CommandLineFlag& flag) { return absl::StrContains(flag.Filename(), "acns_agent"); }
+
+void PrintHelp() {
+  std::printf("usage: acns-agent --policy-dir DIR --endpoints FILE [flags]\n\nflags:\n");
+  std::map<std::string, absl::CommandLineFlag*> sorted;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (IsOurs(*flag)) sorted[std::string(name)] = flag;
+  }
+  for (const auto& [name, flag] : sorted) {
+    std::printf("  --%s (default %s)\n      %s\n", Spelled(name).c_str(),
+                flag->DefaultValue().empty() ? "\"\"" : flag->DefaultValue().c_str(), flag->Help().c_str());
+  }
+}
+
+// Sets one flag; repeated list flags add to what the same source gave before.
+bool SetFlag(const std::string& name, const std::string& value, std::map<std::string, std::string>* lists,
+             std::string* error) {
+  absl::CommandLineFlag* flag = absl::FindCommandLineFlag(FlagName(name));
+  if (flag == nullptr || !IsOurs(*flag)) {
+    *error = "unknown flag --" + name;
+    return false;
+  }
+  std::string v = value;
+  if (flag->IsOfType<std::vector<std::string>>()) {
+    std::string& joined = (*lists)[std::string(flag->Name())];
+    joined = joined.empty() ? value : joined + "," + value;
+    v = joined;
+  }
+  if (!flag->ParseFrom(v, error)) {
+    *error = "--" + Spelled(flag->Name()) + " " + value + ": " + *error;
+    return false;
+  }
   return true;
 }
 
-// "100ms", "2s", "1m" (Go-style durations, one unit) -> milliseconds.
-bool ParseDurationMs(const std::string& s, uint32_t* out) {
-  const size_t unit = s.find_first_not_of("0123456789");
-  uint32_t n = 0;
-  if (unit == 0 || unit == std::string::npos || !ParseUint(s.substr(0, unit), &n)) return false;
-  const std::string u = s.substr(unit);
-  if (u == "ms") *out = n;
-  else if (u == "s") *out = n * 1000;
-  else if (u == "m") *out = n * 60000;
-  else return false;
-  return true;
-}
-
-int ParseFlags(int argc, char** argv, Flags* f) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (i + 1 >= argc) return Usage(flag + " needs a value");
-    const std::string v = argv[++i];
-    if (flag == "--policy-dir") f->policy_dir = v;
-    else if (flag == "--endpoints") f->endpoints = v;
-    else if (flag == "--dns-listen") f->dns_listen.push_back(v);
-    else if (flag == "--dns-upstream") f->dns_upstream = v;
-    else if (flag == "--state-dir") f->state_dir = v;
-    else if (flag == "--api") f->api = v;
-    else if (flag == "--bpffs-root") f->bpffs_root = v;
-    else if (flag == "--tofqdns-dns-reject-response-code") {
-      if (v == "refused") f->reject_rcode = ACNS_DNS_RCODE_REFUSED;
-      else if (v == "nameError") f->reject_rcode = ACNS_DNS_RCODE_NXDOMAIN;
-      else return Usage(flag + " is refused or nameError");
-    } else if (flag == "--tofqdns-min-ttl") {
-      if (!ParseUint(v, &f->min_ttl)) return Usage(flag + " takes seconds");
-    } else if (flag == "--tofqdns-endpoint-max-ip-per-hostname") {
-      if (!ParseUint(v, &f->max_ip_per_hostname) || f->max_ip_per_hostname == 0) return Usage(flag + " takes N > 0");
-    } else if (flag == "--tofqdns-proxy-response-max-delay") {
-      if (!ParseDurationMs(v, &f->response_max_delay_ms)) return Usage(flag + " takes a duration such as 100ms");
-    } else if (flag == "--tofqdns-proxy-port") {
-      if (!ParseUint(v, &f->proxy_port) || f->proxy_port == 0 || f->proxy_port > 65535) {
-        return Usage(flag + " takes a port 1-65535");
+// The YAML config file: a mapping of flag names to scalars or lists of scalars.
+bool LoadConfig(const std::string& path, std::string* error) {
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (f == nullptr) {
+    *error = "--config " + path + ": " + std::strerror(errno);
+    return false;
+  }
+  yaml_parser_t parser;
+  yaml_parser_initialize(&parser);
+  yaml_parser_set_input_file(&parser, f);
+  std::map<std::string, std::string> lists;
+  std::string key;
+  bool in_mapping = false, in_list = false, ok = true, done = false;
+  while (ok && !done) {
+    yaml_event_t event;
+    if (!yaml_parser_parse(&parser, &event)) {
+      *error = absl::StrCat("--config ", path, ": line ", parser.problem_mark.line + 1, ": ",
+                            parser.problem ? parser.problem : "bad YAML");
+      ok = false;
+      break;
+    }
+    switch (event.type) {
+      case YAML_MAPPING_START_EVENT:
+        if (in_mapping) {
+          *error = "--config " + path + ": values are scalars or lists, not mappings";
+          ok = false;
+        }
+        in_mapping = true;
+        break;
+      case YAML_SEQUENCE_START_EVENT:
+        if (!in_mapping || key.empty() || in_list) {
+          *error = "--config " + path + ": expected a mapping of flag names to values";
+          ok = false;
+        }
+        in_list = true;
+        break;
+      case YAML_SEQUENCE_END_EVENT:
+        in_list = false;
+        key.clear();
+        break;
+      case YAML_SCALAR_EVENT: {
+        const std::string text(reinterpret_cast<const char*>(event.data.scalar.value), event.data.scalar.length);
+        if (!in_mapping) {
+          *error = "--config " + path + ": expected a mapping of flag names to values";
+          ok = false;
+        } else if (key.empty()) {
+          key = text;
+        } else {
+          ok = SetFlag(key, text, &lists, error);
+          if (!ok) *error = "--config " + path + ": " + *error;
+          if (!in_list) key.clear();
+        }
+        break;
       }
-    } else if (flag == "--dnsproxy-concurrency-limit") {
-      if (!ParseUint(v, &f->concurrency_limit)) return Usage(flag + " takes N");
-    } else if (flag == "--dnsproxy-workers") {
-      if (!ParseUint(v, &f->workers) || f->workers > 256) return Usage(flag + " takes N from 0 (one per CPU) to 256");
-    } else if (flag == "--dnsproxy-io-uring") {
-      if (v != "true" && v != "false") return Usage(flag + " is true or false");
-      f->io_uring = v == "true";
-    } else if (flag == "--dnsproxy-adaptive-workers") {
-      if (v != "true" && v != "false") return Usage(flag + " is true or false");
-      f->adaptive_workers = v == "true";
-    } else {
-      return Usage("unknown flag " + flag);
+      case YAML_STREAM_END_EVENT:
+        done = true;
+        break;
+      default:
+        break;
+    }
+    yaml_event_delete(&event);
+  }
+  yaml_parser_delete(&parser);
+  std::fclose(f);
+  return ok;
+}
+
+// 0 to run, else the exit code (usage printed).
+int ParseFlags(int argc, char** argv) {
+  auto usage = [](const std::string& problem) {
+    std::fprintf(stderr, "acns-agent: %s\nusage: acns-agent --policy-dir DIR --endpoints FILE [flags]; "
+                         "acns-agent --help lists the flags\n", problem.c_str());
+    return kExitUsage;
+  };
+  struct Arg {
+    std::string name, value;
+  };
+  std::vector<Arg> args;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h" || a == "--helpfull") {
+      PrintHelp();
+      std::exit(0);
+    }
+    if (!absl::StartsWith(a, "--") || a.size() == 2) return usage("unexpected argument " + a);
+    a = a.substr(2);
+    const size_t eq = a.find('=');
+    if (eq != std::string::npos) {
+      args.push_back({a.substr(0, eq), a.substr(eq + 1)});
+      continue;
+    }
+    const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(FlagName(a));
+    if (flag != nullptr && flag->IsOfType<bool>()) {
+      // A bool takes "true"/"false" as its next word, or stands alone for true.
+      if (i + 1 < argc && (std::strcmp(argv[i + 1], "true") == 0 || std::strcmp(argv[i + 1], "false") == 0)) {
+        args.push_back({a, argv[++i]});
+      } else {
+        args.push_back({a, "true"});
+      }
+      continue;
+    }
+    if (i + 1 >= argc) return usage("--" + a + " needs a value");
+    args.push_back({a, argv[++i]});
+  }
+  std::string error;
+  for (const Arg& a : args) {
+    if (FlagName(a.name) == "config" && (!SetFlag(a.name, a.value, nullptr, &error) || !LoadConfig(a.value, &error))) {
+      return usage(error);
     }
   }
-  if (f->policy_dir.empty() || f->endpoints.empty()) return Usage("--policy-dir and --endpoints are required");
-  if (!f->dns_listen.empty() && f->dns_upstream.empty()) return Usage("--dns-listen needs --dns-upstream");
+  std::map<std::string, std::string> lists;
+  for (const Arg& a : args) {
+    if (FlagName(a.name) != "config" && !SetFlag(a.name, a.value, &lists, &error)) return usage(error);
+  }
+  if (absl::GetFlag(FLAGS_policy_dir).empty() || absl::GetFlag(FLAGS_endpoints).empty()) {
+    return usage("--policy-dir and --endpoints are required");
+  }
+  if (!absl::GetFlag(FLAGS_dns_listen).empty() && absl::GetFlag(FLAGS_dns_upstream).empty()) {
+    return usage("--dns-listen needs --dns-upstream");
+  }
+  const std::string reject = absl::GetFlag(FLAGS_tofqdns_dns_reject_response_code);
+  if (reject != "refused" && reject != "nameError") return usage("--tofqdns-dns-reject-response-code is refused or nameError");
+  if (absl::GetFlag(FLAGS_tofqdns_endpoint_max_ip_per_hostname) == 0) {
+    return usage("--tofqdns-endpoint-max-ip-per-hostname takes N > 0");
+  }
+  if (absl::GetFlag(FLAGS_tofqdns_proxy_port) > 65535) return usage("--tofqdns-proxy-port takes a port 1-65535");
+  if (absl::GetFlag(FLAGS_dnsproxy_workers) > 256) return usage("--dnsproxy-workers takes N from 0 (one per CPU) to 256");
+  const absl::Duration delay = absl::GetFlag(FLAGS_tofqdns_proxy_response_max_delay);
+  if (delay < absl::Milliseconds(1) || delay > absl::Minutes(1)) {
+    return usage("--tofqdns-proxy-response-max-delay takes a duration from 1ms to 1m, such as 100ms");
+  }
   return 0;
 }
 
 void PrintDiagnostic(void*, const acns_diagnostic* d) {
-  std::fprintf(stderr, "acns-agent: %s: %s\n", d->is_warning ? "warning" : "error", d->text);
+  Log(d->is_warning ? "warning" : "error", d->text);
 }
 
 // A file's identity for change detection.
 std::string Stamp(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return "";
-  return std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + "/" +
-         std::to_string(st.st_size) + "/" + std::to_string(st.st_ino);
+  return absl::StrCat(st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, "/", st.st_size, "/", st.st_ino);
 }
+
+// Logs a message for `key` only when it differs from the last one logged for it.
+class OnceLog {
+ public:
+  void Say(const std::string& key, const char* level, const std::string& message) {
+    std::string& last = last_[key];
+    if (last == message) return;
+    last = message;
+    Log(level, message);
+  }
+  void Clear(const std::string& key) { last_.erase(key); }
+
+ private:
+  std::map<std::string, std::string> last_;
+};
 
 class Agent {
  public:
-  explicit Agent(Flags flags) : flags_(std::move(flags)) {}
   ~Agent() {
     if (http_ != nullptr) MHD_stop_daemon(http_);
-    acns_dns_proxy_destroy(proxy_.exchange(nullptr));
-    acns_fqdn_cache_destroy(cache_);  // writes the last snapshot
-    stop_events_ = true;
-    if (events_thread_.joinable()) events_thread_.join();
-    acns_datapath_destroy(datapath_.exchange(nullptr));  // programs and maps stay: enforcement goes on
-    acns_policy_engine_destroy(engine_);
+    acns_node_destroy(node_);  // stops in order; the datapath keeps enforcing
+  }
+
+  bool Create() {
+    const std::vector<std::string> listen = absl::GetFlag(FLAGS_dns_listen);
+    std::vector<const char*> listen_ptrs;
+    for (const auto& l : listen) listen_ptrs.push_back(l.c_str());
+    const std::string upstream = absl::GetFlag(FLAGS_dns_upstream);
+    const std::string state_dir = absl::GetFlag(FLAGS_state_dir);
+    const std::string bpffs = absl::GetFlag(FLAGS_bpffs_root);
+    acns_node_opts o{};
+    o.struct_size = sizeof(o);
+    o.dns_listen = listen_ptrs.data();
+    o.n_dns_listen = listen_ptrs.size();
+    o.dns_upstream = upstream.empty() ? nullptr : upstream.c_str();
+    o.deny_rcode = absl::GetFlag(FLAGS_tofqdns_dns_reject_response_code) == "nameError" ? ACNS_DNS_RCODE_NXDOMAIN
+                                                                                        : ACNS_DNS_RCODE_REFUSED;
+    o.response_max_delay_ms = static_cast<uint32_t>(absl::ToInt64Milliseconds(absl::GetFlag(FLAGS_tofqdns_proxy_response_max_delay)));
+    o.concurrency_limit = absl::GetFlag(FLAGS_dnsproxy_concurrency_limit);
+    o.dns_workers = absl::GetFlag(FLAGS_dnsproxy_workers);
+    o.min_ttl_s = absl::GetFlag(FLAGS_tofqdns_min_ttl);
+    o.max_ips_per_hostname = absl::GetFlag(FLAGS_tofqdns_endpoint_max_ip_per_hostname);
+    o.max_deferred_connection_deletes = absl::GetFlag(FLAGS_tofqdns_max_deferred_connection_deletes);
+    o.idle_connection_grace_period_s =
+        static_cast<uint32_t>(absl::ToInt64Seconds(absl::GetFlag(FLAGS_tofqdns_idle_connection_grace_period)));
+    o.state_dir = state_dir.empty() ? nullptr : state_dir.c_str();
+    o.bpffs_dir = bpffs.c_str();
+    o.transparent_dns_port = static_cast<uint16_t>(absl::GetFlag(FLAGS_tofqdns_proxy_port));
+    if (!absl::GetFlag(FLAGS_datapath)) o.flags |= ACNS_NODE_NO_DATAPATH;
+    if (!absl::GetFlag(FLAGS_dnsproxy_io_uring)) o.flags |= ACNS_NODE_DNS_NO_IO_URING;
+    if (!absl::GetFlag(FLAGS_dnsproxy_adaptive_workers)) o.flags |= ACNS_NODE_DNS_ALL_WORKERS;
+    o.log_fn = [](void*, int32_t level, const char* message) {
+      Log(level == ACNS_LOG_ERROR ? "error" : level == ACNS_LOG_WARNING ? "warning" : "info", message);
+    };
+    Error err;
+    if (acns_node_create(&o, &node_, &err) != ACNS_OK) {
+      Log("error", std::string("cannot start: ") + err.message);
+      return false;
+    }
+    return true;
+  }
+
+  // The first load: an input that cannot be read is fatal unless --start-empty.
+  bool LoadInputs() {
+    const bool policies = ReloadPolicies(/*force=*/true);
+    const bool endpoints = ReloadEndpoints(/*force=*/true);
+    if ((!policies || !endpoints) && !absl::GetFlag(FLAGS_start_empty)) {
+      Log("error", "not starting (--start-empty starts without them)");
+      return false;
+    }
+    return true;
   }
 
   bool Start() {
     Error err;
-    if (acns_policy_engine_create(nullptr, &engine_, &err) != ACNS_OK) return Fail("engine", err);
-    ReloadPolicies(true);
-    ReloadEndpoints(true);
-    // Before the cache, so that the restored state (a resync) reaches the datapath's maps.
-    if (!StartDatapathIfNeeded()) return false;
-
-    acns_fqdn_cache_opts copts{};
-    copts.struct_size = sizeof(copts);
-    copts.min_ttl_s = flags_.min_ttl;
-    copts.max_ips_per_hostname = flags_.max_ip_per_hostname;
-    copts.state_dir = flags_.state_dir.empty() ? nullptr : flags_.state_dir.c_str();
-    // Deltas go to the datapath, and the proxy releases an answer once its IPs are written.
-    copts.delta_fn = &Agent::OnDeltas;
-    copts.delta_user_data = this;
-    if (acns_fqdn_cache_create(&copts, engine_, &cache_, &err) != ACNS_OK) return Fail("cache", err);
-    if (!flags_.state_dir.empty()) {
-      const acns_status s = acns_fqdn_cache_restore(cache_, nullptr, 0, &err);
-      if (s == ACNS_OK) Log("restored the FQDN cache from " + flags_.state_dir);
-      else if (s != ACNS_NOT_FOUND) Log(std::string("not restoring the FQDN cache: ") + err.message);
+    if (acns_node_start(node_, &err) != ACNS_OK) {
+      Log("error", std::string("cannot start: ") + err.message);
+      return false;
     }
-    SyncDatapath();
-
-    if (ProxyWanted()) {
-      std::vector<const char*> listen;
-      for (const auto& l : flags_.dns_listen) listen.push_back(l.c_str());
-      const std::vector<std::string> transparent = TransparentAddresses();
-      std::vector<const char*> transparent_listen;
-      for (const auto& t : transparent) transparent_listen.push_back(t.c_str());
-      acns_dns_proxy_opts popts{};
-      popts.struct_size = sizeof(popts);
-      popts.listen = listen.data();
-      popts.n_listen = listen.size();
-      popts.upstream = flags_.dns_upstream.empty() ? nullptr : flags_.dns_upstream.c_str();
-      popts.transparent_listen = transparent_listen.data();
-      popts.n_transparent_listen = transparent_listen.size();
-      popts.deny_rcode = flags_.reject_rcode;
-      popts.response_max_delay_ms = flags_.response_max_delay_ms;
-      popts.concurrency_limit = flags_.concurrency_limit;
-      popts.workers = flags_.workers;
-      if (!flags_.io_uring) popts.flags |= ACNS_DNS_PROXY_NO_IO_URING;
-      if (!flags_.adaptive_workers) popts.flags |= ACNS_DNS_PROXY_ALL_WORKERS;
-      acns_dns_proxy* proxy = nullptr;
-      if (acns_dns_proxy_create(&popts, engine_, cache_, &proxy, &err) != ACNS_OK) return Fail("dns proxy", err);
-      proxy_ = proxy;
-      for (size_t i = 0; i < listen.size(); ++i) {
-        char addr[64];
-        size_t needed;
-        acns_dns_proxy_listen_address(proxy_, i, addr, sizeof(addr), &needed, nullptr);
-        Log(std::string("DNS proxy listening on ") + addr + ", upstream " + flags_.dns_upstream);
-      }
-      for (const auto& t : transparent) Log("DNS proxy taking redirected queries on " + t);
+    for (size_t i = 0;; ++i) {
+      char addr[64];
+      size_t needed = 0;
+      if (acns_node_dns_listen_address(node_, i, addr, sizeof(addr), &needed, nullptr) != ACNS_OK) break;
+      Log("info", std::string("DNS proxy listening on ") + addr + ", upstream " + absl::GetFlag(FLAGS_dns_upstream));
     }
+    acns_node_stats s{};
+    s.struct_size = sizeof(s);
+    acns_node_stats_get(node_, &s, nullptr, nullptr, nullptr, nullptr);
+    if (s.transparent_dns_port != 0) {
+      Log("info", absl::StrCat("DNS proxy taking redirected queries on 127.0.0.1:", s.transparent_dns_port,
+                               " and [::1]:", s.transparent_dns_port));
+    }
+    running_ = true;
     return StartHttp();
-  }
-
-  // Applies changed, new and removed policy files; a bad file keeps its last good version.
-  bool ReloadPolicies(bool force) {
-    std::map<std::string, std::string> now;
-    std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator(flags_.policy_dir, ec)) {
-      const std::string ext = entry.path().extension();
-      if (entry.is_regular_file() && (ext == ".yaml" || ext == ".yml" || ext == ".json")) {
-        now[entry.path().string()] = Stamp(entry.path().string());
-      }
-    }
-    if (ec) Log("cannot read " + flags_.policy_dir + ": " + ec.message());
-    bool changed = false;
-    for (const auto& [path, stamp] : now) {
-      auto old = policy_stamps_.find(path);
-      if (!force && old != policy_stamps_.end() && old->second == stamp) continue;
-      Error err;
-      if (acns_policy_engine_apply_file(engine_, path.c_str(), PrintDiagnostic, nullptr, &err) == ACNS_OK) {
-        Log("loaded " + path);
-        changed = true;
-      } else {
-        Log("keeping the last good version of " + path + ": " + err.message);
-      }
-    }
-    for (const auto& [path, stamp] : policy_stamps_) {
-      if (now.count(path) == 0 && acns_policy_engine_remove(engine_, path.c_str(), nullptr) == ACNS_OK) {
-        Log("removed " + path);
-        changed = true;
-      }
-    }
-    policy_stamps_ = std::move(now);
-    policies_loaded_ = true;
-    if (changed && cache_ != nullptr) acns_fqdn_cache_reevaluate(cache_, nullptr);
-    return changed;
-  }
-
-  bool ReloadEndpoints(bool force) {
-    const std::string stamp = Stamp(flags_.endpoints);
-    if (!force && stamp == endpoints_stamp_) return false;
-    endpoints_stamp_ = stamp;
-    Error err;
-    size_t n = 0;
-    if (acns_policy_engine_endpoints_load_file(engine_, flags_.endpoints.c_str(), PrintDiagnostic, nullptr,
-                                               &n, &err) == ACNS_OK) {
-      Log("loaded " + std::to_string(n) + " endpoints from " + flags_.endpoints);
-      return true;
-    }
-    Log(std::string("keeping the last good endpoints: ") + err.message);
-    return false;
   }
 
   // Called once a second and on SIGHUP (force).
   void Reload(bool force) {
-    const bool policies = ReloadPolicies(force);
-    const bool endpoints = ReloadEndpoints(force);
-    if (policies || endpoints || force) {
-      StartDatapathIfNeeded();
-      SyncDatapath();
-    }
-    // A failed datapath write: rebuild the maps from the cache's full state.
-    if (resync_needed_.exchange(false) && cache_ != nullptr) acns_fqdn_cache_resync(cache_, nullptr);
-    // Connections keep their expired names' IPs (the cache's zombies); idle flows go.
-    if (datapath_ != nullptr && ++ticks_since_sweep_ >= kSweepSeconds) {
-      ticks_since_sweep_ = 0;
-      Error err;
-      if (acns_datapath_sweep_connections(datapath_, cache_, nullptr, &err) != ACNS_OK) {
-        Log(std::string("connection sweep: ") + err.message);
-      }
-    }
+    ReloadPolicies(force);
+    ReloadEndpoints(force);
   }
 
  private:
-  bool ProxyWanted() const { return !flags_.dns_listen.empty() || flags_.proxy_port != 0; }
-
-  // Where the datapath hands redirected queries (IPv6 only where the kernel has it).
-  std::vector<std::string> TransparentAddresses() const {
-    if (flags_.proxy_port == 0) return {};
-    const std::string port = std::to_string(flags_.proxy_port);
-    std::vector<std::string> out = {"127.0.0.1:" + port};
-    if (::access("/proc/net/if_inet6", F_OK) == 0) out.push_back("[::1]:" + port);
-    return out;
-  }
-
-  // The datapath starts with the first endpoint that names an interface (no BPF otherwise).
-  bool StartDatapathIfNeeded() {
-    if (datapath_ != nullptr) return true;
-    acns_policy_engine_stats es{};
-    es.struct_size = sizeof(es);
-    acns_policy_engine_stats_get(engine_, &es, nullptr);
-    if (es.endpoints_with_interface == 0) return true;
-    std::vector<const char*> proxy;
-    for (const auto& l : flags_.dns_listen) proxy.push_back(l.c_str());
-    acns_datapath_opts dopts{};
-    dopts.struct_size = sizeof(dopts);
-    dopts.bpffs_dir = flags_.bpffs_root.c_str();
-    dopts.dns_proxy = proxy.data();
-    dopts.n_dns_proxy = proxy.size();
-    dopts.transparent_dns_port = static_cast<uint16_t>(flags_.proxy_port);
-    Error err;
-    acns_datapath* dp = nullptr;
-    if (acns_datapath_create(&dopts, engine_, &dp, &err) != ACNS_OK) return Fail("datapath", err);
-    datapath_ = dp;
-    Log("datapath maps under " + flags_.bpffs_root);
-    // Datapath events (verdicts on new flows, drops), counted per verdict for /metrics.
-    events_thread_ = std::thread([this, dp] {
-      while (!stop_events_) {
-        Error err;
-        if (acns_datapath_poll_events(dp, &Agent::CountEvent, this, 200, nullptr, &err) != ACNS_OK) {
-          Log(std::string("datapath events: ") + err.message);
-          std::this_thread::sleep_for(std::chrono::seconds(1));  // never a busy loop
-        }
+  // Applies changed, new and removed policy files. Returns whether the directory was read.
+  // What cannot be read is retried; a directory that cannot be listed removes nothing.
+  bool ReloadPolicies(bool force) {
+    const std::string dir = absl::GetFlag(FLAGS_policy_dir);
+    std::map<std::string, std::string> now;
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string ext = it->path().extension();
+      if (it->is_regular_file() && (ext == ".yaml" || ext == ".yml" || ext == ".json")) {
+        now[it->path().string()] = Stamp(it->path().string());
       }
-    });
-    // A cache that already holds answers replays them into the new maps.
-    if (cache_ != nullptr) acns_fqdn_cache_resync(cache_, nullptr);
+    }
+    if (ec) {
+      once_.Say(dir, "error", "cannot read the policy directory " + dir + ": " + ec.message() +
+                                  (policies_loaded_ ? "; keeping every loaded policy" : ""));
+      return false;
+    }
+    once_.Clear(dir);
+    if (now.empty()) once_.Say("empty:" + dir, "warning", "no policy files in " + dir + ": no endpoint is restricted");
+    else once_.Clear("empty:" + dir);
+    for (const auto& [path, stamp] : now) {
+      auto old = stamps_.find(path);
+      if (!force && old != stamps_.end() && old->second == stamp) continue;
+      Error err;
+      const acns_status s = acns_node_policy_apply_file(node_, path.c_str(), PrintDiagnostic, nullptr, &err);
+      if (s == ACNS_OK) {
+        Log("info", "loaded " + path);
+        loaded_.insert(path);
+        once_.Clear(path);
+      } else {
+        once_.Say(path, "error", (loaded_.contains(path) ? "keeping the last good version of " : "not loading ") +
+                                     path + ": " + err.message);
+        if (s == ACNS_IO_ERROR) continue;  // retried next time; a bad document waits for a change
+      }
+      stamps_[path] = stamp;
+    }
+    for (auto it = stamps_.begin(); it != stamps_.end();) {
+      if (now.contains(it->first)) {
+        ++it;
+        continue;
+      }
+      if (loaded_.erase(it->first) > 0 && acns_node_policy_remove(node_, it->first.c_str(), nullptr) == ACNS_OK) {
+        Log("info", "removed " + it->first);
+      }
+      once_.Clear(it->first);
+      it = stamps_.erase(it);
+    }
+    policies_loaded_ = true;
     return true;
   }
 
-  static void CountEvent(void* self, const acns_datapath_event* e) {
-    auto* agent = static_cast<Agent*>(self);
-    if (e->verdict < agent->events_.size()) agent->events_[e->verdict].fetch_add(1, std::memory_order_relaxed);
-  }
-
-  void SyncDatapath() {
-    if (datapath_ == nullptr) return;
+  bool ReloadEndpoints(bool force) {
+    const std::string path = absl::GetFlag(FLAGS_endpoints);
+    const std::string stamp = Stamp(path);
+    if (!force && endpoints_loaded_ && stamp == endpoints_stamp_) return true;
     Error err;
-    if (acns_datapath_sync(datapath_, &err) != ACNS_OK) Log(std::string("datapath: ") + err.message);
-  }
-
-  bool Fail(const char* what, const Error& err) {
-    Log(std::string("cannot start the ") + what + ": " + err.message);
-    return false;
+    size_t n = 0;
+    const acns_status s = acns_node_endpoints_load_file(node_, path.c_str(), PrintDiagnostic, nullptr, &n, &err);
+    if (s == ACNS_OK) {
+      Log("info", absl::StrCat("loaded ", n, " endpoints from ", path));
+      once_.Clear(path);
+      endpoints_stamp_ = stamp;
+      endpoints_loaded_ = true;
+      return true;
+    }
+    once_.Say(path, "error", (endpoints_loaded_ ? "keeping the last good endpoints: " : "no endpoints loaded: ") +
+                                 std::string(err.message));
+    if (s != ACNS_IO_ERROR) endpoints_stamp_ = stamp;  // a bad file waits for a change
+    return s != ACNS_IO_ERROR;
   }
 
   bool StartHttp() {
-    const size_t colon = flags_.api.rfind(':');
+    const std::string api = absl::GetFlag(FLAGS_api);
+    const size_t colon = api.rfind(':');
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
-    if (colon == std::string::npos ||
-        inet_pton(AF_INET, flags_.api.substr(0, colon).c_str(), &addr.sin_addr) != 1) {
-      Log("--api " + flags_.api + ": expected IPv4ADDR:PORT");
+    int port = 0;
+    if (colon == std::string::npos || inet_pton(AF_INET, api.substr(0, colon).c_str(), &addr.sin_addr) != 1 ||
+        (port = std::atoi(api.c_str() + colon + 1)) <= 0 || port > 65535) {
+      Log("error", "--api " + api + ": expected IPv4ADDR:PORT");
       return false;
     }
-    addr.sin_port = htons(static_cast<uint16_t>(std::atoi(flags_.api.c_str() + colon + 1)));
-    http_ = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, nullptr, nullptr,
-                             &Agent::Serve, this, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_END);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    // epoll: select() stops at file descriptor 1024, which a busy proxy passes.
+    http_ = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, nullptr, nullptr, &Agent::Serve,
+                             this, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_END);
     if (http_ == nullptr) {
-      Log("cannot serve the API on " + flags_.api + ": " + std::strerror(errno));
+      Log("error", "cannot serve the API on " + api + ": " + std::strerror(errno));
       return false;
     }
-    Log("API on http://" + flags_.api);
+    Log("info", "API on http://" + api);
     return true;
   }
 
   std::string Metrics() const {
     std::string out;
-    auto metric = [&](const char* name, const char* help, uint64_t value) {
-      out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name +
-             " " + std::to_string(value) + "\n";
+    auto metric = [&](const char* name, const char* type, const char* help, auto value) {
+      absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n", name, " ", value, "\n");
     };
-    if (proxy_ != nullptr) {
-      acns_dns_proxy_stats s{};
-      s.struct_size = sizeof(s);
-      acns_dns_proxy_stats_get(proxy_, &s, nullptr);
-      metric("acns_dns_queries_total", "DNS queries received by the proxy.", s.queries);
-      metric("acns_dns_denied_total", "DNS queries denied by policy.", s.denied);
-      metric("acns_dns_upstream_failures_total", "Queries answered SERVFAIL for the upstream.", s.upstream_failures);
-      metric("acns_dns_rejected_replies_total", "Upstream replies dropped (wrong ID or question).", s.rejected_replies);
-      metric("acns_dns_concurrency_limited_total", "Queries refused by the concurrency limit.", s.concurrency_limited);
-      metric("acns_dns_answers_not_learned_total", "Answers the FQDN cache refused (their IPs stay denied).", s.answers_not_learned);
-      out += "# HELP acns_dns_proxy_workers DNS proxy worker threads.\n# TYPE acns_dns_proxy_workers gauge\n"
-             "acns_dns_proxy_workers " + std::to_string(s.workers) + "\n";
-      out += "# HELP acns_dns_proxy_active_workers DNS proxy workers taking UDP queries now (as many as the load needs).\n"
-             "# TYPE acns_dns_proxy_active_workers gauge\nacns_dns_proxy_active_workers " +
-             std::to_string(s.active_workers) + "\n";
-    }
+    acns_node_stats n{};
+    n.struct_size = sizeof(n);
+    acns_dns_proxy_stats p{};
+    p.struct_size = sizeof(p);
     acns_fqdn_cache_stats c{};
     c.struct_size = sizeof(c);
-    acns_fqdn_cache_stats_get(cache_, &c, nullptr);
-    out += "# HELP cilium_fqdn_active_names Names in the FQDN cache.\n# TYPE cilium_fqdn_active_names gauge\n";
-    out += "cilium_fqdn_active_names " + std::to_string(c.names) + "\n";
-    out += "# HELP cilium_fqdn_active_ips IPs in the FQDN cache.\n# TYPE cilium_fqdn_active_ips gauge\n";
-    out += "cilium_fqdn_active_ips " + std::to_string(c.ips) + "\n";
-    if (datapath_ != nullptr) {
-      acns_datapath_stats d{};
-      d.struct_size = sizeof(d);
-      acns_datapath_stats_get(datapath_, &d, nullptr);
-      out += "# HELP acns_datapath_endpoints Endpoints with the enforcement programs attached.\n"
-             "# TYPE acns_datapath_endpoints gauge\nacns_datapath_endpoints " + std::to_string(d.endpoints) + "\n";
-      metric("acns_datapath_policy_entries_written_total", "Policy map entries added or changed.", d.policy_written);
-      metric("acns_datapath_ipcache_entries_written_total", "ipcache entries written.", d.ipcache_written);
-      metric("acns_datapath_ipcache_entries_deleted_total", "ipcache entries deleted.", d.ipcache_deleted);
-      metric("acns_datapath_errors_total", "Datapath syncs and delta batches that failed.", d.sync_failures + d.delta_failures);
-      metric("acns_datapath_events_lost_total", "Datapath events lost to a full ring buffer.", d.events_lost);
-      out += "# HELP acns_datapath_events_total Datapath events: new flows allowed or redirected, packets dropped.\n"
-             "# TYPE acns_datapath_events_total counter\n";
-      for (const auto& [verdict, name] : {std::pair{ACNS_PKT_VERDICT_ALLOW, "allowed"},
-                                          std::pair{ACNS_PKT_VERDICT_REDIRECT, "redirected"},
-                                          std::pair{ACNS_PKT_VERDICT_DROP_POLICY, "dropped"}}) {
-        out += std::string("acns_datapath_events_total{verdict=\"") + name + "\"} " +
-               std::to_string(events_[verdict].load()) + "\n";
-      }
-      out += "# HELP cilium_bpf_map_pressure Fill of the fullest map of a kind (0 to 1).\n"
-             "# TYPE cilium_bpf_map_pressure gauge\n";
-      out += "cilium_bpf_map_pressure{map_name=\"policy\"} " +
-             std::to_string(static_cast<double>(d.largest_policy_map) / static_cast<double>(d.policy_map_capacity)) + "\n";
-      out += "cilium_bpf_map_pressure{map_name=\"ipcache\"} " +
-             std::to_string(static_cast<double>(d.ipcache_entries) / static_cast<double>(d.ipcache_capacity)) + "\n";
+    acns_datapath_stats d{};
+    d.struct_size = sizeof(d);
+    acns_node_stats_get(node_, &n, &p, &c, &d, nullptr);
+    metric("acns_dns_queries_total", "counter", "DNS queries received by the proxy.", p.queries);
+    metric("acns_dns_denied_total", "counter", "DNS queries denied by policy.", p.denied);
+    metric("acns_dns_upstream_failures_total", "counter", "Queries answered SERVFAIL for the upstream.", p.upstream_failures);
+    metric("acns_dns_rejected_replies_total", "counter", "Upstream replies dropped (wrong ID or question).", p.rejected_replies);
+    metric("acns_dns_concurrency_limited_total", "counter", "Queries refused by the concurrency limit.", p.concurrency_limited);
+    metric("acns_dns_answers_not_learned_total", "counter", "Answers the FQDN cache refused (their IPs stay denied).", p.answers_not_learned);
+    metric("cilium_proxy_datapath_update_timeout_total", "counter",
+           "Answers released at the maximum delay before their IPs were enforced.", p.held_released_late);
+    metric("acns_dns_proxy_workers", "gauge", "DNS proxy worker threads.", p.workers);
+    metric("acns_dns_proxy_active_workers", "gauge", "DNS proxy workers taking UDP queries now (as many as the load needs).", p.active_workers);
+    metric("cilium_fqdn_active_names", "gauge", "Names in the FQDN cache.", c.names);
+    metric("cilium_fqdn_active_ips", "gauge", "IPs in the FQDN cache.", c.ips);
+    metric("acns_fqdn_snapshot_save_failures_total", "counter", "FQDN cache snapshots that could not be written.", n.save_failures);
+    metric("acns_fqdn_snapshot_failing", "gauge", "1 while the last snapshot attempt failed.", n.save_failing);
+    metric("acns_datapath_apply_failures_total", "counter", "FQDN cache delta batches the datapath failed to write.", n.apply_failures);
+    if (n.datapath_started != 0) {
+      metric("acns_datapath_endpoints", "gauge", "Endpoints with the enforcement programs attached.", d.endpoints);
+      metric("acns_datapath_policy_entries_written_total", "counter", "Policy map entries added or changed.", d.policy_written);
+      metric("acns_datapath_ipcache_entries_written_total", "counter", "ipcache entries written.", d.ipcache_written);
+      metric("acns_datapath_ipcache_entries_deleted_total", "counter", "ipcache entries deleted.", d.ipcache_deleted);
+      metric("acns_datapath_errors_total", "counter", "Datapath syncs and delta batches that failed.", d.sync_failures + d.delta_failures);
+      metric("acns_datapath_events_lost_total", "counter", "Datapath events lost to a full ring buffer.", d.events_lost);
+      absl::StrAppend(&out, "# HELP acns_datapath_events_total Datapath events: new flows allowed or redirected, packets dropped.\n"
+                            "# TYPE acns_datapath_events_total counter\n",
+                      "acns_datapath_events_total{verdict=\"allowed\"} ", n.datapath_allowed, "\n",
+                      "acns_datapath_events_total{verdict=\"redirected\"} ", n.datapath_redirected, "\n",
+                      "acns_datapath_events_total{verdict=\"dropped\"} ", n.datapath_dropped, "\n");
+      absl::StrAppend(&out, "# HELP cilium_bpf_map_pressure Fill of the fullest map of a kind (0 to 1).\n"
+                            "# TYPE cilium_bpf_map_pressure gauge\n",
+                      "cilium_bpf_map_pressure{map_name=\"policy\"} ",
+                      static_cast<double>(d.largest_policy_map) / static_cast<double>(d.policy_map_capacity), "\n",
+                      "cilium_bpf_map_pressure{map_name=\"ipcache\"} ",
+                      static_cast<double>(d.ipcache_entries) / static_cast<double>(d.ipcache_capacity), "\n");
     }
     return out;
-  }
-
-  static void OnDeltas(void* self, const acns_fqdn_delta* const* deltas, size_t n) {
-    auto* agent = static_cast<Agent*>(self);
-    if (n == 0) return;
-    uint64_t seq = deltas[n - 1]->seq;
-    if (acns_datapath* dp = agent->datapath_.load(); dp != nullptr) {
-      Error err;
-      if (acns_datapath_apply_deltas(dp, deltas, n, &seq, &err) != ACNS_OK) {
-        // Not acknowledged: the proxy releases the answers after response_max_delay. The
-        // resync is asked from the main loop (not from inside the cache's callback).
-        Log(std::string("datapath: ") + err.message);
-        agent->resync_needed_ = true;
-        return;
-      }
-    }
-    if (acns_dns_proxy* proxy = agent->proxy_.load(); proxy != nullptr) acns_dns_proxy_ack(proxy, seq, nullptr);
   }
 
   static MHD_Result Serve(void* cls, MHD_Connection* conn, const char* url, const char* method,
@@ -461,20 +512,24 @@ class Agent {
     if (std::strcmp(method, "GET") != 0) return Reply(conn, 405, "only GET\n", "text/plain");
     const std::string path = url;
     if (path == "/healthz") {
-      const bool ready = self->policies_loaded_ && (!self->ProxyWanted() || self->proxy_ != nullptr);
-      return Reply(conn, ready ? 200 : 503, ready ? "ok\n" : "starting\n", "text/plain");
+      const bool ready = self->running_ && self->policies_loaded_ && self->endpoints_loaded_;
+      return Reply(conn, ready ? 200 : 503, ready ? "ok\n" : "not ready: policies or endpoints not loaded\n",
+                   "text/plain");
     }
     if (path == "/metrics") return Reply(conn, 200, self->Metrics(), "text/plain; version=0.0.4");
     if (path == "/v1/fqdn/cache") {
       const char* format = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "format");
       const uint32_t f = format != nullptr && std::strcmp(format, "table") == 0 ? ACNS_FQDN_LIST_TABLE
                                                                                : ACNS_FQDN_LIST_JSON;
-      size_t needed = 0;
-      acns_fqdn_cache_list(self->cache_, f, nullptr, 0, &needed, nullptr);
-      std::string text(needed + 1, '\0');
-      acns_fqdn_cache_list(self->cache_, f, text.data(), text.size(), &needed, nullptr);
-      text.resize(needed);
-      return Reply(conn, 200, text, f == ACNS_FQDN_LIST_JSON ? "application/json" : "text/plain");
+      char* text = nullptr;
+      size_t len = 0;
+      Error err;
+      if (acns_node_fqdn_cache_list(self->node_, f, &text, &len, &err) != ACNS_OK) {
+        return Reply(conn, 500, std::string(err.message) + "\n", "text/plain");
+      }
+      const MHD_Result r = Reply(conn, 200, std::string(text, len), f == ACNS_FQDN_LIST_JSON ? "application/json" : "text/plain");
+      acns_free(text);
+      return r;
     }
     return Reply(conn, 404, "not found\n", "text/plain");
   }
@@ -488,29 +543,22 @@ class Agent {
     return ret;
   }
 
-  Flags flags_;
-  acns_policy_engine* engine_ = nullptr;
-  acns_fqdn_cache* cache_ = nullptr;
-  std::atomic<acns_dns_proxy*> proxy_{nullptr};  // read by the delta callback on proxy threads
-  std::atomic<acns_datapath*> datapath_{nullptr};
-  std::atomic<bool> resync_needed_{false};
-  static constexpr int kSweepSeconds = 30;
-  int ticks_since_sweep_ = 0;
-  std::thread events_thread_;
-  std::atomic<bool> stop_events_{false};
-  std::array<std::atomic<uint64_t>, 8> events_{};  // by ACNS_PKT_VERDICT_*
+  acns_node* node_ = nullptr;
   MHD_Daemon* http_ = nullptr;
-  std::map<std::string, std::string> policy_stamps_;
+  std::map<std::string, std::string> stamps_;  // policy files seen, by path
+  std::set<std::string> loaded_;               // of them, those applied
   std::string endpoints_stamp_;
+  OnceLog once_;
   std::atomic<bool> policies_loaded_{false};
+  std::atomic<bool> endpoints_loaded_{false};
+  std::atomic<bool> running_{false};
 };
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  Flags flags;
-  if (int rc = ParseFlags(argc, argv, &flags); rc != 0) return rc;
-  // Signals are taken synchronously by the main loop; worker threads inherit the mask.
+  if (int rc = ParseFlags(argc, argv); rc != 0) return rc;
+  // Signals are taken synchronously by the main loop; the runtime's threads inherit the mask.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
@@ -519,14 +567,15 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  Agent agent(std::move(flags));
-  if (!agent.Start()) return 1;
+  Agent agent;
+  if (!agent.Create() || !agent.LoadInputs() || !agent.Start()) return kExitFailed;
   for (;;) {
     const timespec tick{1, 0};
     const int sig = sigtimedwait(&signals, nullptr, &tick);
     if (sig == SIGTERM || sig == SIGINT) break;
+    if (sig == SIGHUP) Log("info", "SIGHUP: reloading every policy and the endpoints");
     agent.Reload(/*force=*/sig == SIGHUP);  // files are also polled once a second
   }
-  Log("stopping");
+  Log("info", "stopping");
   return 0;
 }

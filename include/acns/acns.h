@@ -10,8 +10,10 @@
  * - Strings in are NUL-terminated UTF-8 unless a length is passed with them. Strings out are
  *   (buf, buf_len, *needed): at most buf_len - 1 bytes and a NUL are written; *needed is the
  *   full length without the NUL.
- * - Callbacks take `void *user_data` first, run on the calling thread before the call returns,
- *   and the pointers they receive are valid only during the callback.
+ * - Callbacks take `void *user_data` first, and the pointers they receive are valid only during
+ *   the callback. Each callback type says on which thread it runs: most run on the calling
+ *   thread before the call returns; those given at creation (acns_fqdn_cache_opts.delta_fn,
+ *   acns_dns_proxy_opts.event_fn, acns_node_opts.log_fn) run on the library's threads.
  * - No C++ exception crosses this interface.
  */
 #ifndef ACNS_ACNS_H_
@@ -32,7 +34,7 @@ extern "C" {
 #endif
 
 #define ACNS_VERSION_MAJOR 0
-#define ACNS_VERSION_MINOR 2
+#define ACNS_VERSION_MINOR 3
 #define ACNS_VERSION_PATCH 0
 
 /* ---------------------------------------------------------------------------------------- */
@@ -820,6 +822,227 @@ ACNS_API acns_status acns_datapath_sweep_connections(acns_datapath *datapath, ac
 ACNS_API acns_status acns_datapath_map_dump(const char *bpffs_dir, uint32_t map, uint64_t endpoint_id,
                                             uint32_t format, char *buf, size_t buf_len, size_t *needed,
                                             acns_error *err);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Node runtime: the whole pipeline (policy engine, FQDN cache, DNS proxy, datapath) in one   */
+/* handle (@since 0.3). See docs/embedding.md.                                                */
+/* ---------------------------------------------------------------------------------------- */
+
+/* The runtime's own threads:
+ * - the applier takes the FQDN cache's deltas, writes them to the datapath and releases the
+ *   answers the DNS proxy holds for them (answers wait until their IPs are enforced, at most
+ *   response_max_delay_ms; a failed write is retried with the cache's full state);
+ * - the control thread syncs the datapath after endpoint and policy changes (the datapath
+ *   starts with the first endpoint that names an interface) and sweeps its connections;
+ * - a maintainer runs the cache's GC and snapshots (state_dir), an event reader takes the
+ *   datapath's events, and a log thread calls log_fn.
+ * Nothing of the embedder's runs on a DNS worker: events are polled (acns_node_poll_events). */
+
+typedef struct acns_node acns_node;
+
+#define ACNS_LOG_ERROR 1
+#define ACNS_LOG_WARNING 2
+#define ACNS_LOG_INFO 3
+
+/* A runtime message (a failed snapshot, a datapath error, a recovery), each once per change of
+ * state. Runs on the runtime's log thread, one message at a time: it may call any acns_node_*
+ * function of the node except acns_node_destroy; while it blocks, only later messages wait
+ * (1,024 are kept, then they are counted in acns_node_stats.log_lost). `message` is valid
+ * during the call. */
+typedef void (*acns_log_fn)(void *user_data, int32_t level, const char *message);
+
+/* acns_node_opts.flags */
+#define ACNS_NODE_NO_DATAPATH 1        /* no eBPF (and no transparent DNS): the proxy only */
+#define ACNS_NODE_NO_WAIT_FOR_ACK 2    /* answers go out before their IPs are enforced */
+#define ACNS_NODE_DNS_NO_IO_URING 4    /* as ACNS_DNS_PROXY_NO_IO_URING */
+#define ACNS_NODE_DNS_ALL_WORKERS 8    /* as ACNS_DNS_PROXY_ALL_WORKERS */
+#define ACNS_NODE_ALLOW_UNKNOWN_ENDPOINTS 16 /* as ACNS_DNS_PROXY_ALLOW_UNKNOWN_ENDPOINTS */
+#define ACNS_NODE_NO_DNS_EVENTS 32     /* queue datapath events only */
+#define ACNS_NODE_NO_DATAPATH_EVENTS 64 /* queue DNS events only */
+
+typedef struct acns_node_opts {
+  size_t struct_size;
+  uint32_t flags;        /* ACNS_NODE_* */
+  uint32_t dns_workers;  /* 0: one per CPU the calling thread may use */
+  /* Explicit DNS proxy: "ADDR:PORT" (port 0 picks one) and the server it forwards to. May be
+   * empty: with the datapath, pods' DNS under rules.dns is redirected to the proxy anyway. */
+  const char *const *dns_listen;
+  size_t n_dns_listen;
+  const char *dns_upstream;
+  uint32_t deny_rcode;            /* 0 = ACNS_DNS_RCODE_REFUSED, or ACNS_DNS_RCODE_NXDOMAIN */
+  uint32_t upstream_timeout_ms;   /* 0 = 5000 */
+  uint32_t response_max_delay_ms; /* 0 = 100 (Cilium's --tofqdns-proxy-response-max-delay) */
+  uint32_t concurrency_limit;     /* queries in flight; 0 = no limit */
+  /* FQDN cache, as acns_fqdn_cache_opts */
+  uint32_t min_ttl_s;
+  uint32_t max_ips_per_hostname;
+  uint32_t max_deferred_connection_deletes;
+  uint32_t idle_connection_grace_period_s;
+  uint64_t max_entries;
+  /* Snapshots of the cache (restored by acns_node_start) and the transparent proxy's port.
+   * Created if missing; a directory that cannot be written fails acns_node_create. NULL: none. */
+  const char *state_dir;
+  uint32_t gc_interval_s;   /* 0 = 60 */
+  uint32_t save_interval_s; /* 0 = 5 */
+  const char *bpffs_dir;    /* NULL: "/sys/fs/bpf/acns" (a bpffs is mounted at /sys/fs/bpf if none is) */
+  /* Where the datapath redirects pods' DNS (127.0.0.1 and ::1). 0: the last run's (state_dir),
+   * else one the kernel picks. */
+  uint16_t transparent_dns_port;
+  uint16_t pad16;               /* must be 0 */
+  uint32_t sweep_interval_s;    /* connection sweeps; 0 = 30 */
+  uint32_t event_queue_capacity; /* events kept for acns_node_poll_events; 0: none are kept */
+  uint32_t pad;                 /* must be 0 */
+  acns_log_fn log_fn;           /* may be NULL */
+  void *log_user_data;
+  /* Labels of dns_upstream when it is a cluster endpoint (for toEndpoints rules); may be 0. */
+  const char *upstream_namespace;
+  const char *const *upstream_labels;
+  size_t n_upstream_labels;
+} acns_node_opts;
+
+/*
+ * Creates a node runtime: checks the options and the state directory; nothing runs and no
+ * socket is bound until acns_node_start. Load policies and endpoints in between, so that the
+ * proxy starts with them. ACNS_INVALID_ARGUMENT for bad options, ACNS_FAILED_PRECONDITION for
+ * an unusable state directory. The caller owns *out (acns_node_destroy).
+ * Thread-safety: any thread. @since 0.3
+ */
+ACNS_API acns_status acns_node_create(const acns_node_opts *opts, acns_node **out, acns_error *err);
+
+/*
+ * Syncs the datapath (started if an endpoint names an interface; needs root), restores the
+ * cache from state_dir (a corrupt snapshot is moved aside as fqdn-cache.state.corrupt-TIME and
+ * reported; the cache starts empty), then starts the threads and the DNS proxy. Errors carry
+ * the kernel's or the socket's message. ACNS_FAILED_PRECONDITION if started already.
+ * Thread-safety: any thread, once. @since 0.3
+ */
+ACNS_API acns_status acns_node_start(acns_node *node, acns_error *err);
+
+/*
+ * Stops in a safe order (the applier, the DNS proxy: queries in flight are dropped, the other
+ * threads, a last snapshot) and frees the node; NULL is fine. Programs and pinned maps stay:
+ * enforcement goes on, and the next runtime adopts them. Thread-safety: not while other calls
+ * use the node, and never from inside log_fn. @since 0.3
+ */
+ACNS_API void acns_node_destroy(acns_node *node);
+
+/*
+ * Replaces the policies applied under source_name by the documents in data (as
+ * acns_policy_engine_apply), then re-matches the cached names and schedules a datapath sync.
+ * Invalid data changes nothing: ACNS_POLICY_INVALID, every problem to fn (may be NULL).
+ * Thread-safety: any thread. @since 0.3
+ */
+ACNS_API acns_status acns_node_policy_apply(acns_node *node, const char *source_name, const char *data,
+                                            size_t data_len, acns_diagnostic_fn fn, void *user_data,
+                                            acns_error *err);
+
+/* The file at path, with the path as source name; ACNS_IO_ERROR (sys_errno) if it cannot be
+ * read. Thread-safety: any thread. @since 0.3 */
+ACNS_API acns_status acns_node_policy_apply_file(acns_node *node, const char *path, acns_diagnostic_fn fn,
+                                                 void *user_data, acns_error *err);
+
+/* Removes the policies of source_name (ACNS_NOT_FOUND if none), as acns_node_policy_apply.
+ * Thread-safety: any thread. @since 0.3 */
+ACNS_API acns_status acns_node_policy_remove(acns_node *node, const char *source_name, acns_error *err);
+
+/* Registers or replaces an endpoint (as acns_policy_engine_endpoint_upsert) and schedules a
+ * datapath sync (its interface gets the programs). Thread-safety: any thread. @since 0.3 */
+ACNS_API acns_status acns_node_endpoint_upsert(acns_node *node, const acns_endpoint *endpoint,
+                                               acns_error *err);
+
+/* Unregisters an endpoint: its cache leases go at once, its programs and pins with the next
+ * sync. ACNS_NOT_FOUND if unknown. Thread-safety: any thread. @since 0.3 */
+ACNS_API acns_status acns_node_endpoint_remove(acns_node *node, uint64_t id, acns_error *err);
+
+/* Replaces every endpoint with those of an endpoints file (acns-agent's format), all or
+ * nothing, as acns_policy_engine_endpoints_load_file; endpoints that left lose their leases.
+ * Thread-safety: any thread. @since 0.3 */
+ACNS_API acns_status acns_node_endpoints_load_file(acns_node *node, const char *path, acns_diagnostic_fn fn,
+                                                   void *user_data, size_t *n_endpoints, acns_error *err);
+
+/*
+ * Waits up to timeout_ms until the datapath has every endpoint and policy change made before
+ * the call (a CNI's ADD returns once the pod is enforced). Returns the last sync's outcome (an
+ * error names each endpoint that failed), ACNS_UNAVAILABLE on timeout, ACNS_FAILED_PRECONDITION
+ * before acns_node_start. Thread-safety: any thread. @since 0.3
+ */
+ACNS_API acns_status acns_node_wait_synced(acns_node *node, uint32_t timeout_ms, acns_error *err);
+
+#define ACNS_NODE_EVENT_DNS 1      /* dns is set */
+#define ACNS_NODE_EVENT_DATAPATH 2 /* datapath is set */
+
+typedef struct acns_node_event {
+  size_t struct_size;
+  uint32_t kind; /* ACNS_NODE_EVENT_* */
+  uint32_t pad;
+  const acns_dns_event *dns;
+  const acns_datapath_event *datapath;
+} acns_node_event;
+
+/* Runs on the thread that called acns_node_poll_events; the event is valid during the call. */
+typedef void (*acns_node_event_fn)(void *user_data, const acns_node_event *event);
+
+/*
+ * Hands up to max_events queued events (DNS queries and answers, datapath verdicts), oldest
+ * first, to fn on the calling thread, waiting up to timeout_ms for the first; *n_events (may be
+ * NULL) gets how many. Events that found the queue full are counted in
+ * acns_node_stats.events_lost. fn may call any acns_node_* function except acns_node_destroy.
+ * Thread-safety: any thread; concurrent callers share the events. @since 0.3
+ */
+ACNS_API acns_status acns_node_poll_events(acns_node *node, acns_node_event_fn fn, void *user_data,
+                                           size_t max_events, uint32_t timeout_ms, size_t *n_events,
+                                           acns_error *err);
+
+typedef struct acns_node_stats {
+  size_t struct_size;
+  uint32_t started;
+  uint32_t datapath_started;
+  uint32_t transparent_dns_port; /* 0: no datapath */
+  uint32_t save_failing;         /* 1: the last snapshot attempt failed */
+  uint64_t delta_batches;        /* cache delta batches the datapath applied */
+  uint64_t apply_failures;       /* batches it failed (then the full state is written again) */
+  uint64_t acked_seq;            /* answers waiting for deltas up to this are released */
+  uint64_t syncs;
+  uint64_t sync_failures;
+  uint64_t sync_generation;      /* endpoint and policy changes made */
+  uint64_t synced_generation;    /* of them, those the datapath has */
+  uint64_t sweeps;
+  uint64_t sweep_failures;
+  uint64_t saves;                /* snapshots written */
+  uint64_t save_failures;
+  uint64_t events_delivered;     /* handed to acns_node_poll_events callers */
+  uint64_t events_lost;          /* the event queue was full */
+  uint64_t log_lost;             /* log_fn was behind by 1,024 messages */
+  uint64_t datapath_allowed;     /* datapath events: new flows allowed */
+  uint64_t datapath_redirected;  /* new flows sent to the DNS proxy */
+  uint64_t datapath_dropped;     /* packets dropped by policy */
+} acns_node_stats;
+
+/*
+ * The runtime's counters and, for each pointer that is not NULL, its components': the DNS
+ * proxy's (zeros before start), the FQDN cache's, the datapath's (zeros until it started).
+ * Each struct's struct_size must be set. Thread-safety: any thread. @since 0.3
+ */
+ACNS_API acns_status acns_node_stats_get(const acns_node *node, acns_node_stats *out,
+                                         acns_dns_proxy_stats *proxy, acns_fqdn_cache_stats *cache,
+                                         acns_datapath_stats *datapath, acns_error *err);
+
+/*
+ * The FQDN cache as text in one consistent listing (ACNS_FQDN_LIST_JSON or _TABLE, as
+ * acns_fqdn_cache_list): *out is allocated by the library, NUL-terminated, *out_len bytes
+ * without the NUL; free it with acns_free. Thread-safety: any thread. @since 0.3
+ */
+ACNS_API acns_status acns_node_fqdn_cache_list(const acns_node *node, uint32_t format, char **out,
+                                               size_t *out_len, acns_error *err);
+
+/* The address dns_listen[index] is bound to (a port 0 resolved), as a string out.
+ * ACNS_NOT_FOUND past the last or before start. Thread-safety: any thread. @since 0.3 */
+ACNS_API acns_status acns_node_dns_listen_address(const acns_node *node, size_t index, char *buf,
+                                                  size_t buf_len, size_t *needed, acns_error *err);
+
+/* Frees memory the library allocated for the caller; NULL is fine. Thread-safety: any thread.
+ * @since 0.3 */
+ACNS_API void acns_free(void *ptr);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "lib/capi/capi_internal.h"
+#include "lib/capi/convert.h"
 #include "lib/common/socket_address.h"
 #include "lib/datapath/datapath.h"
 #include "lib/datapath/map_dump.h"
@@ -111,24 +112,7 @@ acns_status acns_datapath_stats_get(const acns_datapath* datapath, acns_datapath
     if (out->struct_size < sizeof(size_t)) {
       return SetError(err, ACNS_INVALID_ARGUMENT, 0, "acns_datapath_stats.struct_size is not set");
     }
-    const auto s = datapath->datapath->stats();
-    acns_datapath_stats r{};
-    r.struct_size = sizeof(r);
-    r.endpoints = s.endpoints;
-    r.fqdn_identities = s.fqdn_identities;
-    r.policy_written = s.policy_written;
-    r.policy_deleted = s.policy_deleted;
-    r.ipcache_written = s.ipcache_written;
-    r.ipcache_deleted = s.ipcache_deleted;
-    r.sync_failures = s.sync_failures;
-    r.delta_failures = s.delta_failures;
-    r.events_lost = s.events_lost;
-    r.largest_policy_map = s.largest_policy_map;
-    r.policy_map_capacity = ACNS_POLICY_MAX_ENTRIES;
-    r.endpoint_identities = s.endpoint_identities;
-    r.cidr_identities = s.cidr_identities;
-    r.ipcache_entries = s.ipcache_entries;
-    r.ipcache_capacity = ACNS_IPCACHE_MAX_ENTRIES;
+    const acns_datapath_stats r = acns::capi::ToCStats(datapath->datapath->stats());
     acns::capi::WriteStruct(r, out);
     return SetError(err, ACNS_OK, 0, "");
   });
@@ -140,19 +124,7 @@ acns_status acns_datapath_poll_events(acns_datapath* datapath, acns_datapath_eve
     if (datapath == nullptr || fn == nullptr) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "datapath or fn is NULL");
     auto n = datapath->datapath->PollEvents(
         [&](const acns_event& e) {
-          acns_datapath_event out{};
-          out.struct_size = sizeof(out);
-          out.time_ns = e.time_ns;
-          out.ifindex = e.ifindex;
-          out.identity = e.identity;
-          out.verdict = e.verdict;
-          out.protocol = e.protocol;
-          const int family = e.family == ACNS_FAMILY_IPV4 ? 4 : 6;
-          out.src = acns::capi::ToAcnsIp(*acns::IpAddr::FromFamily(family, e.saddr));
-          out.dst = acns::capi::ToAcnsIp(*acns::IpAddr::FromFamily(family, e.daddr));
-          out.src_port = be16toh(e.sport);
-          out.dst_port = be16toh(e.dport);
-          out.bytes = e.bytes;
+          const acns_datapath_event out = acns::capi::ToCDatapathEvent(e);
           fn(user_data, &out);
         },
         timeout_ms);

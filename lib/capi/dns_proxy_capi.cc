@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "lib/capi/capi_internal.h"
+#include "lib/capi/convert.h"
 #include "lib/common/socket_address.h"
 #include "lib/dnsproxy/proxy.h"
 
@@ -16,39 +17,6 @@ namespace {
 using acns::capi::FromStatus;
 using acns::capi::Guard;
 using acns::capi::SetError;
-
-void DeliverEvent(const acns::dnsproxy::DnsEvent& e, acns_dns_event_fn fn, void* user_data) {
-  using acns::dnsproxy::DnsEvent;
-  acns_dns_event out{};
-  out.struct_size = sizeof(out);
-  out.type = e.type == DnsEvent::Type::kRequest ? ACNS_DNS_EVENT_REQUEST : ACNS_DNS_EVENT_RESPONSE;
-  out.verdict = e.verdict == DnsEvent::Verdict::kForwarded ? ACNS_DNS_VERDICT_FORWARDED
-                : e.verdict == DnsEvent::Verdict::kDenied  ? ACNS_DNS_VERDICT_DENIED
-                                                           : ACNS_DNS_VERDICT_ERROR;
-  out.endpoint_id = e.endpoint;
-  out.client = acns::capi::ToAcnsIp(e.client.ip());
-  out.client_port = e.client.port();
-  out.server = acns::capi::ToAcnsIp(e.server.ip());
-  out.server_port = e.server.port();
-  out.protocol = e.tcp ? ACNS_PROTO_TCP : ACNS_PROTO_UDP;
-  out.rcode = e.rcode;
-  out.qtype = e.qtype;
-  out.qname = e.qname.data();
-  out.qname_len = e.qname.size();
-  std::vector<acns_ip> ips;
-  for (const acns::IpAddr& ip : e.ips) ips.push_back(acns::capi::ToAcnsIp(ip));
-  out.ips = ips.data();
-  out.n_ips = ips.size();
-  out.ttl_s = e.ttl;
-  std::vector<const char*> cnames;
-  for (const std::string& c : e.cnames) cnames.push_back(c.c_str());
-  out.cnames = cnames.data();
-  out.n_cnames = cnames.size();
-  out.upstream_latency_ns = static_cast<uint64_t>(absl::ToInt64Nanoseconds(e.upstream_latency));
-  out.hold_latency_ns = static_cast<uint64_t>(absl::ToInt64Nanoseconds(e.hold_latency));
-  out.total_latency_ns = static_cast<uint64_t>(absl::ToInt64Nanoseconds(e.total_latency));
-  fn(user_data, &out);
-}
 
 template <typename T>
 T Or(T value, T fallback) {
@@ -110,7 +78,9 @@ acns_status acns_dns_proxy_create(const acns_dns_proxy_opts* opts, const acns_po
     }
     if (o->event_fn != nullptr) {
       options.on_event = [fn = o->event_fn, user_data = o->event_user_data](
-                             const acns::dnsproxy::DnsEvent& e) { DeliverEvent(e, fn, user_data); };
+                             const acns::dnsproxy::DnsEvent& e) {
+        acns::capi::WithCDnsEvent(e, [&](const acns_dns_event* c) { fn(user_data, c); });
+      };
     }
     auto proxy = acns::dnsproxy::DnsProxy::Start(std::move(options), &engine->engine,
                                                  cache != nullptr ? cache->cache.get() : nullptr, nullptr);
@@ -157,23 +127,7 @@ acns_status acns_dns_proxy_stats_get(const acns_dns_proxy* proxy, acns_dns_proxy
     if (out->struct_size < sizeof(size_t)) {
       return SetError(err, ACNS_INVALID_ARGUMENT, 0, "acns_dns_proxy_stats.struct_size is not set");
     }
-    const auto s = proxy->proxy->stats();
-    acns_dns_proxy_stats r{};
-    r.struct_size = sizeof(r);
-    r.queries = s.queries;
-    r.allowed = s.allowed;
-    r.denied = s.denied;
-    r.malformed = s.malformed;
-    r.unknown_endpoint = s.unknown_endpoint;
-    r.upstream_failures = s.upstream_failures;
-    r.upstream_timeouts = s.upstream_timeouts;
-    r.concurrency_limited = s.concurrency_limited;
-    r.rejected_replies = s.rejected_replies;
-    r.answers_learned = s.answers_learned;
-    r.held_released_late = s.held_released_late;
-    r.answers_not_learned = s.answers_not_learned;
-    r.workers = static_cast<uint32_t>(proxy->proxy->workers());
-    r.active_workers = static_cast<uint32_t>(proxy->proxy->active_workers());
+    const acns_dns_proxy_stats r = acns::capi::ToCStats(*proxy->proxy);
     acns::capi::WriteStruct(r, out);
     return SetError(err, ACNS_OK, 0, "");
   });

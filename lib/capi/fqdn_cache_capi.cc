@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_join.h"
 #include "lib/capi/capi_internal.h"
+#include "lib/capi/convert.h"
 #include "lib/common/file.h"
 #include "lib/fqdn/cache.h"
 #include "lib/fqdn/maintainer.h"
@@ -350,20 +351,7 @@ acns_status acns_fqdn_cache_stats_get(const acns_fqdn_cache* cache, acns_fqdn_ca
     if (out->struct_size < sizeof(size_t)) {
       return SetError(err, ACNS_INVALID_ARGUMENT, 0, "acns_fqdn_cache_stats.struct_size is not set");
     }
-    const auto s = cache->cache->stats();
-    acns_fqdn_cache_stats r{};
-    r.struct_size = sizeof(r);
-    r.names = s.names;
-    r.leases = s.leases;
-    r.zombies = s.zombies;
-    r.ips = s.ips;
-    r.identities = s.identities;
-    r.entries = s.entries;
-    r.lru_evictions = s.lru_evictions;
-    r.ip_limit_evictions = s.ip_limit_evictions;
-    r.zombie_limit_evictions = s.zombie_limit_evictions;
-    r.identity_exhausted = s.identity_exhausted;
-    r.last_seq = s.last_seq;
+    const acns_fqdn_cache_stats r = acns::capi::ToCStats(cache->cache->stats());
     WriteStruct(r, out);
     return SetError(err, ACNS_OK, 0, "");
   });

@@ -5,6 +5,7 @@
 
 #include "absl/strings/string_view.h"
 #include "lib/capi/capi_internal.h"
+#include "lib/capi/convert.h"
 #include "lib/common/file.h"
 #include "lib/policy/endpoints_file.h"
 #include "lib/policy/engine.h"
@@ -18,38 +19,10 @@ using acns::capi::SetError;
 using acns::policy::LabelSet;
 using acns::policy::LoadResult;
 
-void Report(const LoadResult& result, acns_diagnostic_fn fn, void* user_data) {
-  if (fn == nullptr) return;
-  auto emit = [&](const acns::policy::Diagnostic& d, bool warning) {
-    const std::string text = d.ToString();
-    acns_diagnostic out{};
-    out.struct_size = sizeof(out);
-    out.file = d.file.c_str();
-    out.document = d.document;
-    out.is_warning = warning ? 1 : 0;
-    out.path = d.path.c_str();
-    out.message = d.message.c_str();
-    out.text = text.c_str();
-    fn(user_data, &out);
+acns::capi::PolicyApplyFn EngineApply(acns_policy_engine* engine) {
+  return [engine](absl::string_view source, absl::string_view content, LoadResult* result) {
+    return engine->engine.Apply(source, content, result);
   };
-  for (const auto& d : result.errors) emit(d, false);
-  for (const auto& d : result.warnings) emit(d, true);
-}
-
-acns_status InvalidPolicy(const LoadResult& result, acns_error* err) {
-  std::string message = result.errors.front().ToString();
-  if (result.errors.size() > 1) absl::StrAppend(&message, " (and ", result.errors.size() - 1, " more)");
-  return SetError(err, ACNS_POLICY_INVALID, 0, message);
-}
-
-acns_status ApplyContent(acns_policy_engine* engine, absl::string_view source,
-                         absl::string_view content, acns_diagnostic_fn fn, void* user_data,
-                         acns_error* err) {
-  LoadResult result;
-  const absl::Status status = engine->engine.Apply(source, content, &result);
-  Report(result, fn, user_data);
-  if (!result.ok()) return InvalidPolicy(result, err);
-  return FromStatus(status, err);
 }
 
 }  // namespace
@@ -84,9 +57,7 @@ acns_status acns_policy_validate(const char* source_name, const char* data, size
     if (data == nullptr && data_len > 0) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "data is NULL");
     const LoadResult result =
         acns::policy::LoadPolicies(source_name, absl::string_view(data ? data : "", data_len));
-    Report(result, fn, user_data);
-    if (!result.ok()) return InvalidPolicy(result, err);
-    return SetError(err, ACNS_OK, 0, "");
+    return acns::capi::ReportDiagnostics(result, fn, user_data, err);
   });
 }
 
@@ -115,8 +86,8 @@ acns_status acns_policy_engine_apply(acns_policy_engine* engine, const char* sou
     if (engine == nullptr) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "engine is NULL");
     if (source_name == nullptr) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "source_name is NULL");
     if (data == nullptr && data_len > 0) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "data is NULL");
-    return ApplyContent(engine, source_name, absl::string_view(data ? data : "", data_len), fn,
-                        user_data, err);
+    return acns::capi::ApplyPolicyContent(EngineApply(engine), source_name,
+                                          absl::string_view(data ? data : "", data_len), fn, user_data, err);
   });
 }
 
@@ -125,10 +96,7 @@ acns_status acns_policy_engine_apply_file(acns_policy_engine* engine, const char
                                           acns_error* err) {
   return Guard(err, [&]() -> acns_status {
     if (engine == nullptr) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "engine is NULL");
-    if (path == nullptr) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "path is NULL");
-    auto content = acns::ReadFile(path, acns::policy::kMaxPolicyBytes);
-    if (!content.ok()) return FromStatus(content.status(), err);
-    return ApplyContent(engine, path, *content, fn, user_data, err);
+    return acns::capi::ApplyPolicyFile(EngineApply(engine), path, fn, user_data, err);
   });
 }
 
@@ -145,25 +113,9 @@ acns_status acns_policy_engine_endpoint_upsert(acns_policy_engine* engine,
                                                const acns_endpoint* endpoint, acns_error* err) {
   return Guard(err, [&]() -> acns_status {
     if (engine == nullptr) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "engine is NULL");
-    if (endpoint == nullptr) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "endpoint is NULL");
-    auto ep = acns::capi::ReadStruct(endpoint, "acns_endpoint");
-    if (!ep.ok()) return FromStatus(ep.status(), err);
-    auto labels = ParseLabels(ep->namespace_name, ep->labels, ep->n_labels);
-    if (!labels.ok()) return FromStatus(labels.status(), err);
-    if (ep->n_ips > 0 && ep->ips == nullptr) {
-      return SetError(err, ACNS_INVALID_ARGUMENT, 0, "ips is NULL but n_ips is not 0");
-    }
-    std::vector<acns::IpAddr> ips;
-    for (size_t i = 0; i < ep->n_ips; ++i) {
-      auto ip = acns::capi::FromAcnsIp(&ep->ips[i]);
-      if (!ip.ok()) {
-        return SetError(err, ACNS_INVALID_ARGUMENT, 0, absl::StrCat("ips[", i, "]: ", ip.status().message()));
-      }
-      ips.push_back(*ip);
-    }
-    acns::policy::PolicyEngine::EndpointRecord record{ep->id, *std::move(labels), std::move(ips), {}};
-    if (ep->interface_name != nullptr) record.interface = ep->interface_name;
-    return FromStatus(engine->engine.UpsertEndpoint(std::move(record)), err);
+    auto record = acns::capi::EndpointFromC(endpoint);
+    if (!record.ok()) return FromStatus(record.status(), err);
+    return FromStatus(engine->engine.UpsertEndpoint(*std::move(record)), err);
   });
 }
 
@@ -174,17 +126,8 @@ acns_status acns_policy_engine_endpoints_load_file(acns_policy_engine* engine, c
     if (engine == nullptr || path == nullptr) {
       return SetError(err, ACNS_INVALID_ARGUMENT, 0, "engine or path is NULL");
     }
-    auto content = acns::ReadFile(path, acns::policy::kMaxPolicyBytes);
-    if (!content.ok()) return FromStatus(content.status(), err);
-    acns::policy::EndpointsFile file = acns::policy::LoadEndpointsFile(path, *content);
-    LoadResult as_result;
-    as_result.errors = file.errors;
-    Report(as_result, fn, user_data);
-    if (!file.ok()) return InvalidPolicy(as_result, err);
     std::vector<acns::policy::PolicyEngine::EndpointRecord> records;
-    for (auto& e : file.endpoints) {
-      records.push_back({e.id, std::move(e.labels), std::move(e.ips), std::move(e.interface)});
-    }
+    if (acns_status s = acns::capi::ReadEndpointsFile(path, fn, user_data, &records, err); s != ACNS_OK) return s;
     const size_t count = records.size();
     if (absl::Status s = engine->engine.ReplaceEndpoints(std::move(records)); !s.ok()) return FromStatus(s, err);
     if (n_endpoints != nullptr) *n_endpoints = count;

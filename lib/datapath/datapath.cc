@@ -28,15 +28,29 @@ constexpr absl::string_view kFqdnLabel = "fqdn:";
 
 }  // namespace
 
+bool IsBpffs(const std::string& dir) {
+  struct statfs fs {};
+  return ::statfs(dir.c_str(), &fs) == 0 && static_cast<long>(fs.f_type) == kBpfFsMagic;
+}
+
 absl::Status EnsureBpffs(const std::string& dir) {
+  if (IsBpffs(dir)) return absl::OkStatus();
+  // As Cilium does: the node's bpffs lives at /sys/fs/bpf; a host without one (no systemd, a
+  // fresh VM) gets it mounted there first, so that pins below it survive this process.
+  const std::string node_bpffs = "/sys/fs/bpf";
+  if ((dir == node_bpffs || absl::StartsWith(dir, node_bpffs + "/")) && !IsBpffs(node_bpffs)) {
+    if (::mount("bpffs", node_bpffs.c_str(), "bpf", 0, "mode=0700") != 0) {
+      return ErrnoError(errno, absl::StrCat("mount a bpffs on ", node_bpffs, " (", dir,
+                                            " needs one; mounting takes CAP_SYS_ADMIN)"));
+    }
+  }
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return absl::PermissionDeniedError(absl::StrCat("mkdir ", dir, ": ", ec.message()));
-  struct statfs fs {};
-  if (::statfs(dir.c_str(), &fs) != 0) return ErrnoError(errno, absl::StrCat("statfs ", dir));
-  if (static_cast<long>(fs.f_type) == kBpfFsMagic) return absl::OkStatus();
+  if (IsBpffs(dir)) return absl::OkStatus();
+  // Elsewhere (a private pin directory): a bpffs of its own.
   if (::mount("bpffs", dir.c_str(), "bpf", 0, "mode=0700") != 0) {
-    return ErrnoError(errno, absl::StrCat("mount a bpffs on ", dir));
+    return ErrnoError(errno, absl::StrCat(dir, " is not on a bpffs, and mounting one there failed"));
   }
   return absl::OkStatus();
 }
@@ -61,7 +75,8 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Create(const policy::PolicyE
 
 Datapath::~Datapath() = default;
 
-absl::Status Datapath::AttachEndpoint(uint64_t id, const std::string& interface) {
+absl::Status Datapath::AttachEndpoint(uint64_t id, const std::string& interface,
+                                      std::unique_ptr<EgressProgram>* loaded) {
   const unsigned ifindex = ::if_nametoindex(interface.c_str());
   if (ifindex == 0) return ErrnoError(errno, absl::StrCat("interface ", interface));
   auto it = attached_.find(id);
@@ -70,13 +85,8 @@ absl::Status Datapath::AttachEndpoint(uint64_t id, const std::string& interface)
     return absl::OkStatus();
   }
   if (it == attached_.end()) {
-    if (id > std::numeric_limits<uint32_t>::max()) {
-      return absl::InvalidArgumentError("endpoint ids above 2^32-1 have no policy map name");
-    }
-    auto program = EgressProgram::Load(
-        EgressProgram::LoadOptions{.pin_dir = options_.pin_dir, .endpoint_id = static_cast<uint32_t>(id)});
-    if (!program.ok()) return program.status();
-    it = attached_.emplace(id, Attached{interface, 0, *std::move(program)}).first;
+    if (loaded == nullptr || *loaded == nullptr) return absl::InternalError("its program was not loaded");
+    it = attached_.emplace(id, Attached{interface, 0, std::move(*loaded)}).first;
   } else if (it->second.ifindex != 0) {
     // Moved to another interface (or the interface was made anew): the old one, if it still
     // exists, stops carrying our filters.
@@ -184,14 +194,40 @@ absl::Status Datapath::ReconcileAllPolicies() {
 }
 
 absl::Status Datapath::Sync() {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> sync_lock(sync_mu_);
   std::vector<std::string> errors;
-  std::set<uint64_t> wanted;
   const std::vector<policy::PolicyEngine::EndpointRecord> endpoints = engine_->Endpoints();
+  // New endpoints' programs are loaded (the verifier: tens of milliseconds each) before mu_ is
+  // taken, so that ApplyDeltas, which DNS answers wait for, never waits for a load. Only Sync
+  // adds to attached_, and sync_mu_ keeps Syncs apart.
+  std::map<uint64_t, std::unique_ptr<EgressProgram>> loaded;
+  for (const auto& ep : endpoints) {
+    if (ep.interface.empty()) continue;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (attached_.contains(ep.id)) continue;
+    }
+    if (ep.id > std::numeric_limits<uint32_t>::max()) {
+      errors.push_back(absl::StrCat("endpoint ", ep.id, ": ids above 2^32-1 have no policy map name"));
+      continue;
+    }
+    auto program = EgressProgram::Load(
+        EgressProgram::LoadOptions{.pin_dir = options_.pin_dir, .endpoint_id = static_cast<uint32_t>(ep.id)});
+    if (!program.ok()) {
+      errors.push_back(absl::StrCat("endpoint ", ep.id, ": ", program.status().message()));
+      continue;
+    }
+    loaded[ep.id] = *std::move(program);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  std::set<uint64_t> wanted;
   for (const auto& ep : endpoints) {
     if (ep.interface.empty()) continue;
     wanted.insert(ep.id);
-    if (absl::Status s = AttachEndpoint(ep.id, ep.interface); !s.ok()) {
+    auto program = loaded.find(ep.id);
+    if (!attached_.contains(ep.id) && program == loaded.end()) continue;  // its error is above
+    if (absl::Status s = AttachEndpoint(ep.id, ep.interface, program == loaded.end() ? nullptr : &program->second);
+        !s.ok()) {
       errors.push_back(absl::StrCat("endpoint ", ep.id, ": ", s.message()));
     }
   }

@@ -26,8 +26,10 @@
 
 namespace acns::datapath {
 
-// Makes `dir` (created if missing) a bpffs mount point unless it is on a bpffs already.
+// Makes sure `dir` exists on a bpffs: a dir below /sys/fs/bpf gets a bpffs mounted at
+// /sys/fs/bpf if there is none (as Cilium does); any other dir not on a bpffs gets one of its own.
 absl::Status EnsureBpffs(const std::string& dir);
+bool IsBpffs(const std::string& dir);
 
 class Datapath {
  public:
@@ -100,7 +102,9 @@ class Datapath {
   };
 
   Datapath(const policy::PolicyEngine* engine, Options options) : engine_(engine), options_(std::move(options)) {}
-  absl::Status AttachEndpoint(uint64_t id, const std::string& interface);
+  // `loaded`: the endpoint's program when it has none attached yet.
+  absl::Status AttachEndpoint(uint64_t id, const std::string& interface,
+                              std::unique_ptr<EgressProgram>* loaded);
   absl::Status ReconcilePolicy(uint64_t id, Attached& endpoint);
   absl::Status ReconcileAllPolicies();
   // Endpoint and CIDR identities from the engine's endpoints and the attached endpoints' rules.
@@ -115,7 +119,8 @@ class Datapath {
 
   const policy::PolicyEngine* const engine_;
   const Options options_;
-  mutable std::mutex mu_;  // Sync (agent thread) and ApplyDeltas (proxy threads)
+  std::mutex sync_mu_;     // one Sync at a time; taken before mu_
+  mutable std::mutex mu_;  // Sync's writes and ApplyDeltas (never held while a program loads)
   std::unique_ptr<EgressProgram> node_;
   std::unique_ptr<IpcacheWriter> ipcache_;
   FqdnIdentities identities_;

@@ -657,6 +657,7 @@ void FqdnCache::RequestResync() {
     absl::MutexLock lock(&mu_);
     std::vector<Delta>().swap(pending_);
     resync_ = true;
+    deltas_waiting_.store(true, std::memory_order_relaxed);
   }
   FlushDeltas();
 }
@@ -678,6 +679,7 @@ void FqdnCache::RemoveEndpoint(uint64_t endpoint) {
 
 void FqdnCache::Emit(Delta delta) {
   delta.seq = ++seq_;
+  deltas_waiting_.store(true, std::memory_order_relaxed);
   if (resync_) return;  // the consumer gets the full state instead
   if (pending_.size() >= options_.max_pending_deltas) {
     std::vector<Delta>().swap(pending_);
@@ -703,9 +705,15 @@ void FqdnCache::TakePending(std::vector<Delta>* out) {
     });
   }
   out->swap(pending_);
+  deltas_waiting_.store(false, std::memory_order_relaxed);
 }
 
 void FqdnCache::FlushDeltas() {
+  // The notifier's consumer takes the deltas on its own thread (TakeDeltas).
+  if (notifier_) {
+    if (deltas_waiting_.load(std::memory_order_relaxed)) notifier_();
+    return;
+  }
   absl::MutexLock sink_lock(&sink_mu_);
   if (!sink_) return;
   std::vector<Delta> batch;
@@ -722,6 +730,17 @@ void FqdnCache::SetDeltaSink(DeltaSink sink) {
     sink_ = std::move(sink);
   }
   FlushDeltas();
+}
+
+void FqdnCache::SetDeltaNotifier(std::function<void()> notifier) {
+  notifier_ = std::move(notifier);
+  FlushDeltas();
+}
+
+void FqdnCache::TakeDeltas(std::vector<Delta>* out) {
+  out->clear();
+  absl::MutexLock lock(&mu_);
+  TakePending(out);
 }
 
 size_t FqdnCache::DrainDeltas(absl::FunctionRef<void(std::span<const Delta>)> fn) {

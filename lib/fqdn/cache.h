@@ -11,6 +11,7 @@
 #define ACNS_LIB_FQDN_CACHE_H_
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -164,6 +165,14 @@ class FqdnCache {
   // Deltas go to `sink` (called in order, outside the cache lock, on the thread that made the
   // change) or, without one, wait for DrainDeltas.
   void SetDeltaSink(DeltaSink sink);
+  // Instead of a sink: `notifier` is called (on the thread that made the change, outside the
+  // cache's locks) whenever deltas are waiting, and the consumer takes them with TakeDeltas on
+  // its own thread. It must be cheap and must not call into the cache. Set it before the cache
+  // is shared between threads.
+  void SetDeltaNotifier(std::function<void()> notifier);
+  // Moves the waiting deltas into *out (after an overflow or a resync request, a kResync and
+  // the full state).
+  void TakeDeltas(std::vector<Delta>* out);
   // Calls fn with the waiting deltas; returns how many.
   size_t DrainDeltas(absl::FunctionRef<void(std::span<const Delta>)> fn);
 
@@ -363,6 +372,8 @@ class FqdnCache {
   uint64_t seq_ = 0;
   uint64_t generation_ = 0;
   DeltaSink sink_;
+  std::function<void()> notifier_;
+  std::atomic<bool> deltas_waiting_{false};  // pending_ or resync_ has something to take
   absl::Mutex sink_mu_;  // orders deliveries to the sink; taken before mu_
 
   uint64_t lru_evictions_ = 0;

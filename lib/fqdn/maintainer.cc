@@ -27,7 +27,7 @@ Maintainer::~Maintainer() {
 void Maintainer::SaveNow(bool force) {
   if (options_.state_dir.empty()) return;
   auto saved = saver_.MaybeSave(WallClockNow(), force);
-  if (!saved.ok() && options_.on_error) options_.on_error(saved.status());
+  if (options_.on_save && (!saved.ok() || *saved)) options_.on_save(saved.status());
 }
 
 void Maintainer::Run() {

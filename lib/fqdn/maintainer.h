@@ -23,8 +23,9 @@ class Maintainer {
     UnixSeconds gc_interval = 60;
     std::string state_dir;  // empty: no snapshots
     UnixSeconds save_interval = 5;
-    // Told about every failed save (e.g. a full disk); the next attempt comes at the next tick.
-    std::function<void(const absl::Status&)> on_error;
+    // Told the outcome of every save that wrote or failed (e.g. a full disk: the next attempt
+    // comes at the next tick), on the maintainer's thread or in the destructor.
+    std::function<void(const absl::Status&)> on_save;
   };
 
   Maintainer(FqdnCache* cache, Options options);

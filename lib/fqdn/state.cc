@@ -205,6 +205,7 @@ absl::Status FqdnCache::RestoreState(absl::string_view bytes, UnixSeconds now) {
     }
     std::make_heap(free_identities_.begin(), free_identities_.end(), std::greater<>());
     resync_ = true;
+    deltas_waiting_.store(true, std::memory_order_relaxed);
     std::vector<Delta>().swap(pending_);
     ++generation_;
   }

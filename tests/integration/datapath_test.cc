@@ -356,8 +356,10 @@ TEST_F(DatapathTest, EnforcesFqdnPolicyOnARealPodAcrossAnAgentKill) {
     return m.find("acns_datapath_events_total{verdict=\"dropped\"} 0") == std::string::npos &&
            m.find("acns_datapath_events_total{verdict=\"allowed\"} 0") == std::string::npos;
   })) << Api("/metrics");
-  // Straight to the DNS server, around the proxy: not allowed either.
-  EXPECT_EQ(DigStatus(InPod("dig @198.51.100.6 +tries=1 +time=2 web.allowed.test A")), "");
+  // Straight to the DNS server, around the explicit proxy: the datapath redirects it to the
+  // proxy (transparent DNS is on whenever the datapath enforces DNS rules), so policy decides.
+  EXPECT_EQ(DigStatus(InPod("dig @198.51.100.6 +tries=1 +time=2 www.denied.test A")), "REFUSED");
+  EXPECT_EQ(unbound_->Log().find("198.51.100.2 "), std::string::npos) << unbound_->Log();
 
   // An established connection, then the agent is killed: the programs and pinned maps stay in
   // the kernel and keep enforcing.
