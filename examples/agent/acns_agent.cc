@@ -393,7 +393,7 @@ class Agent {
       } else {
         once_.Say(path, "error", (loaded_.contains(path) ? "keeping the last good version of " : "not loading ") +
                                      path + ": " + err.message);
-        if (s == ACNS_IO_ERROR) continue;  // retried next time; a bad document waits for a change
+        if (s != ACNS_POLICY_INVALID) continue;  // a read error is retried; a bad document waits for a change
       }
       stamps_[path] = stamp;
     }
@@ -412,10 +412,11 @@ class Agent {
     return true;
   }
 
+  // Returns whether the file was loaded (now or, unchanged, before).
   bool ReloadEndpoints(bool force) {
     const std::string path = absl::GetFlag(FLAGS_endpoints);
     const std::string stamp = Stamp(path);
-    if (!force && endpoints_loaded_ && stamp == endpoints_stamp_) return true;
+    if (!force && stamp == endpoints_stamp_) return endpoints_loaded_;
     Error err;
     size_t n = 0;
     const acns_status s = acns_node_endpoints_load_file(node_, path.c_str(), PrintDiagnostic, nullptr, &n, &err);
@@ -428,8 +429,8 @@ class Agent {
     }
     once_.Say(path, "error", (endpoints_loaded_ ? "keeping the last good endpoints: " : "no endpoints loaded: ") +
                                  std::string(err.message));
-    if (s != ACNS_IO_ERROR) endpoints_stamp_ = stamp;  // a bad file waits for a change
-    return s != ACNS_IO_ERROR;
+    if (s == ACNS_POLICY_INVALID) endpoints_stamp_ = stamp;  // a bad file waits for a change
+    return false;
   }
 
   bool StartHttp() {

@@ -45,7 +45,7 @@ acns_status ReportDiagnostics(const policy::LoadResult& result, acns_diagnostic_
   return SetError(err, ACNS_OK, 0, "");
 }
 
-acns_status ApplyPolicyContent(PolicyApplyFn apply, absl::string_view source, absl::string_view content,
+acns_status ApplyPolicyContent(const PolicyApplyFn& apply, absl::string_view source, absl::string_view content,
                                acns_diagnostic_fn fn, void* user_data, acns_error* err) {
   policy::LoadResult result;
   const absl::Status status = apply(source, content, &result);
@@ -54,7 +54,7 @@ acns_status ApplyPolicyContent(PolicyApplyFn apply, absl::string_view source, ab
   return FromStatus(status, err);
 }
 
-acns_status ApplyPolicyFile(PolicyApplyFn apply, const char* path, acns_diagnostic_fn fn, void* user_data,
+acns_status ApplyPolicyFile(const PolicyApplyFn& apply, const char* path, acns_diagnostic_fn fn, void* user_data,
                             acns_error* err) {
   if (path == nullptr) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "path is NULL");
   auto content = ReadFile(path, policy::kMaxPolicyBytes);

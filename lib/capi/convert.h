@@ -3,6 +3,7 @@
 #ifndef ACNS_LIB_CAPI_CONVERT_H_
 #define ACNS_LIB_CAPI_CONVERT_H_
 
+#include <functional>
 #include <vector>
 
 #include "absl/functional/function_ref.h"
@@ -18,14 +19,14 @@
 namespace acns::capi {
 
 // Policy documents through `apply` (an engine's, or the runtime's), every diagnostic to fn.
-using PolicyApplyFn = absl::FunctionRef<absl::Status(absl::string_view source, absl::string_view content,
-                                                     policy::LoadResult* result)>;
+using PolicyApplyFn = std::function<absl::Status(absl::string_view source, absl::string_view content,
+                                                  policy::LoadResult* result)>;
 // Sends every diagnostic of `result` to fn; ACNS_POLICY_INVALID (the first error) if any.
 acns_status ReportDiagnostics(const policy::LoadResult& result, acns_diagnostic_fn fn, void* user_data,
                               acns_error* err);
-acns_status ApplyPolicyContent(PolicyApplyFn apply, absl::string_view source, absl::string_view content,
+acns_status ApplyPolicyContent(const PolicyApplyFn& apply, absl::string_view source, absl::string_view content,
                                acns_diagnostic_fn fn, void* user_data, acns_error* err);
-acns_status ApplyPolicyFile(PolicyApplyFn apply, const char* path, acns_diagnostic_fn fn, void* user_data,
+acns_status ApplyPolicyFile(const PolicyApplyFn& apply, const char* path, acns_diagnostic_fn fn, void* user_data,
                             acns_error* err);
 
 absl::StatusOr<policy::PolicyEngine::EndpointRecord> EndpointFromC(const acns_endpoint* endpoint);

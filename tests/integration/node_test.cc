@@ -1,0 +1,277 @@
+// The node runtime (lib/node) between real UDP clients and a real unbound: answers wait for the
+// enforcer's acknowledgement, a failing enforcer holds them to the maximum delay and recovers
+// through a replay of the cache, departed endpoints lose their leases, and nothing the embedder
+// runs (a slow log function that re-enters, a slow enforcer sync) stalls DNS answering. The
+// enforcer here is the runtime's replaceable end (what a node running Cilium plugs in); the eBPF
+// one runs in datapath_test.
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "gtest/gtest.h"
+#include "lib/node/runtime.h"
+#include "tests/support/dns_builder.h"
+#include "tests/support/unbound.h"
+
+namespace acns::node {
+namespace {
+
+using ::acns::testing::DnsBuilder;
+using ::acns::testing::LoopbackDnsPolicy;
+using ::acns::testing::Unbound;
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+// An enforcer that records what it is given, and fails or dawdles on demand.
+class TestEnforcer final : public Enforcer {
+ public:
+  absl::StatusOr<uint64_t> Apply(std::span<const fqdn::Delta> deltas) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++applies_;
+    if (fail_) return absl::ResourceExhaustedError("the test's map is full");
+    for (const auto& d : deltas) {
+      if (d.kind == fqdn::Delta::Kind::kResync) ++resyncs_;
+      if (d.kind == fqdn::Delta::Kind::kIpUpserted) ips_.push_back(d.ip.ToString());
+    }
+    return deltas.back().seq;
+  }
+  absl::Status Sync(bool* started) override {
+    *started = false;
+    std::this_thread::sleep_for(sync_delay_.load());
+    ++syncs_;
+    return absl::OkStatus();
+  }
+  absl::Status SweepConnections(fqdn::FqdnCache*) override { return absl::OkStatus(); }
+
+  void SetFailing(bool fail) {
+    std::lock_guard<std::mutex> lock(mu_);
+    fail_ = fail;
+  }
+  int resyncs() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return resyncs_;
+  }
+  bool HasIp(const std::string& ip) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return std::find(ips_.begin(), ips_.end(), ip) != ips_.end();
+  }
+  std::atomic<milliseconds> sync_delay_{milliseconds(0)};
+  std::atomic<int> syncs_{0};
+
+ private:
+  std::mutex mu_;
+  bool fail_ = false;
+  int applies_ = 0;
+  int resyncs_ = 0;
+  std::vector<std::string> ips_;
+};
+
+struct Answer {
+  int rcode = -1;  // -1: no answer
+  milliseconds took{0};
+};
+
+class NodeRuntimeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    unbound_ = std::make_unique<Unbound>(
+        std::vector<std::string>{"allowed.test.", "denied.test."},
+        std::vector<std::string>{"www.allowed.test. 60 IN A 198.51.100.10",
+                                 "api.allowed.test. 60 IN CNAME edge.allowed.test.",
+                                 "edge.allowed.test. 60 IN A 198.51.100.11",
+                                 "www.denied.test. 60 IN A 203.0.113.66"});
+    ASSERT_TRUE(unbound_->ready());
+  }
+
+  void Start(std::function<void(NodeOptions&)> tweak = nullptr) {
+    NodeOptions o;
+    o.datapath = false;
+    auto enforcer = std::make_unique<TestEnforcer>();
+    enforcer_ = enforcer.get();
+    o.enforcer = std::move(enforcer);
+    o.proxy.listen = {*SocketAddress::Parse("127.0.0.1:0")};
+    o.proxy.upstream = *SocketAddress::Parse(absl::StrCat("127.0.0.1:", unbound_->port()));
+    o.proxy.workers = 2;
+    o.event_queue_capacity = 1000;
+    o.log = [this](LogLevel, const std::string& m) {
+      std::lock_guard<std::mutex> lock(log_mu_);
+      log_.push_back(m);
+    };
+    if (tweak) tweak(o);
+    auto node = NodeRuntime::Create(std::move(o));
+    ASSERT_TRUE(node.ok()) << node.status();
+    node_ = *std::move(node);
+    policy::LoadResult result;
+    ASSERT_TRUE(node_->ApplyPolicy("web.yaml", LoopbackDnsPolicy(unbound_->port(), R"({matchPattern: "*.allowed.test"})"),
+                                   &result).ok());
+    ASSERT_TRUE(node_->UpsertEndpoint({1, policy::EndpointLabels("default", {{"k8s", "app", "web"}}),
+                                       {*IpAddr::Parse("127.0.0.1")}, {}}).ok());
+    ASSERT_TRUE(node_->Start().ok());
+    port_ = node_->proxy()->listening()[0].port();
+  }
+
+  Answer Ask(const std::string& name, milliseconds timeout = milliseconds(3000)) {
+    const std::string query = DnsBuilder(next_id_++, 0x0100).Question(name, 1).str();
+    const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+    timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(port_);
+    const auto start = Clock::now();
+    ::sendto(fd, query.data(), query.size(), 0, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    char buf[1500];
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    Answer a;
+    a.took = std::chrono::duration_cast<milliseconds>(Clock::now() - start);
+    ::close(fd);
+    if (n >= 4) a.rcode = buf[3] & 0x0f;
+    return a;
+  }
+
+  bool Logged(const std::string& part) {
+    std::lock_guard<std::mutex> lock(log_mu_);
+    return std::any_of(log_.begin(), log_.end(), [&](const std::string& l) { return l.find(part) != std::string::npos; });
+  }
+
+  std::unique_ptr<Unbound> unbound_;
+  std::unique_ptr<NodeRuntime> node_;
+  TestEnforcer* enforcer_ = nullptr;
+  uint16_t port_ = 0;
+  uint16_t next_id_ = 1;
+  std::mutex log_mu_;
+  std::vector<std::string> log_;
+};
+
+TEST_F(NodeRuntimeTest, DecidesLearnsAndReleasesAnswersOnceEnforced) {
+  Start();
+  EXPECT_EQ(Ask("www.allowed.test").rcode, 0);
+  EXPECT_EQ(Ask("www.denied.test").rcode, 5);  // REFUSED, never sent upstream
+  EXPECT_EQ(Ask("api.allowed.test").rcode, 0);
+  // The enforcer had the IPs (through the CNAME, attributed to the name asked) before release.
+  EXPECT_TRUE(enforcer_->HasIp("198.51.100.10"));
+  EXPECT_TRUE(enforcer_->HasIp("198.51.100.11"));
+  EXPECT_EQ(node_->cache().LookupName("api.allowed.test").size(), 1u);
+  EXPECT_EQ(node_->proxy()->stats().held_released_late, 0u);
+  EXPECT_GT(node_->stats().acked_seq, 0u);
+  // Every query and answer is a polled event, on this thread.
+  std::vector<std::string> seen;
+  const std::thread::id me = std::this_thread::get_id();
+  bool other_thread = false;
+  node_->PollEvents(100, absl::ZeroDuration(), [&](const NodeEvent& e) {
+    other_thread |= std::this_thread::get_id() != me;
+    if (e.kind == NodeEvent::Kind::kDns) seen.push_back(absl::StrCat(e.qname, "/", static_cast<int>(e.dns.type)));
+  });
+  EXPECT_FALSE(other_thread);
+  EXPECT_EQ(seen.size(), 6u) << absl::StrJoin(seen, " ");
+  EXPECT_EQ(node_->stats().events_lost, 0u);
+}
+
+TEST_F(NodeRuntimeTest, AFailingWriteHoldsAnswersToTheMaximumDelayThenRecovers) {
+  Start([](NodeOptions& o) { o.proxy.response_max_delay = absl::Milliseconds(300); });
+  enforcer_->SetFailing(true);
+  const Answer held = Ask("www.allowed.test");
+  EXPECT_EQ(held.rcode, 0);
+  EXPECT_GE(held.took, milliseconds(250));  // held: its IPs were not enforced
+  EXPECT_EQ(node_->proxy()->stats().held_released_late, 1u);
+  EXPECT_GE(node_->stats().apply_failures, 1u);
+  for (int i = 0; i < 100 && !Logged("datapath write failed"); ++i) std::this_thread::sleep_for(milliseconds(20));
+  EXPECT_TRUE(Logged("the test's map is full"));
+
+  // The map works again: the cache's full state is replayed, and answers go out at once.
+  enforcer_->SetFailing(false);
+  for (int i = 0; i < 200 && enforcer_->resyncs() == 0; ++i) std::this_thread::sleep_for(milliseconds(20));
+  EXPECT_GE(enforcer_->resyncs(), 1);
+  EXPECT_TRUE(enforcer_->HasIp("198.51.100.10"));
+  const Answer fresh = Ask("api.allowed.test");
+  EXPECT_EQ(fresh.rcode, 0);
+  EXPECT_LT(fresh.took, milliseconds(250));
+  EXPECT_EQ(node_->proxy()->stats().held_released_late, 1u);
+  for (int i = 0; i < 100 && !Logged("work again"); ++i) std::this_thread::sleep_for(milliseconds(20));
+  EXPECT_TRUE(Logged("datapath writes work again"));
+}
+
+TEST_F(NodeRuntimeTest, ADepartedEndpointLosesItsLeases) {
+  Start();
+  ASSERT_EQ(Ask("www.allowed.test").rcode, 0);
+  ASSERT_EQ(node_->cache().LookupName("www.allowed.test").size(), 1u);
+  ASSERT_TRUE(node_->RemoveEndpoint(1).ok());
+  EXPECT_TRUE(node_->cache().LookupName("www.allowed.test").empty());
+  EXPECT_EQ(Ask("www.allowed.test").rcode, 2);  // unknown client: SERVFAIL
+  ASSERT_TRUE(node_->WaitSynced(absl::Seconds(5)).ok());
+}
+
+// The log function runs on its own thread: one that blocks 100 ms per message and calls back
+// into the runtime does not delay answers.
+TEST_F(NodeRuntimeTest, ASlowReenteringLogFunctionDoesNotStallDns) {
+  NodeRuntime* self = nullptr;
+  std::atomic<int> calls{0};
+  Start([&](NodeOptions& o) {
+    o.log = [&](LogLevel, const std::string&) {
+      (void)self->stats();  // re-enters
+      ++calls;
+      std::this_thread::sleep_for(milliseconds(100));
+    };
+    o.proxy.response_max_delay = absl::Milliseconds(2000);
+  });
+  self = node_.get();
+  // Failures and recoveries make messages while answers flow.
+  milliseconds worst{0};
+  for (int i = 0; i < 20; ++i) {
+    enforcer_->SetFailing(i % 2 == 0);
+    const Answer a = Ask(absl::StrCat("n", i, ".allowed.test"));  // NXDOMAIN: no IPs, no hold
+    worst = std::max(worst, a.took);
+    EXPECT_EQ(a.rcode, 3);
+    ASSERT_EQ(Ask("www.allowed.test").rcode, 0);
+  }
+  EXPECT_LT(worst, milliseconds(100));
+  for (int i = 0; i < 100 && calls.load() == 0; ++i) std::this_thread::sleep_for(milliseconds(20));
+  EXPECT_GT(calls.load(), 0);
+}
+
+// Enforcer syncs (program loads) run on the control thread: a slow one does not delay answers.
+TEST_F(NodeRuntimeTest, ASlowSyncDoesNotDelayAnswers) {
+  Start();
+  enforcer_->sync_delay_ = milliseconds(300);
+  std::vector<milliseconds> took;
+  const auto until = Clock::now() + milliseconds(1500);
+  int changes = 0;
+  while (Clock::now() < until) {
+    // An endpoint comes and goes: each change asks for a sync.
+    if (++changes % 5 == 0) {
+      ASSERT_TRUE(node_->UpsertEndpoint({static_cast<uint64_t>(100 + changes), policy::EndpointLabels("default", {}), {}, {}}).ok());
+    }
+    const Answer a = Ask(absl::StrCat("s", changes, ".www.allowed.test"));
+    took.push_back(a.took);
+  }
+  std::sort(took.begin(), took.end());
+  EXPECT_GE(enforcer_->syncs_.load(), 3);
+  EXPECT_LT(took[took.size() * 99 / 100], milliseconds(100)) << took.size() << " answers";
+}
+
+TEST(NodeRuntimeCreateTest, AnUnusableStateDirectoryIsAClearError) {
+  char tmpl[] = "/tmp/acns-node-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  const std::string file = dir + "/file";
+  ASSERT_EQ(std::system(("touch " + file).c_str()), 0);
+  NodeOptions o;
+  o.datapath = false;
+  o.state_dir = file + "/state";  // below a regular file
+  auto node = NodeRuntime::Create(std::move(o));
+  EXPECT_FALSE(node.ok());
+  EXPECT_NE(node.status().message().find(file + "/state"), std::string::npos) << node.status();
+  (void)std::system(("rm -rf " + dir).c_str());
+}
+
+}  // namespace
+}  // namespace acns::node
