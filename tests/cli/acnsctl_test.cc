@@ -1,4 +1,4 @@
-// The acnsctl contract (issue 2): output lines and exit codes of the real binary.
+// The acnsctl contract: output lines and exit codes of the real binary.
 #include <sys/wait.h>
 
 #include <array>

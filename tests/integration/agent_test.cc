@@ -18,11 +18,14 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/support/commands.h"
+#include "tests/support/http.h"
 #include "tests/support/unbound.h"
 
 namespace {
 
+using ::acns::testing::Eventually;
 using ::acns::testing::FreeLoopbackPort;
+using ::acns::testing::HttpGet;
 using ::acns::testing::LoopbackDnsPolicy;
 using ::acns::testing::RunCommand;
 using ::acns::testing::RunDig;
@@ -33,13 +36,6 @@ void Write(const std::string& path, const std::string& content) {
   std::rename((path + ".tmp").c_str(), path.c_str());
 }
 
-bool Eventually(const std::function<bool()>& cond, int seconds = 10) {
-  for (int i = 0; i < seconds * 20; ++i) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return false;
-}
 
 class AgentTest : public ::testing::Test {
  protected:
@@ -101,32 +97,13 @@ class AgentTest : public ::testing::Test {
     }
   }
 
+  uint16_t ApiPort() const { return static_cast<uint16_t>(std::stoi(api_.substr(api_.find(':') + 1))); }
   // The HTTP status of GET `path` (0: no answer).
-  int Status(const std::string& path) {
-    const std::string r = Raw(path);
-    return r.size() >= 12 ? std::atoi(r.substr(9, 3).c_str()) : 0;
-  }
+  int Status(const std::string& path) { return HttpGet(ApiPort(), path).status; }
   // The body of GET `path`, or "" if the agent does not answer 200.
   std::string Get(const std::string& path) {
-    const std::string response = Raw(path);
-    if (response.size() < 12 || response.compare(9, 3, "200") != 0) return "";
-    return response.substr(response.find("\r\n\r\n") + 4);
-  }
-  std::string Raw(const std::string& path) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<uint16_t>(std::stoi(api_.substr(api_.find(':') + 1))));
-    std::string response;
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-      const std::string request = "GET " + path + " HTTP/1.0\r\n\r\n";
-      ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
-      char buf[1024];
-      for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;) response.append(buf, n);
-    }
-    ::close(fd);
-    return response;
+    const auto r = HttpGet(ApiPort(), path);
+    return r.status == 200 ? r.body : "";
   }
   std::string Dig(const std::string& name) { return RunDig(dns_port_, name + " A").status; }
   std::string Log() {

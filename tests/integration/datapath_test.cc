@@ -1,5 +1,5 @@
-// acns-agent enforcing FQDN policy on a real pod (issue 5), in a world of namespaces the test
-// builds and removes (DESIGN.md section 6):
+// acns-agent enforcing FQDN policy on a real pod, in a world of namespaces the test
+// builds and removes (docs/datapath.md, Tests):
 //
 //   pod (198.51.100.2) --veth-- node (agent: DNS proxy, BPF on the pod's veth)
 //                               node --veth-- dns (unbound on 198.51.100.6:53, zones *.test)
@@ -32,12 +32,15 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/support/commands.h"
+#include "tests/support/http.h"
 #include "tests/support/netns.h"
 #include "tests/support/unbound.h"
 
 namespace {
 
 using ::acns::testing::DigStatus;
+using ::acns::testing::Eventually;
+using ::acns::testing::HttpGet;
 using ::acns::testing::EnterNetns;
 using ::acns::testing::NetWorld;
 using ::acns::testing::RunCommand;
@@ -50,13 +53,6 @@ constexpr char kOtherIp[] = "203.0.113.30";   // other.allowed.test
 constexpr char kCidrIp[] = "203.0.113.40";    // inside a toCIDRSet
 constexpr char kExceptIp[] = "203.0.113.44";  // its exception
 
-bool Eventually(const std::function<bool()>& cond, int seconds = 10) {
-  for (int i = 0; i < seconds * 20; ++i) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return false;
-}
 
 // TCP echo servers on the world's addresses, port 80, served by one thread inside the world
 // namespace.
@@ -247,23 +243,9 @@ class DatapathTest : public ::testing::Test {
 
   // GET path from the agent's API (in the node namespace); "" unless 200.
   std::string Api(const std::string& path) {
-    std::string response;
-    RunInNetns(node_, [&] {
-      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in addr{};
-      addr.sin_family = AF_INET;
-      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      addr.sin_port = htons(9965);
-      if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-        const std::string request = "GET " + path + " HTTP/1.0\r\n\r\n";
-        ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
-        char buf[4096];
-        for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;) response.append(buf, n);
-      }
-      ::close(fd);
-    });
-    if (response.size() < 12 || response.compare(9, 3, "200") != 0) return "";
-    return response.substr(response.find("\r\n\r\n") + 4);
+    acns::testing::HttpResponse r;
+    RunInNetns(node_, [&] { r = HttpGet(9965, path); });
+    return r.status == 200 ? r.body : "";
   }
 
   std::string InPod(const std::string& command) {

@@ -4,9 +4,12 @@
 
 #include <sys/wait.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <string>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 
@@ -41,6 +44,15 @@ inline DigResult RunDig(uint16_t port, const std::string& args) {
   DigResult d{"", RunCommand(absl::StrCat("dig @127.0.0.1 -p ", port, " +tries=1 +time=3 ", args))};
   d.status = DigStatus(d.out);
   return d;
+}
+
+// Polls `cond` every 50 ms for up to `seconds`; whether it held.
+inline bool Eventually(const std::function<bool()>& cond, int seconds = 10) {
+  for (int i = 0; i < seconds * 20; ++i) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return cond();
 }
 
 }  // namespace acns::testing

@@ -1,4 +1,4 @@
-// Network namespaces for kernel tests (DESIGN.md section 6): run code inside one, and a world of
+// Network namespaces for kernel tests: run code inside one, and a world of
 // namespaces joined by veths that is removed again when the test ends, also when it fails.
 #ifndef ACNS_TESTS_SUPPORT_NETNS_H_
 #define ACNS_TESTS_SUPPORT_NETNS_H_

@@ -24,7 +24,7 @@ constexpr PatternKind N = PatternKind::kName;
 constexpr PatternKind P = PatternKind::kPattern;
 
 const Case kCases[] = {
-    // DESIGN.md section 4 table.
+    // Cilium's documented matchPattern examples.
     {N, "cilium.io", "CILIUM.io.", true},
     {N, "cilium.io", "cilium.io", true},
     {N, "cilium.io", "ciliumXio.", false},
@@ -106,8 +106,6 @@ const Case kCases[] = {
     {P, "**.a", "a", false},
     {P, "**.a", ".a", false},
 };
-
-TEST(NameMatcherTest, HasAtLeastSixtyCases) { EXPECT_GE(std::size(kCases), 60u); }
 
 TEST(NameMatcherTest, SinglePatternCases) {
   for (const Case& c : kCases) {
