@@ -357,9 +357,13 @@ typedef struct acns_fqdn_delta {
   size_t n_labels;
 } acns_fqdn_delta;
 
-/* Receives a batch of deltas in order. Runs on the thread whose call caused them (or in
- * acns_fqdn_cache_drain_deltas), outside the cache's lock: it may call the cache's read
- * functions but must not block on another thread that is calling into the cache. */
+/* Receives a batch of deltas in order. Runs on the thread whose call caused them: a DNS proxy
+ * worker (an answer learned), the cache's background thread (GC), the caller of
+ * acns_fqdn_cache_reevaluate / _remove_endpoint / _resync / _restore, or the caller of
+ * acns_fqdn_cache_drain_deltas; outside the cache's lock but under the lock that orders
+ * deliveries. It may call the cache's read functions; it must not call acns_fqdn_cache_resync,
+ * _drain_deltas or anything that changes the cache (they wait for that lock), nor block: a
+ * proxy worker stalls while it runs. acns_node does all of this for you on a thread of its own. */
 typedef void (*acns_fqdn_delta_fn)(void *user_data, const acns_fqdn_delta *const *deltas,
                                    size_t n_deltas);
 
@@ -609,7 +613,9 @@ typedef struct acns_dns_event {
   uint64_t total_latency_ns;    /* received -> answered */
 } acns_dns_event;
 
-/* Called on the proxy's worker threads; must not block. */
+/* Called on the proxy's worker threads, for every query: it must not block (the worker and
+ * every query it holds wait) and must not destroy the proxy. acns_node queues these events for
+ * polling instead (acns_node_poll_events). */
 typedef void (*acns_dns_event_fn)(void *user_data, const acns_dns_event *event);
 
 typedef struct acns_dns_proxy_opts {

@@ -127,7 +127,7 @@ struct DnsProxy::Listener {
 // listeners and wake eventfd (see ForRing), and makes the UDP exchanges with upstreams.
 class DnsProxy::Worker : private Ring::Handler {
  public:
-  Worker(DnsProxy* proxy, const policy::PolicyEngine* engine, fqdn::FqdnCache* cache,
+  Worker(DnsProxy* proxy, const policy::DnsPolicy* engine, fqdn::FqdnCache* cache,
          const EndpointLookup* endpoints)
       : proxy_(proxy),
         engine_(engine),
@@ -888,7 +888,7 @@ class DnsProxy::Worker : private Ring::Handler {
   }
 
   DnsProxy* proxy_;
-  const policy::PolicyEngine* engine_;
+  const policy::DnsPolicy* engine_;
   fqdn::FqdnCache* cache_;
   const EndpointLookup* endpoints_;
   std::vector<char> buf_;
@@ -923,7 +923,7 @@ class DnsProxy::Worker : private Ring::Handler {
 };
 
 absl::StatusOr<std::unique_ptr<DnsProxy>> DnsProxy::Start(ProxyOptions options,
-                                                          const policy::PolicyEngine* engine,
+                                                          const policy::DnsPolicy* engine,
                                                           fqdn::FqdnCache* cache,
                                                           EndpointLookup endpoints) {
   if (options.listen.empty() && options.transparent_listen.empty()) return absl::InvalidArgumentError("no listen address");

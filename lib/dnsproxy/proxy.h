@@ -33,7 +33,7 @@
 #include "lib/common/socket_address.h"
 #include "lib/dns/message.h"
 #include "lib/fqdn/cache.h"
-#include "lib/policy/engine.h"
+#include "lib/policy/dns_policy.h"
 
 namespace acns::dnsproxy {
 
@@ -113,9 +113,10 @@ class DnsProxy {
 
   // Binds every listen address and starts the workers. `engine` and `cache` must outlive the
   // proxy; `cache` may be null (answers are then not learned). Without `endpoints`, clients are
-  // found by the addresses registered with the engine (PolicyEngine::EndpointByIp).
+  // found by the policy's addresses (DnsPolicy::EndpointByIp): a PolicyEngine's registered
+  // endpoints, or another source's.
   static absl::StatusOr<std::unique_ptr<DnsProxy>> Start(ProxyOptions options,
-                                                         const policy::PolicyEngine* engine,
+                                                         const policy::DnsPolicy* engine,
                                                          fqdn::FqdnCache* cache,
                                                          EndpointLookup endpoints);
   ~DnsProxy();  // stops and joins the workers; queries in flight are dropped

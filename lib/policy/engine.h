@@ -16,6 +16,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/status/statusor.h"
 #include "lib/common/ip.h"
+#include "lib/policy/dns_policy.h"
 #include "lib/policy/labels.h"
 #include "lib/policy/loader.h"
 #include "lib/policy/model.h"
@@ -23,38 +24,7 @@
 
 namespace acns::policy {
 
-struct DnsServer {
-  uint8_t family = 4;  // 4 or 6
-  uint8_t addr[16] = {};
-  uint16_t port = 53;
-  uint8_t protocol = kProtoUdp;     // kProtoUdp or kProtoTcp
-  const LabelSet* labels = nullptr;  // set when the server is a cluster endpoint
-};
-
-enum class DnsVerdict { kAllow, kDeny };
-
-enum class DnsReason {
-  kAllowedByRule,   // a rule allowed the name; `origin` says which
-  kNotEnforced,     // no policy with egress rules selects the endpoint: default allow
-  kNoRuleMatched,   // enforced, and no rule allows this name through this server and port
-  kUnknownEndpoint, // no endpoint with that id is registered
-};
-const char* DnsReasonName(DnsReason reason);
-
-// The rule that allowed a name. Points into the snapshot that `keep_alive` holds.
-struct RuleOrigin {
-  const Policy* policy = nullptr;
-  const std::string* path = nullptr;  // e.g. spec.egress[0].toPorts[0].rules.dns[1]
-};
-
-struct DnsDecision {
-  DnsVerdict verdict = DnsVerdict::kDeny;
-  DnsReason reason = DnsReason::kNoRuleMatched;
-  RuleOrigin origin;
-  std::shared_ptr<const void> keep_alive;
-};
-
-class PolicyEngine {
+class PolicyEngine final : public DnsPolicy {
  public:
   struct Options {
     NameMatcher::Limits matcher_limits;
@@ -102,10 +72,10 @@ class PolicyEngine {
   // NotFound if no endpoint `id` is registered.
   absl::StatusOr<EgressView> EgressRulesFor(uint64_t id) const;
   // The endpoint that has `ip`, if any. Thread-safe, lock-free against updates.
-  std::optional<uint64_t> EndpointByIp(const IpAddr& ip) const;
+  std::optional<uint64_t> EndpointByIp(const IpAddr& ip) const override;
 
   // Decides for a registered endpoint. Thread-safe, lock-free against updates.
-  DnsDecision CheckDns(uint64_t endpoint_id, const DnsServer& server, absl::string_view qname) const;
+  DnsDecision CheckDns(uint64_t endpoint_id, const DnsServer& server, absl::string_view qname) const override;
   // Decides for an endpoint known only by its labels (compiles its rules if no registered
   // endpoint shares them: slower, meant for tools).
   absl::StatusOr<DnsDecision> CheckDnsForLabels(const LabelSet& endpoint, const DnsServer& server,
