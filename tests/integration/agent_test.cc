@@ -132,6 +132,12 @@ TEST_F(AgentTest, ServesReloadsAndStopsCleanly) {
   Write(dir_ + "/policies/web.yaml", "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nspec: [\n");
   EXPECT_TRUE(Eventually([&] { return Log().find("keeping the last good version") != std::string::npos; }));
   EXPECT_EQ(Dig("www.denied.test"), "NOERROR");
+  // Said once, not at every poll.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  const std::string log = Log();
+  size_t said = 0;
+  for (size_t at = 0; (at = log.find("keeping the last good version", at)) != std::string::npos; ++at) ++said;
+  EXPECT_EQ(said, 1u) << log;
 
   // The endpoint leaves: its queries are SERVFAIL (unknown endpoint).
   Write(dir_ + "/endpoints.yaml", "[]\n");
@@ -203,6 +209,30 @@ TEST_F(AgentTest, MissingInputsAreFatalUnlessStartingEmpty) {
   EXPECT_EQ(Status("/healthz"), 503);
   Write(dir_ + "/later.yaml", "- {id: 1, namespace: default, labels: {app: web}, ipv4: 127.0.0.1}\n");
   EXPECT_TRUE(Eventually([&] { return Status("/healthz") == 200; })) << Log();
+}
+
+TEST_F(AgentTest, ReadsItsFlagsFromAYamlConfigFile) {
+  Write(dir_ + "/agent.yaml", absl::StrCat("policy-dir: ", dir_, "/policies\nendpoints: ", dir_,
+                                           "/endpoints.yaml\ndns-listen: [127.0.0.1:", dns_port_,
+                                           "]\ndns_upstream: 127.0.0.1:", unbound_->port(),
+                                           "\ndatapath: false\napi: 127.0.0.1:1\n"));
+  // The command line wins over the file (--api).
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    std::freopen((dir_ + "/agent.log").c_str(), "a", stderr);
+    const std::string config = dir_ + "/agent.yaml";
+    ::execl(ACNS_AGENT_PATH, "acns-agent", "--config", config.c_str(), "--api", api_.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  EXPECT_TRUE(Eventually([&] { return Get("/healthz") == "ok\n"; })) << Log();
+  EXPECT_EQ(Dig("www.allowed.test"), "NOERROR");
+  EXPECT_EQ(Dig("www.denied.test"), "REFUSED");
+
+  int code = 0;
+  Write(dir_ + "/bad.yaml", "policy-dir: x\nno-such-flag: 1\n");
+  const std::string out = RunCommand(absl::StrCat(ACNS_AGENT_PATH, " --config ", dir_, "/bad.yaml"), &code);
+  EXPECT_EQ(code, 2) << out;
+  EXPECT_NE(out.find("unknown flag --no-such-flag"), std::string::npos) << out;
 }
 
 TEST_F(AgentTest, HelpListsFlagsWithDefaults) {
