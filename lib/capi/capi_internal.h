@@ -40,6 +40,12 @@ struct acns_fqdn_cache {
 
 namespace acns::capi {
 
+// An option's value, or `fallback` where the caller left it 0 (the ABI's "default").
+template <typename T>
+T Or(T value, T fallback) {
+  return value != 0 ? value : fallback;
+}
+
 // Fills *err (if any) and returns code.
 acns_status SetError(acns_error* err, acns_status code, int sys_errno, absl::string_view message);
 

@@ -16,12 +16,8 @@ namespace {
 
 using acns::capi::FromStatus;
 using acns::capi::Guard;
+using acns::capi::Or;
 using acns::capi::SetError;
-
-template <typename T>
-T Or(T value, T fallback) {
-  return value != 0 ? value : fallback;
-}
 
 }  // namespace
 

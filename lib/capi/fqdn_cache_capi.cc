@@ -21,6 +21,7 @@ using acns::IpAddr;
 using acns::capi::FromAcnsIp;
 using acns::capi::FromStatus;
 using acns::capi::Guard;
+using acns::capi::Or;
 using acns::capi::ReadStruct;
 using acns::capi::SetError;
 using acns::capi::ToAcnsIp;
@@ -65,11 +66,6 @@ void Deliver(std::span<const Delta> deltas, acns_fqdn_delta_fn fn, void* user_da
     ptrs[i] = &o;
   }
   fn(user_data, ptrs.data(), ptrs.size());
-}
-
-template <typename T>
-T Or(T value, T fallback) {
-  return value != 0 ? value : fallback;
 }
 
 }  // namespace

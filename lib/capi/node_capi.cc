@@ -25,13 +25,10 @@ namespace {
 
 using acns::capi::FromStatus;
 using acns::capi::Guard;
+using acns::capi::Or;
 using acns::capi::SetError;
 using acns::capi::WriteStruct;
 
-template <typename T>
-T Or(T value, T fallback) {
-  return value != 0 ? value : fallback;
-}
 
 constexpr uint32_t kKnownFlags = ACNS_NODE_NO_DATAPATH | ACNS_NODE_NO_WAIT_FOR_ACK | ACNS_NODE_DNS_NO_IO_URING |
                                  ACNS_NODE_DNS_ALL_WORKERS | ACNS_NODE_ALLOW_UNKNOWN_ENDPOINTS |

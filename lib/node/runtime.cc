@@ -238,12 +238,9 @@ absl::Status NodeRuntime::Start() {
     BpfEnforcer::Options bpf{.datapath = options_.datapath_options};
     bpf.datapath.dns_proxy = options_.proxy.listen;
     bpf.on_event = [this](const acns_event& e) {
-      {
-        absl::MutexLock lock(&mu_);
-        if (e.verdict == ACNS_PKT_ALLOW) ++stats_.datapath_allowed;
-        else if (e.verdict == ACNS_PKT_REDIRECT) ++stats_.datapath_redirected;
-        else if (e.verdict == ACNS_PKT_DROP_POLICY) ++stats_.datapath_dropped;
-      }
+      if (e.verdict == ACNS_PKT_ALLOW) datapath_allowed_.fetch_add(1, std::memory_order_relaxed);
+      else if (e.verdict == ACNS_PKT_REDIRECT) datapath_redirected_.fetch_add(1, std::memory_order_relaxed);
+      else if (e.verdict == ACNS_PKT_DROP_POLICY) datapath_dropped_.fetch_add(1, std::memory_order_relaxed);
       if (options_.datapath_events) {
         NodeEvent event;
         event.kind = NodeEvent::Kind::kDatapath;
@@ -278,9 +275,16 @@ absl::Status NodeRuntime::Start() {
       proxy.on_event = [this](const dnsproxy::DnsEvent& e) { PushEvent(NodeEvent::FromDns(e)); };
     }
     auto started = dnsproxy::DnsProxy::Start(std::move(proxy), &engine_, cache_.get(), nullptr);
-    if (!started.ok()) return started.status();
+    if (!started.ok()) {
+      if (options_.datapath && absl::IsPermissionDenied(started.status())) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            started.status().message(), " (with the datapath, the proxy also takes redirected DNS on a transparent "
+            "socket, which needs CAP_NET_ADMIN; without root, turn the datapath off)"));
+      }
+      return started.status();
+    }
     proxy_ = *std::move(started);
-    ack_target_.store(proxy_.get());
+    live_proxy_.store(proxy_.get());
     uint64_t acked;
     {
       absl::MutexLock lock(&mu_);
@@ -305,7 +309,7 @@ void NodeRuntime::Stop() {
   // The applier acknowledges the proxy: it stops first. The proxy's workers may still learn
   // answers; their deltas wait in the cache (and its snapshot).
   if (applier_.joinable()) applier_.join();
-  ack_target_.store(nullptr);
+  live_proxy_.store(nullptr);
   proxy_.reset();
   if (control_.joinable()) control_.join();
   if (event_reader_.joinable()) event_reader_.join();
@@ -347,7 +351,7 @@ void NodeRuntime::ApplierLoop() {
         ++stats_.delta_batches;
         stats_.acked_seq = std::max(stats_.acked_seq, *seq);
       }
-      if (dnsproxy::DnsProxy* proxy = ack_target_.load(); proxy != nullptr) proxy->Ack(*seq);
+      if (dnsproxy::DnsProxy* proxy = live_proxy_.load(); proxy != nullptr) proxy->Ack(*seq);
       if (failing) {
         failing = false;
         backoff = kFirstRetry;
@@ -527,6 +531,9 @@ NodeStats NodeRuntime::stats() const {
   NodeStats s = stats_;
   s.sync_generation = sync_generation_;
   s.synced_generation = synced_generation_;
+  s.datapath_allowed = datapath_allowed_.load(std::memory_order_relaxed);
+  s.datapath_redirected = datapath_redirected_.load(std::memory_order_relaxed);
+  s.datapath_dropped = datapath_dropped_.load(std::memory_order_relaxed);
   return s;
 }
 

@@ -146,7 +146,7 @@ class NodeRuntime {
   const policy::PolicyEngine& engine() const { return engine_; }
   const fqdn::FqdnCache& cache() const { return *cache_; }
   // Null before Start or without a proxy.
-  const dnsproxy::DnsProxy* proxy() const { return proxy_.get(); }
+  const dnsproxy::DnsProxy* proxy() const { return live_proxy_.load(); }
   // Null unless the datapath started.
   const datapath::Datapath* datapath() const;
 
@@ -172,7 +172,10 @@ class NodeRuntime {
   std::unique_ptr<Enforcer> enforcer_;
   BpfEnforcer* bpf_ = nullptr;  // enforcer_ when it is ours
   std::unique_ptr<dnsproxy::DnsProxy> proxy_;
-  std::atomic<dnsproxy::DnsProxy*> ack_target_{nullptr};
+  // proxy_ while it runs: what the applier acknowledges and what readers on other threads see.
+  std::atomic<dnsproxy::DnsProxy*> live_proxy_{nullptr};
+  // Datapath events by verdict, counted on the event thread without a lock.
+  std::atomic<uint64_t> datapath_allowed_{0}, datapath_redirected_{0}, datapath_dropped_{0};
   std::unique_ptr<fqdn::Maintainer> maintainer_;
   std::thread applier_, control_, event_reader_, logger_;
   std::atomic<bool> started_{false};
