@@ -736,6 +736,57 @@ static void test_datapath(void) {
   CHECK(umount2(dir, MNT_DETACH) == 0 && rmdir(dir) == 0);
 }
 
+/* The node runtime's options and its life cycle without root (no datapath). */
+static void test_node(void) {
+  acns_error err;
+  acns_node *node = NULL;
+  acns_node_opts o;
+  memset(&err, 0, sizeof(err));
+  err.struct_size = sizeof(err);
+  memset(&o, 0, sizeof(o));
+  o.struct_size = sizeof(o);
+  o.flags = 1u << 20;
+  CHECK(acns_node_create(&o, &node, &err) == ACNS_INVALID_ARGUMENT && node == NULL);
+  o.flags = ACNS_NODE_NO_DATAPATH;
+  o.state_dir = "/proc/version/state"; /* below a file: unusable */
+  CHECK(acns_node_create(&o, &node, &err) == ACNS_FAILED_PRECONDITION);
+  CHECK(strstr(err.message, "/proc/version/state") != NULL);
+  o.state_dir = NULL;
+  const char *listen[] = {"127.0.0.1:0"};
+  o.dns_listen = listen;
+  o.n_dns_listen = 1;
+  CHECK(acns_node_create(&o, &node, &err) == ACNS_INVALID_ARGUMENT); /* no upstream */
+  o.dns_upstream = "127.0.0.1:9";
+  CHECK(acns_node_create(&o, &node, &err) == ACNS_OK && node != NULL);
+  CHECK(acns_node_wait_synced(node, 10, &err) == ACNS_FAILED_PRECONDITION);
+  CHECK(acns_node_policy_apply(node, "bad.yaml", "spec: [", 7, NULL, NULL, &err) == ACNS_POLICY_INVALID);
+  CHECK(acns_node_endpoint_remove(node, 42, &err) == ACNS_NOT_FOUND);
+  CHECK(acns_node_start(node, &err) == ACNS_OK);
+  CHECK(acns_node_start(node, &err) == ACNS_FAILED_PRECONDITION);
+  CHECK(acns_node_wait_synced(node, 5000, &err) == ACNS_OK);
+  char addr[64];
+  size_t needed = 0;
+  CHECK(acns_node_dns_listen_address(node, 0, addr, sizeof(addr), &needed, &err) == ACNS_OK);
+  CHECK(strncmp(addr, "127.0.0.1:", 10) == 0 && strcmp(addr, "127.0.0.1:0") != 0);
+  CHECK(acns_node_dns_listen_address(node, 1, addr, sizeof(addr), &needed, &err) == ACNS_NOT_FOUND);
+  char *text = NULL;
+  size_t len = 0;
+  CHECK(acns_node_fqdn_cache_list(node, ACNS_FQDN_LIST_JSON, &text, &len, &err) == ACNS_OK);
+  CHECK(text != NULL && strlen(text) == len);
+  acns_free(text);
+  CHECK(acns_node_fqdn_cache_list(node, 99, &text, &len, &err) == ACNS_INVALID_ARGUMENT && text == NULL);
+  acns_node_stats s;
+  acns_dns_proxy_stats p;
+  memset(&s, 0, sizeof(s));
+  memset(&p, 0, sizeof(p));
+  s.struct_size = sizeof(s);
+  p.struct_size = sizeof(p);
+  CHECK(acns_node_stats_get(node, &s, &p, NULL, NULL, &err) == ACNS_OK);
+  CHECK(s.started == 1 && s.datapath_started == 0 && s.transparent_dns_port == 0 && p.workers > 0);
+  acns_node_destroy(node);
+  acns_node_destroy(NULL);
+}
+
 int main(void) {
   test_status_and_version();
   test_matcher();
@@ -744,6 +795,7 @@ int main(void) {
   test_fqdn_cache();
   test_dns_proxy();
   test_datapath();
+  test_node();
   printf("%d checks, %d failed\n", checks, failures);
   return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
