@@ -12,7 +12,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -223,18 +225,25 @@ class DatapathTest : public ::testing::Test {
 
   // Explicit mode: the proxy listens on the node's address toward the pod. Transparent mode
   // (--tofqdns-proxy-port): the datapath redirects to the proxy on the loopback.
-  void StartAgent(bool transparent = false) {
+  // host_without_bpffs: the agent runs in a private mount namespace whose /sys/fs/bpf is a tmpfs
+  // (a host where nothing mounted the bpffs), with the default --bpffs-root.
+  void StartAgent(bool transparent = false, bool host_without_bpffs = false) {
     pid_ = ::fork();
     if (pid_ == 0) {
       if (!EnterNetns(node_)) ::_exit(126);
+      if (host_without_bpffs &&
+          (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+           ::mount("tmpfs", "/sys/fs/bpf", "tmpfs", 0, "size=1m") != 0)) {
+        ::_exit(125);
+      }
       const std::string log = dir_ + "/agent.log";
       std::freopen(log.c_str(), "a", stderr);
       const std::string policies = dir_ + "/policies", endpoints = dir_ + "/endpoints.yaml",
                         state = dir_ + "/state", bpffs = bpffs_ + "/acns";
       ::mkdir(state.c_str(), 0700);
       std::vector<const char*> args = {"acns-agent", "--policy-dir", policies.c_str(), "--endpoints",
-                                       endpoints.c_str(), "--state-dir", state.c_str(), "--bpffs-root",
-                                       bpffs.c_str(), "--api", "127.0.0.1:9965"};
+                                       endpoints.c_str(), "--state-dir", state.c_str(), "--api", "127.0.0.1:9965"};
+      if (!host_without_bpffs) args.insert(args.end(), {"--bpffs-root", bpffs.c_str()});
       if (transparent) {
         args.insert(args.end(), {"--tofqdns-proxy-port", "10053"});
       } else {
@@ -473,4 +482,16 @@ TEST_F(DatapathTest, AttachAndDetachDoNotDelayAnswers) {
   EXPECT_LT(took[took.size() * 99 / 100], 50);
   EXPECT_NE(metrics.find("cilium_proxy_datapath_update_timeout_total 0\n"), std::string::npos) << metrics;
   EXPECT_NE(Log().find("loaded 2 endpoints"), std::string::npos) << Log();
+}
+
+// A host whose /sys/fs/bpf is not a bpffs: the agent mounts one there (as Cilium does) and
+// enforces with its default pin directory. (Its own mount namespace: the host stays as it is.)
+TEST_F(DatapathTest, StartsOnAHostWithoutABpffs) {
+  UseResolver("198.51.100.1");
+  StartAgent(/*transparent=*/false, /*host_without_bpffs=*/true);
+  ASSERT_TRUE(Eventually([&] { return Api("/metrics").find("acns_datapath_endpoints 1") != std::string::npos; }))
+      << Log();
+  EXPECT_NE(Log().find("maps under /sys/fs/bpf/acns"), std::string::npos) << Log();
+  EXPECT_TRUE(PodConnects("web.allowed.test")) << Log();
+  EXPECT_FALSE(PodConnects(kDeniedIp));
 }
