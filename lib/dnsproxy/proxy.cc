@@ -158,6 +158,7 @@ class DnsProxy::Worker : private Ring::Handler {
     std::promise<void> ready;
     std::future<void> started = ready.get_future();
     thread_ = std::thread([this, &ready] { Run(&ready); });
+    ::pthread_setname_np(thread_.native_handle(), "acns-dns");  // top -H, and tests, tell them apart
     clockid_t clock;
     if (::pthread_getcpuclockid(thread_.native_handle(), &clock) == 0) cpu_clock_ = clock;
     started.wait();
@@ -1023,6 +1024,7 @@ absl::StatusOr<std::unique_ptr<DnsProxy>> DnsProxy::Start(ProxyOptions options,
     for (int fd : proxy->udp_groups_) (void)SpreadDatagrams(fd, 1).ok();
     proxy->active_workers_.store(1);
     proxy->balancer_ = std::thread([p = proxy.get()] { p->BalanceWorkers(); });
+    ::pthread_setname_np(proxy->balancer_.native_handle(), "acns-dns-bal");
   }
   return proxy;
 }

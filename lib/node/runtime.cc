@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -233,6 +234,7 @@ void NodeRuntime::RestoreCache() {
 absl::Status NodeRuntime::Start() {
   if (started_.exchange(true)) return absl::FailedPreconditionError("the node runtime was started already");
   logger_ = std::thread([this] { LogLoop(); });
+  ::pthread_setname_np(logger_.native_handle(), "acns-log");
   if (options_.datapath) {
     if (absl::Status s = PickTransparentPort(); !s.ok()) return s;
     BpfEnforcer::Options bpf{.datapath = options_.datapath_options};
@@ -261,6 +263,7 @@ absl::Status NodeRuntime::Start() {
   SyncOnce();
   RestoreCache();
   applier_ = std::thread([this] { ApplierLoop(); });
+  ::pthread_setname_np(applier_.native_handle(), "acns-applier");
 
   maintainer_ = std::make_unique<fqdn::Maintainer>(
       cache_.get(), fqdn::Maintainer::Options{.gc_interval = options_.gc_interval_s,
@@ -293,7 +296,11 @@ absl::Status NodeRuntime::Start() {
     proxy_->Ack(acked);  // what the applier acknowledged before the proxy existed
   }
   control_ = std::thread([this] { ControlLoop(); });
-  if (bpf_ != nullptr) event_reader_ = std::thread([this] { EventLoop(); });
+  ::pthread_setname_np(control_.native_handle(), "acns-control");
+  if (bpf_ != nullptr) {
+    event_reader_ = std::thread([this] { EventLoop(); });
+    ::pthread_setname_np(event_reader_.native_handle(), "acns-events");
+  }
   absl::MutexLock lock(&mu_);
   stats_.started = true;
   return absl::OkStatus();
