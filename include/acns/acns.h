@@ -919,7 +919,9 @@ ACNS_API acns_status acns_node_create(const acns_node_opts *opts, acns_node **ou
  * Syncs the datapath (started if an endpoint names an interface; needs root), restores the
  * cache from state_dir (a corrupt snapshot is moved aside as fqdn-cache.state.corrupt-TIME and
  * reported; the cache starts empty), then starts the threads and the DNS proxy. Errors carry
- * the kernel's or the socket's message. ACNS_FAILED_PRECONDITION if started already.
+ * the kernel's or the socket's message. ACNS_FAILED_PRECONDITION if started already, or if the
+ * datapath cannot start at all while an endpoint names an interface (nothing would enforce); a
+ * later sync that fails (an interface not there yet) is logged and retried every 5 s.
  * Thread-safety: any thread, once. @since 0.3
  */
 ACNS_API acns_status acns_node_start(acns_node *node, acns_error *err);

@@ -27,6 +27,7 @@ constexpr size_t kMaxLogQueue = 1024;
 constexpr absl::Duration kFirstRetry = absl::Milliseconds(200);
 constexpr absl::Duration kMaxRetry = absl::Seconds(5);
 constexpr int kEventPollMs = 200;
+constexpr absl::Duration kSyncRetry = absl::Seconds(5);
 
 // Whether `port` on 127.0.0.1 is free for both UDP and TCP (the transparent listeners need both).
 bool LoopbackPortFree(uint16_t port) {
@@ -260,7 +261,12 @@ absl::Status NodeRuntime::Start() {
     absl::MutexLock lock(&mu_);
     ++sync_generation_;
   }
-  SyncOnce();
+  // A datapath that cannot start at all (no BPF permission, a kernel that refuses the programs)
+  // while endpoints wait for it is fatal here: nothing would enforce their policies.
+  if (absl::Status s = SyncOnce(); !s.ok() && bpf_ != nullptr && bpf_->datapath() == nullptr &&
+                                   engine_.stats().endpoints_with_interface > 0) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot start the datapath: ", s.message()));
+  }
   RestoreCache();
   applier_ = std::thread([this] { ApplierLoop(); });
   ::pthread_setname_np(applier_.native_handle(), "acns-applier");
@@ -386,7 +392,7 @@ void NodeRuntime::ApplierLoop() {
   }
 }
 
-void NodeRuntime::SyncOnce() {
+absl::Status NodeRuntime::SyncOnce() {
   uint64_t generation;
   {
     absl::MutexLock lock(&mu_);
@@ -410,26 +416,27 @@ void NodeRuntime::SyncOnce() {
   }
   if (changed) {
     if (s.ok()) Log(LogLevel::kInfo, "datapath in sync with the endpoints and policies again");
-    else Log(LogLevel::kError, absl::StrCat("datapath sync: ", s.message()));
+    else Log(LogLevel::kError, absl::StrCat("datapath sync (retried every 5 s): ", s.message()));
   }
+  return s;
 }
 
 void NodeRuntime::ControlLoop() {
   absl::Time next_sweep = absl::Now() + options_.sweep_interval;
+  absl::Time retry_sync = absl::InfiniteFuture();  // after a failed sync (an interface not there yet)
   for (;;) {
+    bool sync_needed;
     {
       absl::MutexLock lock(&mu_);
       mu_.AwaitWithDeadline(absl::Condition(+[](NodeRuntime* self) {
         return self->stop_ || self->sync_generation_ > self->synced_generation_;
-      }, this), next_sweep);
+      }, this), std::min(next_sweep, retry_sync));
       if (stop_) return;
+      sync_needed = sync_generation_ > synced_generation_ || absl::Now() >= retry_sync;
     }
-    bool sync_needed;
-    {
-      absl::MutexLock lock(&mu_);
-      sync_needed = sync_generation_ > synced_generation_;
+    if (sync_needed) {
+      retry_sync = SyncOnce().ok() ? absl::InfiniteFuture() : absl::Now() + kSyncRetry;
     }
-    if (sync_needed) SyncOnce();
     if (absl::Now() >= next_sweep && enforcer_ != nullptr) {
       next_sweep = absl::Now() + options_.sweep_interval;
       const absl::Status s = enforcer_->SweepConnections(cache_.get());

@@ -127,7 +127,8 @@ class NodeRuntime {
   absl::Status RemoveEndpoint(uint64_t id);
   absl::Status ReplaceEndpoints(std::vector<policy::PolicyEngine::EndpointRecord> endpoints);
 
-  // Syncs the enforcer (the datapath starts if an endpoint has an interface), restores the
+  // Syncs the enforcer (the datapath starts if an endpoint has an interface; if it cannot start
+  // at all, FailedPrecondition: nothing would enforce), restores the
   // cache from the state directory (a corrupt snapshot is renamed aside, reported, and the cache
   // starts empty), then starts the threads and the DNS proxy. FailedPrecondition if started.
   absl::Status Start();
@@ -163,7 +164,7 @@ class NodeRuntime {
   void PushEvent(NodeEvent event);
   void OnSave(const absl::Status& status);
   // Runs a sync now; logs only when the outcome changes.
-  void SyncOnce();
+  absl::Status SyncOnce();
 
   NodeOptions options_;
   policy::PolicyEngine engine_;
