@@ -58,6 +58,13 @@ absl::Status EnsureBpffs(const std::string& dir) {
 absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Create(const policy::PolicyEngine* engine,
                                                            Options options) {
   if (engine == nullptr) return absl::InvalidArgumentError("the datapath needs a policy engine");
+  for (const SocketAddress& a : options.dns_proxy) {
+    // Port 0 in a policy key is every port: the endpoints would reach every port of the host.
+    if (a.port() == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("the DNS proxy address ", a.ToString(),
+                                                     " has no port (bind it first, then pass the port it got)"));
+    }
+  }
   if (options.mount_bpffs) {
     if (absl::Status s = EnsureBpffs(options.pin_dir); !s.ok()) return s;
   }

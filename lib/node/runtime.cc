@@ -29,34 +29,29 @@ constexpr absl::Duration kMaxRetry = absl::Seconds(5);
 constexpr int kEventPollMs = 200;
 constexpr absl::Duration kSyncRetry = absl::Seconds(5);
 
-// Whether `port` on 127.0.0.1 is free for both UDP and TCP (the transparent listeners need both).
-bool LoopbackPortFree(uint16_t port) {
+// Whether `addr` (its address and port) is free for both UDP and TCP: a DNS listener takes both.
+bool PortFree(const SocketAddress& addr) {
   for (int type : {SOCK_DGRAM, SOCK_STREAM}) {
-    UniqueFd fd(::socket(AF_INET, type | SOCK_CLOEXEC, 0));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(port);
-    if (!fd.valid() || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return false;
+    UniqueFd fd(::socket(addr.family(), type | SOCK_CLOEXEC, 0));
+    if (!fd.valid() || ::bind(fd.get(), addr.sa(), addr.len()) != 0) return false;
   }
   return true;
 }
 
-// A port the kernel picks as free for UDP on 127.0.0.1, and free for TCP too; 0 if none.
-uint16_t PickLoopbackPort() {
+// A port on `ip` the kernel picks as free for UDP and that is free for TCP too; 0 if none.
+uint16_t PickFreePort(const IpAddr& ip) {
   for (int attempt = 0; attempt < 20; ++attempt) {
-    UniqueFd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(addr);
-    if (!fd.valid() || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-        ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    const SocketAddress any = SocketAddress::From(ip, 0);
+    UniqueFd fd(::socket(any.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    sockaddr_storage bound{};
+    socklen_t len = sizeof(bound);
+    if (!fd.valid() || ::bind(fd.get(), any.sa(), any.len()) != 0 ||
+        ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &len) != 0) {
       return 0;
     }
-    const uint16_t port = ntohs(addr.sin_port);
+    const uint16_t port = SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&bound), len).port();
     fd.reset();
-    if (LoopbackPortFree(port)) return port;
+    if (PortFree(SocketAddress::From(ip, port))) return port;
   }
   return 0;
 }
@@ -192,11 +187,12 @@ absl::Status NodeRuntime::PickTransparentPort() {
     // The last run's port: the pinned policy maps still redirect to it until the first sync.
     uint32_t saved = 0;
     if (auto text = ReadFile(file, 64); text.ok() && absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &saved) &&
-                                        saved > 0 && saved <= 65535 && LoopbackPortFree(static_cast<uint16_t>(saved))) {
+                                        saved > 0 && saved <= 65535 &&
+                                        PortFree(SocketAddress::From(*IpAddr::Parse("127.0.0.1"), static_cast<uint16_t>(saved)))) {
       port = static_cast<uint16_t>(saved);
     }
   }
-  if (port == 0) port = PickLoopbackPort();
+  if (port == 0) port = PickFreePort(*IpAddr::Parse("127.0.0.1"));
   if (port == 0) return absl::UnavailableError("no free port on 127.0.0.1 for the transparent DNS proxy");
   if (!file.empty()) {
     if (absl::Status s = WriteFileAtomic(file, absl::StrCat(port, "\n")); !s.ok()) {
@@ -237,6 +233,14 @@ absl::Status NodeRuntime::Start() {
   logger_ = std::thread([this] { LogLoop(); });
   ::pthread_setname_np(logger_.native_handle(), "acns-log");
   if (options_.datapath) {
+    // The datapath allows endpoints to reach the explicit proxy's ports, so they are known
+    // before it starts: a port 0 is picked here, not when the proxy binds.
+    for (SocketAddress& l : options_.proxy.listen) {
+      if (l.port() != 0) continue;
+      const uint16_t port = PickFreePort(l.ip());
+      if (port == 0) return absl::UnavailableError(absl::StrCat("no free port on ", l.ip().ToString(), " for the DNS proxy"));
+      l = SocketAddress::From(l.ip(), port);
+    }
     if (absl::Status s = PickTransparentPort(); !s.ok()) return s;
     BpfEnforcer::Options bpf{.datapath = options_.datapath_options};
     bpf.datapath.dns_proxy = options_.proxy.listen;

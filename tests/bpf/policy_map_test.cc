@@ -418,6 +418,10 @@ TEST(DatapathCreateTest, RefusesADirectoryItCannotMountOn) {
   options.pin_dir = "/proc/acns-not-here";
   EXPECT_FALSE(Datapath::Create(&engine, options).ok());
   EXPECT_EQ(Datapath::Create(nullptr, {}).status().code(), absl::StatusCode::kInvalidArgument);
+  // A proxy address without its port would allow every port of the host: refused.
+  Datapath::Options no_port;
+  no_port.dns_proxy = {*SocketAddress::Parse("127.0.0.1:0")};
+  EXPECT_EQ(Datapath::Create(&engine, no_port).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
