@@ -701,8 +701,9 @@ ACNS_API acns_status acns_dns_proxy_stats_get(const acns_dns_proxy *proxy,
 typedef struct acns_datapath_opts {
   size_t struct_size;
   const char *bpffs_dir; /* NULL: "/sys/fs/bpf/acns"; a bpffs is mounted there if none is */
-  /* "ADDR:PORT" of the explicit-mode DNS proxy: reserved:host in the ipcache, and reachable
-   * (UDP and TCP) by every endpoint whose rules have rules.dns. */
+  /* "ADDR:PORT" of the explicit-mode DNS proxy, as bound (port 0 is refused: it would open every
+   * port of the host): reserved:host in the ipcache, and reachable (UDP and TCP) by every
+   * endpoint whose rules have rules.dns. */
   const char *const *dns_proxy;
   size_t n_dns_proxy;
   /* Transparent mode: DNS under rules.dns is redirected (bpf_sk_assign) to the proxy's
@@ -870,8 +871,9 @@ typedef struct acns_node_opts {
   size_t struct_size;
   uint32_t flags;        /* ACNS_NODE_* */
   uint32_t dns_workers;  /* 0: one per CPU the calling thread may use */
-  /* Explicit DNS proxy: "ADDR:PORT" (port 0 picks one) and the server it forwards to. May be
-   * empty: with the datapath, pods' DNS under rules.dns is redirected to the proxy anyway. */
+  /* Explicit DNS proxy: "ADDR:PORT" (port 0 picks one, before the datapath starts) and the
+   * server it forwards to. May be empty: with the datapath, pods' DNS under rules.dns is
+   * redirected to the proxy anyway. */
   const char *const *dns_listen;
   size_t n_dns_listen;
   const char *dns_upstream;
