@@ -178,6 +178,13 @@ TEST_F(EgressTest, RedirectNeverBypassesTheProxy) {
   EXPECT_EQ(prog_->Counter(ACNS_PKT_ESTABLISHED)->packets, 0u);
 }
 
+// The most specific peer that matches decides the redirect: a rule that sends DNS of any peer
+// to the proxy does not redirect a peer with an entry of its own (the explicit proxy's address).
+TEST_F(EgressTest, APeersOwnEntryIsNotRedirectedByAnyPeerRule) {
+  Allow(0, IPPROTO_UDP, 5353, false, /*proxy_port=*/10053);
+  EXPECT_EQ(Egress(MakePacket(kPod4, "198.51.100.10", IPPROTO_UDP, 40020, 5353)), TC_ACT_OK);
+  EXPECT_EQ(Egress(MakePacket(kPod4, "203.0.113.99", IPPROTO_UDP, 40021, 5353)), TC_ACT_SHOT);  // redirected
+}
 
 // New flows and drops become events in the ring buffer; a full ring counts what it lost.
 TEST_F(EgressTest, VerdictEventsAndTheirLostCount) {
