@@ -179,6 +179,20 @@ TEST_F(AgentTest, AnEndpointThatLeavesTakesItsNamesAlong) {
   EXPECT_TRUE(Eventually([&] { return RunCommand(list).find("www.allowed.test") == std::string::npos; })) << Log();
 }
 
+// A policy directory that cannot be read later (here: its path now names a file; EMFILE or EIO
+// look the same to the agent) is not an empty directory: no policy is unloaded, nothing widens.
+TEST_F(AgentTest, AnUnreadablePolicyDirectoryUnloadsNothing) {
+  StartAgent();
+  ASSERT_EQ(Dig("www.denied.test"), "REFUSED");
+  ASSERT_EQ(::rename((dir_ + "/policies").c_str(), (dir_ + "/policies.away").c_str()), 0);
+  Write(dir_ + "/policies", "not a directory\n");
+  EXPECT_TRUE(Eventually([&] { return Log().find("cannot read the policy directory") != std::string::npos; })) << Log();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(Dig("www.denied.test"), "REFUSED") << Log();
+  EXPECT_EQ(Dig("www.allowed.test"), "NOERROR");
+  EXPECT_EQ(Log().find("removed "), std::string::npos) << Log();
+}
+
 TEST_F(AgentTest, MissingInputsAreFatalUnlessStartingEmpty) {
   // A mistyped policy directory: exit 1, naming it, before anything serves.
   int code = 0;

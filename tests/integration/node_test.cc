@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -317,6 +319,31 @@ TEST_F(NodeRuntimeTest, ASlowSyncDoesNotDelayAnswers) {
   std::sort(took.begin(), took.end());
   EXPECT_GE(enforcer_->syncs_.load(), 3);
   EXPECT_LT(took[took.size() * 99 / 100], milliseconds(100)) << took.size() << " answers";
+}
+
+// A corrupt snapshot is moved aside for inspection (never overwritten), reported, and the cache
+// starts empty.
+TEST_F(NodeRuntimeTest, ACorruptSnapshotIsMovedAsideAndReported) {
+  char tmpl[] = "/tmp/acns-node-corrupt-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  { std::ofstream(dir + "/fqdn-cache.state") << "ACNSFQC1 but not really a snapshot"; }
+  Start([&](NodeOptions& o) { o.state_dir = dir; });
+  EXPECT_EQ(node_->cache().stats().names, 0u);
+  EXPECT_EQ(Ask("www.allowed.test").rcode, 0);
+  for (int i = 0; i < 100 && !Logged("not restoring"); ++i) std::this_thread::sleep_for(milliseconds(20));
+  EXPECT_TRUE(Logged("not restoring the FQDN cache")) << absl::StrJoin(log_, "\n");
+  int aside = 0;
+  for (const auto& f : std::filesystem::directory_iterator(dir)) {
+    if (f.path().filename().string().rfind("fqdn-cache.state.corrupt-", 0) == 0) {
+      std::ifstream in(f.path());
+      std::string content((std::istreambuf_iterator<char>(in)), {});
+      EXPECT_EQ(content, "ACNSFQC1 but not really a snapshot");
+      ++aside;
+    }
+  }
+  EXPECT_EQ(aside, 1);
+  node_.reset();
+  (void)std::system(("rm -rf " + dir).c_str());
 }
 
 TEST(NodeRuntimeCreateTest, AnUnusableStateDirectoryIsAClearError) {
