@@ -176,9 +176,21 @@ acns_policy_engine* EngineWithPolicies(const std::vector<std::string>& paths) {
   return engine;
 }
 
-// Parses the list of policy paths that follows --policy (up to the next option).
-int TakePolicyPaths(int argc, char** argv, int i, std::vector<std::string>& paths) {
-  while (i + 1 < argc && std::strncmp(argv[i + 1], "--", 2) != 0) paths.push_back(argv[++i]);
+// Parses the list of policy paths that follows --policy: up to the next option, or (where names
+// may follow, `selectors`) up to the first argument that is not an existing file or directory.
+// A missing path that looks like one (a '/', or a .yaml/.yml/.json ending) is still taken, so
+// that a typo is reported as a missing file rather than read as a name.
+int TakePolicyPaths(int argc, char** argv, int i, std::vector<std::string>& paths, bool names_follow = false) {
+  auto looks_like_path = [](const std::string& a) {
+    std::error_code ec;
+    if (std::filesystem::exists(a, ec)) return true;
+    const std::string ext = std::filesystem::path(a).extension();
+    return a.find('/') != std::string::npos || ext == ".yaml" || ext == ".yml" || ext == ".json";
+  };
+  while (i + 1 < argc && std::strncmp(argv[i + 1], "--", 2) != 0) {
+    if (names_follow && !paths.empty() && !looks_like_path(argv[i + 1])) break;
+    paths.push_back(argv[++i]);
+  }
   return i;
 }
 
@@ -210,10 +222,10 @@ int PolicyCheck(int argc, char** argv) {
     std::fputs("acnsctl: --port takes 1-65535 and --protocol udp or tcp\n", stderr);
     return kExitUsage;
   }
-  if (!server_ns.empty()) server_labels.push_back("k8s:io.kubernetes.pod.namespace=" + server_ns);
 
   acns_dns_query q{};
   q.struct_size = sizeof(q);
+  q.server_namespace = server_ns.empty() ? nullptr : server_ns.c_str();
   if (inet_pton(AF_INET, server.c_str(), q.server_addr) == 1) {
     q.server_family = 4;
   } else if (inet_pton(AF_INET6, server.c_str(), q.server_addr) == 1) {
@@ -279,8 +291,7 @@ int PolicySelectors(int argc, char** argv) {
   std::vector<const char*> names;
   for (int i = 0; i < argc; ++i) {
     if (std::strcmp(argv[i], "--policy") == 0) {
-      i = TakePolicyPaths(argc, argv, i, policies);
-      // Names follow the last policy path after a "--" separator or another option.
+      i = TakePolicyPaths(argc, argv, i, policies, /*names_follow=*/true);
     } else if (std::strcmp(argv[i], "--") != 0) {
       names.push_back(argv[i]);
     }

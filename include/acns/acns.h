@@ -276,6 +276,9 @@ typedef struct acns_dns_query {
   /* The query name, as sent (any case, trailing dot optional). */
   const char *qname;
   size_t qname_len;
+  /* @since 0.3: the server's namespace when it is a cluster endpoint (becomes its
+   * io.kubernetes.pod.namespace label, as an endpoint's namespace does); NULL: none. */
+  const char *server_namespace;
 } acns_dns_query;
 
 #define ACNS_VERDICT_ALLOW 1

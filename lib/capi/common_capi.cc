@@ -23,7 +23,7 @@ static_assert(sizeof(acns_endpoint) == 64);
 static_assert(offsetof(acns_dns_query, server_family) == 40);
 static_assert(offsetof(acns_dns_query, server_addr) == 44);
 static_assert(offsetof(acns_dns_query, server_labels) == 64);
-static_assert(sizeof(acns_dns_query) == 96);
+static_assert(sizeof(acns_dns_query) == 104);
 static_assert(offsetof(acns_dns_decision, policy_name_buf) == 24);
 static_assert(sizeof(acns_dns_decision) == 96);
 static_assert(sizeof(acns_ip) == 20);

@@ -190,8 +190,8 @@ acns_status acns_policy_engine_check_dns(const acns_policy_engine* engine,
       return SetError(err, ACNS_INVALID_ARGUMENT, 0, "protocol must be ACNS_PROTO_UDP or ACNS_PROTO_TCP");
     }
     LabelSet server_labels;
-    if (q->server_labels != nullptr || q->n_server_labels > 0) {
-      auto labels = ParseLabels(nullptr, q->server_labels, q->n_server_labels);
+    if (q->server_labels != nullptr || q->n_server_labels > 0 || q->server_namespace != nullptr) {
+      auto labels = ParseLabels(q->server_namespace, q->server_labels, q->n_server_labels);
       if (!labels.ok()) return FromStatus(labels.status(), err);
       server_labels = *std::move(labels);
       server.labels = &server_labels;

@@ -170,6 +170,7 @@ static void test_policy(void) {
   acns_policy_engine *e = NULL;
   const char *labels[] = {"app=web"};
   const char *server_labels[] = {"k8s-app=dns", "k8s:io.kubernetes.pod.namespace=ns"};
+  const char *server_app_only[] = {"k8s-app=dns"};
   const char *bad_labels[] = {"=nokey"};
   acns_endpoint ep;
   acns_dns_query q;
@@ -246,6 +247,15 @@ static void test_policy(void) {
   CHECK(acns_policy_engine_check_dns(e, &q, &d, &err) == ACNS_OK);
   CHECK(strcmp(path, "spe") == 0 && d.rule_path_needed == strlen("spec.egress[0].toPorts[0].rules.dns[0]"));
   d.rule_path_buf_len = sizeof(path);
+  /* The server's namespace as a field, not a label (@since 0.3); without it, no namespace. */
+  q.server_labels = server_app_only;
+  q.n_server_labels = 1;
+  CHECK(acns_policy_engine_check_dns(e, &q, &d, &err) == ACNS_OK && d.verdict == ACNS_VERDICT_DENY);
+  q.server_namespace = "ns";
+  CHECK(acns_policy_engine_check_dns(e, &q, &d, &err) == ACNS_OK && d.verdict == ACNS_VERDICT_ALLOW);
+  q.server_namespace = NULL;
+  q.server_labels = server_labels;
+  q.n_server_labels = 2;
 
   q.qname = "evil.test";
   q.qname_len = 9;

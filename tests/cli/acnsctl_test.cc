@@ -86,6 +86,14 @@ TEST(AcnsctlTest, PolicySelectors) {
   Result r = RunAcnsctl("policy selectors --policy " + kPolicies + "/kube-dns-fqdn.yaml -- a.allowed.test nothing.example");
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_EQ(r.out, "a.allowed.test\tfqdn:*.allowed.test\nnothing.example\t(no selector)\n");
+  // Without "--": the names are the arguments that are not policy files.
+  r = RunAcnsctl("policy selectors --policy " + kPolicies + "/kube-dns-fqdn.yaml a.allowed.test nothing.example");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.out, "a.allowed.test\tfqdn:*.allowed.test\nnothing.example\t(no selector)\n");
+  // A mistyped policy path is reported, not read as a name.
+  r = RunAcnsctl("policy selectors --policy " + kPolicies + "/kube-dns-fqdn.yaml " + kPolicies + "/nope.yaml a.allowed.test");
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("nope.yaml"), std::string::npos) << r.out;
 }
 
 }  // namespace
