@@ -62,13 +62,15 @@ class AgentTest : public ::testing::Test {
   }
 
   // Starts the agent; ports found free can be taken before it binds them, so a few tries.
-  void StartAgent() {
+  // `launch` (default: Launch) starts the agent on dns_port_ and api_, which change between tries.
+  void StartAgent(const std::function<void()>& launch = nullptr) {
     for (int attempt = 0; attempt < 5; ++attempt) {
       if (attempt > 0) {
         dns_port_ = FreeLoopbackPort();
         api_ = absl::StrCat("127.0.0.1:", FreeLoopbackPort(SOCK_STREAM));
       }
-      Launch();
+      if (launch) launch();
+      else Launch();
       if (Eventually([&] { return Get("/healthz") == "ok\n" || ::waitpid(pid_, nullptr, WNOHANG) == pid_; }) &&
           Get("/healthz") == "ok\n") {
         return;
@@ -226,19 +228,21 @@ TEST_F(AgentTest, MissingInputsAreFatalUnlessStartingEmpty) {
 }
 
 TEST_F(AgentTest, ReadsItsFlagsFromAYamlConfigFile) {
-  Write(dir_ + "/agent.yaml", absl::StrCat("policy-dir: ", dir_, "/policies\nendpoints: ", dir_,
-                                           "/endpoints.yaml\ndns-listen: [127.0.0.1:", dns_port_,
-                                           "]\ndns_upstream: 127.0.0.1:", unbound_->port(),
-                                           "\ndatapath: false\napi: 127.0.0.1:1\n"));
-  // The command line wins over the file (--api).
-  pid_ = ::fork();
-  if (pid_ == 0) {
-    std::freopen((dir_ + "/agent.log").c_str(), "a", stderr);
-    const std::string config = dir_ + "/agent.yaml";
-    ::execl(ACNS_AGENT_PATH, "acns-agent", "--config", config.c_str(), "--api", api_.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  EXPECT_TRUE(Eventually([&] { return Get("/healthz") == "ok\n"; })) << Log();
+  StartAgent([&] {
+    Write(dir_ + "/agent.yaml", absl::StrCat("policy-dir: ", dir_, "/policies\nendpoints: ", dir_,
+                                             "/endpoints.yaml\ndns-listen: [127.0.0.1:", dns_port_,
+                                             "]\ndns_upstream: 127.0.0.1:", unbound_->port(),
+                                             "\ndatapath: false\napi: 127.0.0.1:1\n"));
+    // The command line wins over the file (--api).
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      std::freopen((dir_ + "/agent.log").c_str(), "a", stderr);
+      const std::string config = dir_ + "/agent.yaml";
+      ::execl(ACNS_AGENT_PATH, "acns-agent", "--config", config.c_str(), "--api", api_.c_str(),
+              static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+  });
   EXPECT_EQ(Dig("www.allowed.test"), "NOERROR");
   EXPECT_EQ(Dig("www.denied.test"), "REFUSED");
 
