@@ -11,17 +11,20 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <yaml.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <set>
 #include <optional>
 #include <string>
@@ -52,6 +55,10 @@ ABSL_FLAG(uint32_t, dnsproxy_concurrency_limit, 0, "queries in flight upstream (
 ABSL_FLAG(uint32_t, dnsproxy_workers, 0, "DNS proxy threads (0: one per CPU this process may use, within its cgroup's CPU quota)");
 ABSL_FLAG(bool, dnsproxy_io_uring, true, "run the DNS proxy's loops on io_uring where the kernel has it");
 ABSL_FLAG(bool, dnsproxy_adaptive_workers, true, "send UDP queries to as few workers as the load needs");
+ABSL_FLAG(uint32_t, dnsproxy_max_tcp_connections, 1024, "DNS clients' TCP connections open at once; past it new ones are closed");
+ABSL_FLAG(uint32_t, dnsproxy_max_tcp_connections_per_client, 64, "TCP connections open at once from one client address");
+ABSL_FLAG(absl::Duration, dnsproxy_tcp_idle_timeout, absl::Seconds(10), "a TCP connection that completes no query and takes no answer this long is closed");
+ABSL_FLAG(bool, dnsproxy_randomize_case, true, "DNS 0x20: forwarded names in a random case that a UDP reply must repeat (else the query goes again over TCP)");
 ABSL_FLAG(std::string, state_dir, "", "directory for the FQDN cache's snapshots (created if missing; must be writable); empty: no persistence");
 ABSL_FLAG(bool, datapath, true, "enforce in eBPF on the endpoints' interfaces, with transparent DNS (needs root)");
 ABSL_FLAG(std::string, bpffs_root, "/sys/fs/bpf/acns", "where the datapath pins its maps (a bpffs is mounted at /sys/fs/bpf if there is none)");
@@ -66,11 +73,32 @@ struct Error : acns_error {
   Error() : acns_error{} { struct_size = sizeof(acns_error); }
 };
 
-void Log(const char* level, const std::string& message) {
+void Print(const char* level, const std::string& message) {
   char when[32];
   const std::time_t now = std::time(nullptr);
   std::strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
   std::fprintf(stderr, "%s acns-agent %s: %s\n", when, level, message.c_str());
+}
+
+// A line repeated within 10 s of its last printing is counted, not printed: a fault that recurs
+// in a loop must not fill the disk.
+void Log(const char* level, const std::string& message) {
+  static std::mutex mu;
+  static std::string last;
+  static absl::Time last_printed;
+  static uint64_t repeats = 0;
+  std::lock_guard<std::mutex> lock(mu);
+  const absl::Time now = absl::Now();
+  std::string line = absl::StrCat(level, " ", message);
+  if (line == last && now - last_printed < absl::Seconds(10)) {
+    ++repeats;
+    return;
+  }
+  if (repeats > 0) Print("info", absl::StrCat("the last message was repeated ", repeats, " more times"));
+  repeats = 0;
+  last = std::move(line);
+  last_printed = now;
+  Print(level, message);
 }
 
 // ---- flags: absl flags hold the definitions, defaults and help; Cilium's spelling
@@ -309,6 +337,10 @@ class Agent {
     if (!absl::GetFlag(FLAGS_datapath)) o.flags |= ACNS_NODE_NO_DATAPATH;
     if (!absl::GetFlag(FLAGS_dnsproxy_io_uring)) o.flags |= ACNS_NODE_DNS_NO_IO_URING;
     if (!absl::GetFlag(FLAGS_dnsproxy_adaptive_workers)) o.flags |= ACNS_NODE_DNS_ALL_WORKERS;
+    if (!absl::GetFlag(FLAGS_dnsproxy_randomize_case)) o.flags |= ACNS_NODE_DNS_NO_CASE_RANDOMIZATION;
+    o.max_tcp_connections = absl::GetFlag(FLAGS_dnsproxy_max_tcp_connections);
+    o.max_tcp_connections_per_client = absl::GetFlag(FLAGS_dnsproxy_max_tcp_connections_per_client);
+    o.tcp_idle_timeout_ms = static_cast<uint32_t>(absl::ToInt64Milliseconds(absl::GetFlag(FLAGS_dnsproxy_tcp_idle_timeout)));
     o.log_fn = [](void*, int32_t level, const char* message) {
       Log(level == ACNS_LOG_ERROR ? "error" : level == ACNS_LOG_WARNING ? "warning" : "info", message);
     };
@@ -445,15 +477,25 @@ class Agent {
       return false;
     }
     addr.sin_port = htons(static_cast<uint16_t>(port));
-    // epoll: select() stops at file descriptor 1024, which a busy proxy passes.
+    // epoll: select() stops at file descriptor 1024, which a busy proxy passes. A connection
+    // limit keeps the API's descriptors few; its log lines go through Log (repeats counted).
     http_ = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, nullptr, nullptr, &Agent::Serve,
-                             this, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_END);
+                             this, MHD_OPTION_EXTERNAL_LOGGER, &Agent::HttpLog, nullptr, MHD_OPTION_SOCK_ADDR,
+                             &addr, MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_END);
     if (http_ == nullptr) {
       Log("error", "cannot serve the API on " + api + ": " + std::strerror(errno));
       return false;
     }
     Log("info", "API on http://" + api);
     return true;
+  }
+
+  static void HttpLog(void*, const char* format, va_list args) {
+    char message[512];
+    std::vsnprintf(message, sizeof(message), format, args);
+    std::string text = message;
+    while (!text.empty() && text.back() == '\n') text.pop_back();
+    Log("warning", "API: " + text);
   }
 
   std::string Metrics() const {
@@ -475,6 +517,15 @@ class Agent {
     metric("acns_dns_upstream_failures_total", "counter", "Queries answered SERVFAIL for the upstream.", p.upstream_failures);
     metric("acns_dns_rejected_replies_total", "counter", "Upstream replies dropped (wrong ID or question).", p.rejected_replies);
     metric("acns_dns_concurrency_limited_total", "counter", "Queries refused by the concurrency limit.", p.concurrency_limited);
+    metric("acns_dns_malformed_total", "counter", "Queries answered FORMERR or NOTIMP, or dropped without a header.", p.malformed);
+    metric("acns_dns_unknown_endpoint_total", "counter", "Queries from addresses of no known endpoint.", p.unknown_endpoint);
+    metric("acns_dns_upstream_timeouts_total", "counter", "Queries the upstream did not answer in time.", p.upstream_timeouts);
+    metric("acns_dns_case_mismatches_total", "counter", "UDP replies dropped for losing the 0x20 case of the question.", p.case_mismatches);
+    metric("acns_dns_tcp_fallbacks_total", "counter", "Queries asked again over TCP after a rejected UDP reply.", p.tcp_fallbacks);
+    metric("acns_dns_tcp_connections", "gauge", "Client TCP connections open.", p.tcp_connections);
+    metric("acns_dns_tcp_refused_total", "counter", "Client TCP connections closed at accept: over a limit.", p.tcp_refused);
+    metric("acns_dns_tcp_idle_closed_total", "counter", "Client TCP connections closed for completing no query.", p.tcp_idle_closed);
+    metric("acns_dns_descriptors_exhausted_total", "counter", "Queries answered SERVFAIL for want of a descriptor.", p.descriptors_exhausted);
     metric("acns_dns_answers_not_learned_total", "counter", "Answers the FQDN cache refused (their IPs stay denied).", p.answers_not_learned);
     metric("cilium_proxy_datapath_update_timeout_total", "counter",
            "Answers released at the maximum delay before their IPs were enforced.", p.held_released_late);
@@ -482,6 +533,11 @@ class Agent {
     metric("acns_dns_proxy_active_workers", "gauge", "DNS proxy workers taking UDP queries now (as many as the load needs).", p.active_workers);
     metric("cilium_fqdn_active_names", "gauge", "Names in the FQDN cache.", c.names);
     metric("cilium_fqdn_active_ips", "gauge", "IPs in the FQDN cache.", c.ips);
+    absl::StrAppend(&out, "# HELP acns_fqdn_evictions_total FQDN cache entries evicted before they expired, by cause.\n"
+                          "# TYPE acns_fqdn_evictions_total counter\n",
+                    "acns_fqdn_evictions_total{reason=\"cache_full\"} ", c.lru_evictions, "\n",
+                    "acns_fqdn_evictions_total{reason=\"ips_per_name\"} ", c.ip_limit_evictions, "\n",
+                    "acns_fqdn_evictions_total{reason=\"zombies_per_endpoint\"} ", c.zombie_limit_evictions, "\n");
     metric("acns_fqdn_snapshot_save_failures_total", "counter", "FQDN cache snapshots that could not be written.", n.save_failures);
     metric("acns_fqdn_snapshot_failing", "gauge", "1 while the last snapshot attempt failed.", n.save_failing);
     metric("acns_datapath_apply_failures_total", "counter", "FQDN cache delta batches the datapath failed to write.", n.apply_failures);
@@ -559,6 +615,12 @@ class Agent {
 
 int main(int argc, char** argv) {
   if (int rc = ParseFlags(argc, argv); rc != 0) return rc;
+  // Every descriptor the hard limit allows (as Go programs do by default): the soft limit of a
+  // service is often 1,024, which a DNS proxy's clients exhaust.
+  if (rlimit files{}; ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &files);
+  }
   // Signals are taken synchronously by the main loop; the runtime's threads inherit the mask.
   sigset_t signals;
   sigemptyset(&signals);

@@ -34,7 +34,7 @@ extern "C" {
 #endif
 
 #define ACNS_VERSION_MAJOR 0
-#define ACNS_VERSION_MINOR 3
+#define ACNS_VERSION_MINOR 4
 #define ACNS_VERSION_PATCH 0
 
 /* ---------------------------------------------------------------------------------------- */
@@ -581,6 +581,9 @@ ACNS_API acns_status acns_fqdn_cache_stats_get(const acns_fqdn_cache *cache,
 /* @since 0.2: UDP queries go to every worker at any load (default: to as few workers as the
  * load needs, more as soon as they get busy) */
 #define ACNS_DNS_PROXY_ALL_WORKERS 8
+/* @since 0.4: forwarded names keep the client's case (default: DNS 0x20, a random case that a
+ * UDP reply must repeat, else the query goes again over TCP) */
+#define ACNS_DNS_PROXY_NO_CASE_RANDOMIZATION 16
 
 #define ACNS_DNS_EVENT_REQUEST 1  /* a query was received and decided */
 #define ACNS_DNS_EVENT_RESPONSE 2 /* the client was answered */
@@ -691,6 +694,13 @@ typedef struct acns_dns_proxy_stats {
   uint64_t answers_not_learned; /* the FQDN cache refused them (more endpoints than it holds) */
   uint32_t workers;             /* worker threads */
   uint32_t active_workers;      /* of them, those taking UDP queries now (ACNS_DNS_PROXY_ALL_WORKERS) */
+  /* @since 0.4 */
+  uint64_t case_mismatches;       /* UDP replies that lost the 0x20 case: dropped */
+  uint64_t tcp_fallbacks;         /* UDP exchanges asked again over TCP after a rejected reply */
+  uint64_t tcp_connections;       /* client TCP connections open now */
+  uint64_t tcp_refused;           /* client TCP connections closed at accept: over a limit */
+  uint64_t tcp_idle_closed;       /* closed after completing no query for the idle time */
+  uint64_t descriptors_exhausted; /* queries answered SERVFAIL: no descriptor left */
 } acns_dns_proxy_stats;
 
 /* Counters. Thread-safety: any thread. @since 0.2 */
@@ -869,6 +879,7 @@ typedef void (*acns_log_fn)(void *user_data, int32_t level, const char *message)
 #define ACNS_NODE_ALLOW_UNKNOWN_ENDPOINTS 16 /* as ACNS_DNS_PROXY_ALLOW_UNKNOWN_ENDPOINTS */
 #define ACNS_NODE_NO_DNS_EVENTS 32     /* queue datapath events only */
 #define ACNS_NODE_NO_DATAPATH_EVENTS 64 /* queue DNS events only */
+#define ACNS_NODE_DNS_NO_CASE_RANDOMIZATION 128 /* as ACNS_DNS_PROXY_NO_CASE_RANDOMIZATION; @since 0.4 */
 
 typedef struct acns_node_opts {
   size_t struct_size;
@@ -909,6 +920,16 @@ typedef struct acns_node_opts {
   const char *upstream_namespace;
   const char *const *upstream_labels;
   size_t n_upstream_labels;
+  /* @since 0.4: the DNS proxy's TCP clients. Connections open at once (0 = 1024) and from one
+   * client address (0 = 64); past either, a new one is accepted and closed. A connection that
+   * completes no query and takes no answer for tcp_idle_timeout_ms (0 = 10000) is closed: bytes
+   * trickling in do not count. */
+  uint32_t max_tcp_connections;
+  uint32_t max_tcp_connections_per_client;
+  uint32_t tcp_idle_timeout_ms;
+  /* Descriptors the proxy holds at most for client connections and upstream sockets, so that a
+   * flood leaves the rest of the process some; 0 = three quarters of RLIMIT_NOFILE at start. */
+  uint32_t max_descriptors;
 } acns_node_opts;
 
 /*

@@ -49,7 +49,7 @@ static_assert(offsetof(acns_dns_event, qname) == 72);
 static_assert(offsetof(acns_dns_event, cnames) == 112);
 static_assert(sizeof(acns_dns_event) == 152);
 static_assert(offsetof(acns_dns_proxy_stats, workers) == 104);  // grown: struct_size tells
-static_assert(sizeof(acns_dns_proxy_stats) == 112);
+static_assert(sizeof(acns_dns_proxy_stats) == 160);
 static_assert(offsetof(acns_datapath_opts, dns_proxy) == 16);
 static_assert(offsetof(acns_datapath_opts, transparent_dns_port) == 32);
 static_assert(sizeof(acns_datapath_opts) == 40);

@@ -165,6 +165,12 @@ acns_dns_proxy_stats ToCStats(const dnsproxy::DnsProxy& proxy) {
   r.answers_not_learned = s.answers_not_learned;
   r.workers = static_cast<uint32_t>(proxy.workers());
   r.active_workers = static_cast<uint32_t>(proxy.active_workers());
+  r.case_mismatches = s.case_mismatches;
+  r.tcp_fallbacks = s.tcp_fallbacks;
+  r.tcp_connections = s.tcp_connections;
+  r.tcp_refused = s.tcp_refused;
+  r.tcp_idle_closed = s.tcp_idle_closed;
+  r.descriptors_exhausted = s.descriptors_exhausted;
   return r;
 }
 

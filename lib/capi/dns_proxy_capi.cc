@@ -52,7 +52,7 @@ acns_status acns_dns_proxy_create(const acns_dns_proxy_opts* opts, const acns_po
     }
     const uint32_t known_flags =
         ACNS_DNS_PROXY_ALLOW_UNKNOWN_ENDPOINTS | ACNS_DNS_PROXY_WAIT_FOR_ACK | ACNS_DNS_PROXY_NO_IO_URING |
-        ACNS_DNS_PROXY_ALL_WORKERS;
+        ACNS_DNS_PROXY_ALL_WORKERS | ACNS_DNS_PROXY_NO_CASE_RANDOMIZATION;
     if ((o->flags & ~known_flags) != 0) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "unknown flags");
     const uint32_t deny = Or<uint32_t>(o->deny_rcode, ACNS_DNS_RCODE_REFUSED);
     if (deny != ACNS_DNS_RCODE_REFUSED && deny != ACNS_DNS_RCODE_NXDOMAIN) {
@@ -64,6 +64,7 @@ acns_status acns_dns_proxy_create(const acns_dns_proxy_opts* opts, const acns_po
     options.wait_for_ack = (o->flags & ACNS_DNS_PROXY_WAIT_FOR_ACK) != 0;
     options.io_uring = (o->flags & ACNS_DNS_PROXY_NO_IO_URING) == 0;
     options.adaptive_workers = (o->flags & ACNS_DNS_PROXY_ALL_WORKERS) == 0;
+    options.randomize_case = (o->flags & ACNS_DNS_PROXY_NO_CASE_RANDOMIZATION) == 0;
     options.upstream_timeout = absl::Milliseconds(Or<uint32_t>(o->upstream_timeout_ms, 5000));
     options.response_max_delay = absl::Milliseconds(Or<uint32_t>(o->response_max_delay_ms, 100));
     options.concurrency_limit = o->concurrency_limit;

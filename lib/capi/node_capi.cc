@@ -14,7 +14,7 @@ struct acns_node {
   std::unique_ptr<acns::node::NodeRuntime> runtime;
 };
 
-static_assert(sizeof(acns_node_opts) == 160);
+static_assert(sizeof(acns_node_opts) == 176);
 static_assert(offsetof(acns_node_opts, state_dir) == 80);
 static_assert(offsetof(acns_node_opts, transparent_dns_port) == 104);
 static_assert(offsetof(acns_node_opts, log_fn) == 120);
@@ -32,7 +32,8 @@ using acns::capi::WriteStruct;
 
 constexpr uint32_t kKnownFlags = ACNS_NODE_NO_DATAPATH | ACNS_NODE_NO_WAIT_FOR_ACK | ACNS_NODE_DNS_NO_IO_URING |
                                  ACNS_NODE_DNS_ALL_WORKERS | ACNS_NODE_ALLOW_UNKNOWN_ENDPOINTS |
-                                 ACNS_NODE_NO_DNS_EVENTS | ACNS_NODE_NO_DATAPATH_EVENTS;
+                                 ACNS_NODE_NO_DNS_EVENTS | ACNS_NODE_NO_DATAPATH_EVENTS |
+                                 ACNS_NODE_DNS_NO_CASE_RANDOMIZATION;
 
 absl::StatusOr<acns::node::NodeOptions> ToOptions(const acns_node_opts& o) {
   if (o.pad != 0 || o.pad16 != 0) return absl::InvalidArgumentError("acns_node_opts pad fields must be 0");
@@ -71,6 +72,12 @@ absl::StatusOr<acns::node::NodeOptions> ToOptions(const acns_node_opts& o) {
   proxy.upstream_timeout = absl::Milliseconds(Or<uint32_t>(o.upstream_timeout_ms, 5000));
   proxy.response_max_delay = absl::Milliseconds(Or<uint32_t>(o.response_max_delay_ms, 100));
   proxy.concurrency_limit = o.concurrency_limit;
+  proxy.randomize_case = (o.flags & ACNS_NODE_DNS_NO_CASE_RANDOMIZATION) == 0;
+  // Zeros keep ProxyOptions' defaults.
+  if (o.max_tcp_connections != 0) proxy.max_tcp_connections = o.max_tcp_connections;
+  if (o.max_tcp_connections_per_client != 0) proxy.max_tcp_connections_per_client = o.max_tcp_connections_per_client;
+  if (o.tcp_idle_timeout_ms != 0) proxy.tcp_idle_timeout = absl::Milliseconds(o.tcp_idle_timeout_ms);
+  proxy.max_descriptors = o.max_descriptors;
   if (o.n_upstream_labels > 0 || o.upstream_namespace != nullptr) {
     auto labels = acns::capi::ParseLabels(o.upstream_namespace, o.upstream_labels, o.n_upstream_labels);
     if (!labels.ok()) return labels.status();

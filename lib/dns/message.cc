@@ -7,6 +7,7 @@
 #include <cstring>
 #include <memory>
 
+#include "absl/random/distributions.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -157,6 +158,7 @@ absl::StatusOr<Query> ParseQuery(absl::string_view msg) {
     if (type == kTypeOpt && i >= q.header.ancount + q.header.nscount) {
       q.has_edns = true;
       q.edns_udp_size = rrclass;  // an OPT record's class is the payload size
+      q.edns_size_offset = pos - rdlength - 8;
     }
   }
   return q;
@@ -223,6 +225,38 @@ absl::StatusOr<AnswerInfo> ParseReply(absl::string_view reply, const Question& q
   }
   info.ttl = info.ips.empty() ? 0 : ttl;
   return info;
+}
+
+void CapEdnsUdpSize(std::string& msg, const Query& query, uint16_t max) {
+  if (!query.has_edns || query.edns_udp_size <= max || query.edns_size_offset + 2 > msg.size()) return;
+  msg[query.edns_size_offset] = static_cast<char>(max >> 8);
+  msg[query.edns_size_offset + 1] = static_cast<char>(max & 0xff);
+}
+
+void RandomizeCase(std::string& msg, const Question& question, absl::BitGenRef rng) {
+  // The name only: qtype and qclass follow it, and a type's byte may look like a letter.
+  const size_t end = std::min(question.wire_end - 4, msg.size());
+  uint64_t bits = 0;
+  int left = 0;
+  for (size_t i = question.wire_begin; i < end; ++i) {
+    char& c = msg[i];  // length bytes are below 64: never letters
+    if (!absl::ascii_isalpha(static_cast<unsigned char>(c))) continue;
+    if (left == 0) {
+      bits = absl::Uniform<uint64_t>(rng);
+      left = 64;
+    }
+    c = (bits & 1) ? absl::ascii_toupper(static_cast<unsigned char>(c)) : absl::ascii_tolower(static_cast<unsigned char>(c));
+    bits >>= 1;
+    --left;
+  }
+}
+
+bool SameNameBytes(absl::string_view reply, const Question& reply_question, absl::string_view sent,
+                   const Question& sent_question) {
+  const size_t n = sent_question.wire_end - sent_question.wire_begin;
+  return reply_question.wire_end - reply_question.wire_begin == n && reply_question.wire_end <= reply.size() &&
+         sent_question.wire_end <= sent.size() &&
+         reply.substr(reply_question.wire_begin, n) == sent.substr(sent_question.wire_begin, n);
 }
 
 void RestoreClientView(std::string& reply, uint16_t client_id, absl::string_view query_msg,

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/random/bit_gen_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "lib/common/ip.h"
@@ -69,7 +70,13 @@ struct Query {
   Question question;
   bool has_edns = false;  // an OPT record in the additional section
   uint16_t edns_udp_size = 0;  // the UDP payload size it advertises
+  size_t edns_size_offset = 0;  // where that size is in the message
 };
+
+// What a forwarder advertises upstream at most, as resolvers do since DNS Flag Day 2020: larger
+// answers come truncated and the client asks again over TCP; no datagram is fragmented, and a
+// reply buffer is never larger than this.
+inline constexpr uint16_t kMaxForwardedUdpSize = 1232;
 
 // Parses a query: a header with QR clear, opcode QUERY, exactly one question (names may not use
 // compression in a query's question). InvalidArgument says what is wrong; if the message has a
@@ -95,6 +102,17 @@ struct AnswerInfo {
 // type and class) and extracts its addresses. InvalidArgument when it does not answer it (the
 // proxy then drops it as a possible spoof); a NOERROR reply without addresses is fine.
 absl::StatusOr<AnswerInfo> ParseReply(absl::string_view reply, const Question& question);
+
+// Lowers the UDP payload size `query` (parsed from `msg`) advertises to at most `max`.
+void CapEdnsUdpSize(std::string& msg, const Query& query, uint16_t max);
+
+// Flips the case of each letter of the question's name at random (DNS 0x20: an off-path
+// spoofer must also guess the case, which the reply's question has to repeat exactly).
+void RandomizeCase(std::string& msg, const Question& question, absl::BitGenRef rng);
+
+// True if the reply's question name has exactly the bytes (the case) of the one sent.
+bool SameNameBytes(absl::string_view reply, const Question& reply_question, absl::string_view sent,
+                   const Question& sent_question);
 
 // Puts the client's ID and the question's bytes as the client sent them (its 0x20 case) into a
 // reply from upstream whose question ParseReply matched to the client's.

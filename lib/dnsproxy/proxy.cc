@@ -2,7 +2,9 @@
 
 #include <pthread.h>
 #include <sys/epoll.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,7 +33,8 @@ namespace acns::dnsproxy {
 struct DnsProxy::Counters {
   std::atomic<uint64_t> queries{0}, allowed{0}, denied{0}, malformed{0}, unknown_endpoint{0},
       upstream_failures{0}, upstream_timeouts{0}, concurrency_limited{0}, rejected_replies{0},
-      answers_learned{0}, answers_not_learned{0}, held_released_late{0};
+      case_mismatches{0}, tcp_fallbacks{0}, tcp_refused{0}, tcp_idle_closed{0},
+      descriptors_exhausted{0}, answers_learned{0}, answers_not_learned{0}, held_released_late{0};
   std::atomic<size_t> inflight{0};
 };
 
@@ -47,9 +50,17 @@ constexpr Kind KindOf(uint64_t tag) { return static_cast<Kind>(tag >> kKindShift
 constexpr uint64_t ValueOf(uint64_t tag) { return tag & ((uint64_t{1} << kKindShift) - 1); }
 
 constexpr size_t kMaxMessage = 65535;
-// A TCP client may have this many queries in flight; past it the proxy stops reading from it.
+// A TCP client may have this many queries in flight, or this many bytes waiting to be taken
+// or to be read by it; past either the proxy stops reading from it.
 constexpr size_t kMaxTcpInflight = 64;
-constexpr absl::Duration kTcpIdleTimeout = absl::Seconds(10);
+constexpr size_t kMaxTcpBuffered = 128 * 1024;
+// A listener that finds no descriptor for a new connection rests this long (rather than spin
+// on a connection it cannot take).
+constexpr absl::Duration kListenerRest = absl::Milliseconds(100);
+// UDP replies on an exchange's socket (which only the server's address and port can reach) that
+// do not answer the query: someone is guessing IDs, or the server garbles case; the exchange
+// is asked again over TCP, which an off-path spoofer cannot reach.
+constexpr int kUnwantedRepliesBeforeTcp = 1;
 // Sockets a worker keeps for answering as redirected queries' servers.
 constexpr size_t kMaxServerSockets = 256;
 // UDP datagrams taken in (recvmmsg) and sent out (sendmmsg) per system call: the proxy is
@@ -116,6 +127,92 @@ void AppendFrame(std::string* out, absl::string_view msg) {
 
 }  // namespace
 
+// What costs descriptors, shared by the workers (a client's connections land on any of them):
+// client connections, in total and per client address, and descriptors in all (connections and
+// upstream sockets).
+class DnsProxy::Admission {
+ public:
+  Admission(size_t max_connections, size_t max_per_client, size_t max_descriptors)
+      : max_connections_(max_connections),
+        max_per_client_(max_per_client),
+        descriptors_left_(static_cast<int64_t>(max_descriptors)) {}
+
+  // A descriptor for an upstream exchange; false: none left.
+  bool TakeDescriptor() {
+    if (descriptors_left_.fetch_sub(1) > 0) return true;
+    descriptors_left_.fetch_add(1);
+    return false;
+  }
+  void GiveDescriptor() { descriptors_left_.fetch_add(1); }
+
+  // A client connection and its descriptor; false: over a limit.
+  bool AdmitConnection(const IpAddr& client) {
+    if (!TakeDescriptor()) return false;
+    absl::MutexLock lock(&mu_);
+    size_t& mine = per_client_[client];
+    if (connections_ < max_connections_ && mine < max_per_client_) {
+      ++connections_;
+      ++mine;
+      return true;
+    }
+    if (mine == 0) per_client_.erase(client);
+    GiveDescriptor();
+    return false;
+  }
+  void ReleaseConnection(const IpAddr& client) {
+    {
+      absl::MutexLock lock(&mu_);
+      --connections_;
+      auto it = per_client_.find(client);
+      if (it != per_client_.end() && --it->second == 0) per_client_.erase(it);
+    }
+    GiveDescriptor();
+  }
+  size_t connections() const {
+    absl::MutexLock lock(&mu_);
+    return connections_;
+  }
+
+ private:
+  const size_t max_connections_;
+  const size_t max_per_client_;
+  std::atomic<int64_t> descriptors_left_;
+  mutable absl::Mutex mu_;
+  size_t connections_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_map<IpAddr, size_t> per_client_ ABSL_GUARDED_BY(mu_);
+};
+
+namespace {
+
+// An upstream socket counted against the proxy's descriptors (Admission), given back on close.
+class CountedFd {
+ public:
+  CountedFd() = default;
+  CountedFd(UniqueFd fd, DnsProxy::Admission* admission) : fd_(std::move(fd)), admission_(admission) {}
+  CountedFd(CountedFd&& other) noexcept
+      : fd_(std::move(other.fd_)), admission_(std::exchange(other.admission_, nullptr)) {}
+  CountedFd& operator=(CountedFd&& other) noexcept {
+    if (this != &other) {
+      reset();
+      fd_ = std::move(other.fd_);
+      admission_ = std::exchange(other.admission_, nullptr);
+    }
+    return *this;
+  }
+  ~CountedFd() { reset(); }
+  int get() const { return fd_.get(); }
+  void reset() {
+    fd_.reset();
+    if (admission_ != nullptr) std::exchange(admission_, nullptr)->GiveDescriptor();
+  }
+
+ private:
+  UniqueFd fd_;
+  DnsProxy::Admission* admission_ = nullptr;
+};
+
+}  // namespace
+
 struct DnsProxy::Listener {
   int fd = -1;  // owned by DnsProxy::sockets_
   bool tcp = false;
@@ -143,6 +240,8 @@ class DnsProxy::Worker : private Ring::Handler {
     if (!epoll_.valid()) return ErrnoError(errno, "epoll_create1");
     wake_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
     if (!wake_.valid()) return ErrnoError(errno, "eventfd");
+    reserve_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!reserve_.valid()) return ErrnoError(errno, "open /dev/null");
     listeners_ = std::move(listeners);
     if (options().io_uring) {
       auto ring = Ring::Create(kMaxRingExchanges);
@@ -215,10 +314,12 @@ class DnsProxy::Worker : private Ring::Handler {
   };
   struct Pending {
     Trace trace;
-    UniqueFd fd;          // the plain path's socket, or
+    CountedFd fd;         // the plain path's socket, or
     int ring_slot = -1;   // the ring's exchange
     bool tcp = false;
     size_t reply_capacity = 0;
+    std::string upstream_query;  // as sent upstream: our ID, 0x20 case, EDNS size capped
+    int unwanted_replies = 0;
     std::string upstream_out;  // TCP: the framed query not yet written
     std::string upstream_in;   // TCP: reply bytes read so far
     Origin origin;
@@ -235,6 +336,9 @@ class DnsProxy::Worker : private Ring::Handler {
     Trace trace;
   };
   struct ClientConn {
+    explicit ClientConn(Admission* a) : admission(a) {}
+    ~ClientConn() { admission->ReleaseConnection(peer.ip()); }
+    Admission* admission;
     UniqueFd fd;
     SocketAddress peer;
     SocketAddress server;  // what the client connected to (transparent: the original server)
@@ -244,8 +348,9 @@ class DnsProxy::Worker : private Ring::Handler {
     size_t inflight = 0;
     bool eof = false;
     bool writing = false;  // EPOLLOUT registered
-    bool paused = false;   // EPOLLIN dropped: too many queries in flight
-    absl::Time last_active;
+    bool paused = false;   // EPOLLIN dropped: too many queries in flight or bytes buffered
+    // A query taken or an answer written: what keeps a connection open (a trickle does not).
+    absl::Time last_progress;
   };
 
   absl::Status Watch(int fd, uint64_t tag, uint32_t events) {
@@ -263,6 +368,7 @@ class DnsProxy::Worker : private Ring::Handler {
   }
 
   Counters& counters() { return *proxy_->counters_; }
+  Admission& admission() { return *proxy_->admission_; }
   const ProxyOptions& options() const { return proxy_->options_; }
 
   // What the ring polls when there is one: the worker's own UDP listeners and its wake
@@ -273,10 +379,13 @@ class DnsProxy::Worker : private Ring::Handler {
   absl::Status WatchInEpoll(Watched which) {
     for (size_t i = 0; i < listeners_.size(); ++i) {
       if ((which == kNotForRing && ForRing(listeners_[i])) || (which == kForRing && !ForRing(listeners_[i]))) continue;
-      const uint32_t events = EPOLLIN | (listeners_[i].transparent ? uint32_t{EPOLLEXCLUSIVE} : 0u);
-      if (absl::Status s = Watch(listeners_[i].fd, Tag(kListener, i), events); !s.ok()) return s;
+      if (absl::Status s = WatchListener(i); !s.ok()) return s;
     }
     return which != kNotForRing ? Watch(wake_.get(), Tag(kWake, kWakeEvent), EPOLLIN) : absl::OkStatus();
+  }
+  absl::Status WatchListener(size_t index) {
+    const uint32_t events = EPOLLIN | (listeners_[index].transparent ? uint32_t{EPOLLEXCLUSIVE} : 0u);
+    return Watch(listeners_[index].fd, Tag(kListener, index), events);
   }
 
   void Run(std::promise<void>* ready) {
@@ -329,7 +438,7 @@ class DnsProxy::Worker : private Ring::Handler {
         return;
       case kListener: {
         const Listener& l = listeners_[ValueOf(tag)];
-        return l.tcp ? Accept(l) : DrainUdp(ValueOf(tag));
+        return l.tcp ? Accept(ValueOf(tag)) : DrainUdp(ValueOf(tag));
       }
       case kClient:
         return OnClient(ValueOf(tag), events);
@@ -354,6 +463,7 @@ class DnsProxy::Worker : private Ring::Handler {
     absl::Time next = absl::Now() + absl::Seconds(1);
     if (!deadlines_.empty()) next = std::min(next, deadlines_.front().first);
     if (!held_.empty()) next = std::min(next, held_.front().deadline);
+    if (!resting_.empty()) next = std::min(next, resting_.front().first);
     return std::max(next - absl::Now(), absl::ZeroDuration());
   }
 
@@ -419,15 +529,26 @@ class DnsProxy::Worker : private Ring::Handler {
     OnQuery(origin, std::move(query));
   }
 
-  void Accept(const Listener& l) {
+  void Accept(size_t index) {
+    const Listener& l = listeners_[index];
     for (;;) {
       sockaddr_storage from{};
       socklen_t from_len = sizeof(from);
       UniqueFd fd(::accept4(l.fd, reinterpret_cast<sockaddr*>(&from), &from_len, SOCK_NONBLOCK | SOCK_CLOEXEC));
-      if (!fd.valid()) return;
+      if (!fd.valid()) {
+        if (errno != EMFILE && errno != ENFILE) return;  // EAGAIN: none waiting
+        Bump(counters().tcp_refused);
+        if (!RefuseWithReserve(l.fd)) return RestListener(index);
+        continue;
+      }
+      const SocketAddress peer = SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&from), from_len);
+      if (!admission().AdmitConnection(peer.ip())) {
+        Bump(counters().tcp_refused);
+        continue;  // closed: the client sees the connection end at once
+      }
       const uint64_t id = next_serial_++;
-      auto conn = std::make_unique<ClientConn>();
-      conn->peer = SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&from), from_len);
+      auto conn = std::make_unique<ClientConn>(&admission());
+      conn->peer = peer;
       conn->transparent = l.transparent;
       conn->server = options().upstream;
       if (l.transparent) {
@@ -437,10 +558,34 @@ class DnsProxy::Worker : private Ring::Handler {
         ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&local), &local_len);
         conn->server = SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&local), local_len);
       }
-      conn->last_active = absl::Now();
+      conn->last_progress = absl::Now();
       if (!Watch(fd.get(), Tag(kClient, id), EPOLLIN).ok()) continue;
       conn->fd = std::move(fd);
       conns_.emplace(id, std::move(conn));
+    }
+  }
+
+  // Out of descriptors: the reserve one takes the waiting connection and closes it, so the
+  // listener does not stay readable (the loop would spin on it). False without a reserve.
+  bool RefuseWithReserve(int listen_fd) {
+    if (!reserve_.valid()) return false;
+    reserve_.reset();
+    const bool taken = UniqueFd(::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC)).valid();
+    reserve_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    return taken;
+  }
+
+  // Takes a listener out of the loop for kListenerRest.
+  void RestListener(size_t index) {
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, listeners_[index].fd, nullptr);
+    resting_.emplace_back(absl::Now() + kListenerRest, index);
+  }
+
+  void WakeRestedListeners(absl::Time now) {
+    while (!resting_.empty() && resting_.front().first <= now) {
+      const size_t index = resting_.front().second;
+      resting_.pop_front();
+      (void)WatchListener(index).ok();
     }
   }
 
@@ -448,11 +593,10 @@ class DnsProxy::Worker : private Ring::Handler {
     auto it = conns_.find(id);
     if (it == conns_.end()) return;
     ClientConn& c = *it->second;
-    c.last_active = absl::Now();
     if (events & EPOLLOUT) Flush(id, c);
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-      for (;;) {
-        const ssize_t n = ::read(c.fd.get(), buf_.data(), buf_.size());
+      while (c.in.size() < kMaxTcpBuffered) {
+        const ssize_t n = ::read(c.fd.get(), buf_.data(), std::min(buf_.size(), kMaxTcpBuffered - c.in.size()));
         if (n > 0) {
           c.in.append(buf_.data(), static_cast<size_t>(n));
           continue;
@@ -476,19 +620,31 @@ class DnsProxy::Worker : private Ring::Handler {
       std::string msg = c.in.substr(used + 2, len);
       used += 2 + len;
       ++c.inflight;
+      c.last_progress = absl::Now();
       OnQuery(Origin{-1, c.peer, id, c.server, c.transparent}, std::move(msg));
       if (conns_.find(id) == conns_.end()) return false;
     }
     c.in.erase(0, used);
-    const bool pause = c.inflight >= kMaxTcpInflight;
-    if (pause != c.paused) {
-      c.paused = pause;
-      Rewatch(c.fd.get(), Tag(kClient, id), (pause ? 0u : uint32_t{EPOLLIN}) | (c.writing ? uint32_t{EPOLLOUT} : 0u));
-    }
+    UpdateInterest(id, c);
     return true;
   }
 
+  // Reads from the client only while it has room (queries in flight, bytes buffered both ways),
+  // and waits to write only while answers are waiting.
+  void UpdateInterest(uint64_t id, ClientConn& c) {
+    const bool pause = c.inflight >= kMaxTcpInflight || c.in.size() >= kMaxTcpBuffered || c.out.size() >= kMaxTcpBuffered;
+    const bool writing = !c.out.empty();
+    if (pause == c.paused && writing == c.writing) return;
+    // A pause that ends may leave whole queries read: taken up in the main loop (not here,
+    // where a reply can be sent from inside ProcessFrames).
+    if (c.paused && !pause) resume_.push_back(id);
+    c.paused = pause;
+    c.writing = writing;
+    Rewatch(c.fd.get(), Tag(kClient, id), (pause ? 0u : uint32_t{EPOLLIN}) | (writing ? uint32_t{EPOLLOUT} : 0u));
+  }
+
   void Flush(uint64_t id, ClientConn& c) {
+    const size_t before = c.out.size();
     while (!c.out.empty()) {
       const ssize_t n = ::send(c.fd.get(), c.out.data(), c.out.size(), MSG_NOSIGNAL);
       if (n <= 0) {
@@ -499,11 +655,8 @@ class DnsProxy::Worker : private Ring::Handler {
       }
       c.out.erase(0, static_cast<size_t>(n));
     }
-    const bool writing = !c.out.empty();
-    if (writing != c.writing) {
-      c.writing = writing;
-      Rewatch(c.fd.get(), Tag(kClient, id), (c.paused ? 0u : uint32_t{EPOLLIN}) | (writing ? uint32_t{EPOLLOUT} : 0u));
-    }
+    if (c.out.size() < before) c.last_progress = absl::Now();
+    UpdateInterest(id, c);
   }
 
   // Closes a connection the client has finished with, once every answer is out.
@@ -527,13 +680,8 @@ class DnsProxy::Worker : private Ring::Handler {
     if (it == conns_.end()) return;
     ClientConn& c = *it->second;
     --c.inflight;
-    if (!msg.empty()) {
-      AppendFrame(&c.out, msg);
-      Flush(origin.conn, c);
-    }
-    // A paused connection may hold whole queries already read: take them up in the main loop
-    // (not here, where a reply can be sent from inside ProcessFrames).
-    if (c.paused && c.inflight < kMaxTcpInflight) resume_.push_back(origin.conn);
+    if (!msg.empty()) AppendFrame(&c.out, msg);
+    Flush(origin.conn, c);
     MaybeClose(origin.conn, c);
   }
 
@@ -591,9 +739,11 @@ class DnsProxy::Worker : private Ring::Handler {
     next_idle_sweep_ = now + absl::Seconds(1);
     std::vector<uint64_t> idle;
     for (const auto& [id, c] : conns_) {
-      // Nothing in flight and no event for a while: idle, or a client that stopped reading.
-      if (c->inflight == 0 && now - c->last_active > kTcpIdleTimeout) idle.push_back(id);
+      // Nothing in flight and no progress for a while: idle, a client that stopped reading, or
+      // one that trickles a query byte by byte.
+      if (c->inflight == 0 && now - c->last_progress > options().tcp_idle_timeout) idle.push_back(id);
     }
+    counters().tcp_idle_closed.fetch_add(idle.size(), std::memory_order_relaxed);
     for (uint64_t id : idle) conns_.erase(id);
   }
 
@@ -697,43 +847,28 @@ class DnsProxy::Worker : private Ring::Handler {
       Bump(counters().concurrency_limited);
       return reply_with(dns::kServFail, DnsEvent::Verdict::kError);
     }
-    // A socket per query, over the client's transport: a fresh ephemeral source port, and a
-    // connected socket only hears from the upstream's address. Over UDP, through the ring when
-    // there is one.
-    const SocketAddress& upstream = origin.server;
+    // Our own ID, and (0x20) a random case of the name; the size the client takes stays the
+    // client's up to kMaxForwardedUdpSize.
     const uint16_t id = static_cast<uint16_t>(absl::Uniform<uint32_t>(rng_, 0, 65536));
     std::string out = msg;
     out[0] = static_cast<char>(id >> 8);
     out[1] = static_cast<char>(id & 0xff);
+    if (options().randomize_case) dns::RandomizeCase(out, query->question, rng_);
+    dns::CapEdnsUdpSize(out, *query, dns::kMaxForwardedUdpSize);
     const uint64_t serial = next_serial_++;
     auto pending = std::make_unique<Pending>();
     pending->tcp = tcp;
-    // A server may not answer over UDP with more than the client takes (RFC 6891): a larger
-    // reply is the server's failure.
-    pending->reply_capacity = tcp ? kMaxMessage : query->has_edns ? std::max<size_t>(query->edns_udp_size, 512) : 512;
-    if (!tcp && ring_ != nullptr) pending->ring_slot = ring_->StartExchange(serial, upstream, out, pending->reply_capacity);
-    UniqueFd fd;
-    bool ok = pending->ring_slot >= 0;  // then it goes out with the ring's next submission
-    if (!ok) {
-      fd.reset(::socket(upstream.family(), (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-      ok = fd.valid() && (::connect(fd.get(), upstream.sa(), upstream.len()) == 0 || (tcp && errno == EINPROGRESS));
-      if (ok && tcp) {
-        AppendFrame(&pending->upstream_out, out);  // written once connected
-        ok = Watch(fd.get(), Tag(kUpstream, serial), EPOLLIN | EPOLLOUT).ok();
-      } else if (ok) {
-        ok = ::send(fd.get(), out.data(), out.size(), 0) == static_cast<ssize_t>(out.size()) &&
-             Watch(fd.get(), Tag(kUpstream, serial), EPOLLIN).ok();
-      }
-    }
-    if (!ok) {
-      Bump(counters().upstream_failures);
+    pending->upstream_query = std::move(out);
+    pending->origin = origin;
+    // A server may not answer over UDP with more than was advertised (RFC 6891): a larger reply
+    // is the server's failure.
+    pending->reply_capacity = std::min<size_t>(ClientUdpCapacity(*query), dns::kMaxForwardedUdpSize);
+    if (!StartExchange(serial, *pending)) {
       return reply_with(dns::kServFail, DnsEvent::Verdict::kError);
     }
     EmitRequest(origin, trace);
     trace.forwarded = absl::Now();
     pending->trace = std::move(trace);
-    pending->fd = std::move(fd);
-    pending->origin = origin;
     pending->query_msg = std::move(msg);
     pending->query = *std::move(query);
     pending->upstream_id = id;
@@ -743,8 +878,72 @@ class DnsProxy::Worker : private Ring::Handler {
     counters().inflight.fetch_add(1);
   }
 
+  // The most a client over UDP takes (RFC 6891; 512 without EDNS).
+  static size_t ClientUdpCapacity(const dns::Query& query) {
+    return query.has_edns ? std::max<size_t>(query.edns_udp_size, 512) : 512;
+  }
+
+  // Sends p.upstream_query to p.origin.server from a socket of its own, over p.tcp's transport
+  // (a UDP reply of up to p.reply_capacity bytes):
+  // a fresh ephemeral source port, and a connected socket only hears from the server's address.
+  // Over UDP, through the ring when there is one. False (counted) if it could not be sent.
+  bool StartExchange(uint64_t serial, Pending& p) {
+    const SocketAddress& upstream = p.origin.server;
+    if (p.tcp) p.reply_capacity = kMaxMessage;
+    if (!p.tcp && ring_ != nullptr) {
+      p.ring_slot = ring_->StartExchange(serial, upstream, p.upstream_query, p.reply_capacity);
+      if (p.ring_slot >= 0) return true;  // it goes out with the ring's next submission
+    }
+    if (!admission().TakeDescriptor()) {
+      Bump(counters().descriptors_exhausted);
+      return false;
+    }
+    UniqueFd fd(::socket(upstream.family(), (p.tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    p.fd = CountedFd(std::move(fd), &admission());  // counted even if invalid: reset gives it back
+    bool ok = p.fd.get() >= 0 &&
+              (::connect(p.fd.get(), upstream.sa(), upstream.len()) == 0 || (p.tcp && errno == EINPROGRESS));
+    if (ok && p.tcp) {
+      p.upstream_out.clear();
+      p.upstream_in.clear();
+      AppendFrame(&p.upstream_out, p.upstream_query);  // written once connected
+      ok = Watch(p.fd.get(), Tag(kUpstream, serial), EPOLLIN | EPOLLOUT).ok();
+    } else if (ok) {
+      ok = ::send(p.fd.get(), p.upstream_query.data(), p.upstream_query.size(), 0) ==
+               static_cast<ssize_t>(p.upstream_query.size()) &&
+           Watch(p.fd.get(), Tag(kUpstream, serial), EPOLLIN).ok();
+    }
+    if (!ok) {
+      p.fd.reset();
+      Bump(counters().upstream_failures);
+    }
+    return ok;
+  }
+
+  // A UDP exchange got a reply that does not answer it: kUnwantedRepliesBeforeTcp of them and
+  // the query goes again over TCP, within the same deadline. True if the exchange is over on
+  // its socket.
+  bool Unwanted(absl::flat_hash_map<uint64_t, std::unique_ptr<Pending>>::iterator it) {
+    Pending& p = *it->second;
+    if (p.tcp) {  // a TCP stream carries one reply: a wrong one is a failure
+      FailUpstream(it);
+      return true;
+    }
+    if (++p.unwanted_replies < kUnwantedRepliesBeforeTcp) return false;
+    Bump(counters().tcp_fallbacks);
+    if (p.ring_slot >= 0) ring_->Abandon(p.ring_slot);
+    p.ring_slot = -1;
+    p.fd.reset();
+    p.tcp = true;
+    if (!StartExchange(it->first, p)) AnswerServFail(it);  // counted there
+    return true;
+  }
+
   void FailUpstream(absl::flat_hash_map<uint64_t, std::unique_ptr<Pending>>::iterator it) {
     Bump(counters().upstream_failures);
+    AnswerServFail(it);
+  }
+
+  void AnswerServFail(absl::flat_hash_map<uint64_t, std::unique_ptr<Pending>>::iterator it) {
     Pending& p = *it->second;
     const Origin origin = p.origin;
     const std::string reply = dns::BuildReply(p.query_msg, p.query, dns::kServFail);
@@ -787,8 +986,7 @@ class DnsProxy::Worker : private Ring::Handler {
         if (p.upstream_in.size() >= 2) {
           const size_t len = (static_cast<uint8_t>(p.upstream_in[0]) << 8) | static_cast<uint8_t>(p.upstream_in[1]);
           if (p.upstream_in.size() >= 2 + len) {
-            // Over TCP there is no one else on the connection: a wrong reply is a failure.
-            if (!TakeReply(it, p.upstream_in.substr(2, len))) FailUpstream(it);
+            TakeReply(it, p.upstream_in.substr(2, len));
             return;
           }
         }
@@ -799,19 +997,27 @@ class DnsProxy::Worker : private Ring::Handler {
     }
   }
 
-  // Takes a reply if it answers the query (ID and question); returns false (and counts it)
-  // otherwise, and the query keeps waiting.
+  // Takes a reply if it answers the query (ID, question and, over UDP, the question's 0x20
+  // case). Returns false if the exchange keeps listening on its socket for the real reply (the
+  // reply is counted and dropped), true if it is over there (answered, failed, or gone to TCP).
   bool TakeReply(absl::flat_hash_map<uint64_t, std::unique_ptr<Pending>>::iterator it, std::string reply) {
     Pending& p = *it->second;
     dns::Header header;
     if (!dns::ReadHeader(reply, &header) || header.id != p.upstream_id) {
       Bump(counters().rejected_replies);
-      return false;
+      return Unwanted(it);
     }
     auto info = dns::ParseReply(reply, p.query.question);
     if (!info.ok()) {
       Bump(counters().rejected_replies);
-      return false;
+      return Unwanted(it);
+    }
+    // Over TCP the case is not checked: no one off-path reaches the stream, and a server that
+    // does not keep the case is answered there.
+    if (!p.tcp && options().randomize_case &&
+        !dns::SameNameBytes(reply, info->question, p.upstream_query, p.query.question)) {
+      Bump(counters().case_mismatches);
+      return Unwanted(it);
     }
     uint64_t seq = 0;
     if (cache_ != nullptr && info->header.rcode() == dns::kNoError && !info->ips.empty()) {
@@ -830,6 +1036,11 @@ class DnsProxy::Worker : private Ring::Handler {
       }
     }
     dns::RestoreClientView(reply, p.query.header.id, p.query_msg, p.query.question, info->question);
+    if (p.origin.conn == 0 && reply.size() > ClientUdpCapacity(p.query)) {
+      // A UDP query answered over TCP, with more than the client takes: it asks again over TCP.
+      reply = dns::BuildReply(p.query_msg, p.query, static_cast<dns::Rcode>(info->header.rcode()));
+      reply[2] = static_cast<char>(reply[2] | 0x02);  // TC
+    }
     const Origin origin = p.origin;
     Trace trace = std::move(p.trace);
     trace.answered = absl::Now();
@@ -878,6 +1089,7 @@ class DnsProxy::Worker : private Ring::Handler {
     }
     if (held_.empty()) holding_.store(false);
     CloseIdleConnections(now);
+    WakeRestedListeners(now);
     std::vector<uint64_t> resume;
     resume.swap(resume_);
     for (uint64_t id : resume) {
@@ -919,6 +1131,8 @@ class DnsProxy::Worker : private Ring::Handler {
   std::deque<Held> held_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<ClientConn>> conns_;
   std::vector<uint64_t> resume_;  // paused connections with room again
+  std::deque<std::pair<absl::Time, size_t>> resting_;  // listeners out of the loop until then
+  UniqueFd reserve_;  // a spare descriptor, see RefuseWithReserve
   absl::Time next_idle_sweep_ = absl::InfinitePast();
   absl::flat_hash_map<std::string, UniqueFd> as_server_;  // see SocketAs
 };
@@ -946,6 +1160,15 @@ absl::StatusOr<std::unique_ptr<DnsProxy>> DnsProxy::Start(ProxyOptions options,
   const int workers = options.workers > 0 ? options.workers : UsableCpus();
   proxy->options_ = std::move(options);
   proxy->counters_ = std::make_unique<Counters>();
+  size_t descriptors = proxy->options_.max_descriptors;
+  if (descriptors == 0) {
+    rlimit files{};
+    descriptors = ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY
+                      ? static_cast<size_t>(files.rlim_cur / 4 * 3)
+                      : size_t{1} << 20;
+  }
+  proxy->admission_ = std::make_unique<Admission>(proxy->options_.max_tcp_connections,
+                                                  proxy->options_.max_tcp_connections_per_client, descriptors);
   proxy->endpoints_ = std::move(endpoints);
 
   std::vector<std::vector<Listener>> listeners(workers);
@@ -1107,6 +1330,12 @@ ProxyStats DnsProxy::stats() const {
                     .upstream_timeouts = c.upstream_timeouts.load(),
                     .concurrency_limited = c.concurrency_limited.load(),
                     .rejected_replies = c.rejected_replies.load(),
+                    .case_mismatches = c.case_mismatches.load(),
+                    .tcp_fallbacks = c.tcp_fallbacks.load(),
+                    .tcp_connections = admission_->connections(),
+                    .tcp_refused = c.tcp_refused.load(),
+                    .tcp_idle_closed = c.tcp_idle_closed.load(),
+                    .descriptors_exhausted = c.descriptors_exhausted.load(),
                     .answers_learned = c.answers_learned.load(),
                     .answers_not_learned = c.answers_not_learned.load(),
                     .held_released_late = c.held_released_late.load()};

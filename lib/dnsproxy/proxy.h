@@ -87,6 +87,19 @@ struct ProxyOptions {
   bool wait_for_ack = false;
   absl::Duration response_max_delay = absl::Milliseconds(100);
   size_t concurrency_limit = 0;  // queries in flight upstream; 0: no limit
+  // TCP clients: connections open at once over all workers, and from one client address; past
+  // either, a new connection is accepted and closed at once. A connection that completes no
+  // query and takes no answer for tcp_idle_timeout is closed: bytes trickling in do not count.
+  size_t max_tcp_connections = 1024;
+  size_t max_tcp_connections_per_client = 64;
+  absl::Duration tcp_idle_timeout = absl::Seconds(10);
+  // Descriptors the proxy holds at most for client connections and upstream exchanges (io_uring
+  // exchanges take none); 0: three quarters of RLIMIT_NOFILE when it starts, so that a flood
+  // leaves the rest of the process (its API, its state files, the datapath) descriptors to use.
+  size_t max_descriptors = 0;
+  // DNS 0x20: the case of each letter of a forwarded name is random, and a UDP reply must repeat
+  // it (a reply that does not is retried over TCP, as is one with a wrong ID or question).
+  bool randomize_case = true;
   // Called on the worker threads for every event; must not block.
   std::function<void(const DnsEvent&)> on_event;
 };
@@ -101,6 +114,12 @@ struct ProxyStats {
   uint64_t upstream_timeouts = 0;
   uint64_t concurrency_limited = 0;
   uint64_t rejected_replies = 0;   // wrong ID or question: possible spoofs, dropped
+  uint64_t case_mismatches = 0;    // UDP replies whose question lost the 0x20 case: dropped
+  uint64_t tcp_fallbacks = 0;      // UDP exchanges asked again over TCP after such a reply
+  uint64_t tcp_connections = 0;    // client connections open now
+  uint64_t tcp_refused = 0;        // client connections closed at accept: over a limit
+  uint64_t tcp_idle_closed = 0;    // client connections closed for making no progress
+  uint64_t descriptors_exhausted = 0;  // queries answered SERVFAIL: no descriptor for upstream
   uint64_t answers_learned = 0;    // replies whose addresses went to the cache
   uint64_t answers_not_learned = 0;  // replies the cache refused (FqdnCache::Ingest failed)
   uint64_t held_released_late = 0; // answers released by response_max_delay, not by an ack
@@ -139,6 +158,7 @@ class DnsProxy {
   struct Counters;
   struct Listener;
   class Worker;
+  class Admission;
 
  private:
   DnsProxy() = default;
@@ -160,6 +180,7 @@ class DnsProxy {
   std::vector<SocketAddress> listening_;
   std::vector<UniqueFd> sockets_;  // every listening socket; closed after the workers stop
   std::unique_ptr<Counters> counters_;
+  std::unique_ptr<Admission> admission_;
   std::atomic<uint64_t> acked_seq_{0};
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<int> udp_groups_;  // a socket of each explicit UDP group that spreads datagrams

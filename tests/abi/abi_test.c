@@ -656,7 +656,10 @@ static void test_dns_proxy(void) {
   CHECK(acns_dns_proxy_stats_get(proxy, &stats, &err) == ACNS_OK);
   CHECK(stats.workers == 2 && stats.active_workers == 2);
   acns_dns_proxy_destroy(proxy);
-  opts.flags = 16;
+  opts.flags = ACNS_DNS_PROXY_NO_CASE_RANDOMIZATION;
+  CHECK(acns_dns_proxy_create(&opts, engine, NULL, &proxy, &err) == ACNS_OK);
+  acns_dns_proxy_destroy(proxy);
+  opts.flags = 32;
   CHECK(acns_dns_proxy_create(&opts, engine, NULL, &proxy, &err) == ACNS_INVALID_ARGUMENT);
   acns_dns_proxy_destroy(NULL);
   acns_policy_engine_destroy(engine);

@@ -1,8 +1,10 @@
 // acns-agent as a process (its contract): flags, /healthz, the DNS proxy between dig and a real
 // unbound, policy and endpoint files reloaded on change (a bad file keeps the last good state),
 // acnsctl against the running agent and its state directory, clean stop on SIGTERM.
+#include <arpa/inet.h>
 #include <signal.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -92,6 +94,10 @@ class AgentTest : public ::testing::Test {
       const std::string policies = dir_ + "/policies", endpoints = dir_ + "/endpoints.yaml",
                         state = dir_ + "/state";
       ::mkdir(state.c_str(), 0700);
+      if (nofile_limit_ > 0) {
+        const rlimit files{nofile_limit_, nofile_limit_};
+        ::setrlimit(RLIMIT_NOFILE, &files);
+      }
       ::execl(ACNS_AGENT_PATH, "acns-agent", "--policy-dir", policies.c_str(), "--endpoints",
               endpoints.c_str(), "--dns-listen", listen.c_str(), "--dns-upstream", upstream.c_str(),
               "--state-dir", state.c_str(), "--api", api_.c_str(), static_cast<char*>(nullptr));
@@ -118,6 +124,7 @@ class AgentTest : public ::testing::Test {
   uint16_t dns_port_ = 0;
   std::string api_;
   pid_t pid_ = -1;
+  rlim_t nofile_limit_ = 0;  // > 0: the agent's RLIMIT_NOFILE (soft and hard)
 };
 
 TEST_F(AgentTest, ServesReloadsAndStopsCleanly) {
@@ -192,6 +199,43 @@ TEST_F(AgentTest, AnUnreadablePolicyDirectoryUnloadsNothing) {
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   EXPECT_EQ(Dig("www.denied.test"), "REFUSED") << Log();
   EXPECT_EQ(Dig("www.allowed.test"), "NOERROR");
+  EXPECT_EQ(Log().find("removed "), std::string::npos) << Log();
+}
+
+// More TCP clients than the agent has descriptors (1,100 connections, 256 descriptors): the
+// proxy takes what its share allows and closes the rest, so the agent keeps descriptors for its
+// reloads and its API. Denied names stay denied (the agent of old unloaded every policy when a
+// reload failed with EMFILE), a policy change still loads, /healthz still answers.
+TEST_F(AgentTest, AConnectionFloodUnderALowDescriptorLimitChangesNothing) {
+  nofile_limit_ = 256;
+  StartAgent();
+  std::vector<int> held;
+  for (int source = 2; source < 24; ++source) {
+    const std::string from = absl::StrCat("127.0.0.", source);
+    for (int i = 0; i < 50; ++i) {
+      const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      ::inet_pton(AF_INET, from.c_str(), &a.sin_addr);
+      ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+      a.sin_port = htons(dns_port_);
+      ::inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+      ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+      held.push_back(fd);
+    }
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // reloads run every second
+  EXPECT_EQ(Dig("www.denied.test"), "REFUSED") << Log();
+  EXPECT_EQ(Dig("www.allowed.test"), "NOERROR") << Log();
+  EXPECT_EQ(Status("/healthz"), 200);
+  // A policy change is still read: now every name is allowed.
+  Write(dir_ + "/policies/web.yaml", LoopbackDnsPolicy(unbound_->port(), R"({matchPattern: "*"})"));
+  EXPECT_TRUE(Eventually([&] { return Dig("www.denied.test") == "NOERROR"; })) << Log();
+  const std::string metrics = Get("/metrics");
+  EXPECT_EQ(metrics.find("acns_dns_tcp_refused_total 0\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("acns_dns_tcp_refused_total "), std::string::npos) << metrics;
+  for (int fd : held) ::close(fd);
+  EXPECT_EQ(Log().find("Too many open files"), std::string::npos) << Log();
   EXPECT_EQ(Log().find("removed "), std::string::npos) << Log();
 }
 

@@ -6,10 +6,13 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
+#include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -23,9 +26,11 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "lib/common/file.h"
@@ -136,8 +141,10 @@ TEST_P(DnsProxyTest, AllowedAnsweredDeniedRefusedAndNeverForwarded) {
   d = RunDig(port_, "www.denied.test A");
   EXPECT_EQ(d.status, "REFUSED") << d.out;
   EXPECT_NE(d.out.find("ANSWER: 0"), std::string::npos) << d.out;
-  EXPECT_EQ(unbound_->Log().find("denied.test"), std::string::npos) << unbound_->Log();
-  EXPECT_NE(unbound_->Log().find("www.allowed.test."), std::string::npos);
+  // Names go upstream in a random case (0x20).
+  const std::string upstream_log = absl::AsciiStrToLower(unbound_->Log());
+  EXPECT_EQ(upstream_log.find("denied.test"), std::string::npos) << upstream_log;
+  EXPECT_NE(upstream_log.find("www.allowed.test."), std::string::npos) << upstream_log;
   EXPECT_TRUE(cache_->LookupName("www.denied.test").empty());
 
   const ProxyStats s = proxy_->stats();
@@ -235,7 +242,7 @@ TEST_P(DnsProxyTest, UnknownEndpointIsServfailUnlessAllowed) {
   ASSERT_TRUE(engine_.RemoveEndpoint(kWebEndpoint).ok());  // an id the engine does not know
   EXPECT_EQ(RunDig(port_, "www.allowed.test A").status, "SERVFAIL");
   EXPECT_EQ(proxy_->stats().unknown_endpoint, 2u);
-  EXPECT_EQ(unbound_->Log().find("www.allowed.test"), std::string::npos);
+  EXPECT_EQ(absl::AsciiStrToLower(unbound_->Log()).find("www.allowed.test"), std::string::npos);
 
   proxy_.reset();
   StartProxy(ProxyOptions{.allow_unknown_endpoints = true}, unbound_->port());
@@ -317,6 +324,169 @@ TEST_P(DnsProxyTest, TcpClientWithMoreQueriesThanTheInflightLimit) {
   EXPECT_EQ(proxy_->stats().denied, static_cast<uint64_t>((kQueries + 2) / 3));
 }
 
+// A TCP client connection to the proxy from `source` (any 127.0.0.0/8 address is this host's).
+UniqueFd ConnectFrom(const char* source, uint16_t port) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const SocketAddress from = SocketAddress::From(*IpAddr::Parse(source), 0);
+  const SocketAddress to = SocketAddress::From(*IpAddr::Parse("127.0.0.1"), port);
+  if (::bind(fd.get(), from.sa(), from.len()) != 0 || ::connect(fd.get(), to.sa(), to.len()) != 0) return UniqueFd();
+  timeval tv{3, 0};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  return fd;
+}
+
+// Sends one query over a client connection; true if a whole answer comes back.
+bool AnsweredOver(int fd) {
+  const std::string q = DnsBuilder(5, 0x0100).Question("www.allowed.test", dns::kTypeA).str();
+  std::string framed{static_cast<char>(q.size() >> 8), static_cast<char>(q.size() & 0xff)};
+  framed += q;
+  if (::send(fd, framed.data(), framed.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(framed.size())) return false;
+  std::string in;
+  char buf[4096];
+  while (in.size() < 2 || in.size() < 2 + ((static_cast<uint8_t>(in[0]) << 8) | static_cast<uint8_t>(in[1]))) {
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) return false;
+    in.append(buf, n);
+  }
+  return true;
+}
+
+// True if the proxy closed the connection (EOF or reset) within `timeout`.
+bool ClosedByProxy(int fd, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  char buf[512];
+  while (absl::Now() < deadline) {
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) return true;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return false;
+}
+
+TEST_P(DnsProxyTest, TcpConnectionsAreLimitedPerClientAndInTotal) {
+  StartProxy(ProxyOptions{.max_tcp_connections = 5, .max_tcp_connections_per_client = 3}, unbound_->port());
+  std::vector<UniqueFd> first;
+  for (int i = 0; i < 3; ++i) {
+    first.push_back(ConnectFrom("127.0.0.1", port_));
+    ASSERT_TRUE(AnsweredOver(first.back().get())) << i;
+  }
+  // A fourth from the same client is closed at once; another client still gets in.
+  UniqueFd fourth = ConnectFrom("127.0.0.1", port_);
+  EXPECT_TRUE(ClosedByProxy(fourth.get(), absl::Seconds(2)));
+  std::vector<UniqueFd> second;
+  for (int i = 0; i < 2; ++i) {
+    second.push_back(ConnectFrom("127.0.0.2", port_));
+    ASSERT_TRUE(AnsweredOver(second.back().get())) << i;
+  }
+  // Five open: the total is reached for everyone.
+  UniqueFd third_client = ConnectFrom("127.0.0.3", port_);
+  EXPECT_TRUE(ClosedByProxy(third_client.get(), absl::Seconds(2)));
+  EXPECT_EQ(proxy_->stats().tcp_connections, 5u);
+  EXPECT_EQ(proxy_->stats().tcp_refused, 2u);
+  // One leaves: there is room again.
+  first.pop_back();
+  ASSERT_TRUE(acns::testing::Eventually([&] { return proxy_->stats().tcp_connections == 4; }, 5));
+  UniqueFd later = ConnectFrom("127.0.0.3", port_);
+  EXPECT_TRUE(AnsweredOver(later.get()));
+}
+
+// Slowloris: a client that sends a query a byte at a time never completes one in the idle time,
+// and is closed; one that sends whole queries stays.
+TEST_P(DnsProxyTest, TrickledBytesDoNotKeepAConnectionOpen) {
+  StartProxy(ProxyOptions{.tcp_idle_timeout = absl::Seconds(1)}, unbound_->port());
+  UniqueFd slow = ConnectFrom("127.0.0.1", port_);
+  UniqueFd steady = ConnectFrom("127.0.0.1", port_);
+  const std::string q = DnsBuilder(5, 0x0100).Question("www.allowed.test", dns::kTypeA).str();
+  std::string framed{static_cast<char>(q.size() >> 8), static_cast<char>(q.size() & 0xff)};
+  framed += q;
+  bool closed = false;
+  const absl::Time start = absl::Now();
+  for (size_t i = 0; i < framed.size() - 1 && !closed; ++i) {  // never the last byte
+    ::send(slow.get(), &framed[i], 1, MSG_NOSIGNAL);
+    if (i % 2 == 0) ASSERT_TRUE(AnsweredOver(steady.get()));
+    closed = ClosedByProxy(slow.get(), absl::Milliseconds(200));
+  }
+  EXPECT_TRUE(closed);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(4));
+  EXPECT_TRUE(AnsweredOver(steady.get()));
+  EXPECT_EQ(proxy_->stats().tcp_idle_closed, 1u);
+}
+
+// The stat files of the proxy's worker threads (named "acns-dns"), opened now: reading them
+// later takes no descriptor.
+std::vector<UniqueFd> WorkerStatFiles() {
+  std::vector<UniqueFd> files;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name == "acns-dns") files.emplace_back(::open((task.path() / "stat").c_str(), O_RDONLY | O_CLOEXEC));
+  }
+  return files;
+}
+
+// CPU time those threads used so far.
+absl::Duration CpuOf(const std::vector<UniqueFd>& stat_files) {
+  uint64_t ticks = 0;
+  for (const UniqueFd& f : stat_files) {
+    char buf[1024];
+    const ssize_t n = ::pread(f.get(), buf, sizeof(buf) - 1, 0);
+    if (n <= 0) continue;
+    const std::string line(buf, n);
+    // After the command's closing parenthesis: state is field 3, utime 14, stime 15.
+    std::istringstream fields(line.substr(line.rfind(')') + 2));
+    std::string field;
+    for (int i = 3; i <= 15 && fields >> field; ++i) {
+      if (i >= 14) ticks += std::stoull(field);
+    }
+  }
+  return absl::Seconds(1) * static_cast<double>(ticks) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+// The process out of descriptors while clients keep connecting: the proxy refuses them with its
+// spare descriptor instead of spinning on a listener it cannot take from, and takes connections
+// again once descriptors are back.
+TEST_P(DnsProxyTest, OutOfDescriptorsRefusesWithoutSpinning) {
+  StartProxy(ProxyOptions{.workers = 1, .max_descriptors = 1 << 20}, unbound_->port());
+  const std::vector<UniqueFd> stat_files = WorkerStatFiles();
+  ASSERT_EQ(stat_files.size(), 1u);
+  struct RestoreLimit {
+    rlimit saved{};
+    RestoreLimit() { ::getrlimit(RLIMIT_NOFILE, &saved); }
+    ~RestoreLimit() { ::setrlimit(RLIMIT_NOFILE, &saved); }
+  } restore;
+  // Clients in a child process: its descriptors are its own.
+  const pid_t child = ::fork();
+  if (child == 0) {
+    const SocketAddress to = SocketAddress::From(*IpAddr::Parse("127.0.0.1"), port_);
+    for (int i = 0; i < 100; ++i) {
+      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      ::connect(fd, to.sa(), to.len());
+    }
+    ::pause();
+    ::_exit(0);
+  }
+  ASSERT_GT(child, 0);
+  int open_now = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++open_now;
+  rlimit tight = restore.saved;
+  tight.rlim_cur = static_cast<rlim_t>(open_now + 2);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+  absl::SleepFor(absl::Milliseconds(500));  // the child connects; the proxy runs out
+  const absl::Duration cpu_before = CpuOf(stat_files);
+  absl::SleepFor(absl::Seconds(1));
+  const absl::Duration cpu = CpuOf(stat_files) - cpu_before;
+  const ProxyStats s = proxy_->stats();
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &restore.saved), 0);
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  EXPECT_LT(cpu, absl::Milliseconds(200));
+  EXPECT_GT(s.tcp_refused, 0u);
+  EXPECT_LT(s.tcp_connections, 10u);  // of the child's 100
+  UniqueFd later = ConnectFrom("127.0.0.1", port_);
+  EXPECT_TRUE(AnsweredOver(later.get()));
+}
+
 // A raw client: sends `query`, returns the reply (empty on timeout) and how long it took.
 std::pair<std::string, std::chrono::milliseconds> Exchange(uint16_t port, const std::string& query,
                                                            int timeout_ms = 3000) {
@@ -333,13 +503,17 @@ std::pair<std::string, std::chrono::milliseconds> Exchange(uint16_t port, const 
   return {n > 0 ? std::string(buf, n) : std::string(), took};
 }
 
-// A scripted upstream on 127.0.0.1: for each query, `script` returns the datagrams to send
-// back (from this socket) and may send others itself.
+// A scripted upstream on 127.0.0.1: for each UDP query, `script` returns the datagrams to send
+// back (from this socket) and may send others itself. With `tcp_script`, it also takes TCP
+// connections on the same port and answers each query with what that returns; without, TCP
+// connections are refused.
 class ScriptedUpstream {
  public:
   using Script =
       std::function<std::vector<std::string>(const std::string& query, const SocketAddress& from)>;
-  explicit ScriptedUpstream(Script script) : script_(std::move(script)) {
+  using TcpScript = std::function<std::string(const std::string& query)>;
+  explicit ScriptedUpstream(Script script, TcpScript tcp_script = nullptr)
+      : script_(std::move(script)), tcp_script_(std::move(tcp_script)) {
     fd_ = ::socket(AF_INET, SOCK_DGRAM, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -358,54 +532,108 @@ class ScriptedUpstream {
         const ssize_t n = ::recvfrom(fd_, buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&from), &from_len);
         if (n <= 0) continue;
         ++queries_;
-        last_from_ = SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&from), from_len);
-        for (const std::string& reply : script_(std::string(buf, n), last_from_)) {
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          last_from_ = SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&from), from_len);
+          last_query_ = std::string(buf, n);
+        }
+        for (const std::string& reply : script_(std::string(buf, n), last_from())) {
           ::sendto(fd_, reply.data(), reply.size(), 0, reinterpret_cast<sockaddr*>(&from), from_len);
         }
+      }
+    });
+    if (tcp_script_ == nullptr) return;
+    tcp_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    const int one = 1;
+    ::setsockopt(tcp_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    ::bind(tcp_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    ::listen(tcp_fd_, 16);
+    ::setsockopt(tcp_fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    tcp_thread_ = std::thread([this] {
+      while (!stop_) {
+        UniqueFd conn(::accept(tcp_fd_, nullptr, nullptr));
+        if (!conn.valid()) continue;
+        ++tcp_queries_;
+        std::string in;
+        char buf[4096];
+        for (;;) {
+          const ssize_t n = ::recv(conn.get(), buf, sizeof(buf), 0);
+          if (n <= 0) break;
+          in.append(buf, n);
+          if (in.size() >= 2 && in.size() >= 2 + ((static_cast<uint8_t>(in[0]) << 8) | static_cast<uint8_t>(in[1]))) break;
+        }
+        if (in.size() < 2) continue;
+        const std::string reply = tcp_script_(in.substr(2));
+        std::string framed{static_cast<char>(reply.size() >> 8), static_cast<char>(reply.size() & 0xff)};
+        framed += reply;
+        ::send(conn.get(), framed.data(), framed.size(), MSG_NOSIGNAL);
       }
     });
   }
   ~ScriptedUpstream() {
     stop_ = true;
     thread_.join();
+    if (tcp_thread_.joinable()) tcp_thread_.join();
     ::close(fd_);
+    if (tcp_fd_ >= 0) ::close(tcp_fd_);
   }
   uint16_t port() const { return port_; }
   int queries() const { return queries_; }
-  SocketAddress last_from() const { return last_from_; }
+  int tcp_queries() const { return tcp_queries_; }
+  SocketAddress last_from() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return last_from_;
+  }
+  std::string last_query() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return last_query_;
+  }
 
  private:
   Script script_;
+  TcpScript tcp_script_;
   int fd_ = -1;
+  int tcp_fd_ = -1;
   uint16_t port_ = 0;
   std::atomic<bool> stop_{false};
   std::atomic<int> queries_{0};
+  std::atomic<int> tcp_queries_{0};
+  mutable std::mutex mu_;
   SocketAddress last_from_;
+  std::string last_query_;
   std::thread thread_;
+  std::thread tcp_thread_;
 };
 
 uint16_t IdOf(const std::string& msg) {
   return static_cast<uint16_t>((static_cast<uint8_t>(msg[0]) << 8) | static_cast<uint8_t>(msg[1]));
 }
 
+// The question's name as `query` has it (the case the proxy chose).
+std::string NameOf(const std::string& query) { return dns::ParseQuery(query)->question.name; }
+
+// An answer to `query` with this ID and address, for `name` (the query's own, in its case, if
+// null).
 std::string Answer(const std::string& query, uint16_t id, const char* name, const char* ip) {
-  (void)query;
-  return DnsBuilder(id, 0x8180).Question(name, dns::kTypeA).Answer("@12", dns::kTypeA, 60, DnsBuilder::A(ip)).str();
+  const std::string asked = name != nullptr ? std::string(name) : NameOf(query);
+  return DnsBuilder(id, 0x8180).Question(asked, dns::kTypeA).Answer("@12", dns::kTypeA, 60, DnsBuilder::A(ip)).str();
 }
 
 TEST_P(DnsProxyTest, SpoofedRepliesNeverReachClientOrCache) {
-  ScriptedUpstream upstream([](const std::string& q, const SocketAddress& from) -> std::vector<std::string> {
-    const uint16_t id = IdOf(q);
-    // The right ID and question from another port: the kernel drops it (connected socket).
-    const int other = ::socket(AF_INET, SOCK_DGRAM, 0);
-    const std::string spoof = Answer(q, id, "www.allowed.test", "203.0.113.68");
-    ::sendto(other, spoof.data(), spoof.size(), 0, from.sa(), from.len());
-    ::close(other);
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    return {Answer(q, id ^ 0x5555, "www.allowed.test", "203.0.113.66"),   // wrong ID
-            Answer(q, id, "evil.allowed.test", "203.0.113.67"),           // wrong question
-            Answer(q, id, "www.allowed.test", "198.51.100.20")};          // the real one
-  });
+  ScriptedUpstream upstream(
+      [](const std::string& q, const SocketAddress& from) -> std::vector<std::string> {
+        const uint16_t id = IdOf(q);
+        // The right ID and question from another port: the kernel drops it (connected socket).
+        const int other = ::socket(AF_INET, SOCK_DGRAM, 0);
+        const std::string spoof = Answer(q, id, nullptr, "203.0.113.68");
+        ::sendto(other, spoof.data(), spoof.size(), 0, from.sa(), from.len());
+        ::close(other);
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        return {Answer(q, id ^ 0x5555, nullptr, "203.0.113.66"),   // wrong ID: the exchange goes to TCP
+                Answer(q, id, "evil.allowed.test", "203.0.113.67"),  // wrong question, too late
+                Answer(q, id, nullptr, "203.0.113.69")};             // right, too late as well
+      },
+      [](const std::string& q) { return Answer(q, IdOf(q), nullptr, "198.51.100.20"); });
   StartProxy(ProxyOptions{}, upstream.port());
   const std::string query = DnsBuilder(0x7777, 0x0100).Question("www.allowed.test", dns::kTypeA).str();
   auto [reply, took] = Exchange(port_, query);
@@ -415,12 +643,107 @@ TEST_P(DnsProxyTest, SpoofedRepliesNeverReachClientOrCache) {
   ASSERT_TRUE(info.ok()) << info.status();
   ASSERT_EQ(info->ips.size(), 1u);
   EXPECT_EQ(info->ips[0].ToString(), "198.51.100.20");
-  EXPECT_EQ(cache_->LookupIp(*IpAddr::Parse("203.0.113.66")).names.size(), 0u);
-  EXPECT_EQ(cache_->LookupIp(*IpAddr::Parse("203.0.113.67")).names.size(), 0u);
-  EXPECT_EQ(cache_->LookupIp(*IpAddr::Parse("203.0.113.68")).names.size(), 0u);
-  EXPECT_EQ(proxy_->stats().rejected_replies, 2u);
+  for (const char* spoofed : {"203.0.113.66", "203.0.113.67", "203.0.113.68", "203.0.113.69"}) {
+    EXPECT_EQ(cache_->LookupIp(*IpAddr::Parse(spoofed)).names.size(), 0u) << spoofed;
+  }
+  const ProxyStats s = proxy_->stats();
+  EXPECT_EQ(s.rejected_replies, 1u);
+  EXPECT_EQ(s.tcp_fallbacks, 1u);
+  EXPECT_EQ(upstream.tcp_queries(), 1);
   // The proxy asked from a fresh port with a fresh ID.
   EXPECT_NE(upstream.last_from().port(), port_);
+  EXPECT_NE(IdOf(upstream.last_query()), 0x7777);
+}
+
+// An off-path attacker who knows the exchange's port sends every ID while the real answer is
+// slow, with the name as the client wrote it: the first wrong ID sends the query to TCP, and the
+// one with the right ID (if it came) would lack the 0x20 case. The client gets the real answer.
+TEST_P(DnsProxyTest, IdSweepAgainstASlowUpstreamIsNotCached) {
+  ScriptedUpstream upstream(
+      [](const std::string& q, const SocketAddress&) -> std::vector<std::string> {
+        // Sent from the server's address and port, as a spoofer would; the real server never
+        // answers over UDP here.
+        std::vector<std::string> forged;
+        const uint16_t right = IdOf(q);
+        for (uint32_t i = 1; i <= 65536; ++i) {  // the right ID last
+          forged.push_back(Answer(q, static_cast<uint16_t>(right + i), "www.allowed.test", "203.0.113.200"));
+        }
+        return forged;
+      },
+      [](const std::string& q) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        return Answer(q, IdOf(q), nullptr, "198.51.100.20");
+      });
+  StartProxy(ProxyOptions{.upstream_timeout = absl::Seconds(5)}, upstream.port());
+  const std::string query = DnsBuilder(0x4242, 0x0100).Question("www.allowed.test", dns::kTypeA).str();
+  auto [reply, took] = Exchange(port_, query, 6000);
+  auto info = dns::ParseReply(reply, dns::ParseQuery(query)->question);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->header.rcode(), dns::kNoError);
+  ASSERT_EQ(info->ips.size(), 1u);
+  EXPECT_EQ(info->ips[0].ToString(), "198.51.100.20");
+  EXPECT_EQ(cache_->LookupIp(*IpAddr::Parse("203.0.113.200")).names.size(), 0u);
+  EXPECT_EQ(cache_->LookupIp(*IpAddr::Parse("198.51.100.20")).names.size(), 1u);
+  EXPECT_EQ(proxy_->stats().tcp_fallbacks, 1u);
+  EXPECT_GE(proxy_->stats().rejected_replies, 1u);
+}
+
+// A server that does not keep the question's case: over UDP its reply cannot be told from a
+// spoof, so the query goes again over TCP, where it is taken.
+TEST_P(DnsProxyTest, UpstreamThatLowersTheCaseIsAnsweredOverTcp) {
+  ScriptedUpstream upstream(
+      [](const std::string& q, const SocketAddress&) -> std::vector<std::string> {
+        return {Answer(q, IdOf(q), "www.allowed.test", "198.51.100.21")};
+      },
+      [](const std::string& q) { return Answer(q, IdOf(q), "www.allowed.test", "198.51.100.21"); });
+  StartProxy(ProxyOptions{}, upstream.port());
+  const std::string query = DnsBuilder(7, 0x0100).Question("WWW.Allowed.test", dns::kTypeA).str();
+  auto [reply, took] = Exchange(port_, query);
+  auto info = dns::ParseReply(reply, dns::ParseQuery(query)->question);
+  ASSERT_TRUE(info.ok()) << info.status();
+  ASSERT_EQ(info->ips.size(), 1u);
+  EXPECT_EQ(info->question.name, "WWW.Allowed.test.");  // the client's case
+  const ProxyStats s = proxy_->stats();
+  EXPECT_EQ(s.case_mismatches, 1u);
+  EXPECT_EQ(s.tcp_fallbacks, 1u);
+  EXPECT_EQ(s.upstream_failures, 0u);
+}
+
+// A client that asks for 65535 bytes: upstream sees 1232 (DNS Flag Day), so no reply buffer is
+// larger. An answer that came over TCP goes back to a UDP client whole if the client takes it,
+// else truncated (the client asks again over TCP).
+TEST_P(DnsProxyTest, LargeEdnsSizesAreCappedUpstream) {
+  ScriptedUpstream upstream(
+      [](const std::string& q, const SocketAddress&) -> std::vector<std::string> {
+        // The case lost: the proxy asks again over TCP.
+        return {DnsBuilder(IdOf(q), 0x8380).Question(absl::AsciiStrToLower(NameOf(q)), dns::kTypeA).str()};
+      },
+      [](const std::string& q) {
+        DnsBuilder b(IdOf(q), 0x8180);
+        b.Question(NameOf(q), dns::kTypeA);
+        for (int i = 1; i <= 200; ++i) {  // about 3.2 KB
+          b.Answer("@12", dns::kTypeA, 60, DnsBuilder::A(absl::StrCat("198.51.", 100 + i / 100, ".", i % 100).c_str()));
+        }
+        return b.str();
+      });
+  StartProxy(ProxyOptions{}, upstream.port());
+  auto [whole, took] = Exchange(port_, DnsBuilder(9, 0x0100).Question("big.allowed.test", dns::kTypeA).Opt(65535).str());
+  auto forwarded = dns::ParseQuery(upstream.last_query());
+  ASSERT_TRUE(forwarded.ok());
+  EXPECT_EQ(forwarded->edns_udp_size, dns::kMaxForwardedUdpSize);
+  dns::Header h;
+  ASSERT_TRUE(dns::ReadHeader(whole, &h));
+  EXPECT_FALSE(h.tc());
+  EXPECT_EQ(h.ancount, 200);
+  EXPECT_GT(whole.size(), 3000u);
+
+  auto [truncated, took2] = Exchange(port_, DnsBuilder(10, 0x0100).Question("big.allowed.test", dns::kTypeA).Opt(1232).str());
+  ASSERT_TRUE(dns::ReadHeader(truncated, &h));
+  EXPECT_TRUE(h.tc());
+  EXPECT_EQ(h.id, 10);
+  EXPECT_EQ(h.rcode(), dns::kNoError);
+  EXPECT_LE(truncated.size(), 1232u);
+  EXPECT_EQ(proxy_->stats().tcp_fallbacks, 2u);
 }
 
 TEST_P(DnsProxyTest, UdpReplyLargerThanTheClientTakesIsServfail) {
@@ -428,7 +751,7 @@ TEST_P(DnsProxyTest, UdpReplyLargerThanTheClientTakesIsServfail) {
   // server must not send more than the client advertised).
   ScriptedUpstream upstream([](const std::string& q, const SocketAddress&) -> std::vector<std::string> {
     DnsBuilder b(IdOf(q), 0x8180);
-    b.Question("big.allowed.test", dns::kTypeA);
+    b.Question(NameOf(q), dns::kTypeA);
     for (int i = 1; i <= 40; ++i) {
       b.Answer("@12", dns::kTypeA, 60, DnsBuilder::A(absl::StrCat("198.51.100.", i).c_str()));
     }
