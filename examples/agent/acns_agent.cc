@@ -5,7 +5,7 @@
 // the runtime's. Run `acns-agent --help` for the flags.
 //
 // HTTP API (--api): GET /healthz (200 once the policies and endpoints are loaded and the
-// runtime runs, else 503), GET /metrics (Prometheus text), GET /v1/fqdn/cache[?format=table].
+// runtime runs, with "degraded: ..." while FQDN cache snapshots cannot be saved; else 503), GET /metrics (Prometheus text), GET /v1/fqdn/cache[?format=table].
 // Signals: SIGTERM/SIGINT stop cleanly (a last cache snapshot is written), SIGHUP reloads.
 #include <acns/acns.h>
 #include <arpa/inet.h>
@@ -570,7 +570,13 @@ class Agent {
     const std::string path = url;
     if (path == "/healthz") {
       const bool ready = self->running_ && self->policies_loaded_ && self->endpoints_loaded_;
-      return Reply(conn, ready ? 200 : 503, ready ? "ok\n" : "not ready: policies or endpoints not loaded\n",
+      if (!ready) return Reply(conn, 503, "not ready: policies or endpoints not loaded\n", "text/plain");
+      // Degraded is still alive: a restart would not bring the disk back, and would lose what
+      // the snapshots could not keep.
+      acns_node_stats n{};
+      n.struct_size = sizeof(n);
+      acns_node_stats_get(self->node_, &n, nullptr, nullptr, nullptr, nullptr);
+      return Reply(conn, 200, n.save_failing != 0 ? "degraded: FQDN cache snapshots cannot be saved (see the log)\n" : "ok\n",
                    "text/plain");
     }
     if (path == "/metrics") return Reply(conn, 200, self->Metrics(), "text/plain; version=0.0.4");
@@ -584,9 +590,12 @@ class Agent {
       if (acns_node_fqdn_cache_list(self->node_, f, &text, &len, &err) != ACNS_OK) {
         return Reply(conn, 500, std::string(err.message) + "\n", "text/plain");
       }
-      const MHD_Result r = Reply(conn, 200, std::string(text, len), f == ACNS_FQDN_LIST_JSON ? "application/json" : "text/plain");
-      acns_free(text);
-      return r;
+      // Handed over, not copied: a large cache's listing is in memory once here.
+      MHD_Response* r = MHD_create_response_from_buffer_with_free_callback(len, text, &acns_free);
+      MHD_add_response_header(r, "Content-Type", f == ACNS_FQDN_LIST_JSON ? "application/json" : "text/plain");
+      const MHD_Result ret = MHD_queue_response(conn, 200, r);
+      MHD_destroy_response(r);
+      return ret;
     }
     return Reply(conn, 404, "not found\n", "text/plain");
   }

@@ -47,24 +47,45 @@ absl::Status WriteAll(int fd, absl::string_view content, const std::string& path
 }  // namespace
 
 absl::Status WriteFileAtomic(const std::string& path, absl::string_view content) {
-  const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
-  {
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    if (!fd.valid()) return ErrnoError(errno, absl::StrCat("create ", tmp));
-    absl::Status status = WriteAll(fd.get(), content, tmp);
-    if (status.ok() && ::fsync(fd.get()) != 0) status = ErrnoError(errno, absl::StrCat("fsync ", tmp));
-    if (!status.ok()) {
-      ::unlink(tmp.c_str());
-      return status;
+  auto writer = AtomicFileWriter::Create(path);
+  if (!writer.ok()) return writer.status();
+  if (absl::Status s = writer->Append(content); !s.ok()) return s;
+  return writer->Commit();
+}
+
+absl::StatusOr<AtomicFileWriter> AtomicFileWriter::Create(const std::string& path) {
+  std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd.valid()) return ErrnoError(errno, absl::StrCat("create ", tmp));
+  return AtomicFileWriter(path, std::move(tmp), std::move(fd));
+}
+
+AtomicFileWriter::~AtomicFileWriter() {
+  if (!tmp_.empty()) ::unlink(tmp_.c_str());
+}
+
+absl::Status AtomicFileWriter::Append(absl::string_view data) { return WriteAll(fd_.get(), data, tmp_); }
+
+absl::Status AtomicFileWriter::WriteAt(size_t offset, absl::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = ::pwrite(fd_.get(), data.data(), data.size(), static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError(errno, absl::StrCat("write ", tmp_));
     }
+    data.remove_prefix(static_cast<size_t>(n));
+    offset += static_cast<size_t>(n);
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    return ErrnoError(err, absl::StrCat("rename ", tmp, " to ", path));
-  }
-  const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  return absl::OkStatus();
+}
+
+absl::Status AtomicFileWriter::Commit() {
+  if (::fsync(fd_.get()) != 0) return ErrnoError(errno, absl::StrCat("fsync ", tmp_));
+  fd_.reset();
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) return ErrnoError(errno, absl::StrCat("rename ", tmp_, " to ", path_));
+  tmp_.clear();
+  const size_t slash = path_.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path_.substr(0, slash));
   UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dir_fd.valid()) return ErrnoError(errno, absl::StrCat("open ", dir));
   if (::fsync(dir_fd.get()) != 0) return ErrnoError(errno, absl::StrCat("fsync ", dir));

@@ -45,6 +45,29 @@ absl::StatusOr<std::string> ReadFile(const std::string& path, size_t max_bytes);
 // new one, never a mix: write a temporary file beside it, fsync, rename, fsync the directory.
 absl::Status WriteFileAtomic(const std::string& path, absl::string_view content);
 
+// The same, written piece by piece (content that should not be held in memory whole). Nothing
+// replaces `path` until Commit; a writer destroyed before that removes its temporary file.
+class AtomicFileWriter {
+ public:
+  static absl::StatusOr<AtomicFileWriter> Create(const std::string& path);
+  AtomicFileWriter(AtomicFileWriter&& other) noexcept
+      : path_(std::move(other.path_)), tmp_(std::exchange(other.tmp_, {})), fd_(std::move(other.fd_)) {}
+  AtomicFileWriter& operator=(AtomicFileWriter&&) = delete;
+  ~AtomicFileWriter();
+
+  absl::Status Append(absl::string_view data);
+  // Overwrites bytes already appended (a header whose fields are known at the end).
+  absl::Status WriteAt(size_t offset, absl::string_view data);
+  absl::Status Commit();
+
+ private:
+  AtomicFileWriter(std::string path, std::string tmp, UniqueFd fd)
+      : path_(std::move(path)), tmp_(std::move(tmp)), fd_(std::move(fd)) {}
+  std::string path_;
+  std::string tmp_;  // empty once committed (or moved from)
+  UniqueFd fd_;
+};
+
 }  // namespace acns
 
 #endif  // ACNS_LIB_COMMON_FILE_H_

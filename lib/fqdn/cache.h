@@ -103,7 +103,7 @@ struct CacheStats {
   size_t ips = 0;
   size_t identities = 0;
   size_t entries = 0;  // names + leases, compared with max_entries
-  uint64_t lru_evictions = 0;          // names evicted by the entry cap
+  uint64_t lru_evictions = 0;          // names (or an over-share endpoint's leases on them) evicted by the entry cap
   uint64_t ip_limit_evictions = 0;     // leases pushed out by max_ips_per_hostname
   uint64_t zombie_limit_evictions = 0;
   uint64_t identity_exhausted = 0;     // IPs left out of the ipcache: no identity left
@@ -176,7 +176,10 @@ class FqdnCache {
   // Calls fn with the waiting deltas; returns how many.
   size_t DrainDeltas(absl::FunctionRef<void(std::span<const Delta>)> fn);
 
-  // Names in least recently looked-up last order, with their leases.
+  // Names with their leases, least recently looked-up first. The cache is locked for a few
+  // hundred names at a time and `fn` runs unlocked, so a walk over a large cache does not hold
+  // up the DNS path: each name is listed as it was when read, once; a name looked up during the
+  // walk comes later in it; a name added or removed during the walk may be missing.
   void ForEachName(absl::FunctionRef<void(absl::string_view name, std::span<const LeaseInfo>)> fn) const;
   std::vector<IdentityInfo> Identities() const;
   // The ipcache the deltas have built: every IP with a non-zero identity.
@@ -188,6 +191,9 @@ class FqdnCache {
   // Persistence (lib/fqdn/state.cc): the whole cache as a protobuf, and back. Restore replaces
   // the content, keeps the identity numbers of the snapshot for the selector sets that still
   // exist, turns leases that expired meanwhile into zombies, and emits the full state as deltas.
+  // WriteState hands the encoding to `out` in pieces (their concatenation is the message), a
+  // few hundred names at a time, walking as ForEachName does.
+  void WriteState(UnixSeconds now, absl::FunctionRef<void(absl::string_view)> out) const;
   std::string SerializeState(UnixSeconds now) const;
   absl::Status RestoreState(absl::string_view bytes, UnixSeconds now);
 
@@ -287,7 +293,7 @@ class FqdnCache {
   uint32_t AddName(absl::string_view canonical);  // kNoName when the name store is full
   void DeleteName(uint32_t id);  // the name must hold no lease
   void RepackNamesIfSparse();
-  void LruUnlink(uint32_t id);
+  void LruUnlink(uint32_t id);  // moves walks (ForEachName) standing on `id` on
   void LruPushFront(uint32_t id);
   uint32_t InternEndpoint(uint64_t endpoint);  // kNoEndpoint past kMaxEndpoints
   uint32_t FindEndpoint(uint64_t endpoint) const;
@@ -341,6 +347,8 @@ class FqdnCache {
   absl::flat_hash_set<uint32_t, NameHash, NameEq> name_index_;
   uint32_t lru_head_ = kNoName;  // most recently looked up
   uint32_t lru_tail_ = kNoName;
+  // The next name of each ForEachName walk in progress (towards the head).
+  mutable std::vector<uint32_t*> walks_ ABSL_GUARDED_BY(mu_);
   size_t live_names_ = 0;
   size_t leases_ = 0;
 

@@ -106,10 +106,11 @@ absl::StatusOr<PreCacheResult> LoadPreCache(FqdnCache& cache, absl::string_view 
   }
   PreCacheResult result;
   result.entries = items.size();
-  // Items come most recently looked-up first (as CacheToJson writes them): insert the last
-  // first so that the LRU order is kept.
-  for (auto it = items.rbegin(); it != items.rend(); ++it) {
-    const Item& item = *it;
+  // Least recently looked-up first, so that the LRU order follows the lookup times.
+  std::stable_sort(items.begin(), items.end(), [](const Item& a, const Item& b) {
+    return a.expires - a.ttl < b.expires - b.ttl;
+  });
+  for (const Item& item : items) {
     if (item.expires <= now) {
       ++result.expired;
       continue;
@@ -136,8 +137,8 @@ struct ListEntry {
   std::vector<std::string> ips;
 };
 
-std::vector<ListEntry> ListEntries(const FqdnCache& cache) {
-  std::vector<ListEntry> out;
+// Calls fn with each listed item, walking the cache (least recently looked-up names first).
+void ForEachEntry(const FqdnCache& cache, absl::FunctionRef<void(const ListEntry&)> fn) {
   cache.ForEachName([&](absl::string_view name, std::span<const LeaseInfo> leases) {
     std::map<std::tuple<uint64_t, UnixSeconds, uint32_t, bool>, std::vector<std::string>> groups;
     for (const LeaseInfo& lease : leases) {
@@ -145,9 +146,14 @@ std::vector<ListEntry> ListEntries(const FqdnCache& cache) {
     }
     for (auto& [key, ips] : groups) {
       const auto& [endpoint, expires, ttl, zombie] = key;
-      out.push_back(ListEntry{endpoint, std::string(name), ttl, expires, zombie, std::move(ips)});
+      fn(ListEntry{endpoint, std::string(name), ttl, expires, zombie, std::move(ips)});
     }
   });
+}
+
+std::vector<ListEntry> ListEntries(const FqdnCache& cache) {
+  std::vector<ListEntry> out;
+  ForEachEntry(cache, [&](const ListEntry& e) { out.push_back(e); });
   return out;
 }
 
@@ -156,18 +162,16 @@ const char* Source(const ListEntry& e) { return e.zombie ? "connection" : "looku
 }  // namespace
 
 std::string CacheToJson(const FqdnCache& cache) {
-  std::vector<std::string> items;
-  for (const ListEntry& e : ListEntries(cache)) {
-    std::vector<std::string> ips;
-    for (const std::string& ip : e.ips) ips.push_back(absl::StrCat("\"", ip, "\""));
-    items.push_back(absl::StrCat(
-        "  {\"endpoint-id\": ", e.endpoint, ", \"fqdn\": ", JsonQuote(e.name), ", \"ips\": [",
-        absl::StrJoin(ips, ", "), "], \"ttl\": ", e.ttl, ", \"lookup-time\": \"",
-        FormatTime(e.expires - e.ttl), "\", \"expiration-time\": \"", FormatTime(e.expires),
-        "\", \"source\": \"", Source(e), "\"}"));
-  }
-  if (items.empty()) return "[]\n";
-  return absl::StrCat("[\n", absl::StrJoin(items, ",\n"), "\n]\n");
+  // Written as the walk goes: the listing of a large cache is in memory once.
+  std::string out;
+  ForEachEntry(cache, [&](const ListEntry& e) {
+    absl::StrAppend(&out, out.empty() ? "[\n" : ",\n", "  {\"endpoint-id\": ", e.endpoint, ", \"fqdn\": ",
+                    JsonQuote(e.name), ", \"ips\": [");
+    for (size_t i = 0; i < e.ips.size(); ++i) absl::StrAppend(&out, i == 0 ? "\"" : ", \"", e.ips[i], "\"");
+    absl::StrAppend(&out, "], \"ttl\": ", e.ttl, ", \"lookup-time\": \"", FormatTime(e.expires - e.ttl),
+                    "\", \"expiration-time\": \"", FormatTime(e.expires), "\", \"source\": \"", Source(e), "\"}");
+  });
+  return out.empty() ? "[]\n" : out + "\n]\n";
 }
 
 std::string CacheToTable(const FqdnCache& cache) {

@@ -62,41 +62,59 @@ absl::StatusOr<absl::string_view> UnframeSnapshot(absl::string_view file) {
   return payload;
 }
 
-std::string FqdnCache::SerializeState(UnixSeconds now) const {
-  absl::ReaderMutexLock lock(&mu_);
-  state::FqdnCacheState out;
-  out.set_saved_at(now);
-  out.set_sweep_reported(sweep_reported_);
-  out.set_last_sweep_start(last_sweep_start_);
-  for (uint32_t id = lru_head_; id != kNoName; id = names_[id].lru_next) {
-    const NameRec& rec = names_[id];
-    state::FqdnName* name = out.add_names();
-    name->set_name(NameText(id));
-    for (const LeaseRec& lease : rec.leases) {
-      state::FqdnLease* l = name->add_leases();
-      const IpAddr ip = ips_.Address(lease.ip);
-      l->set_ip(ip.bytes.data(), ip.bytes.size());
-      l->set_endpoint(endpoints_[lease.endpoint].id);
-      l->set_expires(lease.expires);
+void FqdnCache::WriteState(UnixSeconds now, absl::FunctionRef<void(absl::string_view)> out) const {
+  // Protobuf merges concatenated encodings (repeated fields append): each piece is a message.
+  state::FqdnCacheState piece;
+  piece.set_saved_at(now);
+  piece.set_names_oldest_first(true);
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    piece.set_sweep_reported(sweep_reported_);
+    piece.set_last_sweep_start(last_sweep_start_);
+  }
+  out(piece.SerializeAsString());
+  piece.Clear();
+  constexpr int kNamesPerPiece = 256;
+  ForEachName([&](absl::string_view name, std::span<const LeaseInfo> leases) {
+    state::FqdnName* n = piece.add_names();
+    n->set_name(std::string(name));
+    for (const LeaseInfo& lease : leases) {
+      state::FqdnLease* l = n->add_leases();
+      l->set_ip(lease.ip.bytes.data(), lease.ip.bytes.size());
+      l->set_endpoint(lease.endpoint);
+      l->set_expires(lease.zombie ? 0 : lease.expires);
       l->set_ttl(lease.ttl);
-      l->set_zombie(lease.expires == kZombie);
+      l->set_zombie(lease.zombie);
+    }
+    if (piece.names_size() == kNamesPerPiece) {
+      out(piece.SerializeAsString());
+      piece.Clear();
+    }
+  });
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    for (const auto& [key, zombie] : zombies_) {
+      state::FqdnZombie* z = piece.add_zombies();
+      const IpAddr ip = ips_.Address(key.ip);
+      z->set_ip(ip.bytes.data(), ip.bytes.size());
+      z->set_endpoint(endpoints_[key.endpoint].id);
+      z->set_alive_at(zombie.alive_at);
+      z->set_delete_pending_at(zombie.delete_pending_at);
+      z->set_created_at(zombie.created_at);
+    }
+    for (const auto& [number, identity] : identities_) {
+      state::FqdnIdentity* i = piece.add_identities();
+      i->set_identity(number);
+      for (uint32_t sel : identity.selectors) i->add_selectors(selector_names_[sel]);
     }
   }
-  for (const auto& [key, zombie] : zombies_) {
-    state::FqdnZombie* z = out.add_zombies();
-    const IpAddr ip = ips_.Address(key.ip);
-    z->set_ip(ip.bytes.data(), ip.bytes.size());
-    z->set_endpoint(endpoints_[key.endpoint].id);
-    z->set_alive_at(zombie.alive_at);
-    z->set_delete_pending_at(zombie.delete_pending_at);
-    z->set_created_at(zombie.created_at);
-  }
-  for (const auto& [number, identity] : identities_) {
-    state::FqdnIdentity* i = out.add_identities();
-    i->set_identity(number);
-    for (uint32_t sel : identity.selectors) i->add_selectors(selector_names_[sel]);
-  }
-  return out.SerializeAsString();
+  out(piece.SerializeAsString());
+}
+
+std::string FqdnCache::SerializeState(UnixSeconds now) const {
+  std::string bytes;
+  WriteState(now, [&](absl::string_view piece) { bytes.append(piece.data(), piece.size()); });
+  return bytes;
 }
 
 absl::Status FqdnCache::RestoreState(absl::string_view bytes, UnixSeconds now) {
@@ -160,7 +178,8 @@ absl::Status FqdnCache::RestoreState(absl::string_view bytes, UnixSeconds now) {
     }
 
     // Least recent first, so that the most recent ends up at the head of the LRU list.
-    for (auto n = names.rbegin(); n != names.rend(); ++n) {
+    if (!in.names_oldest_first()) std::reverse(names.begin(), names.end());
+    for (auto n = names.begin(); n != names.end(); ++n) {
       if (n->second.empty() || FindName(n->first) != kNoName) continue;
       const uint32_t id = AddName(n->first);
       if (id == kNoName) break;  // the arena is full: the most recent names did not fit
@@ -214,7 +233,25 @@ absl::Status FqdnCache::RestoreState(absl::string_view bytes, UnixSeconds now) {
 }
 
 absl::Status SaveState(const FqdnCache& cache, const std::string& dir, UnixSeconds now) {
-  return WriteFileAtomic(StatePath(dir), FrameSnapshot(cache.SerializeState(now)));
+  // Streamed: the payload's length and CRC go into the header at the end, so that a large
+  // cache is never in memory twice.
+  auto file = AtomicFileWriter::Create(StatePath(dir));
+  if (!file.ok()) return file.status();
+  absl::Status status = file->Append(std::string(kHeaderSize, '\0'));
+  uint64_t length = 0;
+  uLong crc = crc32_z(0, nullptr, 0);
+  cache.WriteState(now, [&](absl::string_view piece) {
+    if (!status.ok()) return;
+    status = file->Append(piece);
+    length += piece.size();
+    crc = crc32_z(crc, reinterpret_cast<const Bytef*>(piece.data()), piece.size());
+  });
+  if (!status.ok()) return status;
+  std::string header(kMagic, sizeof(kMagic));
+  PutLe(&header, length, 8);
+  PutLe(&header, static_cast<uint32_t>(crc), 4);
+  if (status = file->WriteAt(0, header); !status.ok()) return status;
+  return file->Commit();
 }
 
 absl::Status RestoreState(FqdnCache& cache, const std::string& dir, UnixSeconds now) {

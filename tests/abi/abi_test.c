@@ -386,7 +386,7 @@ static void test_fqdn_cache(void) {
   uint64_t seq = 0;
   uint32_t identity = 0;
   size_t needed = 0, n = 0;
-  char buf[256], dir[] = "/tmp/acns-abi-XXXXXX", path[320], other[] = "/tmp/acns-abi-XXXXXX";
+  char buf[256], listing[1024], dir[] = "/tmp/acns-abi-XXXXXX", path[320], other[] = "/tmp/acns-abi-XXXXXX";
 
   CHECK(mkdtemp(dir) != NULL && mkdtemp(other) != NULL);
   CHECK(acns_policy_engine_create(NULL, &engine, &err) == ACNS_OK);
@@ -493,10 +493,10 @@ static void test_fqdn_cache(void) {
   write_file(path, "[{\"fqdn\": \"exact.test.\", \"ips\": [\"203.0.113.4\"], \"ttl\": 3600, "
                    "\"lookup-time\": \"2027-01-15T08:00:00Z\", \"expiration-time\": \"2027-01-15T09:00:00Z\"}]");
   CHECK(acns_fqdn_cache_precache_load(restored, path, T0, &n, &err) == ACNS_OK && n == 1);
-  CHECK(acns_fqdn_cache_list(restored, ACNS_FQDN_LIST_JSON, buf, sizeof(buf), &needed, &err) == ACNS_OK);
-  CHECK(strstr(buf, "\"fqdn\": \"exact.test.\", \"ips\": [\"203.0.113.4\"]") != NULL);
-  CHECK(acns_fqdn_cache_list(restored, ACNS_FQDN_LIST_TABLE, buf, sizeof(buf), &needed, &err) == ACNS_OK);
-  CHECK(strstr(buf, "exact.test.") != NULL && strstr(buf, "FQDN") != NULL);
+  CHECK(acns_fqdn_cache_list(restored, ACNS_FQDN_LIST_JSON, listing, sizeof(listing), &needed, &err) == ACNS_OK);
+  CHECK(strstr(listing, "\"fqdn\": \"exact.test.\", \"ips\": [\"203.0.113.4\"]") != NULL);
+  CHECK(acns_fqdn_cache_list(restored, ACNS_FQDN_LIST_TABLE, listing, sizeof(listing), &needed, &err) == ACNS_OK);
+  CHECK(strstr(listing, "exact.test.") != NULL && strstr(listing, "FQDN") != NULL);
   CHECK(acns_fqdn_cache_list(restored, 9, buf, sizeof(buf), &needed, &err) == ACNS_INVALID_ARGUMENT);
   write_file(path, "[{\"fqdn\": \"exact.test.\"}]");
   CHECK(acns_fqdn_cache_precache_load(restored, path, T0, &n, &err) == ACNS_INVALID_ARGUMENT);

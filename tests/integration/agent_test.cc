@@ -4,6 +4,8 @@
 #include <arpa/inet.h>
 #include <signal.h>
 #include <netinet/in.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -33,6 +35,13 @@ using ::acns::testing::RunCommand;
 using ::acns::testing::RunDig;
 using ::acns::testing::Unbound;
 
+// www.allowed.test, www.denied.test, and n1 to n200.allowed.test (to fill a cache).
+std::vector<std::string> Records() {
+  std::vector<std::string> records = {"www.allowed.test. 60 IN A 198.51.100.10", "www.denied.test. 60 IN A 203.0.113.66"};
+  for (int i = 1; i <= 200; ++i) records.push_back(absl::StrCat("n", i, ".allowed.test. 600 IN A 198.51.101.", i));
+  return records;
+}
+
 void Write(const std::string& path, const std::string& content) {
   std::ofstream(path + ".tmp") << content;
   std::rename((path + ".tmp").c_str(), path.c_str());
@@ -44,8 +53,7 @@ class AgentTest : public ::testing::Test {
   void SetUp() override {
     unbound_ = std::make_unique<Unbound>(
         std::vector<std::string>{"allowed.test.", "denied.test."},
-        std::vector<std::string>{"www.allowed.test. 60 IN A 198.51.100.10",
-                                 "www.denied.test. 60 IN A 203.0.113.66"});
+        Records());
     ASSERT_TRUE(unbound_->ready());
     char tmpl[] = "/tmp/acns-agent-XXXXXX";
     dir_ = ::mkdtemp(tmpl);
@@ -94,6 +102,14 @@ class AgentTest : public ::testing::Test {
       const std::string policies = dir_ + "/policies", endpoints = dir_ + "/endpoints.yaml",
                         state = dir_ + "/state";
       ::mkdir(state.c_str(), 0700);
+      if (private_state_tmpfs_) {
+        // The state directory on a small tmpfs of the agent's own mount namespace: the test
+        // fills it or makes it read-only there (nsenter), and nothing outlives the agent.
+        if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+            ::mount("acns-test-state", state.c_str(), "tmpfs", 0, "size=256k") != 0) {
+          ::_exit(126);
+        }
+      }
       if (nofile_limit_ > 0) {
         const rlimit files{nofile_limit_, nofile_limit_};
         ::setrlimit(RLIMIT_NOFILE, &files);
@@ -125,6 +141,7 @@ class AgentTest : public ::testing::Test {
   std::string api_;
   pid_t pid_ = -1;
   rlim_t nofile_limit_ = 0;  // > 0: the agent's RLIMIT_NOFILE (soft and hard)
+  bool private_state_tmpfs_ = false;
 };
 
 TEST_F(AgentTest, ServesReloadsAndStopsCleanly) {
@@ -237,6 +254,51 @@ TEST_F(AgentTest, AConnectionFloodUnderALowDescriptorLimitChangesNothing) {
   for (int fd : held) ::close(fd);
   EXPECT_EQ(Log().find("Too many open files"), std::string::npos) << Log();
   EXPECT_EQ(Log().find("removed "), std::string::npos) << Log();
+}
+
+// Snapshot saves that fail (a read-only state disk, then a full one) are said: in the log with
+// the kernel's reason, in /metrics and in /healthz (still 200: a restart would lose more). The
+// last good snapshot stays whole, no temporary file is left, and saves resume by themselves.
+TEST_F(AgentTest, FailingSnapshotsAreSaidAndTheLastGoodOneKept) {
+  private_state_tmpfs_ = true;
+  StartAgent();
+  const std::string state = dir_ + "/state";
+  auto in_agent_ns = [&](const std::string& command) {
+    return RunCommand(absl::StrCat("nsenter -t ", pid_, " -m sh -c '", command, "' 2>&1"));
+  };
+  auto snapshot_size = [&] {
+    const std::string out = in_agent_ns("stat -c %s " + state + "/fqdn-cache.state");
+    return out.empty() || !std::isdigit(static_cast<unsigned char>(out[0])) ? 0L : std::stol(out);
+  };
+  auto dig_names = [&](int from, int to) {
+    std::string names;
+    for (int i = from; i <= to; ++i) absl::StrAppend(&names, "n", i, ".allowed.test A\n");
+    Write(dir_ + "/names", names);
+    RunCommand(absl::StrCat("dig @127.0.0.1 -p ", dns_port_, " +tries=1 +time=2 -f ", dir_, "/names > /dev/null"));
+  };
+  dig_names(1, 50);
+  ASSERT_TRUE(Eventually([&] { return snapshot_size() > 0; })) << Log();
+  const long good = snapshot_size();
+
+  in_agent_ns("mount -o remount,ro " + state);
+  dig_names(51, 100);
+  EXPECT_TRUE(Eventually([&] { return Log().find("Read-only file system") != std::string::npos; })) << Log();
+  EXPECT_NE(Get("/metrics").find("acns_fqdn_snapshot_failing 1\n"), std::string::npos);
+  EXPECT_EQ(Get("/healthz"), "degraded: FQDN cache snapshots cannot be saved (see the log)\n");
+  EXPECT_EQ(snapshot_size(), good);
+
+  in_agent_ns("mount -o remount,rw " + state + " && dd if=/dev/zero of=" + state + "/filler bs=4k 2>/dev/null; true");
+  dig_names(101, 200);
+  EXPECT_TRUE(Eventually([&] { return Log().find("No space left on device") != std::string::npos; })) << Log();
+  EXPECT_EQ(Get("/healthz"), "degraded: FQDN cache snapshots cannot be saved (see the log)\n");
+  EXPECT_EQ(snapshot_size(), good);  // the last good one, whole
+  EXPECT_EQ(in_agent_ns("ls " + state), "dns-proxy-port\nfiller\nfqdn-cache.state\n") << "a temporary file was left";
+
+  in_agent_ns("rm " + state + "/filler");
+  EXPECT_TRUE(Eventually([&] { return Log().find("snapshots are saved again") != std::string::npos; })) << Log();
+  EXPECT_EQ(Get("/healthz"), "ok\n");
+  EXPECT_GT(snapshot_size(), good);
+  EXPECT_NE(Get("/metrics").find("acns_fqdn_snapshot_failing 0\n"), std::string::npos);
 }
 
 TEST_F(AgentTest, MissingInputsAreFatalUnlessStartingEmpty) {

@@ -18,6 +18,7 @@
 #include "lib/fqdn/maintainer.h"
 #include "lib/fqdn/precache.h"
 #include "lib/fqdn/state.h"
+#include "proto/fqdn_state.pb.h"
 #include "tests/support/pattern_selectors.h"
 
 namespace acns::fqdn {
@@ -306,6 +307,25 @@ TEST_F(CacheTest, EntryCapEvictsLeastRecentlyLookedUp) {
   EXPECT_EQ(cache_->stats().lru_evictions, 1u);
   EXPECT_EQ(cache_->stats().entries, 6u);
   EXPECT_FALSE(dp_.ipcache.contains("198.51.100.2"));
+  ExpectConsistent();
+}
+
+// One endpoint's flood of new names at the cap evicts its own oldest names, not another
+// endpoint's live one, however old (Cilium keeps a DNS history per endpoint).
+TEST_F(CacheTest, AFloodFromOneEndpointEvictsItsOwnNames) {
+  Make(CacheOptions{.max_entries = 200});
+  Learn(2, "api.allowed.test", {"198.51.100.1"}, 300, kT0);
+  for (int i = 0; i < 2'000; ++i) {
+    const std::string name = absl::StrCat("n", i, ".allowed.test"), ip = absl::StrCat("203.0.113.", i % 250);
+    Learn(1, name.c_str(), {ip.c_str()}, 300, kT0 + 1);
+  }
+  EXPECT_EQ(Ips(cache_->LookupName("api.allowed.test", 2)), std::vector<std::string>{"198.51.100.1"});
+  EXPECT_TRUE(dp_.ipcache.contains("198.51.100.1"));
+  EXPECT_FALSE(cache_->LookupName("n1999.allowed.test").empty());  // the newest stay
+  EXPECT_TRUE(cache_->LookupName("n0.allowed.test").empty());
+  const CacheStats stats = cache_->stats();
+  EXPECT_LE(stats.entries, 200u);
+  EXPECT_GT(stats.lru_evictions, 1'000u);
   ExpectConsistent();
 }
 
@@ -657,16 +677,71 @@ TEST_F(StateTest, RestoreAfterRestartKeepsIdentitiesAndHonoursTtl) {
   EXPECT_FALSE(restored.LookupName("www.allowed.test")[0].zombie);
   EXPECT_EQ(restored.LookupName("www.allowed.test")[0].expires, kT0 + 1000);
   EXPECT_EQ(restored.LookupName("z.cdn.test")[0].alive_at, kT0 + 6);
-  // LRU order survives: the most recently looked-up name first.
+  // LRU order survives: the least recently looked-up name first.
   std::vector<std::string> order;
   restored.ForEachName([&](absl::string_view n, std::span<const LeaseInfo>) { order.emplace_back(n); });
-  EXPECT_EQ(order, (std::vector<std::string>{"z.cdn.test.", "short.allowed.test.",
-                                             "www.allowed.test.", "x.cdn.test."}));
+  EXPECT_EQ(order, (std::vector<std::string>{"x.cdn.test.", "www.allowed.test.",
+                                             "short.allowed.test.", "z.cdn.test."}));
   // The next sweep that does not see them removes both zombies.
   restored.EndAliveSweep(kT0 + 30);
   EXPECT_EQ(restored.Gc(kT0 + 31).zombies_deleted, 2u);
   EXPECT_FALSE(fresh.ipcache.contains("198.51.100.2"));
   EXPECT_FALSE(fresh.ipcache.contains("203.0.113.5"));
+}
+
+// Snapshots of the earlier format list names most recently looked-up first, without
+// names_oldest_first: restored in the same LRU order.
+TEST_F(StateTest, SnapshotsListingTheMostRecentFirstRestoreInOrder) {
+  Make();
+  state::FqdnCacheState old;
+  for (const char* name : {"c.allowed.test.", "b.allowed.test.", "a.allowed.test."}) {  // c newest
+    state::FqdnLease* lease = old.add_names()->add_leases();
+    old.mutable_names(old.names_size() - 1)->set_name(name);
+    const IpAddr ip = Ip(absl::StrCat("198.51.100.", old.names_size()).c_str());
+    lease->set_ip(ip.bytes.data(), ip.bytes.size());
+    lease->set_endpoint(1);
+    lease->set_expires(kT0 + 100);
+    lease->set_ttl(100);
+  }
+  ASSERT_TRUE(cache_->RestoreState(old.SerializeAsString(), kT0).ok());
+  std::vector<std::string> order;
+  cache_->ForEachName([&](absl::string_view n, std::span<const LeaseInfo>) { order.emplace_back(n); });
+  EXPECT_EQ(order, (std::vector<std::string>{"a.allowed.test.", "b.allowed.test.", "c.allowed.test."}));
+}
+
+// A walk (listing, snapshot) calls back without the cache locked, so the DNS path goes on
+// during it: here the callback itself learns and removes names. Each name is listed once, a
+// refreshed one once more only if it had not been listed yet, a removed one not at all.
+TEST_F(CacheTest, WalksLetTheCacheChangeUnderThem) {
+  Make();
+  constexpr int kNames = 2'000;
+  for (int i = 0; i < kNames; ++i) {
+    const std::string name = absl::StrCat("n", i, ".allowed.test"), ip = absl::StrCat("198.51.", 100 + i / 250, ".", i % 250);
+    Learn(1, name.c_str(), {ip.c_str()}, 300, kT0 + i);
+  }
+  std::map<std::string, int> listed;
+  cache_->ForEachName([&](absl::string_view name, std::span<const LeaseInfo>) {
+    if (++listed[std::string(name)] > 1) return;
+    if (listed.size() == 10) {
+      Learn(1, "n3.allowed.test", {"198.51.100.3"}, 300, kT0 + kNames);       // listed already
+      Learn(1, "n1500.allowed.test", {"198.51.106.0"}, 300, kT0 + kNames);    // not yet
+      cache_->RemoveEndpoint(2);
+      Learn(2, "new.allowed.test", {"203.0.113.1"}, 300, kT0 + kNames);       // added meanwhile
+      cache_->RemoveEndpoint(2);                                              // and gone again
+    }
+  });
+  EXPECT_EQ(listed.size(), static_cast<size_t>(kNames));
+  for (const auto& [name, times] : listed) EXPECT_EQ(times, 1) << name;
+  // A snapshot written while the callback changes the cache still restores.
+  std::string bytes;
+  cache_->WriteState(kT0 + kNames, [&](absl::string_view piece) {
+    bytes.append(piece.data(), piece.size());
+    Learn(4, "during.allowed.test", {"203.0.113.9"}, 300, kT0 + kNames);
+  });
+  FqdnCache restored(CacheOptions{}, &selectors_);
+  ASSERT_TRUE(restored.RestoreState(bytes, kT0 + kNames).ok());
+  EXPECT_EQ(restored.stats().names, static_cast<size_t>(kNames) + 1);  // and during.allowed.test
+  ExpectConsistent();
 }
 
 TEST_F(StateTest, IdentityNumbersStayDistinctAfterARestoreThatReleasedSome) {
