@@ -12,11 +12,24 @@
 //                              and global), as a same-run reference
 //   BM_RssUnderChurn:          RSS while 1,000,000 ever-new names at TTL 5 s are ingested
 //                              with the cap at 100,000 entries (GC every simulated second)
+//   BM_RssUnderChurnWithSaves: the agent's case: the default cap (1,000,000 entries), 2,500,000
+//                              ever-new names at 20,000 a (simulated) second, TTL 60 s, a
+//                              snapshot every 5 s: RSS once at the cap, at the end, and the peak
+//   BM_IngestWhileSavingAndListing/<0|1>: latency of answers ingested into a 500,000-name cache
+//                              (p50, p99, max, in us) with nothing else running (0) or while
+//                              another thread saves snapshots and lists the cache (JSON, a
+//                              piece at a time, as the agent serves it) in a loop (1), and the
+//                              peak RSS above the filled cache's (MiB)
 // Run: build-release/bench/fqdn_cache_bench
 #include <malloc.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <thread>
 #include <memory>
 #include <unordered_map>
 #include <span>
@@ -26,6 +39,8 @@
 #include "absl/strings/str_cat.h"
 #include "benchmark/benchmark.h"
 #include "lib/fqdn/cache.h"
+#include "lib/fqdn/precache.h"
+#include "lib/fqdn/state.h"
 #include "tests/support/pattern_selectors.h"
 
 namespace {
@@ -235,6 +250,89 @@ void BM_RssUnderChurn(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_RssUnderChurn)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+// Peak RSS since the last ResetPeakRss, in MiB.
+double PeakRssMiB() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024;
+  }
+  return 0;
+}
+void ResetPeakRss() { std::ofstream("/proc/self/clear_refs") << "5"; }
+
+void BM_RssUnderChurnWithSaves(benchmark::State& state) {
+  for (auto _ : state) {
+    char dir[] = "/tmp/acns-bench-XXXXXX";
+    if (::mkdtemp(dir) == nullptr) return state.SkipWithError("mkdtemp");
+    FqdnCache cache(CacheOptions{}, &Selectors());
+    cache.SetDeltaSink([](std::span<const acns::fqdn::Delta>) {});
+    ResetPeakRss();
+    IpAddr ip;
+    for (uint64_t i = 0; i < 2'500'000; ++i) {
+      const std::string name = Name(i);
+      ip = V4(i);
+      const auto now = kT0 + static_cast<int64_t>(i / 20'000);
+      (void)cache.Ingest(Answer{.endpoint = 1, .qname = name, .ips = {&ip, 1}, .ttl = 60, .now = now});
+      if (i % 20'000 == 19'999) cache.Gc(now);
+      if (i % 100'000 == 99'999) (void)acns::fqdn::SaveState(cache, dir, now);
+      if (i + 1 == 500'000) state.counters["rss_MiB_at_cap"] = RssMiB();
+    }
+    state.counters["rss_MiB_after_churn"] = RssMiB();
+    state.counters["peak_rss_MiB"] = PeakRssMiB();
+    state.counters["entries"] = static_cast<double>(cache.stats().entries);
+    std::remove((std::string(dir) + "/" + acns::fqdn::kStateFileName).c_str());
+    ::rmdir(dir);
+  }
+}
+BENCHMARK(BM_RssUnderChurnWithSaves)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+
+void BM_IngestWhileSavingAndListing(benchmark::State& state) {
+  const bool busy = state.range(0) != 0;
+  for (auto _ : state) {
+    FqdnCache cache(CacheOptions{}, &Selectors());
+    const std::vector<std::string> names = Fill(cache, 500'000, 1);
+    char dir[] = "/tmp/acns-bench-XXXXXX";
+    if (::mkdtemp(dir) == nullptr) return state.SkipWithError("mkdtemp");
+    ResetPeakRss();
+    const double filled = RssMiB();
+    std::atomic<bool> stop{false};
+    size_t saves = 0, listings = 0;
+    std::thread other([&] {
+      while (busy && !stop) {
+        (void)acns::fqdn::SaveState(cache, dir, kT0);
+        ++saves;
+        // As the agent serves it: a piece at a time to the socket.
+        acns::fqdn::JsonCacheListing listing(cache);
+        for (std::string piece; listing.Next(&piece); piece.clear()) benchmark::DoNotOptimize(piece.data());
+        ++listings;
+      }
+    });
+    std::vector<double> micros;
+    IpAddr ip;
+    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    for (uint64_t i = 0; std::chrono::steady_clock::now() < end; ++i) {
+      ip = V4(i % names.size());
+      const auto t0 = std::chrono::steady_clock::now();
+      (void)cache.Ingest(Answer{.endpoint = 1, .qname = names[i % names.size()], .ips = {&ip, 1}, .ttl = 3600, .now = kT0});
+      micros.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+      if (i % 64 == 63) std::this_thread::sleep_for(std::chrono::microseconds(200));  // a DNS-like pace
+    }
+    stop = true;
+    other.join();
+    std::remove((std::string(dir) + "/" + acns::fqdn::kStateFileName).c_str());
+    ::rmdir(dir);
+    std::sort(micros.begin(), micros.end());
+    state.counters["p50_us"] = micros[micros.size() / 2];
+    state.counters["p99_us"] = micros[micros.size() * 99 / 100];
+    state.counters["max_us"] = micros.back();
+    state.counters["peak_rss_over_filled_MiB"] = PeakRssMiB() - filled;
+    state.counters["saves"] = static_cast<double>(saves);
+    state.counters["listings"] = static_cast<double>(listings);
+  }
+}
+BENCHMARK(BM_IngestWhileSavingAndListing)->Arg(0)->Arg(1)->Iterations(1)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

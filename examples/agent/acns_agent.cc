@@ -582,17 +582,37 @@ class Agent {
     if (path == "/metrics") return Reply(conn, 200, self->Metrics(), "text/plain; version=0.0.4");
     if (path == "/v1/fqdn/cache") {
       const char* format = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "format");
-      const uint32_t f = format != nullptr && std::strcmp(format, "table") == 0 ? ACNS_FQDN_LIST_TABLE
-                                                                               : ACNS_FQDN_LIST_JSON;
-      char* text = nullptr;
-      size_t len = 0;
       Error err;
-      if (acns_node_fqdn_cache_list(self->node_, f, &text, &len, &err) != ACNS_OK) {
+      if (format != nullptr && std::strcmp(format, "table") == 0) {
+        char* text = nullptr;
+        size_t len = 0;
+        if (acns_node_fqdn_cache_list(self->node_, ACNS_FQDN_LIST_TABLE, &text, &len, &err) != ACNS_OK) {
+          return Reply(conn, 500, std::string(err.message) + "\n", "text/plain");
+        }
+        // Handed over, not copied.
+        MHD_Response* r = MHD_create_response_from_buffer_with_free_callback(len, text, &acns_free);
+        MHD_add_response_header(r, "Content-Type", "text/plain");
+        const MHD_Result ret = MHD_queue_response(conn, 200, r);
+        MHD_destroy_response(r);
+        return ret;
+      }
+      // JSON is streamed as the cache is walked: a listing of any size costs a few hundred
+      // names of memory, and the cache is never held up by a slow reader.
+      acns_fqdn_listing* listing = nullptr;
+      if (acns_node_fqdn_cache_list_open(self->node_, ACNS_FQDN_LIST_JSON, &listing, &err) != ACNS_OK) {
         return Reply(conn, 500, std::string(err.message) + "\n", "text/plain");
       }
-      // Handed over, not copied: a large cache's listing is in memory once here.
-      MHD_Response* r = MHD_create_response_from_buffer_with_free_callback(len, text, &acns_free);
-      MHD_add_response_header(r, "Content-Type", f == ACNS_FQDN_LIST_JSON ? "application/json" : "text/plain");
+      MHD_Response* r = MHD_create_response_from_callback(
+          MHD_SIZE_UNKNOWN, 64 * 1024,
+          [](void* cls, uint64_t, char* buf, size_t max) -> ssize_t {
+            size_t n = 0;
+            if (acns_fqdn_listing_read(static_cast<acns_fqdn_listing*>(cls), buf, max, &n, nullptr) != ACNS_OK) {
+              return MHD_CONTENT_READER_END_WITH_ERROR;
+            }
+            return n == 0 ? MHD_CONTENT_READER_END_OF_STREAM : static_cast<ssize_t>(n);
+          },
+          listing, [](void* cls) { acns_fqdn_listing_close(static_cast<acns_fqdn_listing*>(cls)); });
+      MHD_add_response_header(r, "Content-Type", "application/json");
       const MHD_Result ret = MHD_queue_response(conn, 200, r);
       MHD_destroy_response(r);
       return ret;

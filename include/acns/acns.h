@@ -1069,6 +1069,23 @@ ACNS_API acns_status acns_node_stats_get(const acns_node *node, acns_node_stats 
 ACNS_API acns_status acns_node_fqdn_cache_list(const acns_node *node, uint32_t format, char **out,
                                                size_t *out_len, acns_error *err);
 
+/*
+ * The same listing (ACNS_FQDN_LIST_JSON only) read piece by piece, as the cache is walked: the
+ * library holds a few hundred names of it at a time, however large the cache (serve it to a
+ * slow HTTP client without a copy of the whole cache). The walk does not stop the cache: each
+ * name is listed once as it was when read; one added or removed meanwhile may be missing.
+ * The node must outlive the listing. Thread-safety: a listing is used by one thread at a time.
+ * @since 0.4
+ */
+typedef struct acns_fqdn_listing acns_fqdn_listing;
+ACNS_API acns_status acns_node_fqdn_cache_list_open(const acns_node *node, uint32_t format,
+                                                    acns_fqdn_listing **out, acns_error *err);
+/* Copies up to buf_len more bytes of the listing into buf; *n_read = 0 at its end. @since 0.4 */
+ACNS_API acns_status acns_fqdn_listing_read(acns_fqdn_listing *listing, char *buf, size_t buf_len,
+                                            size_t *n_read, acns_error *err);
+/* Frees the listing (read to the end or not); NULL is fine. @since 0.4 */
+ACNS_API void acns_fqdn_listing_close(acns_fqdn_listing *listing);
+
 /* The address dns_listen[index] is bound to (a port 0 resolved), as a string out.
  * ACNS_NOT_FOUND past the last or before start. Thread-safety: any thread. @since 0.3 */
 ACNS_API acns_status acns_node_dns_listen_address(const acns_node *node, size_t index, char *buf,

@@ -1,4 +1,5 @@
 // extern "C" shims for acns_node, the node runtime.
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -316,6 +317,48 @@ acns_status acns_node_fqdn_cache_list(const acns_node* node, uint32_t format, ch
     return SetError(err, ACNS_OK, 0, "");
   });
 }
+
+struct acns_fqdn_listing {
+  explicit acns_fqdn_listing(const acns::fqdn::FqdnCache& cache) : listing(cache) {}
+  acns::fqdn::JsonCacheListing listing;
+  std::string piece;  // made, not read yet from `offset` on
+  size_t offset = 0;
+  bool done = false;
+};
+
+acns_status acns_node_fqdn_cache_list_open(const acns_node* node, uint32_t format, acns_fqdn_listing** out,
+                                           acns_error* err) {
+  return Guard(err, [&]() -> acns_status {
+    if (node == nullptr || out == nullptr) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "node or out is NULL");
+    *out = nullptr;
+    if (format != ACNS_FQDN_LIST_JSON) {
+      return SetError(err, ACNS_INVALID_ARGUMENT, 0, "a listing read piece by piece is JSON (ACNS_FQDN_LIST_JSON)");
+    }
+    *out = new acns_fqdn_listing(node->runtime->cache());
+    return SetError(err, ACNS_OK, 0, "");
+  });
+}
+
+acns_status acns_fqdn_listing_read(acns_fqdn_listing* listing, char* buf, size_t buf_len, size_t* n_read,
+                                   acns_error* err) {
+  return Guard(err, [&]() -> acns_status {
+    if (listing == nullptr || n_read == nullptr || (buf == nullptr && buf_len > 0)) {
+      return SetError(err, ACNS_INVALID_ARGUMENT, 0, "listing, buf or n_read is NULL");
+    }
+    while (listing->offset == listing->piece.size() && !listing->done) {
+      listing->piece.clear();
+      listing->offset = 0;
+      listing->done = !listing->listing.Next(&listing->piece);
+    }
+    const size_t n = std::min(buf_len, listing->piece.size() - listing->offset);
+    if (n > 0) std::memcpy(buf, listing->piece.data() + listing->offset, n);
+    listing->offset += n;
+    *n_read = n;
+    return SetError(err, ACNS_OK, 0, "");
+  });
+}
+
+void acns_fqdn_listing_close(acns_fqdn_listing* listing) { delete listing; }
 
 acns_status acns_node_dns_listen_address(const acns_node* node, size_t index, char* buf, size_t buf_len,
                                          size_t* needed, acns_error* err) {

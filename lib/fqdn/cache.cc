@@ -100,8 +100,8 @@ void FqdnCache::RepackNamesIfSparse() {
 
 void FqdnCache::LruUnlink(uint32_t id) {
   NameRec& rec = names_[id];
-  for (uint32_t* next : walks_) {
-    if (*next == id) *next = rec.lru_prev;
+  for (Walk* walk : walks_) {
+    if (walk->next_ == id) walk->next_ = rec.lru_prev;
   }
   if (rec.lru_prev != kNoName) names_[rec.lru_prev].lru_next = rec.lru_next;
   else lru_head_ = rec.lru_next;
@@ -665,7 +665,7 @@ void FqdnCache::Reevaluate() {
 }
 
 void FqdnCache::ClearContent() {
-  for (uint32_t* next : walks_) *next = kNoName;  // walks in progress end here
+  for (Walk* walk : walks_) walk->next_ = kNoName;  // walks in progress end here
   name_text_ = std::make_unique<NameStore>();
   names_.clear();
   free_names_.clear();
@@ -836,44 +836,51 @@ FqdnCache::IpInfo FqdnCache::LookupIp(const IpAddr& ip) const {
 void FqdnCache::ForEachName(
     absl::FunctionRef<void(absl::string_view, std::span<const LeaseInfo>)> fn) const {
   // Names read per lock hold: about 50 us of the DNS path's time, however large the cache.
-  constexpr int kNamesPerHold = 256;
-  struct Name {
-    std::string text;
-    std::vector<LeaseInfo> leases;
-  };
-  std::vector<Name> chunk(kNamesPerHold);
-  uint32_t next = kNoName;
-  std::vector<bool> seen;  // by slot: a name looked up after it was read comes round again
+  constexpr size_t kNamesPerHold = 256;
+  const std::unique_ptr<Walk> walk = StartWalk();
+  while (walk->Next(kNamesPerHold, fn)) {
+  }
+}
+
+std::unique_ptr<FqdnCache::Walk> FqdnCache::StartWalk() const { return std::unique_ptr<Walk>(new Walk(this)); }
+
+FqdnCache::Walk::Walk(const FqdnCache* cache) : cache_(cache) {
+  absl::MutexLock lock(&cache_->mu_);
+  next_ = cache_->lru_tail_;
+  cache_->walks_.push_back(this);
+}
+
+FqdnCache::Walk::~Walk() {
+  absl::MutexLock lock(&cache_->mu_);
+  auto& walks = cache_->walks_;
+  walks.erase(std::find(walks.begin(), walks.end(), this));
+}
+
+bool FqdnCache::Walk::Next(size_t max_names,
+                           absl::FunctionRef<void(absl::string_view, std::span<const LeaseInfo>)> fn) {
+  if (chunk_.size() < max_names) chunk_.resize(max_names);
+  size_t n = 0;
+  bool more;
   {
-    absl::MutexLock lock(&mu_);
-    next = lru_tail_;
-    walks_.push_back(&next);
-  }
-  bool done = false;
-  while (!done) {
-    size_t n = 0;
-    {
-      absl::ReaderMutexLock lock(&mu_);
-      while (n < chunk.size() && next != kNoName) {
-        const uint32_t id = next;
-        next = names_[id].lru_prev;
-        if (id >= seen.size()) seen.resize(names_.size());
-        if (seen[id]) continue;
-        seen[id] = true;
-        Name& name = chunk[n++];
-        name.text = NameText(id);
-        name.leases.clear();
-        for (const LeaseRec& lease : names_[id].leases) name.leases.push_back(ToInfo(lease));
-      }
-      done = next == kNoName;
+    absl::ReaderMutexLock lock(&cache_->mu_);
+    while (n < max_names && next_ != kNoName) {
+      const uint32_t id = next_;
+      next_ = cache_->names_[id].lru_prev;
+      if (id >= seen_.size()) seen_.resize(cache_->names_.size());
+      if (seen_[id]) continue;
+      seen_[id] = true;
+      Name& name = chunk_[n++];
+      name.text = cache_->NameText(id);
+      name.leases.clear();
+      for (const LeaseRec& lease : cache_->names_[id].leases) name.leases.push_back(cache_->ToInfo(lease));
     }
-    for (size_t i = 0; i < n; ++i) {
-      std::sort(chunk[i].leases.begin(), chunk[i].leases.end(), InfoLess);
-      fn(chunk[i].text, chunk[i].leases);
-    }
+    more = next_ != kNoName;
   }
-  absl::MutexLock lock(&mu_);
-  walks_.erase(std::find(walks_.begin(), walks_.end(), &next));
+  for (size_t i = 0; i < n; ++i) {
+    std::sort(chunk_[i].leases.begin(), chunk_[i].leases.end(), InfoLess);
+    fn(chunk_[i].text, chunk_[i].leases);
+  }
+  return more;
 }
 
 std::vector<IdentityInfo> FqdnCache::Identities() const {

@@ -181,6 +181,29 @@ class FqdnCache {
   // up the DNS path: each name is listed as it was when read, once; a name looked up during the
   // walk comes later in it; a name added or removed during the walk may be missing.
   void ForEachName(absl::FunctionRef<void(absl::string_view name, std::span<const LeaseInfo>)> fn) const;
+  // The same walk taken a step at a time (a listing streamed to a slow reader). It stays right
+  // across changes of the cache; it must not outlive the cache.
+  class Walk {
+   public:
+    ~Walk();
+    Walk(const Walk&) = delete;
+    Walk& operator=(const Walk&) = delete;
+    // Calls fn for up to max_names more names, unlocked; false once every name was walked.
+    bool Next(size_t max_names, absl::FunctionRef<void(absl::string_view name, std::span<const LeaseInfo>)> fn);
+
+   private:
+    friend class FqdnCache;
+    explicit Walk(const FqdnCache* cache);
+    struct Name {
+      std::string text;
+      std::vector<LeaseInfo> leases;
+    };
+    const FqdnCache* cache_;
+    uint32_t next_;          // the next name (towards the head of the LRU list), kept by the cache
+    std::vector<bool> seen_;  // by slot: a name looked up after it was read comes round again
+    std::vector<Name> chunk_;
+  };
+  std::unique_ptr<Walk> StartWalk() const;
   std::vector<IdentityInfo> Identities() const;
   // The ipcache the deltas have built: every IP with a non-zero identity.
   void ForEachIpIdentity(absl::FunctionRef<void(const IpAddr&, uint32_t)> fn) const;
@@ -347,8 +370,8 @@ class FqdnCache {
   absl::flat_hash_set<uint32_t, NameHash, NameEq> name_index_;
   uint32_t lru_head_ = kNoName;  // most recently looked up
   uint32_t lru_tail_ = kNoName;
-  // The next name of each ForEachName walk in progress (towards the head).
-  mutable std::vector<uint32_t*> walks_ ABSL_GUARDED_BY(mu_);
+  // Walks in progress, whose next name LruUnlink and ClearContent keep right.
+  mutable std::vector<Walk*> walks_ ABSL_GUARDED_BY(mu_);
   size_t live_names_ = 0;
   size_t leases_ = 0;
 

@@ -137,41 +137,63 @@ struct ListEntry {
   std::vector<std::string> ips;
 };
 
-// Calls fn with each listed item, walking the cache (least recently looked-up names first).
-void ForEachEntry(const FqdnCache& cache, absl::FunctionRef<void(const ListEntry&)> fn) {
-  cache.ForEachName([&](absl::string_view name, std::span<const LeaseInfo> leases) {
-    std::map<std::tuple<uint64_t, UnixSeconds, uint32_t, bool>, std::vector<std::string>> groups;
-    for (const LeaseInfo& lease : leases) {
-      groups[{lease.endpoint, lease.expires, lease.ttl, lease.zombie}].push_back(lease.ip.ToString());
-    }
-    for (auto& [key, ips] : groups) {
-      const auto& [endpoint, expires, ttl, zombie] = key;
-      fn(ListEntry{endpoint, std::string(name), ttl, expires, zombie, std::move(ips)});
-    }
-  });
+// The listed items of one name.
+void EntriesOf(absl::string_view name, std::span<const LeaseInfo> leases, absl::FunctionRef<void(const ListEntry&)> fn) {
+  std::map<std::tuple<uint64_t, UnixSeconds, uint32_t, bool>, std::vector<std::string>> groups;
+  for (const LeaseInfo& lease : leases) {
+    groups[{lease.endpoint, lease.expires, lease.ttl, lease.zombie}].push_back(lease.ip.ToString());
+  }
+  for (auto& [key, ips] : groups) {
+    const auto& [endpoint, expires, ttl, zombie] = key;
+    fn(ListEntry{endpoint, std::string(name), ttl, expires, zombie, std::move(ips)});
+  }
 }
 
 std::vector<ListEntry> ListEntries(const FqdnCache& cache) {
   std::vector<ListEntry> out;
-  ForEachEntry(cache, [&](const ListEntry& e) { out.push_back(e); });
+  cache.ForEachName([&](absl::string_view name, std::span<const LeaseInfo> leases) {
+    EntriesOf(name, leases, [&](const ListEntry& e) { out.push_back(e); });
+  });
   return out;
 }
 
 const char* Source(const ListEntry& e) { return e.zombie ? "connection" : "lookup"; }
 
+void AppendJsonItem(const ListEntry& e, bool first, std::string* out) {
+  absl::StrAppend(out, first ? "[\n" : ",\n", "  {\"endpoint-id\": ", e.endpoint, ", \"fqdn\": ", JsonQuote(e.name),
+                  ", \"ips\": [");
+  for (size_t i = 0; i < e.ips.size(); ++i) absl::StrAppend(out, i == 0 ? "\"" : ", \"", e.ips[i], "\"");
+  absl::StrAppend(out, "], \"ttl\": ", e.ttl, ", \"lookup-time\": \"", FormatTime(e.expires - e.ttl),
+                  "\", \"expiration-time\": \"", FormatTime(e.expires), "\", \"source\": \"", Source(e), "\"}");
+}
+
 }  // namespace
 
-std::string CacheToJson(const FqdnCache& cache) {
-  // Written as the walk goes: the listing of a large cache is in memory once.
-  std::string out;
-  ForEachEntry(cache, [&](const ListEntry& e) {
-    absl::StrAppend(&out, out.empty() ? "[\n" : ",\n", "  {\"endpoint-id\": ", e.endpoint, ", \"fqdn\": ",
-                    JsonQuote(e.name), ", \"ips\": [");
-    for (size_t i = 0; i < e.ips.size(); ++i) absl::StrAppend(&out, i == 0 ? "\"" : ", \"", e.ips[i], "\"");
-    absl::StrAppend(&out, "], \"ttl\": ", e.ttl, ", \"lookup-time\": \"", FormatTime(e.expires - e.ttl),
-                    "\", \"expiration-time\": \"", FormatTime(e.expires), "\", \"source\": \"", Source(e), "\"}");
+JsonCacheListing::JsonCacheListing(const FqdnCache& cache) : walk_(cache.StartWalk()) {}
+JsonCacheListing::~JsonCacheListing() = default;
+
+bool JsonCacheListing::Next(std::string* out) {
+  if (done_) return false;
+  constexpr size_t kNamesPerPiece = 256;
+  const bool more = walk_->Next(kNamesPerPiece, [&](absl::string_view name, std::span<const LeaseInfo> leases) {
+    EntriesOf(name, leases, [&](const ListEntry& e) {
+      AppendJsonItem(e, !started_, out);
+      started_ = true;
+    });
   });
-  return out.empty() ? "[]\n" : out + "\n]\n";
+  if (!more) {
+    out->append(started_ ? "\n]\n" : "[]\n");
+    done_ = true;
+  }
+  return true;
+}
+
+std::string CacheToJson(const FqdnCache& cache) {
+  std::string out;
+  JsonCacheListing listing(cache);
+  while (listing.Next(&out)) {
+  }
+  return out;
 }
 
 std::string CacheToTable(const FqdnCache& cache) {

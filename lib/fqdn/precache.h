@@ -4,6 +4,7 @@
 #ifndef ACNS_LIB_FQDN_PRECACHE_H_
 #define ACNS_LIB_FQDN_PRECACHE_H_
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,19 @@ absl::StatusOr<PreCacheResult> LoadPreCache(FqdnCache& cache, absl::string_view 
 // The cache in the same format: one item per (endpoint, name, expiry), zombies with
 // "source": "connection".
 std::string CacheToJson(const FqdnCache& cache);
+// The same, a piece at a time (a few hundred names in memory, however large the cache).
+class JsonCacheListing {
+ public:
+  explicit JsonCacheListing(const FqdnCache& cache);  // the cache must outlive the listing
+  ~JsonCacheListing();
+  // Appends the next piece to *out; false once the listing is complete (nothing appended).
+  bool Next(std::string* out);
+
+ private:
+  std::unique_ptr<FqdnCache::Walk> walk_;
+  bool started_ = false;  // the first item is out
+  bool done_ = false;
+};
 // The same items as a table: ENDPOINT SOURCE FQDN TTL EXPIRATION-TIME IPS.
 std::string CacheToTable(const FqdnCache& cache);
 

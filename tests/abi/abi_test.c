@@ -788,6 +788,19 @@ static void test_node(void) {
   CHECK(text != NULL && strlen(text) == len);
   acns_free(text);
   CHECK(acns_node_fqdn_cache_list(node, 99, &text, &len, &err) == ACNS_INVALID_ARGUMENT && text == NULL);
+  acns_fqdn_listing *listing = NULL;
+  CHECK(acns_node_fqdn_cache_list_open(node, ACNS_FQDN_LIST_TABLE, &listing, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(acns_node_fqdn_cache_list_open(node, ACNS_FQDN_LIST_JSON, &listing, &err) == ACNS_OK && listing != NULL);
+  char piece[2], streamed[16] = {0};
+  size_t got = 0, total = 0;
+  do {
+    CHECK(acns_fqdn_listing_read(listing, piece, sizeof(piece), &got, &err) == ACNS_OK);
+    if (total + got < sizeof(streamed)) memcpy(streamed + total, piece, got);
+    total += got;
+  } while (got > 0);
+  CHECK(strcmp(streamed, "[]\n") == 0);
+  acns_fqdn_listing_close(listing);
+  acns_fqdn_listing_close(NULL);
   acns_node_stats s;
   acns_dns_proxy_stats p;
   memset(&s, 0, sizeof(s));

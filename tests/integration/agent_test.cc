@@ -180,6 +180,9 @@ TEST_F(AgentTest, ServesReloadsAndStopsCleanly) {
   EXPECT_EQ(code, 0) << list;
   EXPECT_NE(list.find("www.allowed.test."), std::string::npos) << list;
   EXPECT_NE(list.find("198.51.100.10"), std::string::npos) << list;
+  const std::string json = Get("/v1/fqdn/cache");  // streamed as the cache is walked
+  EXPECT_NE(json.find("\"fqdn\": \"www.allowed.test.\", \"ips\": [\"198.51.100.10\"]"), std::string::npos) << json;
+  EXPECT_TRUE(json.starts_with("[\n") && json.ends_with("\n]\n")) << json;
 
   // SIGHUP reloads every file (and is not the default action, which would end the agent).
   ::kill(pid_, SIGHUP);

@@ -732,6 +732,19 @@ TEST_F(CacheTest, WalksLetTheCacheChangeUnderThem) {
   });
   EXPECT_EQ(listed.size(), static_cast<size_t>(kNames));
   for (const auto& [name, times] : listed) EXPECT_EQ(times, 1) << name;
+  // Listed in JSON a piece at a time: every item, in one document.
+  JsonCacheListing listing(*cache_);
+  std::string json;
+  int pieces = 0;
+  for (std::string piece; listing.Next(&piece); piece.clear()) {
+    json += piece;
+    ++pieces;
+  }
+  EXPECT_GT(pieces, 5);
+  EXPECT_TRUE(json.starts_with("[\n") && json.ends_with("\n]\n"));
+  size_t items = 0;
+  for (size_t at = json.find("\"fqdn\""); at != std::string::npos; at = json.find("\"fqdn\"", at + 1)) ++items;
+  EXPECT_EQ(items, static_cast<size_t>(kNames));
   // A snapshot written while the callback changes the cache still restores.
   std::string bytes;
   cache_->WriteState(kT0 + kNames, [&](absl::string_view piece) {
