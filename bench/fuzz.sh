@@ -20,7 +20,8 @@ for t in "${targets[@]}"; do
   cp -r "tests/fuzz/corpus/${corpus[$t]}/." "$work/"
   bin="$PWD/$build/tests/fuzz/$t"
   log=$(cd "$work" && "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 \
-          -max_len=65536 -print_final_stats=1 "$work" 2>&1 | tail -n 40) || { echo "$t FAILED"; echo "$log" | tail -20; }
+          -max_len=65536 -print_final_stats=1 "$work" 2>&1 | grep -E 'cov:|^stat::|ERROR|SUMMARY') ||
+    { echo "$t FAILED"; echo "$log" | tail -20; }
   rm -rf "$work"
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' <<<"$log" | grep -o '[0-9]*$' || echo 0)
   rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' <<<"$log" | grep -o '[0-9]*$' || echo 0)
