@@ -395,7 +395,9 @@ typedef struct acns_fqdn_cache acns_fqdn_cache;
  * Creates an FQDN cache. `engine` (may be NULL: no identities) supplies the toFQDNs selectors
  * and must outlive the cache; after changing its policies call acns_fqdn_cache_reevaluate.
  * Unless ACNS_FQDN_CACHE_MANUAL, a background thread runs GC and, with a state_dir, writes
- * snapshots. Nothing is restored by creating: call acns_fqdn_cache_restore next.
+ * snapshots. Nothing is restored by creating: call acns_fqdn_cache_restore next. Background
+ * saves never write over a snapshot the cache has not restored (since 0.4), until
+ * acns_fqdn_cache_save wrote one.
  * Thread-safety: safe from any thread. @since 0.2
  */
 ACNS_API acns_status acns_fqdn_cache_create(const acns_fqdn_cache_opts *opts,

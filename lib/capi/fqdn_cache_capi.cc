@@ -289,8 +289,10 @@ acns_status acns_fqdn_cache_save(acns_fqdn_cache* cache, acns_error* err) {
     if (cache->state_dir.empty()) {
       return SetError(err, ACNS_FAILED_PRECONDITION, 0, "the cache was created without a state_dir");
     }
-    return FromStatus(acns::fqdn::SaveState(*cache->cache, cache->state_dir,
-                                            acns::fqdn::WallClockNow()), err);
+    const absl::Status saved = acns::fqdn::SaveState(*cache->cache, cache->state_dir, acns::fqdn::WallClockNow());
+    // The file is this cache's now: background saves may replace it.
+    if (saved.ok() && cache->maintainer != nullptr) cache->maintainer->AllowOverwrite();
+    return FromStatus(saved, err);
   });
 }
 

@@ -210,6 +210,8 @@ class FqdnCache {
   CacheStats stats() const;
   // Bumped by every change; persistence saves only when it moved.
   uint64_t generation() const;
+  // A snapshot was restored into this cache (StateSaver then may overwrite the file).
+  bool restored() const { return restored_.load(); }
 
   // Persistence (lib/fqdn/state.cc): the whole cache as a protobuf, and back. Restore replaces
   // the content, keeps the identity numbers of the snapshot for the selector sets that still
@@ -407,6 +409,7 @@ class FqdnCache {
   std::atomic<bool> deltas_waiting_{false};  // pending_ or resync_ has something to take
   absl::Mutex sink_mu_;  // orders deliveries to the sink; taken before mu_
 
+  std::atomic<bool> restored_{false};
   uint64_t lru_evictions_ = 0;
   uint64_t ip_limit_evictions_ = 0;
   uint64_t zombie_limit_evictions_ = 0;

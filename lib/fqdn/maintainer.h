@@ -30,6 +30,8 @@ class Maintainer {
 
   Maintainer(FqdnCache* cache, Options options);
   ~Maintainer();  // stops the thread and writes a last snapshot
+  // The owner saved into state_dir itself: background saves may overwrite it (StateSaver).
+  void AllowOverwrite() { saver_.AllowOverwrite(); }
   Maintainer(const Maintainer&) = delete;
   Maintainer& operator=(const Maintainer&) = delete;
 

@@ -1,5 +1,6 @@
 #include "lib/fqdn/state.h"
 
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -228,6 +229,7 @@ absl::Status FqdnCache::RestoreState(absl::string_view bytes, UnixSeconds now) {
     std::vector<Delta>().swap(pending_);
     ++generation_;
   }
+  restored_.store(true);
   FlushDeltas();
   return absl::OkStatus();
 }
@@ -268,6 +270,14 @@ absl::StatusOr<bool> StateSaver::MaybeSave(UnixSeconds now, bool force) {
   const uint64_t generation = cache_->generation();
   if (generation == saved_generation_) return false;
   if (!force && now - last_save_ < min_interval_) return false;
+  if (!may_overwrite_.load()) {
+    const std::string path = StatePath(dir_);
+    if (!cache_->restored() && ::access(path.c_str(), F_OK) == 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          path, " holds a snapshot this cache has not restored: not overwritten (restore it, or save explicitly)"));
+    }
+    may_overwrite_.store(true);  // from now on the file is this cache's
+  }
   absl::Status status = SaveState(*cache_, dir_, now);
   if (!status.ok()) return status;
   last_save_ = now;

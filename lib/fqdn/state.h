@@ -7,6 +7,7 @@
 #ifndef ACNS_LIB_FQDN_STATE_H_
 #define ACNS_LIB_FQDN_STATE_H_
 
+#include <atomic>
 #include <string>
 
 #include "absl/status/status.h"
@@ -29,8 +30,9 @@ absl::Status SaveState(const FqdnCache& cache, const std::string& dir, UnixSecon
 absl::Status RestoreState(FqdnCache& cache, const std::string& dir, UnixSeconds now);
 
 // Saves when the cache changed and at most every `min_interval` seconds (or when forced). The
-// cache as it is at construction counts as saved: a fresh cache never overwrites a snapshot
-// that has not been restored yet.
+// cache as it is at construction counts as saved. It never writes over a snapshot that the cache
+// has not restored (it may hold what a restart must bring back) unless told to (AllowOverwrite:
+// the owner saved there itself): such a save is FailedPrecondition, and the file stays.
 class StateSaver {
  public:
   StateSaver(const FqdnCache* cache, std::string dir, UnixSeconds min_interval)
@@ -40,6 +42,7 @@ class StateSaver {
         saved_generation_(cache->generation()) {}
   // Returns true if it wrote the file.
   absl::StatusOr<bool> MaybeSave(UnixSeconds now, bool force);
+  void AllowOverwrite() { may_overwrite_.store(true); }
 
  private:
   const FqdnCache* cache_;
@@ -47,6 +50,7 @@ class StateSaver {
   UnixSeconds min_interval_;
   UnixSeconds last_save_ = 0;
   uint64_t saved_generation_;
+  std::atomic<bool> may_overwrite_{false};
 };
 
 }  // namespace acns::fqdn

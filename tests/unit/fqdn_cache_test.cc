@@ -859,6 +859,37 @@ TEST_F(StateTest, SaverWritesOnlyWhenChangedAndDue) {
   EXPECT_FALSE(broken.MaybeSave(kT0 + 13, true).ok());
 }
 
+// A fresh cache in a directory with a snapshot it has not restored: the generation moves (GC,
+// new answers), and still the snapshot is not replaced, until the cache restored it or its
+// owner said so.
+TEST_F(StateTest, ACacheNeverSavesOverASnapshotItDidNotRestore) {
+  Make();
+  Learn(1, "a.allowed.test", {"198.51.100.1"}, 100, kT0);
+  ASSERT_TRUE(SaveState(*cache_, dir_, kT0).ok());
+  const std::string path = dir_ + "/" + kStateFileName;
+  const std::string snapshot = *ReadFile(path, 1 << 20);
+
+  FqdnCache fresh(CacheOptions{}, &selectors_);
+  StateSaver saver(&fresh, dir_, 0);
+  fresh.Gc(kT0 + 1);
+  const std::string b = "b.allowed.test";
+  const IpAddr ip = Ip("198.51.100.2");
+  ASSERT_TRUE(fresh.Ingest(Answer{.endpoint = 1, .qname = b, .ips = {&ip, 1}, .ttl = 100, .now = kT0 + 1}).ok());
+  const auto refused = saver.MaybeSave(kT0 + 2, /*force=*/true);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+  EXPECT_EQ(*ReadFile(path, 1 << 20), snapshot);
+
+  ASSERT_TRUE(RestoreState(fresh, dir_, kT0 + 2).ok());
+  ASSERT_TRUE(fresh.Ingest(Answer{.endpoint = 1, .qname = b, .ips = {&ip, 1}, .ttl = 100, .now = kT0 + 2}).ok());
+  EXPECT_TRUE(*saver.MaybeSave(kT0 + 3, true));
+
+  FqdnCache told(CacheOptions{}, &selectors_);
+  StateSaver told_saver(&told, dir_, 0);
+  told.Gc(kT0 + 4);
+  told_saver.AllowOverwrite();
+  EXPECT_TRUE(*told_saver.MaybeSave(kT0 + 4, true));
+}
+
 TEST_F(StateTest, MaintainerRunsGcAndSavesInTheBackground) {
   Make();
   const UnixSeconds now = WallClockNow();
