@@ -166,7 +166,10 @@ absl::StatusOr<uint64_t> FqdnCache::Learn(uint64_t endpoint, absl::string_view q
   uint64_t seq;
   {
     absl::MutexLock lock(&mu_);
-    if (!ips.empty() && expires > now) {
+    // An answer with TTL 0 is learned too, as Cilium does: its IPs stay enforced until the next
+    // GC (then as zombies while connections use them), or a client that connects right after
+    // the answer would be dropped (Consul answers with TTL 0 by default).
+    if (!ips.empty() && (expires > now || (expires == now && ttl == 0))) {
       const uint32_t endpoint_slot = InternEndpoint(endpoint);
       if (endpoint_slot == kNoEndpoint) {
         return absl::ResourceExhaustedError(absl::StrCat(

@@ -128,8 +128,9 @@ class FqdnCache {
 
   const CacheOptions& options() const { return options_; }
 
-  // Learns an answer. Returns the sequence number of the last delta it caused (or the current
-  // one): once the datapath has applied that delta, the answer's IPs are enforced.
+  // Learns an answer (one with TTL 0 too: it expires at the next GC). Returns the sequence
+  // number of the last delta it caused (or the current one): once the datapath has applied
+  // that delta, the answer's IPs are enforced.
   absl::StatusOr<uint64_t> Ingest(const Answer& answer);
   // Adds or refreshes one lease with an absolute expiry (restores and pre-cache files). A lease
   // already expired at `now` is ignored.

@@ -294,6 +294,26 @@ TEST_F(CacheTest, ZombieLimitEvictsOldestAliveFirst) {
   ExpectConsistent();
 }
 
+// TTL 0 (Consul's default): learned and enforced until the next GC, then a zombie kept while a
+// connection uses it, as Cilium does (its cache inserts the entry; GC expires it). It used to be
+// dropped at once, so the client's connection right after the answer was denied.
+TEST_F(CacheTest, AnAnswerWithTtlZeroIsEnforcedUntilTheNextGc) {
+  Make();
+  cache_->EndAliveSweep(kT0 - 30);  // a datapath that sweeps its connections
+  const uint64_t seq = Learn(1, "consul.allowed.test", {"198.51.100.9"}, 0, kT0);
+  EXPECT_GT(seq, 0u);
+  EXPECT_TRUE(dp_.ipcache.contains("198.51.100.9"));
+  ASSERT_EQ(cache_->LookupName("consul.allowed.test").size(), 1u);
+  EXPECT_EQ(cache_->Gc(kT0 + 1).expired, 1u);
+  ASSERT_EQ(cache_->LookupName("consul.allowed.test").size(), 1u);
+  EXPECT_TRUE(cache_->LookupName("consul.allowed.test")[0].zombie);
+  EXPECT_TRUE(dp_.ipcache.contains("198.51.100.9"));  // until a sweep finds it idle
+  cache_->EndAliveSweep(kT0 + 2);
+  cache_->Gc(kT0 + 3);
+  EXPECT_FALSE(dp_.ipcache.contains("198.51.100.9"));
+  ExpectConsistent();
+}
+
 TEST_F(CacheTest, EntryCapEvictsLeastRecentlyLookedUp) {
   Make(CacheOptions{.max_entries = 6});  // three names of one IP each
   Learn(1, "a.allowed.test", {"198.51.100.1"}, 100, kT0);
