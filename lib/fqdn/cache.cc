@@ -623,6 +623,22 @@ GcResult FqdnCache::Gc(UnixSeconds now) {
                             : zombie.alive_at + grace < now;
       if (idle) dead.push_back(key);
     }
+    if (!dead.empty()) {
+      // As Cilium: an endpoint keeps every address of a name while any of them stays (an app
+      // falls back to another address of the name), so a zombie sharing a name with one that
+      // is kept is kept too.
+      absl::flat_hash_set<ZombieKey> dying(dead.begin(), dead.end());
+      absl::flat_hash_set<std::pair<uint32_t, uint32_t>> kept_names;  // (endpoint, name)
+      for (const auto& [key, zombie] : zombies_) {
+        if (dying.contains(key)) continue;
+        zombie.names.ForEach([&](uint32_t name) { kept_names.insert({key.endpoint, name}); });
+      }
+      std::erase_if(dead, [&](const ZombieKey& key) {
+        bool shares = false;
+        zombies_.at(key).names.ForEach([&](uint32_t name) { shares = shares || kept_names.contains({key.endpoint, name}); });
+        return shares;
+      });
+    }
     for (const ZombieKey& key : dead) DeleteZombie(key);
     result.zombies_deleted = dead.size();
 
