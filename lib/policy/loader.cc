@@ -535,14 +535,19 @@ class DocumentParser {
     const std::string rpath = Field(path, "rules");
     std::vector<std::string> types;
     for (const char* type : {"dns", "http", "kafka", "l7proto"}) {
-      if (Present(rules[type])) types.push_back(type);
+      // An empty DNS list is no L7 rule at all, as in Cilium (it sets a DNS parser only for a
+      // non-empty list; its DNS proxy tests assert this): the port allows every name, and it
+      // may go without a port.
+      const YamlNode items = rules[type];
+      if (std::string_view(type) == "dns" && items.IsSequence() && items.size() == 0) continue;
+      if (Present(items)) types.push_back(type);
     }
     if (types.size() > 1) {
       Error(rpath, absl::StrCat("has more than one L7 rule type (", absl::StrJoin(types, ", "),
                                 "); one port rule takes one"));
     }
     if (types.empty()) return;
-    const bool dns = Present(rules["dns"]);
+    const bool dns = types[0] == "dns";
     rule.has_dns_rules = dns;
     rule.has_other_l7 = !dns || types.size() > 1;
     const std::string dpath = Field(rpath, "dns");

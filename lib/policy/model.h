@@ -38,7 +38,7 @@ struct FqdnRule {
 
 struct PortRule {
   std::vector<PortProtocol> ports;  // empty = every port and protocol
-  bool has_dns_rules = false;       // `rules.dns` present (an empty list allows no name)
+  bool has_dns_rules = false;       // `rules.dns` with at least one item (`dns: []` is no L7 rule)
   bool has_other_l7 = false;        // http, kafka, l7proto...
   std::vector<FqdnRule> dns;
   std::string path;

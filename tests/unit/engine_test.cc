@@ -224,6 +224,29 @@ specs:
             DnsVerdict::kDeny);
 }
 
+// `rules: {dns: []}` is no L7 rule (Cilium, pkg/policy/l4.go: the DNS parser is set only for a
+// non-empty rules.dns; its DNS proxy tests assert that the port then allows every name), also
+// on a port rule without ports, which Cilium accepts.
+TEST(EngineTest, AnEmptyDnsRuleListAllowsEveryName) {
+  PolicyEngine engine;
+  LoadResult result;
+  ASSERT_TRUE(engine.Apply("p", R"(
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: empty-dns, namespace: a}
+specs:
+  - endpointSelector: {matchLabels: {role: port}}
+    egress: [{toCIDR: [203.0.113.0/24], toPorts: [{ports: [{port: "53", protocol: ANY}], rules: {dns: []}}]}]
+  - endpointSelector: {matchLabels: {role: noport}}
+    egress: [{toCIDR: [203.0.113.0/24], toPorts: [{rules: {dns: []}}]}]
+)", &result).ok()) << (result.errors.empty() ? "" : result.errors[0].ToString());
+  ASSERT_TRUE(engine.UpsertEndpoint(1, Labels("a", {"role=port"})).ok());
+  ASSERT_TRUE(engine.UpsertEndpoint(2, Labels("a", {"role=noport"})).ok());
+  EXPECT_EQ(engine.CheckDns(1, Server("203.0.113.5"), "any.name").verdict, DnsVerdict::kAllow);
+  EXPECT_EQ(engine.CheckDns(1, Server("203.0.113.5", 54), "any.name").verdict, DnsVerdict::kDeny);
+  EXPECT_EQ(engine.CheckDns(2, Server("203.0.113.5"), "any.name").verdict, DnsVerdict::kAllow);
+}
+
 // Readers never see a half-applied update: the automaton that allowed a name and the rule it
 // reports come from one snapshot, and once a generation is visible no older one comes back.
 TEST(EngineTest, ConcurrentReadersSeeWholeSnapshots) {
