@@ -170,6 +170,15 @@ std::vector<PolicyEntry> DesiredEgressPolicy(const policy::PolicyEngine::EgressV
       if (!pr.has_dns_rules) out.Allow(peers, &pr);
     }
   }
+  // Not in default deny (enableDefaultDeny.egress false on every selecting rule): everything
+  // else is allowed. The rules' own entries are longer prefixes, so DNS under rules.dns still
+  // goes to the proxy. Without transparent redirection nothing would send it there, and an
+  // allow-all would let the pod ask its server anything: the endpoint stays in default deny
+  // (closed, not open).
+  const bool dns_rules = std::any_of(view.rules.begin(), view.rules.end(), [](const policy::EgressRule* rule) {
+    return std::any_of(rule->to_ports.begin(), rule->to_ports.end(), [](const policy::PortRule& pr) { return pr.has_dns_rules; });
+  });
+  if (!view.default_deny && (inputs.transparent_dns_port != 0 || !dns_rules)) out.Allow(kAny, nullptr);
   return out.Finish();
 }
 

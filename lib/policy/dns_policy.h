@@ -28,7 +28,7 @@ enum class DnsVerdict { kAllow, kDeny };
 
 enum class DnsReason {
   kAllowedByRule,   // a rule allowed the name; `origin` says which
-  kNotEnforced,     // no policy with egress rules selects the endpoint: default allow
+  kNotEnforced,     // the endpoint is not in egress default deny, and no DNS rule applies: allow
   kNoRuleMatched,   // enforced, and no rule allows this name through this server and port
   kUnknownEndpoint, // no endpoint with that id is registered
 };

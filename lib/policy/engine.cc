@@ -16,7 +16,7 @@ const char* DnsReasonName(DnsReason reason) {
     case DnsReason::kAllowedByRule:
       return "allowed by rule";
     case DnsReason::kNotEnforced:
-      return "endpoint not selected by any egress policy (default allow)";
+      return "no egress default deny for the endpoint, and no DNS rule applies (default allow)";
     case DnsReason::kNoRuleMatched:
       return "no rule allows this name to this server and port";
     case DnsReason::kUnknownEndpoint:
@@ -48,6 +48,7 @@ struct PolicyEngine::EndpointDnsPolicy {
   };
 
   bool enforced = false;
+  bool default_deny = false;  // see EgressView::default_deny
   std::vector<Egress> egress;
   std::vector<Group> groups;
   std::vector<Wildcard> wildcards;
@@ -152,6 +153,7 @@ struct PolicyEngine::Snapshot {
         out->keep_alive.push_back(r.source->policies);
       }
       out->enforced |= r.rule->has_egress;
+      out->default_deny |= r.rule->has_egress && r.rule->egress_default_deny;
       for (const EgressRule& e : r.rule->egress) {
         if (!e.to_fqdns.empty()) continue;  // selects names' IPs, never a DNS server
         const auto egress_index = static_cast<uint32_t>(out->egress.size());
@@ -359,6 +361,7 @@ absl::StatusOr<PolicyEngine::EgressView> PolicyEngine::EgressRulesFor(uint64_t i
   for (const RuleRef& r : snap->rules) {
     if (!r.rule->endpoint_selector.Matches(it->second.labels)) continue;
     view.enforced |= r.rule->has_egress;
+    view.default_deny |= r.rule->has_egress && r.rule->egress_default_deny;
     for (const EgressRule& e : r.rule->egress) view.rules.push_back(&e);
   }
   view.keep_alive = std::move(snap);
@@ -406,6 +409,18 @@ DnsDecision Decide(const PolicyEngine::EndpointDnsPolicy& policy, const DnsServe
       d.origin = RuleOrigin{egress.policy, w.port_rule ? &w.port_rule->path : &egress.rule->path};
       return d;
     }
+  }
+  if (!policy.default_deny) {
+    // Outside default deny, a query is denied only where DNS rules apply to it (this server,
+    // port and protocol), and none allowed the name; anything else is allowed.
+    for (const auto& group : policy.groups) {
+      if (group.port != server.port || group.protocol != server.protocol) continue;
+      for (const auto& entry : group.entries) {
+        if (SelectsServer(*policy.egress[entry.egress].rule, server)) return d;
+      }
+    }
+    d.verdict = DnsVerdict::kAllow;
+    d.reason = DnsReason::kNotEnforced;
   }
   return d;
 }

@@ -66,6 +66,9 @@ class PolicyEngine final : public DnsPolicy {
   // The egress rules of the policies selecting endpoint `id`, for the datapath's policy map.
   struct EgressView {
     bool enforced = false;  // some selecting rule has an egress section
+    // Some of those rules has enableDefaultDeny.egress true (the default): what no rule allows
+    // is denied; else it is allowed.
+    bool default_deny = false;
     std::vector<const EgressRule*> rules;
     std::shared_ptr<const void> keep_alive;  // holds what `rules` point into
   };

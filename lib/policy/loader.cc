@@ -262,6 +262,22 @@ class DocumentParser {
       }
     }
     rule.host_rule = has_node && !has_ep;
+    const YamlNode default_deny = node["enableDefaultDeny"];
+    if (Present(default_deny)) {
+      const std::string dpath = Field(path, "enableDefaultDeny");
+      if (!default_deny.IsMap()) {
+        Error(dpath, "must be a mapping of egress and ingress to true or false");
+      } else if (const YamlNode egress = default_deny["egress"]; Present(egress)) {
+        std::string value;
+        if (Scalar(egress, Field(dpath, "egress"), value)) {
+          if (value == "false") {
+            rule.egress_default_deny = false;
+          } else if (value != "true") {
+            Error(Field(dpath, "egress"), absl::StrCat("\"", value, "\" is not true or false"));
+          }
+        }
+      }
+    }
 
     const YamlNode ingress = node["ingress"];
     if (List(ingress, Field(path, "ingress"))) {

@@ -74,6 +74,10 @@ struct Rule {
   LabelSelector endpoint_selector;
   bool host_rule = false;  // nodeSelector: applies to nodes, never to pods
   bool has_egress = false;  // egress or egressDeny present: the endpoint is egress-enforced
+  // enableDefaultDeny.egress (default true). False: the rule adds what it allows (and its DNS
+  // rules) without putting the endpoints it selects into default deny, as in Cilium; an
+  // endpoint is in default deny if any rule with egress selecting it has it true.
+  bool egress_default_deny = true;
   std::vector<EgressRule> egress;
   std::string path;  // "spec" or "specs[2]"
 };

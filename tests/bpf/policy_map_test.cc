@@ -189,6 +189,44 @@ TEST_F(PolicyMapTest, PortRangesAndWildcardsMatchInTheKernel) {
   EXPECT_EQ(verdict("203.0.113.12", IPPROTO_TCP, 443), TC_ACT_SHOT);  // world
 }
 
+// enableDefaultDeny.egress false: an allow-all entry under the rules' own, so the DNS port
+// still goes to the proxy (transparent mode) and everything else passes; without transparent
+// redirection the endpoint stays in default deny (an allow-all would let DNS bypass the proxy).
+TEST(DefaultDenyTest, OutsideDefaultDenyEverythingElseIsAllowed) {
+  policy::PolicyEngine engine;
+  ASSERT_TRUE(engine.Apply("p", R"(
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: intercept, namespace: default}
+spec:
+  endpointSelector: {}
+  enableDefaultDeny: {egress: false}
+  egress:
+  - toCIDR: [198.51.100.6/32]
+    toPorts: [{ports: [{port: "53", protocol: ANY}], rules: {dns: [{matchPattern: "*"}]}}]
+)", nullptr).ok());
+  ASSERT_TRUE(engine.UpsertEndpoint(1, WebLabels()).ok());
+  auto view = engine.EgressRulesFor(1);
+  ASSERT_TRUE(view.ok());
+  std::vector<std::string> got;
+  for (const PolicyEntry& e : DesiredEgressPolicy(*view, PolicyMapInputs{.transparent_dns_port = 10053})) {
+    got.push_back(absl::StrCat(Describe(e), e.value.proxy_port != 0 ? absl::StrCat("->", be16toh(e.value.proxy_port)) : ""));
+  }
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, (std::vector<std::string>{"0/0/0/0", "0/17/53/24->10053", "0/6/53/24->10053"}));
+  const auto explicit_only = DesiredEgressPolicy(*view, PolicyMapInputs{.dns_proxy_ports = {53}});
+  EXPECT_TRUE(std::none_of(explicit_only.begin(), explicit_only.end(),
+                           [](const PolicyEntry& e) { return e.key.sec_label == 0 && e.key.dport == 0; }));
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to load BPF programs";
+  auto program = EgressProgram::Load();
+  ASSERT_TRUE(program.ok()) << program.status();
+  ASSERT_TRUE(ReconcilePolicyMap((*program)->policy_fd(), DesiredEgressPolicy(*view, PolicyMapInputs{.transparent_dns_port = 10053})).ok());
+  ASSERT_TRUE((*program)->SetEnforce(true).ok());
+  EXPECT_EQ(EgressVerdict(**program, acns::testing::MakePacket("198.51.100.2", "203.0.113.9", IPPROTO_TCP, 40443, 443)), TC_ACT_OK);
+  ASSERT_TRUE(ReconcilePolicyMap((*program)->policy_fd(), explicit_only).ok());
+  EXPECT_EQ(EgressVerdict(**program, acns::testing::MakePacket("198.51.100.2", "203.0.113.9", IPPROTO_TCP, 40444, 443)), TC_ACT_SHOT);
+}
+
 constexpr char kPeersPolicy[] = R"(
 apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy

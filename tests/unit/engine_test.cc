@@ -247,6 +247,81 @@ specs:
   EXPECT_EQ(engine.CheckDns(2, Server("203.0.113.5"), "any.name").verdict, DnsVerdict::kAllow);
 }
 
+// Cilium's "intercept all DNS" example (docs, policy/language: DNS-based proxy): toEndpoints
+// kube-dns, port 53 ANY, rules.dns "*", enableDefaultDeny.egress false. It is documented as
+// blocking no traffic: the pods it selects stay out of default deny. A restrictive DNS rule
+// still decides the names sent to the servers it applies to; a policy without the flag that
+// selects the same pods puts them in default deny (pkg/policy: an endpoint is default-deny if
+// any selecting rule has it).
+TEST(EngineTest, EnableDefaultDenyEgressFalseAddsWithoutDenying) {
+  PolicyEngine engine;
+  LoadResult result;
+  ASSERT_TRUE(engine.Apply("intercept", R"(
+apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: intercept-all-dns}
+spec:
+  endpointSelector: {matchExpressions: [{key: io.kubernetes.pod.namespace, operator: NotIn, values: [kube-system]}]}
+  enableDefaultDeny: {egress: false, ingress: false}
+  egress:
+  - toEndpoints: [{matchLabels: {io.kubernetes.pod.namespace: kube-system, k8s-app: kube-dns}}]
+    toPorts: [{ports: [{port: "53", protocol: ANY}], rules: {dns: [{matchPattern: "*"}]}}]
+)", &result).ok()) << (result.errors.empty() ? "" : result.errors[0].ToString());
+  ASSERT_TRUE(engine.UpsertEndpoint(1, Labels("a", {"app=web"})).ok());
+  const LabelSet kube_dns = Labels("kube-system", {"k8s-app=kube-dns"});
+  EXPECT_EQ(engine.CheckDns(1, Server("10.96.0.10", 53, kProtoUdp, &kube_dns), "any.name").verdict, DnsVerdict::kAllow);
+  const DnsDecision other = engine.CheckDns(1, Server("203.0.113.53"), "any.name");
+  EXPECT_EQ(other.verdict, DnsVerdict::kAllow);  // another server: not default deny
+  EXPECT_EQ(other.reason, DnsReason::kNotEnforced);
+  auto view = engine.EgressRulesFor(1);
+  ASSERT_TRUE(view.ok());
+  EXPECT_TRUE(view->enforced);
+  EXPECT_FALSE(view->default_deny);
+
+  // Restrictive DNS rules without default deny: they decide on their servers only.
+  ASSERT_TRUE(engine.Apply("intercept", R"(
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: some-names, namespace: a}
+spec:
+  endpointSelector: {}
+  enableDefaultDeny: {egress: false}
+  egress:
+  - toEndpoints: [{matchLabels: {io.kubernetes.pod.namespace: kube-system, k8s-app: kube-dns}}]
+    toPorts: [{ports: [{port: "53", protocol: ANY}], rules: {dns: [{matchName: www.allowed.test}]}}]
+)", &result).ok());
+  EXPECT_EQ(engine.CheckDns(1, Server("10.96.0.10", 53, kProtoUdp, &kube_dns), "www.allowed.test").verdict, DnsVerdict::kAllow);
+  EXPECT_EQ(engine.CheckDns(1, Server("10.96.0.10", 53, kProtoUdp, &kube_dns), "evil.test").verdict, DnsVerdict::kDeny);
+  EXPECT_EQ(engine.CheckDns(1, Server("203.0.113.53"), "evil.test").verdict, DnsVerdict::kAllow);
+
+  // Another policy selecting the pod, with the default: default deny.
+  ASSERT_TRUE(engine.Apply("strict", R"(
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: strict, namespace: a}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  egress: [{toCIDR: [198.51.100.0/24]}]
+)", &result).ok());
+  EXPECT_EQ(engine.CheckDns(1, Server("203.0.113.53"), "evil.test").verdict, DnsVerdict::kDeny);
+  view = engine.EgressRulesFor(1);
+  ASSERT_TRUE(view.ok());
+  EXPECT_TRUE(view->default_deny);
+
+  // Only true or false.
+  ASSERT_FALSE(engine.Apply("bad", R"(
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: bad, namespace: a}
+spec:
+  endpointSelector: {}
+  enableDefaultDeny: {egress: sometimes}
+  egress: [{toCIDR: [198.51.100.0/24]}]
+)", &result).ok());
+  ASSERT_FALSE(result.errors.empty());
+  EXPECT_EQ(result.errors[0].path, "spec.enableDefaultDeny.egress");
+}
+
 // Readers never see a half-applied update: the automaton that allowed a name and the rule it
 // reports come from one snapshot, and once a generation is visible no older one comes back.
 TEST(EngineTest, ConcurrentReadersSeeWholeSnapshots) {
