@@ -631,7 +631,8 @@ GcResult FqdnCache::Gc(UnixSeconds now) {
       absl::flat_hash_set<std::pair<uint32_t, uint32_t>> kept_names;  // (endpoint, name)
       for (const auto& [key, zombie] : zombies_) {
         if (dying.contains(key)) continue;
-        zombie.names.ForEach([&](uint32_t name) { kept_names.insert({key.endpoint, name}); });
+        const uint32_t endpoint = key.endpoint;  // (clang before 16 cannot capture bindings)
+        zombie.names.ForEach([&](uint32_t name) { kept_names.insert({endpoint, name}); });
       }
       std::erase_if(dead, [&](const ZombieKey& key) {
         bool shares = false;
