@@ -3,6 +3,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -24,6 +25,12 @@ absl::Status ValidateFqdnPattern(PatternKind kind, absl::string_view text) {
           absl::StrCat("'", absl::CHexEscape(std::string(1, static_cast<char>(c))), "'"),
           kind == PatternKind::kPattern ? " and '*'" : ""));
     }
+  }
+  // Cilium's CRD schema: ^([-a-zA-Z0-9_]+[.]?)+$ (with '*' for matchPattern): labels are not
+  // empty, so no leading dot, no "..", and "." alone is no name.
+  if (text.front() == '.' || absl::StrContains(text, "..")) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s \"%s\" has an empty label (a leading dot, \"..\", or \".\" alone)", field, absl::CHexEscape(text)));
   }
   return absl::OkStatus();
 }

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
 
@@ -158,6 +159,24 @@ spec:
   ExpectOneError(WithEgress(R"(    - toCIDR: [198.51.100.0/33])"), "spec.egress[0].toCIDR[0]",
                  "invalid prefix length");
   ExpectOneError(WithEgress("    - toEndpoints: notalist"), "spec.egress[0].toEndpoints", "must be a list");
+}
+
+// Cilium's CRD schema for FQDN selectors (pkg/policy/api/fqdn.go, FQDNSelector):
+// matchName ^([-a-zA-Z0-9_]+[.]?)+$ and matchPattern ^([-a-zA-Z0-9_*]+[.]?)+$: no empty label.
+TEST(LoaderTest, FqdnSelectorsFollowCiliumsCrdPatterns) {
+  for (const char* name : {".", "a..b.io", ".cilium.io", "cilium.io.."}) {
+    ExpectOneError(WithEgress(absl::StrCat("    - toFQDNs: [{matchName: \"", name, "\"}]")), "spec.egress[0].toFQDNs[0]",
+                   "empty label");
+  }
+  for (const char* pattern : {".", "*..io", ".*.cilium.io", "a..*"}) {
+    ExpectOneError(WithEgress(absl::StrCat("    - toPorts: [{ports: [{port: \"53\"}], rules: {dns: [{matchPattern: \"", pattern,
+                                           "\"}]}}]")),
+                   "spec.egress[0].toPorts[0].rules.dns[0]", "empty label");
+  }
+  for (const char* fine : {"cilium.io.", "*", "**.cilium.io", "sub*.cilium.io", "_srv.x-y.io"}) {
+    const LoadResult r = LoadPolicies("test.yaml", WithEgress(absl::StrCat("    - toFQDNs: [{matchPattern: \"", fine, "\"}]")));
+    EXPECT_TRUE(r.errors.empty()) << fine << ": " << AllErrors(r);
+  }
 }
 
 TEST(LoaderTest, DocumentLevelErrors) {

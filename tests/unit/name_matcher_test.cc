@@ -210,6 +210,10 @@ TEST(NameMatcherTest, AgreesWithCiliumRegexOnRandomInputs) {
     for (int i = 0; i < n; ++i) {
       std::string text = random_string(alphabet, 8);
       if (rng() % 4 == 0) text = "**." + text;
+      if (!ValidateFqdnPattern(P, text).ok()) {  // an empty label: Cilium's CRD refuses it
+        --i;
+        continue;
+      }
       patterns.push_back({P, text});
     }
     auto m = NameMatcher::Compile(patterns);
