@@ -262,6 +262,18 @@ class DocumentParser {
       }
     }
     rule.host_rule = has_node && !has_ep;
+    if (has_node && policy.kind == PolicyKind::kNetworkPolicy) {
+      Error(Field(path, "nodeSelector"), "a CiliumNetworkPolicy (namespaced) cannot select nodes; use a CiliumClusterwideNetworkPolicy");
+    }
+    // Cilium (Rule.Validate) refuses a rule that says nothing about traffic: `egress: []` alone
+    // is no default deny there, and must not be one here.
+    bool says_something = false;
+    for (const char* field : {"ingress", "ingressDeny", "egress", "egressDeny"}) {
+      const YamlNode list = node[field];
+      says_something |= list.IsSequence() && list.size() > 0;
+    }
+    if (!says_something) Error(path, "has none of ingress, ingressDeny, egress, egressDeny (or only empty ones)");
+    bool has_l7 = false;  // host policies cannot have L7 rules (Cilium: "not supported yet")
     const YamlNode default_deny = node["enableDefaultDeny"];
     if (Present(default_deny)) {
       const std::string dpath = Field(path, "enableDefaultDeny");
@@ -287,7 +299,9 @@ class DocumentParser {
           Error(ipath, "must be a mapping");
           continue;
         }
-        ParsePorts(ingress[i]["toPorts"], ipath, /*ingress=*/true);
+        for (const PortRule& pr : ParsePorts(ingress[i]["toPorts"], ipath, /*ingress=*/true)) {
+          has_l7 |= pr.has_dns_rules || pr.has_other_l7;
+        }
       }
     }
     const YamlNode egress = node["egress"];
@@ -296,7 +310,10 @@ class DocumentParser {
       for (size_t i = 0; i < egress.size() && Budget(); ++i) {
         EgressRule e;
         if (ParseEgress(egress[i], Index(path, "egress", i), policy, e)) {
-          rule.egress.push_back(std::move(e));
+          for (const PortRule& pr : e.to_ports) has_l7 |= pr.has_dns_rules || pr.has_other_l7;
+          // `{}` (no peer, no port) allows nothing, as in Cilium, where `egress: [{}]` is how a
+          // default deny is written; it still makes the endpoint egress-enforced.
+          if (e.HasL3() || !e.to_ports.empty()) rule.egress.push_back(std::move(e));
         }
       }
     }
@@ -305,6 +322,7 @@ class DocumentParser {
       rule.has_egress = true;
       Warning(Field(path, "egressDeny"), "deny rules are not evaluated by the DNS policy");
     }
+    if (rule.host_rule && has_l7) Error(Field(path, "nodeSelector"), "host policies (nodeSelector) cannot have L7 rules");
     policy.rules.push_back(std::move(rule));
   }
 
@@ -422,6 +440,15 @@ class DocumentParser {
       for (size_t i = 0; i < to_entities.size(); ++i) {
         std::string entity;
         if (Scalar(to_entities[i], Index(path, "toEntities", i), entity)) {
+          // Cilium's entities (pkg/policy/api/entity.go); anything else it refuses.
+          static constexpr absl::string_view kEntities[] = {
+              "all", "world", "world-ipv4", "world-ipv6", "cluster", "host", "init", "ingress",
+              "unmanaged", "remote-node", "health", "none", "kube-apiserver"};
+          if (std::find(std::begin(kEntities), std::end(kEntities), entity) == std::end(kEntities)) {
+            Error(Index(path, "toEntities", i), absl::StrCat("\"", entity, "\" is not an entity (one of ",
+                                                            absl::StrJoin(kEntities, ", "), ")"));
+            continue;
+          }
           e.to_entities.push_back(entity);
         }
       }
@@ -549,14 +576,19 @@ class DocumentParser {
 
   void ParseL7(const YamlNode& rules, const std::string& path, bool ingress, PortRule& rule) {
     const std::string rpath = Field(path, "rules");
+    // Rules whose lists are all empty are no L7 rule at all, as in Cilium (Rules.IsEmpty; it
+    // sets a DNS parser only for a non-empty list, and its DNS proxy tests assert that the port
+    // then allows every name): `dns: []` needs no port. Otherwise every type present counts.
+    bool empty = true;
+    for (const char* type : {"dns", "http", "kafka"}) {
+      const YamlNode items = rules[type];
+      if (Present(items) && !(items.IsSequence() && items.size() == 0)) empty = false;
+    }
+    if (Present(rules["l7proto"])) empty = false;
+    if (empty) return;
     std::vector<std::string> types;
     for (const char* type : {"dns", "http", "kafka", "l7proto"}) {
-      // An empty DNS list is no L7 rule at all, as in Cilium (it sets a DNS parser only for a
-      // non-empty list; its DNS proxy tests assert this): the port allows every name, and it
-      // may go without a port.
-      const YamlNode items = rules[type];
-      if (std::string_view(type) == "dns" && items.IsSequence() && items.size() == 0) continue;
-      if (Present(items)) types.push_back(type);
+      if (Present(rules[type])) types.push_back(type);
     }
     if (types.size() > 1) {
       Error(rpath, absl::StrCat("has more than one L7 rule type (", absl::StrJoin(types, ", "),
@@ -582,6 +614,14 @@ class DocumentParser {
       if (has_range) Error(dpath, "DNS rules cannot be used with a port range (endPort)");
     } else if (has_zero) {
       Error(rpath, absl::StrCat(types[0], " rules (L7) cannot be used on port 0 or without a port"));
+    } else {
+      // Cilium: "L7 rules can only apply to TCP ... except for DNS rules" (no protocol is ANY).
+      for (size_t p = 0; p < rule.ports.size(); ++p) {
+        if (rule.ports[p].protocols != kProtoTcp) {
+          Error(Field(Index(path, "ports", p), "protocol"),
+                absl::StrCat(types[0], " rules (L7) apply to TCP only; give protocol: TCP"));
+        }
+      }
     }
     if (!dns) return;
     const YamlNode items = rules["dns"];

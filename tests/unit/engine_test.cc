@@ -322,6 +322,26 @@ spec:
   EXPECT_EQ(result.errors[0].path, "spec.enableDefaultDeny.egress");
 }
 
+// `egress: [{}]` is how Cilium's users write an egress default deny: the rule allows nothing
+// (it used to read as "every destination, every port" here: allow-all).
+TEST(EngineTest, AnEmptyEgressRuleAllowsNothing) {
+  PolicyEngine engine;
+  ASSERT_TRUE(engine.Apply("p", R"(
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: deny, namespace: a}
+spec:
+  endpointSelector: {}
+  egress: [{}]
+)", nullptr).ok());
+  ASSERT_TRUE(engine.UpsertEndpoint(1, Labels("a", {"app=web"})).ok());
+  EXPECT_EQ(engine.CheckDns(1, Server("203.0.113.53"), "any.name").verdict, DnsVerdict::kDeny);
+  auto view = engine.EgressRulesFor(1);
+  ASSERT_TRUE(view.ok());
+  EXPECT_TRUE(view->enforced && view->default_deny);
+  EXPECT_TRUE(view->rules.empty());
+}
+
 // Readers never see a half-applied update: the automaton that allowed a name and the rule it
 // reports come from one snapshot, and once a generation is visible no older one comes back.
 TEST(EngineTest, ConcurrentReadersSeeWholeSnapshots) {

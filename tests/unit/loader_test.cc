@@ -73,7 +73,7 @@ apiVersion: v1
 kind: List
 items:
   - {"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "x"},
-     "spec": {"endpointSelector": {}}}
+     "spec": {"endpointSelector": {}, "egress": [{}]}}
   - apiVersion: v1
     kind: ConfigMap
     metadata: {name: other}
@@ -179,13 +179,53 @@ TEST(LoaderTest, FqdnSelectorsFollowCiliumsCrdPatterns) {
   }
 }
 
+// What Cilium's Rule.Validate / PortRule sanitize refuse (pkg/policy/api/rule_validation.go).
+TEST(LoaderTest, RulesCiliumRefuses) {
+  ExpectOneError(WithEgress("    - toEntities: [bogus]"), "spec.egress[0].toEntities[0]", "\"bogus\" is not an entity");
+  for (const char* entity : {"host", "remote-node", "kube-apiserver", "health", "init", "ingress", "unmanaged", "world",
+                             "world-ipv4", "world-ipv6", "cluster", "all", "none"}) {
+    const LoadResult r = LoadPolicies("e.yaml", WithEgress(absl::StrCat("    - toEntities: [", entity, "]")));
+    EXPECT_TRUE(r.errors.empty()) << entity << ": " << AllErrors(r);
+  }
+  // L7 rules other than DNS apply to TCP only (no protocol means ANY).
+  for (const char* proto : {"UDP", "ANY"}) {
+    ExpectOneError(WithEgress(absl::StrCat("    - toPorts: [{ports: [{port: \"80\", protocol: ", proto,
+                                           "}], rules: {http: [{method: GET}]}}]")),
+                   "spec.egress[0].toPorts[0].ports[0].protocol", "TCP only");
+  }
+  ExpectOneError(WithEgress(R"(    - toPorts: [{ports: [{port: "80"}], rules: {http: [{method: GET}]}}])"),
+                 "spec.egress[0].toPorts[0].ports[0].protocol", "TCP only");
+  EXPECT_TRUE(LoadPolicies("h.yaml", WithEgress(R"(    - toPorts: [{ports: [{port: "80", protocol: TCP}], rules: {http: [{method: GET}]}}])")).ok());
+  // A rule that says nothing about traffic, or only with empty lists.
+  ExpectOneError(std::string(kHeader) + "spec: {endpointSelector: {}}\n", "spec", "has none of ingress");
+  ExpectOneError(std::string(kHeader) + "spec: {endpointSelector: {}, egress: []}\n", "spec", "has none of ingress");
+  // nodeSelector: clusterwide only, and no L7 rules (host policies).
+  ExpectOneError(std::string(kHeader) + "spec: {nodeSelector: {}, egress: [{toEntities: [world]}]}\n", "spec.nodeSelector",
+                 "cannot select nodes");
+  const std::string host = R"(apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: host}
+spec:
+  nodeSelector: {}
+  egress:
+)";
+  ExpectOneError(host + R"(  - toPorts: [{ports: [{port: "80", protocol: TCP}], rules: {http: [{method: GET}]}}])",
+                 "spec.nodeSelector", "cannot have L7 rules");
+  ExpectOneError(host + R"(  - toPorts: [{ports: [{port: "53", protocol: ANY}], rules: {dns: [{matchPattern: "*"}]}}])",
+                 "spec.nodeSelector", "cannot have L7 rules");
+  EXPECT_TRUE(LoadPolicies("h.yaml", host + "  - toEntities: [world]\n").ok());
+  // `dns: []` beside another L7 type is two types, as in Cilium.
+  ExpectOneError(WithEgress(R"(    - toPorts: [{ports: [{port: "80", protocol: TCP}], rules: {dns: [], http: [{method: GET}]}}])"),
+                 "spec.egress[0].toPorts[0].rules", "more than one L7 rule type");
+}
+
 TEST(LoaderTest, DocumentLevelErrors) {
-  ExpectOneError("apiVersion: cilium.io/v1\nkind: CiliumNetworkPolicy\nmetadata: {name: a}\nspec: {endpointSelector: {}}\n",
+  ExpectOneError("apiVersion: cilium.io/v1\nkind: CiliumNetworkPolicy\nmetadata: {name: a}\nspec: {endpointSelector: {}, egress: [{}]}\n",
                  "apiVersion", "needs cilium.io/v2");
-  ExpectOneError("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {}\nspec: {endpointSelector: {}}\n",
+  ExpectOneError("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {}\nspec: {endpointSelector: {}, egress: [{}]}\n",
                  "metadata.name", "missing");
   ExpectOneError(std::string(kHeader), "", "neither spec nor specs");
-  ExpectOneError(std::string(kHeader) + "spec: {egress: []}\n", "spec", "needs an endpointSelector");
+  ExpectOneError(std::string(kHeader) + "spec: {egress: [{}]}\n", "spec", "needs an endpointSelector");
   ExpectOneError("- a\n- b\n", "", "must be a mapping");
   ExpectOneError("metadata: {name: a}\n", "kind", "missing");
 
@@ -195,7 +235,7 @@ TEST(LoaderTest, DocumentLevelErrors) {
   EXPECT_TRUE(absl::StartsWith(syntax.errors[0].ToString(), "s.yaml: document 0: "));
 
   // The document index counts YAML documents.
-  const LoadResult second = LoadPolicies("d.yaml", std::string(kHeader) + "spec: {endpointSelector: {}}\n---\n" +
+  const LoadResult second = LoadPolicies("d.yaml", std::string(kHeader) + "spec: {endpointSelector: {}, egress: [{}]}\n---\n" +
                                                        std::string(kHeader));
   ASSERT_EQ(second.errors.size(), 1u);
   EXPECT_EQ(second.errors[0].document, 1);
@@ -209,7 +249,7 @@ items:
   - apiVersion: cilium.io/v2
     kind: CiliumNetworkPolicy
     metadata: {name: ok}
-    spec: {endpointSelector: {}}
+    spec: {endpointSelector: {}, egress: [{}]}
   - apiVersion: cilium.io/v2
     kind: CiliumNetworkPolicy
     metadata: {name: bad}
