@@ -3,7 +3,9 @@
 # of its seed corpus, then prints per target the executions, executions per second and the
 # coverage reached (libFuzzer's cov: edges, ft: features).
 # Needs the fuzz build: scripts/test.sh makes it (build-sanitize/, clang, -Dfuzz=true).
-# Usage: bench/fuzz.sh SECONDS [TARGET...]   (default: every target)
+# Usage: bench/fuzz.sh SECONDS [TARGET...]   (default: every target). ACNS_FUZZ_RUNS=N stops a
+# target after N executions instead (within SECONDS); ACNS_FUZZ_BUILD=DIR takes the targets from
+# another fuzz build (one configured without sanitizers runs several times faster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:?usage: bench/fuzz.sh SECONDS [TARGET...]}
@@ -19,7 +21,7 @@ for t in "${targets[@]}"; do
   work=$(mktemp -d /tmp/acns-fuzz.XXXXXX)
   cp -r "tests/fuzz/corpus/${corpus[$t]}/." "$work/"
   bin="$PWD/$build/tests/fuzz/$t"
-  log=$(cd "$work" && "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 \
+  log=$(cd "$work" && "$bin" -max_total_time="$seconds" ${ACNS_FUZZ_RUNS:+-runs=$ACNS_FUZZ_RUNS} -timeout=10 -rss_limit_mb=4096 \
           -max_len=65536 -print_final_stats=1 "$work" 2>&1 | grep -E 'cov:|^stat::|ERROR|SUMMARY') ||
     { echo "$t FAILED"; echo "$log" | tail -20; }
   rm -rf "$work"

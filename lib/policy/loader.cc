@@ -48,7 +48,8 @@ class DocumentParser {
 
   void ParseDocument(const YamlNode& doc) {
     if (!doc.IsDefined() || doc.IsNull()) return;  // empty document between two `---`
-    if (!doc.IsMap()) return Error("", "a document must be a mapping");
+    if (doc.IsSequence()) return ParseRuleArray(doc);
+    if (!doc.IsMap()) return Error("", "a document must be a mapping (a policy) or a list of rules");
     std::string kind;
     if (!Scalar(doc["kind"], "kind", kind)) return;
     if (absl::EndsWith(kind, "List")) {
@@ -105,6 +106,19 @@ class DocumentParser {
     return true;
   }
   bool Present(const YamlNode& node) { return node.IsDefined() && !node.IsNull(); }
+
+  // Cilium's rule array, what `cilium-dbg policy import` takes outside Kubernetes: rules
+  // (endpointSelector, egress...) with no apiVersion, kind or metadata. They are not namespaced:
+  // one clusterwide policy, named after the file.
+  void ParseRuleArray(const YamlNode& doc) {
+    Policy policy;
+    policy.kind = PolicyKind::kClusterwideNetworkPolicy;
+    policy.name = std::string(file_);
+    for (size_t i = 0; i < doc.size() && Budget(); ++i) ParseRule(doc[i], absl::StrCat("[", i, "]"), policy);
+    policy.file = std::string(file_);
+    policy.document = document_;
+    result_.policies.push_back(std::move(policy));
+  }
 
   void ParseObject(const YamlNode& obj, const std::string& base) {
     if (!obj.IsMap()) return Error(base, "must be a mapping");

@@ -96,6 +96,28 @@ items:
   EXPECT_EQ(json.policies[0].rules[0].egress[0].to_ports[0].ports[0].port, 53);
 }
 
+// The rule array of `cilium-dbg policy import` (a non-Kubernetes Cilium): a JSON list of rules,
+// no apiVersion, kind or metadata. Not namespaced.
+TEST(LoaderTest, CiliumRuleArrayWithoutKubernetesWrapping) {
+  const LoadResult r = LoadPolicies("rules.json", R"([
+    {"endpointSelector": {"matchLabels": {"app": "web"}},
+     "egress": [{"toPorts": [{"ports": [{"port": "53", "protocol": "ANY"}], "rules": {"dns": [{"matchPattern": "*.example.com"}]}}]}],
+     "labels": [{"key": "name", "value": "web-dns"}]},
+    {"endpointSelector": {"matchLabels": {"app": "db"}}, "egress": [{"toEntities": ["world"]}]}
+  ])");
+  ASSERT_TRUE(r.ok()) << AllErrors(r);
+  ASSERT_EQ(r.policies.size(), 1u);
+  EXPECT_EQ(r.policies[0].kind, PolicyKind::kClusterwideNetworkPolicy);
+  ASSERT_EQ(r.policies[0].rules.size(), 2u);
+  EXPECT_EQ(r.policies[0].rules[0].path, "[0]");
+  EXPECT_EQ(r.policies[0].rules[0].egress[0].to_ports[0].dns[0].pattern.text, "*.example.com");
+  ExpectOneError(R"([{"endpointSelector": {}, "egress": [{"toEntities": ["bogus"]}]}])", "[0].egress[0].toEntities[0]",
+                 "not an entity");
+  const LoadResult scalars = LoadPolicies("s.yaml", "- a\n- b\n");
+  ASSERT_EQ(scalars.errors.size(), 2u) << AllErrors(scalars);
+  EXPECT_EQ(scalars.errors[1].path, "[1]");
+}
+
 TEST(LoaderTest, IgnoresUnknownFieldsAndKeepsGoing) {
   const LoadResult r = LoadPolicies("u.yaml", std::string(kHeader) + R"(
 status: {whatever: [1, 2]}
@@ -226,7 +248,6 @@ TEST(LoaderTest, DocumentLevelErrors) {
                  "metadata.name", "missing");
   ExpectOneError(std::string(kHeader), "", "neither spec nor specs");
   ExpectOneError(std::string(kHeader) + "spec: {egress: [{}]}\n", "spec", "needs an endpointSelector");
-  ExpectOneError("- a\n- b\n", "", "must be a mapping");
   ExpectOneError("metadata: {name: a}\n", "kind", "missing");
 
   const LoadResult syntax = LoadPolicies("s.yaml", "a: [1, 2\nb: c\n");
