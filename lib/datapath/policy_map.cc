@@ -152,7 +152,7 @@ std::vector<PolicyEntry> DesiredEgressPolicy(const policy::PolicyEngine::EgressV
     }
     if (!rule->to_fqdns.empty()) {
       absl::flat_hash_set<std::string> wanted;
-      for (const policy::FqdnRule& f : rule->to_fqdns) wanted.insert(absl::AsciiStrToLower(f.pattern.text));
+      for (const policy::FqdnRule& f : rule->to_fqdns) wanted.insert(f.pattern.text);  // selectors as written
       for (const auto& [id, selectors] : fqdn) {
         if (std::any_of(selectors.begin(), selectors.end(), [&](const std::string& s) { return wanted.contains(s); })) {
           peers.push_back(id);

@@ -205,7 +205,9 @@ struct PolicyEngine::Snapshot {
     for (const RuleRef& r : rules) {
       for (const EgressRule& e : r.rule->egress) {
         for (const FqdnRule& f : e.to_fqdns) {
-          std::string label = absl::AsciiStrToLower(f.pattern.text);
+          // As written, as Cilium's identity label `fqdn:<selector>` keeps it (matching ignores
+          // case all the same): `*.ALLOWED.test` and `*.allowed.test` are two selectors.
+          const std::string& label = f.pattern.text;
           if (!seen.try_emplace(label, static_cast<uint32_t>(patterns.size())).second) continue;
           index->selectors.push_back(label);
           patterns.push_back(f.pattern);

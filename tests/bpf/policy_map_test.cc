@@ -26,7 +26,7 @@ namespace {
 
 using ::acns::testing::RunCommand;
 
-constexpr uint32_t kFqdnA = 16777216;  // fqdn:*.allowed.test
+constexpr uint32_t kFqdnA = 16777216;  // fqdn:*.ALLOWED.test
 constexpr uint32_t kFqdnB = 16777217;  // fqdn:api.other.test
 constexpr uint32_t kFqdnAB = 16777218; // both
 
@@ -78,7 +78,8 @@ class PolicyMapTest : public ::testing::Test {
     ASSERT_TRUE(engine_.Apply("web.yaml", kPolicy, &result).ok());
     ASSERT_TRUE(engine_.UpsertEndpoint(1, WebLabels()).ok());
     ASSERT_TRUE(engine_.UpsertEndpoint(2, policy::EndpointLabels("default", {{"k8s", "app", "db"}})).ok());
-    identities_ = {{kFqdnA, {"*.allowed.test"}}, {kFqdnB, {"api.other.test"}}, {kFqdnAB, {"*.allowed.test", "api.other.test"}}};
+    // Selectors as the policy writes them (the cache's identity labels keep that text).
+    identities_ = {{kFqdnA, {"*.ALLOWED.test"}}, {kFqdnB, {"api.other.test"}}, {kFqdnAB, {"*.ALLOWED.test", "api.other.test"}}};
   }
   std::vector<PolicyEntry> Desired(uint64_t endpoint) {
     auto view = engine_.EgressRulesFor(endpoint);
@@ -95,7 +96,7 @@ TEST_F(PolicyMapTest, RulesBecomeEntriesPerIdentityProtocolAndPortPrefix) {
       "1/6/53/24", "1/17/53/24",
       // toEntities host on TCP 9100
       "1/6/9100/24",
-      // *.allowed.test (alone and with the other selector): TCP 443, and UDP 8000-8005 as the
+      // *.ALLOWED.test (alone and with the other selector): TCP 443, and UDP 8000-8005 as the
       // aligned blocks 8000-8003 (port prefix 14) and 8004-8005 (15)
       absl::StrCat(kFqdnA, "/6/443/24"), absl::StrCat(kFqdnA, "/17/8000/22"), absl::StrCat(kFqdnA, "/17/8004/23"),
       absl::StrCat(kFqdnAB, "/6/443/24"), absl::StrCat(kFqdnAB, "/17/8000/22"), absl::StrCat(kFqdnAB, "/17/8004/23"),
@@ -394,7 +395,7 @@ TEST_F(DatapathUnitTest, AttachesAppliesDeltasInOrderAndDetaches) {
 
   // An answer: the identity's entries and the IP arrive together; the sequence is returned.
   const std::vector<fqdn::Delta> answer = {
-      IdentityAdded(1, kFqdnA, {"reserved:world", "fqdn:*.allowed.test"}), IpUpserted(2, "203.0.113.10", kFqdnA)};
+      IdentityAdded(1, kFqdnA, {"reserved:world", "fqdn:*.ALLOWED.test"}), IpUpserted(2, "203.0.113.10", kFqdnA)};
   auto seq = dp_->ApplyDeltas(answer);
   ASSERT_TRUE(seq.ok()) << seq.status();
   EXPECT_EQ(*seq, 2u);
@@ -422,7 +423,7 @@ TEST_F(DatapathUnitTest, AttachesAppliesDeltasInOrderAndDetaches) {
   EXPECT_EQ(IdentityOf("203.0.113.10"), kFqdnA);  // adopted, not flushed
   ASSERT_TRUE(dp_->Sync().ok());
   const std::vector<fqdn::Delta> resync = {fqdn::Delta{.seq = 10, .kind = fqdn::Delta::Kind::kResync},
-                                           IdentityAdded(11, kFqdnA, {"reserved:world", "fqdn:*.allowed.test"}),
+                                           IdentityAdded(11, kFqdnA, {"reserved:world", "fqdn:*.ALLOWED.test"}),
                                            IpUpserted(12, "203.0.113.11", kFqdnA)};
   ASSERT_TRUE(dp_->ApplyDeltas(resync).ok());
   EXPECT_EQ(IdentityOf("203.0.113.10"), 0u);

@@ -446,7 +446,8 @@ spec:
                                   .ttl = 60, .now = kT0}).ok());
   const auto ids = cache.Identities();
   ASSERT_EQ(ids.size(), 1u);
-  EXPECT_EQ(ids[0].selectors, (std::vector<std::string>{"*.example.com", "api.example.com"}));
+  // Labels keep the policy's text, as Cilium's `fqdn:` identity labels do; matching ignores case.
+  EXPECT_EQ(ids[0].selectors, (std::vector<std::string>{"*.Example.COM", "api.example.com"}));
 }
 
 TEST_F(CacheTest, RemoveEndpointKeepsOtherEndpointsLeases) {
