@@ -21,9 +21,13 @@ for t in "${targets[@]}"; do
   work=$(mktemp -d /tmp/acns-fuzz.XXXXXX)
   cp -r "tests/fuzz/corpus/${corpus[$t]}/." "$work/"
   bin="$PWD/$build/tests/fuzz/$t"
+  # Crashes, timeouts and leaks are kept (the scratch corpus is not).
+  artifacts="$PWD/$build/fuzz-artifacts/$t/"
+  mkdir -p "$artifacts"
   log=$(cd "$work" && "$bin" -max_total_time="$seconds" ${ACNS_FUZZ_RUNS:+-runs=$ACNS_FUZZ_RUNS} -timeout=10 -rss_limit_mb=4096 \
+          -artifact_prefix="$artifacts" \
           -max_len=65536 -print_final_stats=1 "$work" 2>&1 | grep -E 'cov:|^stat::|ERROR|SUMMARY') ||
-    { echo "$t FAILED"; echo "$log" | tail -20; }
+    { echo "$t FAILED (input kept in $artifacts)"; echo "$log" | tail -8; }
   rm -rf "$work"
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' <<<"$log" | grep -o '[0-9]*$' || echo 0)
   rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' <<<"$log" | grep -o '[0-9]*$' || echo 0)
