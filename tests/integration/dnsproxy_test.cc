@@ -528,14 +528,30 @@ class ScriptedUpstream {
   using TcpScript = std::function<std::string(const std::string& query)>;
   explicit ScriptedUpstream(Script script, TcpScript tcp_script = nullptr)
       : script_(std::move(script)), tcp_script_(std::move(tcp_script)) {
-    fd_ = ::socket(AF_INET, SOCK_DGRAM, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-    socklen_t len = sizeof(addr);
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    // UDP and (with a TCP script) TCP on one port: a port free for UDP may be taken for TCP by
+    // another test's connection, so a few tries.
+    for (int attempt = 0; attempt < 20; ++attempt) {
+      if (fd_ >= 0) ::close(fd_);
+      if (tcp_fd_ >= 0) ::close(tcp_fd_);
+      tcp_fd_ = -1;
+      addr.sin_port = 0;
+      fd_ = ::socket(AF_INET, SOCK_DGRAM, 0);
+      socklen_t len = sizeof(addr);
+      if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+          ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+        continue;
+      }
+      if (tcp_script_ == nullptr) break;
+      tcp_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+      const int one = 1;
+      ::setsockopt(tcp_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+      if (::bind(tcp_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 && ::listen(tcp_fd_, 16) == 0) break;
+    }
     port_ = ntohs(addr.sin_port);
+    EXPECT_TRUE(port_ != 0 && (tcp_script_ == nullptr || tcp_fd_ >= 0)) << "scripted upstream could not bind";
     timeval tv{0, 100'000};
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     thread_ = std::thread([this] {
@@ -556,17 +572,16 @@ class ScriptedUpstream {
         }
       }
     });
-    if (tcp_script_ == nullptr) return;
-    tcp_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    const int one = 1;
-    ::setsockopt(tcp_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    ::bind(tcp_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-    ::listen(tcp_fd_, 16);
+    if (tcp_fd_ < 0) return;
     ::setsockopt(tcp_fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     tcp_thread_ = std::thread([this] {
       while (!stop_) {
         UniqueFd conn(::accept(tcp_fd_, nullptr, nullptr));
         if (!conn.valid()) continue;
+        // The connection inherits the listener's 100 ms receive timeout: a proxy slower than
+        // that to write its query (a loaded machine) must not find the connection closed.
+        const timeval query_wait{5, 0};
+        ::setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &query_wait, sizeof(query_wait));
         ++tcp_queries_;
         std::string in;
         char buf[4096];
