@@ -461,6 +461,7 @@ TEST_P(DnsProxyTest, OutOfDescriptorsRefusesWithoutSpinning) {
   ASSERT_EQ(::pipe2(go, O_CLOEXEC), 0);
   const pid_t child = ::fork();
   if (child == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlives a test killed midway
     char c;
     (void)!::read(go[0], &c, 1);
     const SocketAddress to = SocketAddress::From(*IpAddr::Parse("127.0.0.1"), port_);
