@@ -5,7 +5,8 @@
 // the runtime's. Run `acns-agent --help` for the flags.
 //
 // HTTP API (--api): GET /healthz (200 once the policies and endpoints are loaded and the
-// runtime runs, with "degraded: ..." while FQDN cache snapshots cannot be saved; else 503), GET /metrics (Prometheus text), GET /v1/fqdn/cache[?format=table].
+// runtime runs, with "degraded: ..." while FQDN cache snapshots cannot be saved; else 503),
+// GET /metrics (Prometheus text), GET /v1/fqdn/cache[?format=table] (JSON streamed).
 // Signals: SIGTERM/SIGINT stop cleanly (a last cache snapshot is written), SIGHUP reloads.
 #include <acns/acns.h>
 #include <arpa/inet.h>
