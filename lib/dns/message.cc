@@ -18,7 +18,6 @@ namespace {
 constexpr size_t kMaxNameWire = 255;
 // Address records read from one reply; more is unusual and the cache keeps 1000 per name.
 constexpr int kMaxAddresses = 4096;
-constexpr uint16_t kEdnsUdpSize = 1232;
 
 uint16_t Get16(absl::string_view msg, size_t pos) {
   return static_cast<uint16_t>((static_cast<uint8_t>(msg[pos]) << 8) | static_cast<uint8_t>(msg[pos + 1]));
@@ -179,7 +178,7 @@ std::string BuildReply(absl::string_view query_msg, const Query& query, Rcode rc
   if (query.has_edns) {
     out.push_back('\0');  // root
     Put16(&out, kTypeOpt);
-    Put16(&out, kEdnsUdpSize);
+    Put16(&out, kMaxForwardedUdpSize);  // what our own answers advertise, too
     Put16(&out, 0);  // extended rcode, version
     Put16(&out, 0);  // flags
     Put16(&out, 0);  // no options

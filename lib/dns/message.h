@@ -73,9 +73,9 @@ struct Query {
   size_t edns_size_offset = 0;  // where that size is in the message
 };
 
-// What a forwarder advertises upstream at most, as resolvers do since DNS Flag Day 2020: larger
+// The EDNS UDP payload size of DNS Flag Day 2020: the most the proxy advertises upstream (larger
 // answers come truncated and the client asks again over TCP; no datagram is fragmented, and a
-// reply buffer is never larger than this.
+// reply buffer is never larger than this) and what its own answers advertise.
 inline constexpr uint16_t kMaxForwardedUdpSize = 1232;
 
 // Parses a query: a header with QR clear, opcode QUERY, exactly one question (names may not use
