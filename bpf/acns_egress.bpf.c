@@ -98,6 +98,8 @@ struct flow {
   struct acns_ct_key key; /* as seen leaving the pod: saddr = pod */
   __u8 ok;                /* 0: not IP, or headers cut short */
   __u8 icmp_type;
+  __u8 icmp_code;
+  __u8 tcp_flags;
 };
 
 /* ICMPv6 router/neighbour solicitations and advertisements and redirects (RFC 4861): IPv6
@@ -159,6 +161,11 @@ static __always_inline void parse(struct __sk_buff *skb, struct flow *f, int rev
     if ((void *)(ports + 1) > end) return;
     f->key.sport = reverse ? ports->dest : ports->source;
     f->key.dport = reverse ? ports->source : ports->dest;
+    f->tcp_flags = 0;
+    if (f->key.protocol == IPPROTO_TCP) {
+      __u8 *flags = (__u8 *)l4 + 13; /* after ports, sequence, acknowledgement, offset */
+      if ((void *)(flags + 1) <= end) f->tcp_flags = *flags;
+    }
   } else if (f->key.protocol == IPPROTO_ICMP || f->key.protocol == IPPROTO_ICMPV6) {
     /* Echo requests and replies share an identifier: each ping is its own flow (in the
      * connection table only; policy sees ICMP without ports). */
@@ -170,6 +177,7 @@ static __always_inline void parse(struct __sk_buff *skb, struct flow *f, int rev
     if ((void *)(icmp + 1) > end) return;
     f->key.sport = icmp->id;
     f->icmp_type = icmp->type;
+    f->icmp_code = icmp->code;
   }
   f->ok = 1;
 }
@@ -226,12 +234,18 @@ static __always_inline void emit(struct __sk_buff *skb, const struct flow *f, __
   e->verdict = verdict;
   e->family = f->key.family;
   e->protocol = f->key.protocol;
-  e->pad = 0;
+  e->tcp_flags = f->key.protocol == IPPROTO_TCP ? f->tcp_flags : 0;
   __builtin_memcpy(e->saddr, f->key.saddr, 16);
   __builtin_memcpy(e->daddr, f->key.daddr, 16);
   e->sport = f->key.sport;
   e->dport = f->key.dport;
-  e->pad2 = 0;
+  e->icmp_type = 0;
+  e->icmp_code = 0;
+  if (f->key.protocol == IPPROTO_ICMP || f->key.protocol == IPPROTO_ICMPV6) {
+    e->icmp_type = f->icmp_type;
+    e->icmp_code = f->icmp_code;
+  }
+  e->pad = 0;
   bpf_ringbuf_submit(e, 0);
 }
 

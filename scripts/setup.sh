@@ -13,6 +13,7 @@ packages=(
   libprotobuf-dev protobuf-compiler
   libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev libnl-route-3-dev
   libc-ares-dev libmicrohttpd-dev liburing-dev
+  libgrpc++-dev protobuf-compiler-grpc prometheus-cpp-dev
   # tests and benchmarks: real DNS servers and clients, started by the tests themselves
   libgtest-dev libgmock-dev libbenchmark-dev
   iproute2 iputils-ping dnsutils knot-dnsutils unbound dnsperf dnsdist

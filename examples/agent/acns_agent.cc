@@ -63,6 +63,8 @@ ABSL_FLAG(bool, dnsproxy_randomize_case, true, "DNS 0x20: forwarded names in a r
 ABSL_FLAG(std::string, state_dir, "", "directory for the FQDN cache's snapshots (created if missing; must be writable); empty: no persistence");
 ABSL_FLAG(bool, datapath, true, "enforce in eBPF on the endpoints' interfaces, with transparent DNS (needs root)");
 ABSL_FLAG(std::string, bpffs_root, "/sys/fs/bpf/acns", "where the datapath pins its maps (a bpffs is mounted at /sys/fs/bpf if there is none)");
+ABSL_FLAG(std::string, hubble_listen_address, "", "serve Hubble's Observer and Peer gRPC API (hubble observe --server, Hubble Relay) on ADDR:PORT, e.g. :4244; empty: not served");
+ABSL_FLAG(uint32_t, hubble_event_buffer_capacity, 4095, "flows kept in memory for the Hubble API (0: no flows)");
 ABSL_FLAG(std::string, api, "127.0.0.1:9965", "HTTP API address IPv4ADDR:PORT");
 
 namespace {
@@ -342,6 +344,11 @@ class Agent {
     o.max_tcp_connections = absl::GetFlag(FLAGS_dnsproxy_max_tcp_connections);
     o.max_tcp_connections_per_client = absl::GetFlag(FLAGS_dnsproxy_max_tcp_connections_per_client);
     o.tcp_idle_timeout_ms = static_cast<uint32_t>(absl::ToInt64Milliseconds(absl::GetFlag(FLAGS_dnsproxy_tcp_idle_timeout)));
+    // Hubble's ":4244" means every address.
+    std::string hubble = absl::GetFlag(FLAGS_hubble_listen_address);
+    if (absl::StartsWith(hubble, ":")) hubble = "[::]" + hubble;
+    o.hubble_listen_address = hubble.empty() ? nullptr : hubble.c_str();
+    o.flow_capacity = absl::GetFlag(FLAGS_hubble_event_buffer_capacity);
     o.log_fn = [](void*, int32_t level, const char* message) {
       Log(level == ACNS_LOG_ERROR ? "error" : level == ACNS_LOG_WARNING ? "warning" : "info", message);
     };
@@ -375,6 +382,11 @@ class Agent {
       size_t needed = 0;
       if (acns_node_dns_listen_address(node_, i, addr, sizeof(addr), &needed, nullptr) != ACNS_OK) break;
       Log("info", std::string("DNS proxy listening on ") + addr + ", upstream " + absl::GetFlag(FLAGS_dns_upstream));
+    }
+    char hubble[128];
+    size_t needed = 0;
+    if (acns_node_hubble_listen_address(node_, hubble, sizeof(hubble), &needed, nullptr) == ACNS_OK) {
+      Log("info", std::string("Hubble API listening on ") + hubble);
     }
     acns_node_stats s{};
     s.struct_size = sizeof(s);

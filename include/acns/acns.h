@@ -34,7 +34,7 @@ extern "C" {
 #endif
 
 #define ACNS_VERSION_MAJOR 0
-#define ACNS_VERSION_MINOR 4
+#define ACNS_VERSION_MINOR 5
 #define ACNS_VERSION_PATCH 0
 
 /* ---------------------------------------------------------------------------------------- */
@@ -214,6 +214,8 @@ typedef struct acns_endpoint {
   size_t n_ips;
   /* @since 0.2: the pod's host-side interface the datapath enforces on; NULL or "": none. */
   const char *interface_name;
+  /* @since 0.5: the pod's name, shown in flows; NULL or "": none. */
+  const char *pod_name;
 } acns_endpoint;
 
 /*
@@ -932,6 +934,15 @@ typedef struct acns_node_opts {
   /* Descriptors the proxy holds at most for client connections and upstream sockets, so that a
    * flood leaves the rest of the process some; 0 = three quarters of RLIMIT_NOFILE at start. */
   uint32_t max_descriptors;
+  /* @since 0.5: Hubble flows. The node turns its DNS and datapath events into Hubble flow
+   * records and keeps the last flow_capacity of them (0: none; Hubble's default is 4095);
+   * hubble_listen_address ("ADDR:PORT", "[::]:4244", "unix:PATH"; NULL: not served) serves
+   * Hubble's Observer and Peer gRPC services over them, for `hubble observe`, `hubble status`
+   * and Hubble Relay. node_name names the node in flows (NULL: the host name). */
+  uint32_t flow_capacity;
+  uint32_t pad2;                /* must be 0 */
+  const char *hubble_listen_address;
+  const char *node_name;
 } acns_node_opts;
 
 /*
@@ -1052,6 +1063,11 @@ typedef struct acns_node_stats {
   uint64_t datapath_allowed;     /* datapath events: new flows allowed */
   uint64_t datapath_redirected;  /* new flows sent to the DNS proxy */
   uint64_t datapath_dropped;     /* packets dropped by policy */
+  /* @since 0.5: Hubble flows built, and events lost on their way: the flow builder's queue
+   * was full, or the datapath's ring buffer (counted in the kernel). */
+  uint64_t flows;
+  uint64_t flows_queue_lost;
+  uint64_t flows_kernel_lost;
 } acns_node_stats;
 
 /*
@@ -1092,6 +1108,11 @@ ACNS_API void acns_fqdn_listing_close(acns_fqdn_listing *listing);
  * ACNS_NOT_FOUND past the last or before start. Thread-safety: any thread. @since 0.3 */
 ACNS_API acns_status acns_node_dns_listen_address(const acns_node *node, size_t index, char *buf,
                                                   size_t buf_len, size_t *needed, acns_error *err);
+
+/* The address the Hubble API listens on (a port 0 resolved), as a string out. ACNS_NOT_FOUND
+ * when it is not served, or before start. Thread-safety: any thread. @since 0.5 */
+ACNS_API acns_status acns_node_hubble_listen_address(const acns_node *node, char *buf, size_t buf_len,
+                                                     size_t *needed, acns_error *err);
 
 /* Frees memory the library allocated for the caller; NULL is fine. Thread-safety: any thread.
  * @since 0.3 */

@@ -77,6 +77,7 @@ absl::StatusOr<policy::PolicyEngine::EndpointRecord> EndpointFromC(const acns_en
   }
   policy::PolicyEngine::EndpointRecord record{ep->id, *std::move(labels), std::move(ips), {}};
   if (ep->interface_name != nullptr) record.interface = ep->interface_name;
+  if (ep->pod_name != nullptr) record.name = ep->pod_name;
   return record;
 }
 
@@ -92,7 +93,7 @@ acns_status ReadEndpointsFile(const char* path, acns_diagnostic_fn fn, void* use
   if (!file.ok()) return InvalidPolicy(as_result, err);
   out->clear();
   for (auto& e : file.endpoints) {
-    out->push_back({e.id, std::move(e.labels), std::move(e.ips), std::move(e.interface)});
+    out->push_back({e.id, std::move(e.labels), std::move(e.ips), std::move(e.interface), std::move(e.name)});
   }
   return SetError(err, ACNS_OK, 0, "");
 }

@@ -15,12 +15,13 @@ struct acns_node {
   std::unique_ptr<acns::node::NodeRuntime> runtime;
 };
 
-static_assert(sizeof(acns_node_opts) == 176);
+static_assert(offsetof(acns_node_opts, hubble_listen_address) == 184);
+static_assert(sizeof(acns_node_opts) == 200);
 static_assert(offsetof(acns_node_opts, state_dir) == 80);
 static_assert(offsetof(acns_node_opts, transparent_dns_port) == 104);
 static_assert(offsetof(acns_node_opts, log_fn) == 120);
 static_assert(sizeof(acns_node_event) == 32);
-static_assert(sizeof(acns_node_stats) == 160);
+static_assert(sizeof(acns_node_stats) == 184);
 
 namespace {
 
@@ -37,7 +38,7 @@ constexpr uint32_t kKnownFlags = ACNS_NODE_NO_DATAPATH | ACNS_NODE_NO_WAIT_FOR_A
                                  ACNS_NODE_DNS_NO_CASE_RANDOMIZATION;
 
 absl::StatusOr<acns::node::NodeOptions> ToOptions(const acns_node_opts& o) {
-  if (o.pad != 0 || o.pad16 != 0) return absl::InvalidArgumentError("acns_node_opts pad fields must be 0");
+  if (o.pad != 0 || o.pad16 != 0 || o.pad2 != 0) return absl::InvalidArgumentError("acns_node_opts pad fields must be 0");
   if ((o.flags & ~kKnownFlags) != 0) return absl::InvalidArgumentError("acns_node_opts.flags has unknown bits");
   acns::node::NodeOptions options;
   const acns::fqdn::CacheOptions cache_defaults;
@@ -93,6 +94,10 @@ absl::StatusOr<acns::node::NodeOptions> ToOptions(const acns_node_opts& o) {
   options.event_queue_capacity = o.event_queue_capacity;
   options.dns_events = (o.flags & ACNS_NODE_NO_DNS_EVENTS) == 0;
   options.datapath_events = (o.flags & ACNS_NODE_NO_DATAPATH_EVENTS) == 0;
+  options.flows.flow_capacity = o.flow_capacity;
+  if (o.hubble_listen_address != nullptr) options.hubble_listen_address = o.hubble_listen_address;
+  if (o.node_name != nullptr) options.flows.node_name = o.node_name;
+  options.version = absl::StrCat("acns ", acns_version_string());
   if (o.log_fn != nullptr) {
     options.log = [fn = o.log_fn, user_data = o.log_user_data](acns::node::LogLevel level, const std::string& m) {
       fn(user_data, static_cast<int32_t>(level), m.c_str());
@@ -276,6 +281,12 @@ acns_status acns_node_stats_get(const acns_node* node, acns_node_stats* out, acn
       r.datapath_allowed = s.datapath_allowed;
       r.datapath_redirected = s.datapath_redirected;
       r.datapath_dropped = s.datapath_dropped;
+      if (const acns::observe::Observer* observer = runtime.observer(); observer != nullptr) {
+        const acns::observe::Observer::Stats f = observer->stats();
+        r.flows = f.flows;
+        r.flows_queue_lost = f.queue_lost;
+        r.flows_kernel_lost = f.kernel_lost;
+      }
       WriteStruct(r, out);
     }
     if (proxy != nullptr) {
@@ -368,6 +379,17 @@ acns_status acns_node_dns_listen_address(const acns_node* node, size_t index, ch
     const size_t n = proxy != nullptr ? proxy->listening().size() : 0;
     if (index >= n) return SetError(err, ACNS_NOT_FOUND, 0, absl::StrCat("there are ", n, " listen addresses"));
     acns::capi::WriteString(proxy->listening()[index].ToString(), buf, buf_len, needed);
+    return SetError(err, ACNS_OK, 0, "");
+  });
+}
+
+acns_status acns_node_hubble_listen_address(const acns_node* node, char* buf, size_t buf_len, size_t* needed,
+                                            acns_error* err) {
+  return Guard(err, [&]() -> acns_status {
+    if (node == nullptr) return NoNode(err);
+    const std::string address = node->runtime->hubble_address();
+    if (address.empty()) return SetError(err, ACNS_NOT_FOUND, 0, "the Hubble API is not served");
+    acns::capi::WriteString(address, buf, buf_len, needed);
     return SetError(err, ACNS_OK, 0, "");
   });
 }

@@ -358,6 +358,20 @@ Datapath::Stats Datapath::stats() const {
   return s;
 }
 
+uint64_t Datapath::events_lost() const { return ReadEventsLost(node_->events_lost_fd()).value_or(0); }
+
+std::vector<std::pair<IpAddr, uint32_t>> Datapath::EndpointIdentities() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return local_.endpoint_ips();
+}
+
+std::vector<std::pair<uint64_t, int>> Datapath::AttachedInterfaces() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::pair<uint64_t, int>> out;
+  for (const auto& [id, a] : attached_) out.emplace_back(id, a.ifindex);
+  return out;
+}
+
 int Datapath::policy_fd(uint64_t endpoint_id) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = attached_.find(endpoint_id);

@@ -90,6 +90,11 @@ class Datapath {
   absl::StatusOr<size_t> PollEvents(const EventReader::Fn& fn, int timeout_ms);
 
   Stats stats() const;
+  uint64_t events_lost() const;  // events the ring buffer had no room for, on every CPU
+  // What flows need to name local endpoints: the identity of each endpoint address, and the
+  // interface index of each attached endpoint.
+  std::vector<std::pair<IpAddr, uint32_t>> EndpointIdentities() const;
+  std::vector<std::pair<uint64_t, int>> AttachedInterfaces() const;
   int ipcache_fd() const { return node_->ipcache_fd(); }
   // The policy map of an attached endpoint, or -1.
   int policy_fd(uint64_t endpoint_id) const;

@@ -74,38 +74,15 @@ absl::Status CheckStateDir(const std::string& dir) {
 
 }  // namespace
 
-NodeEvent& NodeEvent::operator=(NodeEvent&& other) noexcept {
-  kind = other.kind;
-  dns = other.dns;
-  qname = std::move(other.qname);
-  ips = std::move(other.ips);
-  cnames = std::move(other.cnames);
-  datapath = other.datapath;
-  dns.qname = qname;
-  dns.ips = ips;
-  dns.cnames = cnames;
-  return *this;
-}
-
-NodeEvent NodeEvent::FromDns(const dnsproxy::DnsEvent& e) {
-  NodeEvent out;
-  out.kind = Kind::kDns;
-  out.dns = e;
-  out.qname.assign(e.qname.data(), e.qname.size());
-  out.ips.assign(e.ips.begin(), e.ips.end());
-  out.cnames.assign(e.cnames.begin(), e.cnames.end());
-  out.dns.qname = out.qname;
-  out.dns.ips = out.ips;
-  out.dns.cnames = out.cnames;
-  return out;
-}
-
 absl::StatusOr<std::unique_ptr<NodeRuntime>> NodeRuntime::Create(NodeOptions options) {
   if (options.datapath && options.enforcer != nullptr) {
     return absl::InvalidArgumentError("an enforcer of its own replaces the datapath: turn the datapath off");
   }
   if (!options.state_dir.empty()) {
     if (absl::Status s = CheckStateDir(options.state_dir); !s.ok()) return s;
+  }
+  if (options.flows.flow_capacity == 0 && !options.hubble_listen_address.empty()) {
+    return absl::InvalidArgumentError("the Hubble API needs flows: set a flow capacity above 0");
   }
   if (!options.proxy.listen.empty() && options.proxy.upstream.port() == 0) {
     return absl::InvalidArgumentError("explicit DNS listen addresses need an upstream");
@@ -121,6 +98,7 @@ NodeRuntime::NodeRuntime(NodeOptions options) : options_(std::move(options)) {
     deltas_waiting_ = true;
   });
   enforcer_ = std::move(options_.enforcer);
+  flow_context_ = std::make_unique<NodeFlowContext>(&engine_, cache_.get(), [this] { return datapath(); });
 }
 
 NodeRuntime::~NodeRuntime() { Stop(); }
@@ -136,6 +114,7 @@ void NodeRuntime::Log(LogLevel level, std::string message) {
 }
 
 void NodeRuntime::RequestSync() {
+  flow_context_->Invalidate();
   absl::MutexLock lock(&mu_);
   ++sync_generation_;
 }
@@ -232,6 +211,7 @@ absl::Status NodeRuntime::Start() {
   if (started_.exchange(true)) return absl::FailedPreconditionError("the node runtime was started already");
   logger_ = std::thread([this] { LogLoop(); });
   ::pthread_setname_np(logger_.native_handle(), "acns-log");
+  if (absl::Status s = StartFlows(); !s.ok()) return s;
   if (options_.datapath) {
     // The datapath allows endpoints to reach the explicit proxy's ports, so they are known
     // before it starts: a port 0 is picked here, not when the proxy binds.
@@ -244,17 +224,7 @@ absl::Status NodeRuntime::Start() {
     if (absl::Status s = PickTransparentPort(); !s.ok()) return s;
     BpfEnforcer::Options bpf{.datapath = options_.datapath_options};
     bpf.datapath.dns_proxy = options_.proxy.listen;
-    bpf.on_event = [this](const acns_event& e) {
-      if (e.verdict == ACNS_PKT_ALLOW) datapath_allowed_.fetch_add(1, std::memory_order_relaxed);
-      else if (e.verdict == ACNS_PKT_REDIRECT) datapath_redirected_.fetch_add(1, std::memory_order_relaxed);
-      else if (e.verdict == ACNS_PKT_DROP_POLICY) datapath_dropped_.fetch_add(1, std::memory_order_relaxed);
-      if (options_.datapath_events) {
-        NodeEvent event;
-        event.kind = NodeEvent::Kind::kDatapath;
-        event.datapath = e;
-        PushEvent(std::move(event));
-      }
-    };
+    bpf.on_event = [this](const acns_event& e) { OnDatapathEvent(e); };
     auto owned = std::make_unique<BpfEnforcer>(&engine_, std::move(bpf));
     bpf_ = owned.get();
     enforcer_ = std::move(owned);
@@ -284,8 +254,12 @@ absl::Status NodeRuntime::Start() {
   if (!options_.proxy.listen.empty() || !options_.proxy.transparent_listen.empty()) {
     dnsproxy::ProxyOptions proxy = options_.proxy;
     proxy.wait_for_ack = options_.wait_for_ack;
-    if (options_.event_queue_capacity > 0 && options_.dns_events) {
-      proxy.on_event = [this](const dnsproxy::DnsEvent& e) { PushEvent(NodeEvent::FromDns(e)); };
+    const bool queue = options_.event_queue_capacity > 0 && options_.dns_events;
+    if (queue || observer_ != nullptr) {
+      proxy.on_event = [this, queue](const dnsproxy::DnsEvent& e) {
+        if (observer_ != nullptr) observer_->Push(NodeEvent::FromDns(e));
+        if (queue) PushEvent(NodeEvent::FromDns(e));
+      };
     }
     auto started = dnsproxy::DnsProxy::Start(std::move(proxy), &engine_, cache_.get(), nullptr);
     if (!started.ok()) {
@@ -325,11 +299,13 @@ void NodeRuntime::Stop() {
   }
   // The applier acknowledges the proxy: it stops first. The proxy's workers may still learn
   // answers; their deltas wait in the cache (and its snapshot).
+  hubble_.reset();  // ends the API's streams
   if (applier_.joinable()) applier_.join();
   live_proxy_.store(nullptr);
   proxy_.reset();
   if (control_.joinable()) control_.join();
   if (event_reader_.joinable()) event_reader_.join();
+  observer_.reset();  // after everything that feeds it
   maintainer_.reset();  // the last snapshot
   {
     absl::MutexLock lock(&mu_);
@@ -408,6 +384,7 @@ absl::Status NodeRuntime::SyncOnce() {
     Log(LogLevel::kInfo, absl::StrCat("datapath started, maps under ", options_.datapath_options.pin_dir));
     cache_->RequestResync();  // what the cache learned before goes into the new maps
   }
+  flow_context_->Invalidate();  // identities and interfaces may have changed
   bool changed;
   {
     absl::MutexLock lock(&mu_);
@@ -453,12 +430,17 @@ void NodeRuntime::ControlLoop() {
 
 void NodeRuntime::EventLoop() {
   std::string last_error;
+  absl::Time lost_checked = absl::InfinitePast();
   for (;;) {
     {
       absl::MutexLock lock(&mu_);
       if (stop_) return;
     }
     auto polled = bpf_->PollEvents(kEventPollMs);
+    if (observer_ != nullptr && absl::Now() - lost_checked >= absl::Milliseconds(kEventPollMs)) {
+      lost_checked = absl::Now();
+      if (const datapath::Datapath* dp = bpf_->datapath(); dp != nullptr) observer_->ReportKernelLost(dp->events_lost());
+    }
     if (polled.ok() && *polled) continue;
     if (!polled.ok() && std::string(polled.status().message()) != last_error) {
       last_error = std::string(polled.status().message());
@@ -500,6 +482,52 @@ void NodeRuntime::OnSave(const absl::Status& status) {
   if (!changed) return;
   if (status.ok()) Log(LogLevel::kInfo, "FQDN cache snapshots are saved again in " + options_.state_dir);
   else Log(LogLevel::kError, "cannot save the FQDN cache snapshot (retrying; a restart now would lose what was learned since the last save): " + error);
+}
+
+void NodeRuntime::OnDatapathEvent(const acns_event& e) {
+  if (e.verdict == ACNS_PKT_ALLOW) datapath_allowed_.fetch_add(1, std::memory_order_relaxed);
+  else if (e.verdict == ACNS_PKT_REDIRECT) datapath_redirected_.fetch_add(1, std::memory_order_relaxed);
+  else if (e.verdict == ACNS_PKT_DROP_POLICY) datapath_dropped_.fetch_add(1, std::memory_order_relaxed);
+  const bool queue = options_.event_queue_capacity > 0 && options_.datapath_events;
+  if (!queue && observer_ == nullptr) return;
+  NodeEvent event;
+  event.kind = NodeEvent::Kind::kDatapath;
+  // The kernel stamps events with CLOCK_MONOTONIC; flows need wall-clock time.
+  timespec mono;
+  ::clock_gettime(CLOCK_MONOTONIC, &mono);
+  const int64_t mono_ns = int64_t{mono.tv_sec} * 1000000000 + mono.tv_nsec;
+  event.time = absl::Now() - absl::Nanoseconds(std::max<int64_t>(0, mono_ns - static_cast<int64_t>(e.time_ns)));
+  event.datapath = e;
+  if (observer_ != nullptr) {
+    NodeEvent copy;
+    copy.kind = event.kind;
+    copy.time = event.time;
+    copy.datapath = e;
+    observer_->Push(std::move(copy));
+  }
+  if (queue) PushEvent(std::move(event));
+}
+
+absl::Status NodeRuntime::StartFlows() {
+  if (options_.flows.flow_capacity == 0) {
+    if (!options_.hubble_listen_address.empty()) {
+      return absl::InvalidArgumentError("the Hubble API needs flows: set a flow capacity above 0");
+    }
+    return absl::OkStatus();
+  }
+  if (options_.flows.node_name.empty()) {
+    char host[256] = {};
+    ::gethostname(host, sizeof(host) - 1);
+    options_.flows.node_name = host;
+  }
+  observer_ = std::make_unique<observe::Observer>(options_.flows, flow_context_.get());
+  if (options_.hubble_listen_address.empty()) return absl::OkStatus();
+  auto server = observe::HubbleServer::Start({.listen_address = options_.hubble_listen_address,
+                                              .version = options_.version},
+                                             observer_.get());
+  if (!server.ok()) return server.status();
+  hubble_ = *std::move(server);
+  return absl::OkStatus();
 }
 
 void NodeRuntime::PushEvent(NodeEvent event) {

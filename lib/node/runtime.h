@@ -35,29 +35,15 @@
 #include "lib/fqdn/maintainer.h"
 #include "lib/fqdn/selector_source.h"
 #include "lib/node/enforcer.h"
+#include "lib/node/event.h"
+#include "lib/node/flow_context.h"
+#include "lib/observe/hubble_server.h"
+#include "lib/observe/observer.h"
 #include "lib/policy/engine.h"
 
 namespace acns::node {
 
 enum class LogLevel : uint8_t { kError = 1, kWarning = 2, kInfo = 3 };
-
-// One event for the embedder, with its own copies of everything it points to.
-struct NodeEvent {
-  enum class Kind : uint8_t { kDns, kDatapath };
-  Kind kind = Kind::kDns;
-  dnsproxy::DnsEvent dns;  // kDns: its views point into the fields below
-  std::string qname;
-  std::vector<IpAddr> ips;
-  std::vector<std::string> cnames;
-  acns_event datapath{};   // kDatapath
-
-  NodeEvent() = default;
-  NodeEvent(const NodeEvent&) = delete;
-  NodeEvent& operator=(const NodeEvent&) = delete;
-  NodeEvent(NodeEvent&& other) noexcept { *this = std::move(other); }
-  NodeEvent& operator=(NodeEvent&& other) noexcept;
-  static NodeEvent FromDns(const dnsproxy::DnsEvent& e);
-};
 
 struct NodeOptions {
   fqdn::CacheOptions cache;
@@ -82,6 +68,13 @@ struct NodeOptions {
   size_t event_queue_capacity = 0;  // 0: no events are queued
   bool dns_events = true;           // which events go to the queue
   bool datapath_events = true;
+  // Hubble flows: the most recent `flows.flow_capacity` kept (0: no flows are built), served
+  // over Hubble's gRPC API on hubble_listen_address when it is not empty. An empty node name
+  // is the host's name.
+  observe::ObserverOptions flows{.flow_capacity = 0};
+  std::string hubble_listen_address;
+  std::string version;  // what the Hubble API reports
+
   // Runtime messages (failed saves, datapath errors, recoveries), on the runtime's log thread.
   std::function<void(LogLevel, const std::string&)> log;
 };
@@ -150,6 +143,10 @@ class NodeRuntime {
   const dnsproxy::DnsProxy* proxy() const { return live_proxy_.load(); }
   // Null unless the datapath started.
   const datapath::Datapath* datapath() const;
+  // Null without flows, or before Start.
+  const observe::Observer* observer() const { return observer_.get(); }
+  // Where the Hubble API listens (a port 0 resolved); empty when it does not.
+  std::string hubble_address() const { return hubble_ != nullptr ? hubble_->address() : std::string(); }
 
  private:
   explicit NodeRuntime(NodeOptions options);
@@ -162,6 +159,8 @@ class NodeRuntime {
   void EventLoop();
   void LogLoop();
   void PushEvent(NodeEvent event);
+  void OnDatapathEvent(const acns_event& e);
+  absl::Status StartFlows();
   void OnSave(const absl::Status& status);
   // Runs a sync now; logs only when the outcome changes.
   absl::Status SyncOnce();
@@ -178,6 +177,9 @@ class NodeRuntime {
   // Datapath events by verdict, counted on the event thread without a lock.
   std::atomic<uint64_t> datapath_allowed_{0}, datapath_redirected_{0}, datapath_dropped_{0};
   std::unique_ptr<fqdn::Maintainer> maintainer_;
+  std::unique_ptr<NodeFlowContext> flow_context_;
+  std::unique_ptr<observe::Observer> observer_;
+  std::unique_ptr<observe::HubbleServer> hubble_;
   std::thread applier_, control_, event_reader_, logger_;
   std::atomic<bool> started_{false};
   bool stopped_ = false;

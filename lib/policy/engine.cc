@@ -75,6 +75,7 @@ struct Endpoint {
   std::vector<IpAddr> ips;
   std::string interface;
   std::shared_ptr<const PolicyEngine::EndpointDnsPolicy> dns;
+  std::string name;
 };
 
 bool PrefixContains(const CidrRule& cidr, const DnsServer& server) {
@@ -307,7 +308,8 @@ absl::Status PolicyEngine::UpsertEndpoint(EndpointRecord record) {
   }
   for (const IpAddr& ip : ips) next->endpoint_by_ip[ip] = id;
   next->endpoints[id] =
-      Endpoint{std::move(record.labels), std::move(record.ips), std::move(record.interface), nullptr};
+      Endpoint{std::move(record.labels), std::move(record.ips), std::move(record.interface), nullptr,
+               std::move(record.name)};
   return Publish(std::move(next));
 }
 
@@ -338,7 +340,7 @@ absl::Status PolicyEngine::ReplaceEndpoints(std::vector<EndpointRecord> endpoint
       }
     }
     if (!next->endpoints
-             .try_emplace(e.id, Endpoint{std::move(e.labels), std::move(e.ips), std::move(e.interface), nullptr})
+             .try_emplace(e.id, Endpoint{std::move(e.labels), std::move(e.ips), std::move(e.interface), nullptr, std::move(e.name)})
              .second) {
       return absl::AlreadyExistsError(absl::StrCat("endpoint ", e.id, " is listed twice"));
     }
@@ -350,7 +352,7 @@ std::vector<PolicyEngine::EndpointRecord> PolicyEngine::Endpoints() const {
   const auto snap = Current();
   std::vector<EndpointRecord> out;
   out.reserve(snap->endpoints.size());
-  for (const auto& [id, ep] : snap->endpoints) out.push_back({id, ep.labels, ep.ips, ep.interface});
+  for (const auto& [id, ep] : snap->endpoints) out.push_back({id, ep.labels, ep.ips, ep.interface, ep.name});
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
   return out;
 }

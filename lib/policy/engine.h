@@ -50,6 +50,7 @@ class PolicyEngine final : public DnsPolicy {
     LabelSet labels;
     std::vector<IpAddr> ips;
     std::string interface;
+    std::string name;  // the pod's name (flows show it); may be empty
   };
   // Registers or replaces endpoint `record.id` (non-zero). AlreadyExists if an address belongs
   // to another endpoint.

@@ -19,8 +19,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "lib/node/runtime.h"
+#include "proto/observer.grpc.pb.h"
+#include "proto/peer.grpc.pb.h"
 #include "tests/support/dns_builder.h"
 #include "tests/support/unbound.h"
 
@@ -132,7 +135,7 @@ class NodeRuntimeTest : public ::testing::Test {
     ASSERT_TRUE(node_->ApplyPolicy("web.yaml", LoopbackDnsPolicy(unbound_->port(), R"({matchPattern: "*.allowed.test"})"),
                                    &result).ok());
     ASSERT_TRUE(node_->UpsertEndpoint({1, policy::EndpointLabels("default", {{"k8s", "app", "web"}}),
-                                       {*IpAddr::Parse("127.0.0.1")}, {}}).ok());
+                                       {*IpAddr::Parse("127.0.0.1")}, {}, "web-1"}).ok());
     ASSERT_TRUE(node_->Start().ok());
     port_ = node_->proxy()->listening()[0].port();
   }
@@ -344,6 +347,176 @@ TEST_F(NodeRuntimeTest, ACorruptSnapshotIsMovedAsideAndReported) {
   EXPECT_EQ(aside, 1);
   node_.reset();
   (void)std::system(("rm -rf " + dir).c_str());
+}
+
+// Flows through Hubble's own gRPC API, as `hubble observe` and Hubble Relay read them.
+class HubbleApiTest : public NodeRuntimeTest {
+ protected:
+  void StartWithHubble() {
+    Start([](NodeOptions& o) {
+      o.flows.flow_capacity = 100;
+      o.flows.node_name = "node-a";
+      o.hubble_listen_address = "127.0.0.1:0";
+      o.version = "acns test";
+    });
+    channel_ = grpc::CreateChannel(node_->hubble_address(), grpc::InsecureChannelCredentials());
+    stub_ = observer::Observer::NewStub(channel_);
+  }
+  // The flows GetFlows returns for `request` (not following).
+  std::vector<flow::Flow> Flows(const observer::GetFlowsRequest& request, grpc::Status* status = nullptr) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    auto reader = stub_->GetFlows(&context, request);
+    std::vector<flow::Flow> out;
+    observer::GetFlowsResponse r;
+    while (reader->Read(&r)) {
+      EXPECT_EQ(r.node_name(), "node-a");
+      if (r.has_flow()) out.push_back(r.flow());
+    }
+    grpc::Status s = reader->Finish();
+    if (status != nullptr) *status = s;
+    else EXPECT_TRUE(s.ok()) << s.error_message();
+    return out;
+  }
+  // Waits until the observer has built `n` flows.
+  bool FlowsBuilt(uint64_t n) {
+    for (int i = 0; i < 250 && node_->observer()->stats().flows < n; ++i) std::this_thread::sleep_for(milliseconds(20));
+    return node_->observer()->stats().flows >= n;
+  }
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<observer::Observer::Stub> stub_;
+};
+
+TEST_F(HubbleApiTest, AnAllowedAndADeniedQueryAreFlowsWithThePodsNameAndVerdict) {
+  StartWithHubble();
+  ASSERT_FALSE(node_->hubble_address().empty());
+  EXPECT_EQ(Ask("www.allowed.test").rcode, 0);
+  EXPECT_EQ(Ask("www.denied.test").rcode, 5);
+  ASSERT_TRUE(FlowsBuilt(4));
+  observer::GetFlowsRequest last;
+  last.set_number(10);
+  const std::vector<flow::Flow> flows = Flows(last);
+  ASSERT_EQ(flows.size(), 4u);
+  // Oldest first: the allowed query and its answer, then the denied query and its REFUSED.
+  EXPECT_EQ(flows[0].summary(), "DNS Query www.allowed.test. A");
+  EXPECT_EQ(flows[0].source().pod_name(), "web-1");
+  EXPECT_EQ(flows[0].source().namespace_(), "default");
+  EXPECT_EQ(flows[0].verdict(), flow::FORWARDED);
+  EXPECT_EQ(flows[1].summary(), "DNS Answer \"198.51.100.10\" TTL: 60 (Proxy www.allowed.test. A)");
+  EXPECT_EQ(flows[1].destination().pod_name(), "web-1");
+  EXPECT_TRUE(flows[1].is_reply().value());
+  EXPECT_EQ(flows[2].verdict(), flow::DROPPED);
+  EXPECT_EQ(flows[3].verdict(), flow::DROPPED);
+  EXPECT_EQ(flows[3].l7().dns().rcode(), 5u);
+  EXPECT_EQ(flows[3].l7().dns().observation_source(), "proxy");
+
+  // Filters as `hubble observe --verdict DROPPED --from-pod default/web --is-reply=false` sends
+  // them (unbound shares the pod's loopback address here, so answers come "from" it too).
+  observer::GetFlowsRequest dropped;
+  dropped.set_number(10);
+  flow::FlowFilter* f = dropped.add_whitelist();
+  f->add_verdict(flow::DROPPED);
+  f->add_source_pod("default/web");
+  f->add_reply(false);
+  const std::vector<flow::Flow> denied = Flows(dropped);
+  ASSERT_EQ(denied.size(), 1u);
+  EXPECT_EQ(denied[0].l7().type(), flow::REQUEST);
+  EXPECT_EQ(denied[0].l7().dns().query(), "www.denied.test.");
+  // --first 1, and a filter acns cannot evaluate.
+  observer::GetFlowsRequest first;
+  first.set_number(1);
+  first.set_first(true);
+  ASSERT_EQ(Flows(first).size(), 1u);
+  EXPECT_EQ(Flows(first)[0].summary(), "DNS Query www.allowed.test. A");
+  observer::GetFlowsRequest http;
+  http.add_whitelist()->add_http_method("GET");
+  grpc::Status status;
+  Flows(http, &status);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // since: only what came after.
+  observer::GetFlowsRequest since;
+  const absl::Time t = absl::Now();
+  since.mutable_since()->set_seconds(absl::ToUnixSeconds(t));
+  since.mutable_since()->set_nanos(static_cast<int32_t>(absl::ToUnixNanos(t) % 1000000000));
+  EXPECT_EQ(Flows(since).size(), 0u);
+
+  grpc::ClientContext status_context;
+  observer::ServerStatusResponse server_status;
+  ASSERT_TRUE(stub_->ServerStatus(&status_context, {}, &server_status).ok());
+  EXPECT_EQ(server_status.num_flows(), 4u);
+  EXPECT_EQ(server_status.max_flows(), 100u);
+  EXPECT_EQ(server_status.seen_flows(), 4u);
+  EXPECT_EQ(server_status.version(), "acns test");
+  grpc::ClientContext nodes_context;
+  observer::GetNodesResponse nodes;
+  ASSERT_TRUE(stub_->GetNodes(&nodes_context, {}, &nodes).ok());
+  ASSERT_EQ(nodes.nodes_size(), 1);
+  EXPECT_EQ(nodes.nodes(0).name(), "node-a");
+  EXPECT_EQ(nodes.nodes(0).address(), node_->hubble_address());
+  EXPECT_EQ(nodes.nodes(0).state(), relay::NODE_CONNECTED);
+  // Hubble Relay's peer discovery finds this node.
+  auto peers = peer::Peer::NewStub(channel_);
+  grpc::ClientContext peer_context;
+  auto notifications = peers->Notify(&peer_context, {});
+  peer::ChangeNotification added;
+  ASSERT_TRUE(notifications->Read(&added));
+  EXPECT_EQ(added.name(), "node-a");
+  EXPECT_EQ(added.address(), node_->hubble_address());
+  EXPECT_EQ(added.type(), peer::PEER_ADDED);
+  peer_context.TryCancel();
+}
+
+TEST_F(HubbleApiTest, FollowStreamsNewFlowsAsTheyHappen) {
+  StartWithHubble();
+  EXPECT_EQ(Ask("www.allowed.test").rcode, 0);
+  ASSERT_TRUE(FlowsBuilt(2));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  observer::GetFlowsRequest request;
+  request.set_follow(true);
+  request.add_whitelist()->add_dns_query("denied");
+  auto reader = stub_->GetFlows(&context, request);
+  std::thread asker([&] {
+    std::this_thread::sleep_for(milliseconds(300));
+    Ask("www.denied.test");
+  });
+  observer::GetFlowsResponse r;
+  std::vector<std::string> seen;
+  while (seen.size() < 2 && reader->Read(&r)) {
+    if (r.has_flow()) seen.push_back(r.flow().summary());
+  }
+  asker.join();
+  context.TryCancel();
+  ASSERT_EQ(seen.size(), 2u);  // no history (follow alone starts now), then the new query and answer
+  EXPECT_EQ(seen[0], "DNS Query www.denied.test. A");
+  EXPECT_EQ(seen[1], "DNS Answer RCode: Query Refused TTL: 0 (Proxy www.denied.test. A)");
+}
+
+TEST(HubbleApiOptionsTest, AnAddressWithoutFlowsOrInUseIsAClearError) {
+  NodeOptions o;
+  o.datapath = false;
+  o.hubble_listen_address = "127.0.0.1:0";
+  auto node = NodeRuntime::Create(std::move(o));
+  EXPECT_TRUE(absl::IsInvalidArgument(node.status())) << node.status();
+
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ::listen(fd, 1);
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  NodeOptions busy;
+  busy.datapath = false;
+  busy.flows.flow_capacity = 10;
+  busy.hubble_listen_address = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
+  auto runtime = NodeRuntime::Create(std::move(busy));
+  ASSERT_TRUE(runtime.ok());
+  const absl::Status s = (*runtime)->Start();
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("cannot serve the Hubble API"), std::string::npos) << s;
+  ::close(fd);
 }
 
 TEST(NodeRuntimeCreateTest, AnUnusableStateDirectoryIsAClearError) {

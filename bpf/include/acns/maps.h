@@ -150,12 +150,14 @@ struct acns_event {
   __u8 verdict;   /* enum acns_verdict */
   __u8 family;    /* ACNS_FAMILY_* */
   __u8 protocol;
-  __u8 pad;
+  __u8 tcp_flags; /* TCP: the header's flag byte (FIN 0x01 ... CWR 0x80) */
   __u8 saddr[16]; /* IPv4 in the first 4 bytes */
   __u8 daddr[16];
   __be16 sport;
   __be16 dport;
-  __u32 pad2;
+  __u8 icmp_type; /* ICMP and ICMPv6 */
+  __u8 icmp_code;
+  __u16 pad;
 };
 
 ACNS_STATIC_ASSERT(sizeof(struct acns_event) == 64, "event is 64 bytes");

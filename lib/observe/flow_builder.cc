@@ -1,0 +1,296 @@
+#include "lib/observe/flow_builder.h"
+
+#include <netinet/in.h>
+
+#include <cstdio>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "lib/dns/message.h"
+
+namespace acns::observe {
+namespace {
+
+void SetTime(absl::Time time, google::protobuf::Timestamp* out) {
+  const int64_t ns = absl::ToUnixNanos(time);
+  out->set_seconds(ns / 1000000000);
+  out->set_nanos(static_cast<int32_t>(ns % 1000000000));
+}
+
+void FillEndpoint(const std::optional<EndpointView>& ep, uint32_t identity, flow::Endpoint* out) {
+  if (ep.has_value()) {
+    out->set_id(static_cast<uint32_t>(ep->id));
+    out->set_identity(ep->identity);
+    out->set_namespace_(ep->namespace_name);
+    out->set_pod_name(ep->pod_name);
+    for (const std::string& l : ep->labels) out->add_labels(l);
+  } else {
+    out->set_identity(identity);
+  }
+}
+
+void FillIp(const IpAddr& source, const IpAddr& destination, flow::Flow* out) {
+  flow::IP* ip = out->mutable_ip();
+  ip->set_source(source.ToString());
+  ip->set_destination(destination.ToString());
+  ip->set_ipversion(source.is_v4() ? flow::IPv4 : flow::IPv6);
+}
+
+// TCP header flag bits (RFC 9293), in the order Hubble names them in a Summary.
+struct TcpFlagName {
+  uint8_t bit;
+  const char* name;
+};
+constexpr TcpFlagName kTcpFlagNames[] = {{0x02, "SYN"}, {0x10, "ACK"}, {0x04, "RST"}, {0x01, "FIN"},
+                                         {0x08, "PSH"}, {0x20, "URG"}, {0x40, "ECE"}, {0x80, "CWR"}};
+
+std::string TcpFlagsText(uint8_t flags) {
+  std::vector<const char*> names;
+  for (const TcpFlagName& f : kTcpFlagNames) {
+    if (flags & f.bit) names.push_back(f.name);
+  }
+  return absl::StrJoin(names, ", ");
+}
+
+void FillTcpFlags(uint8_t bits, flow::TCPFlags* out) {
+  out->set_fin(bits & 0x01);
+  out->set_syn(bits & 0x02);
+  out->set_rst(bits & 0x04);
+  out->set_psh(bits & 0x08);
+  out->set_ack(bits & 0x10);
+  out->set_urg(bits & 0x20);
+  out->set_ece(bits & 0x40);
+  out->set_cwr(bits & 0x80);
+}
+
+// ICMP type names as Hubble's packet decoder writes them ("EchoRequest").
+std::string IcmpText(bool v6, uint8_t type, uint8_t code) {
+  const char* name = nullptr;
+  if (!v6) {
+    switch (type) {
+      case 0: name = "EchoReply"; break;
+      case 3: name = "DestinationUnreachable"; break;
+      case 5: name = "Redirect"; break;
+      case 8: name = "EchoRequest"; break;
+      case 11: name = "TimeExceeded"; break;
+      case 12: name = "ParameterProblem"; break;
+      case 13: name = "TimestampRequest"; break;
+      case 14: name = "TimestampReply"; break;
+    }
+  } else {
+    switch (type) {
+      case 1: name = "DestinationUnreachable"; break;
+      case 2: name = "PacketTooBig"; break;
+      case 3: name = "TimeExceeded"; break;
+      case 4: name = "ParameterProblem"; break;
+      case 128: name = "EchoRequest"; break;
+      case 129: name = "EchoReply"; break;
+    }
+  }
+  if (name == nullptr) return absl::StrCat(type, "(", code, ")");
+  return name;
+}
+
+}  // namespace
+
+std::string DnsTypeName(uint16_t type) {
+  switch (type) {
+    case 1: return "A";
+    case 2: return "NS";
+    case 5: return "CNAME";
+    case 6: return "SOA";
+    case 12: return "PTR";
+    case 13: return "HINFO";
+    case 15: return "MX";
+    case 16: return "TXT";
+    case 28: return "AAAA";
+    case 33: return "SRV";
+    case 35: return "NAPTR";
+    case 41: return "OPT";
+    case 43: return "DS";
+    case 46: return "RRSIG";
+    case 47: return "NSEC";
+    case 48: return "DNSKEY";
+    case 64: return "SVCB";
+    case 65: return "HTTPS";
+    case 255: return "ANY";
+    case 257: return "CAA";
+    default: return absl::StrCat("TYPE", type);  // RFC 3597's text form
+  }
+}
+
+std::string DnsRcodeName(uint8_t rcode) {
+  switch (rcode) {
+    case 0: return "No Error";
+    case 1: return "Format Error";
+    case 2: return "Server Failure";
+    case 3: return "Non-Existent Domain";
+    case 4: return "Not Implemented";
+    case 5: return "Query Refused";
+    default: return absl::StrCat("Unknown(", rcode, ")");
+  }
+}
+
+std::string NewUuid() {
+  thread_local absl::BitGen gen;
+  uint8_t b[16];
+  for (int i = 0; i < 16; i += 8) {
+    const uint64_t r = absl::Uniform<uint64_t>(gen);
+    for (int j = 0; j < 8; ++j) b[i + j] = static_cast<uint8_t>(r >> (8 * j));
+  }
+  b[6] = (b[6] & 0x0f) | 0x40;  // version 4
+  b[8] = (b[8] & 0x3f) | 0x80;  // RFC 4122 variant
+  char text[37];
+  std::snprintf(text, sizeof(text), "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+                b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+  return text;
+}
+
+void BuildDnsFlow(const dnsproxy::DnsEvent& e, absl::Time time, const FlowContext& context,
+                  const std::string& node_name, flow::Flow* out) {
+  using dnsproxy::DnsEvent;
+  const bool response = e.type == DnsEvent::Type::kResponse;
+  SetTime(time, out->mutable_time());
+  out->set_uuid(NewUuid());
+  out->set_node_name(node_name);
+  out->set_type(flow::L7);
+  out->set_traffic_direction(flow::EGRESS);
+  out->mutable_is_reply()->set_value(response);
+  out->mutable_event_type()->set_type(kMessageTypeAccessLog);
+  switch (e.verdict) {
+    case DnsEvent::Verdict::kForwarded: out->set_verdict(flow::FORWARDED); break;
+    case DnsEvent::Verdict::kDenied: out->set_verdict(flow::DROPPED); break;
+    case DnsEvent::Verdict::kError: out->set_verdict(flow::ERROR); break;
+  }
+
+  std::optional<EndpointView> pod = e.endpoint != 0 ? context.EndpointById(e.endpoint) : std::nullopt;
+  if (!pod.has_value()) pod = context.EndpointByIp(e.client.ip());
+  const std::optional<EndpointView> server = context.EndpointByIp(e.server.ip());
+  const uint32_t server_identity = server.has_value() ? server->identity : context.IdentityOf(e.server.ip());
+  // A response travels from the server back to the pod.
+  flow::Endpoint* pod_side = response ? out->mutable_destination() : out->mutable_source();
+  flow::Endpoint* server_side = response ? out->mutable_source() : out->mutable_destination();
+  FillEndpoint(pod, 0, pod_side);
+  FillEndpoint(server, server_identity, server_side);
+  const SocketAddress& from = response ? e.server : e.client;
+  const SocketAddress& to = response ? e.client : e.server;
+  FillIp(from.ip(), to.ip(), out);
+  if (e.tcp) {
+    out->mutable_l4()->mutable_tcp()->set_source_port(from.port());
+    out->mutable_l4()->mutable_tcp()->set_destination_port(to.port());
+  } else {
+    out->mutable_l4()->mutable_udp()->set_source_port(from.port());
+    out->mutable_l4()->mutable_udp()->set_destination_port(to.port());
+  }
+
+  flow::Layer7* l7 = out->mutable_l7();
+  l7->set_type(response ? flow::RESPONSE : flow::REQUEST);
+  flow::DNS* dns = l7->mutable_dns();
+  std::string query(e.qname);
+  if (query.empty() || query.back() != '.') query.push_back('.');
+  dns->set_query(query);
+  dns->set_observation_source("proxy");
+  const std::string qtype = DnsTypeName(e.qtype);
+  dns->add_qtypes(qtype);
+  if (!response) {
+    out->set_summary(absl::StrCat("DNS Query ", query, " ", qtype));
+    return;
+  }
+  l7->set_latency_ns(static_cast<uint64_t>(absl::ToInt64Nanoseconds(e.total_latency)));
+  dns->set_rcode(e.rcode);
+  dns->set_ttl(e.ttl);
+  std::vector<std::string> ips;
+  ips.reserve(e.ips.size());
+  for (const std::string& c : e.cnames) {
+    dns->add_cnames(c);
+    dns->add_rrtypes("CNAME");
+  }
+  for (const IpAddr& ip : e.ips) {
+    ips.push_back(ip.ToString());
+    dns->add_ips(ips.back());
+    dns->add_rrtypes(ip.is_v4() ? "A" : "AAAA");
+  }
+  std::string answer;
+  if (e.rcode != 0) {
+    answer = absl::StrCat("RCode: ", DnsRcodeName(e.rcode));
+  } else {
+    std::vector<std::string> parts;
+    if (!ips.empty()) parts.push_back(absl::StrCat("\"", absl::StrJoin(ips, ","), "\""));
+    if (!e.cnames.empty()) parts.push_back(absl::StrCat("CNAMEs: \"", absl::StrJoin(e.cnames, ","), "\""));
+    answer = absl::StrJoin(parts, " ");
+  }
+  out->set_summary(absl::StrCat("DNS Answer ", answer, " TTL: ", e.ttl, " (Proxy ", query, " ", qtype, ")"));
+}
+
+void BuildDatapathFlow(const acns_event& e, absl::Time time, const FlowContext& context,
+                       const std::string& node_name, flow::Flow* out) {
+  SetTime(time, out->mutable_time());
+  out->set_uuid(NewUuid());
+  out->set_node_name(node_name);
+  out->set_type(flow::L3_L4);
+  out->set_traffic_direction(flow::EGRESS);  // the datapath judges traffic leaving the pods
+  auto source = IpAddr::FromFamily(e.family == ACNS_FAMILY_IPV4 ? 4 : 6, e.saddr);
+  auto destination = IpAddr::FromFamily(e.family == ACNS_FAMILY_IPV4 ? 4 : 6, e.daddr);
+  if (source.ok() && destination.ok()) FillIp(*source, *destination, out);
+
+  std::optional<EndpointView> pod = context.EndpointByInterface(e.ifindex);
+  if (!pod.has_value() && source.ok()) pod = context.EndpointByIp(*source);
+  FillEndpoint(pod, 0, out->mutable_source());
+  std::optional<EndpointView> peer = destination.ok() ? context.EndpointByIp(*destination) : std::nullopt;
+  FillEndpoint(peer, e.identity, out->mutable_destination());
+  if (destination.ok() && !peer.has_value()) {
+    for (std::string& name : context.NamesOf(*destination)) out->add_destination_names(std::move(name));
+  }
+  out->mutable_interface()->set_index(e.ifindex);
+
+  const uint16_t sport = ntohs(e.sport), dport = ntohs(e.dport);
+  switch (e.protocol) {
+    case IPPROTO_TCP: {
+      flow::TCP* tcp = out->mutable_l4()->mutable_tcp();
+      tcp->set_source_port(sport);
+      tcp->set_destination_port(dport);
+      FillTcpFlags(e.tcp_flags, tcp->mutable_flags());
+      out->set_summary(absl::StrCat("TCP Flags: ", TcpFlagsText(e.tcp_flags)));
+      break;
+    }
+    case IPPROTO_UDP:
+      out->mutable_l4()->mutable_udp()->set_source_port(sport);
+      out->mutable_l4()->mutable_udp()->set_destination_port(dport);
+      out->set_summary("UDP");
+      break;
+    case IPPROTO_ICMP:
+      out->mutable_l4()->mutable_icmpv4()->set_type(e.icmp_type);
+      out->mutable_l4()->mutable_icmpv4()->set_code(e.icmp_code);
+      out->set_summary(absl::StrCat("ICMPv4 ", IcmpText(false, e.icmp_type, e.icmp_code)));
+      break;
+    case IPPROTO_ICMPV6:
+      out->mutable_l4()->mutable_icmpv6()->set_type(e.icmp_type);
+      out->mutable_l4()->mutable_icmpv6()->set_code(e.icmp_code);
+      out->set_summary(absl::StrCat("ICMPv6 ", IcmpText(true, e.icmp_type, e.icmp_code)));
+      break;
+    default:
+      out->set_summary(e.family == ACNS_FAMILY_IPV4 ? "IPv4" : "IPv6");
+  }
+
+  switch (e.verdict) {
+    case ACNS_PKT_DROP_POLICY:
+      out->set_verdict(flow::DROPPED);
+      out->set_drop_reason(flow::POLICY_DENIED);
+      out->set_drop_reason_desc(flow::POLICY_DENIED);
+      out->mutable_event_type()->set_type(kMessageTypeDrop);
+      out->mutable_event_type()->set_sub_type(flow::POLICY_DENIED);
+      break;  // whether a dropped packet was a reply is not known (is_reply stays unset)
+    case ACNS_PKT_REDIRECT:
+      out->set_verdict(flow::REDIRECTED);
+      out->mutable_event_type()->set_type(kMessageTypePolicyVerdict);
+      out->mutable_is_reply()->set_value(false);
+      break;
+    default:  // a new connection the policy allows: its first packet
+      out->set_verdict(flow::FORWARDED);
+      out->mutable_event_type()->set_type(kMessageTypePolicyVerdict);
+      out->mutable_is_reply()->set_value(false);
+  }
+}
+
+}  // namespace acns::observe

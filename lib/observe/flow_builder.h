@@ -1,0 +1,66 @@
+// Turns the node's events into Hubble flow records (flow.Flow, proto/flow.proto): DNS proxy
+// events become L7 DNS flows, datapath verdicts L3/L4 flows, with the endpoints, names, verdicts
+// and Summary texts that Hubble writes for the same traffic.
+#ifndef ACNS_LIB_OBSERVE_FLOW_BUILDER_H_
+#define ACNS_LIB_OBSERVE_FLOW_BUILDER_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "bpf/include/acns/maps.h"
+#include "lib/common/ip.h"
+#include "lib/dnsproxy/proxy.h"
+#include "proto/flow.pb.h"
+
+namespace acns::observe {
+
+// Cilium's monitor message types (flow.event_type.type).
+inline constexpr int32_t kMessageTypeDrop = 1;
+inline constexpr int32_t kMessageTypePolicyVerdict = 5;
+inline constexpr int32_t kMessageTypeAccessLog = 129;
+
+// What a flow says about a local endpoint (a pod).
+struct EndpointView {
+  uint64_t id = 0;
+  uint32_t identity = 0;
+  std::string namespace_name;
+  std::string pod_name;
+  std::vector<std::string> labels;  // "source:key=value", sorted
+};
+
+// What the builder asks of the node; implementations must be safe to call from the flow
+// builder's thread while the node changes.
+class FlowContext {
+ public:
+  virtual ~FlowContext() = default;
+  virtual std::optional<EndpointView> EndpointById(uint64_t id) const = 0;
+  virtual std::optional<EndpointView> EndpointByIp(const IpAddr& ip) const = 0;
+  // The endpoint whose host-side interface this is (datapath events carry the ifindex).
+  virtual std::optional<EndpointView> EndpointByInterface(uint32_t ifindex) const = 0;
+  // Names the FQDN cache has for a remote address (flow.destination_names).
+  virtual std::vector<std::string> NamesOf(const IpAddr& ip) const = 0;
+  // The security identity of a remote address (0: unknown).
+  virtual uint32_t IdentityOf(const IpAddr& ip) const = 0;
+};
+
+// Hubble's names for DNS types and response codes ("AAAA", "Non-Existent Domain").
+std::string DnsTypeName(uint16_t type);
+std::string DnsRcodeName(uint8_t rcode);
+
+// A request or a response of the DNS proxy. The response goes from the server to the pod
+// (source and destination swapped, is_reply true), as Hubble shows it.
+void BuildDnsFlow(const dnsproxy::DnsEvent& e, absl::Time time, const FlowContext& context,
+                  const std::string& node_name, flow::Flow* out);
+// A datapath verdict: a new flow allowed or redirected (policy verdict) or a dropped packet.
+void BuildDatapathFlow(const acns_event& e, absl::Time time, const FlowContext& context,
+                       const std::string& node_name, flow::Flow* out);
+
+// A random (version 4) UUID in its text form.
+std::string NewUuid();
+
+}  // namespace acns::observe
+
+#endif  // ACNS_LIB_OBSERVE_FLOW_BUILDER_H_

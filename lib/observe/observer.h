@@ -1,0 +1,102 @@
+// The flow observer: turns the node's events into Hubble flows on a thread of its own and keeps
+// the most recent ones in a bounded ring that readers (the Hubble API) walk and follow. Nothing
+// is lost silently: events that did not fit the queue in front of the builder, and events the
+// kernel could not write to its ring buffer, become Hubble LostEvent records in the ring; a
+// reader the ring laps is told how many it missed.
+#ifndef ACNS_LIB_OBSERVE_OBSERVER_H_
+#define ACNS_LIB_OBSERVE_OBSERVER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "lib/node/event.h"
+#include "lib/observe/flow_builder.h"
+#include "proto/observer.pb.h"
+
+namespace acns::observe {
+
+// A bounded ring of GetFlowsResponse records (flows and lost-event notices), numbered from 0
+// in the order written. Readers copy shared pointers; the writer never waits for them.
+class FlowRing {
+ public:
+  using Entry = std::shared_ptr<const observer::GetFlowsResponse>;
+  explicit FlowRing(size_t capacity);
+
+  void Push(Entry entry);
+  // Entries from `from` (clamped to the oldest kept) to the newest, at most `max`; `*skipped`
+  // counts the ones wanted but already overwritten. Returns the number after the last one read.
+  uint64_t Read(uint64_t from, size_t max, std::vector<Entry>* out, uint64_t* skipped) const;
+  // Waits until an entry numbered `seq` exists, or timeout; true if it does.
+  bool WaitFor(uint64_t seq, absl::Duration timeout) const;
+
+  uint64_t oldest() const;  // number of the oldest entry kept
+  uint64_t next() const;    // number the next entry will get (= entries ever written)
+  size_t capacity() const { return slots_.size(); }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<Entry> slots_;
+  uint64_t next_ = 0;
+};
+
+struct ObserverOptions {
+  size_t flow_capacity = 4095;    // flows (and notices) kept; Hubble's default
+  size_t queue_capacity = 65536;  // events waiting for the flow builder
+  std::string node_name;
+};
+
+class Observer {
+ public:
+  struct Stats {
+    uint64_t flows = 0;          // built and written to the ring
+    uint64_t queue_lost = 0;     // events that did not fit the builder's queue
+    uint64_t kernel_lost = 0;    // events the datapath could not write (its ring buffer was full)
+  };
+
+  // `context` must outlive the observer. The builder thread starts here.
+  Observer(ObserverOptions options, const FlowContext* context);
+  ~Observer();
+  Observer(const Observer&) = delete;
+  Observer& operator=(const Observer&) = delete;
+
+  // From any thread: queues the event (counted as lost when the queue is full).
+  void Push(node::NodeEvent event);
+  // The datapath's count of events it could not write, as it grows (cumulative).
+  void ReportKernelLost(uint64_t total);
+
+  const FlowRing& ring() const { return ring_; }
+  const std::string& node_name() const { return options_.node_name; }
+  absl::Time started() const { return started_; }
+  Stats stats() const;
+
+ private:
+  void BuildLoop();
+  void PushLost(flow::LostEventSource source, uint64_t count);
+
+  const ObserverOptions options_;
+  const FlowContext* const context_;
+  const absl::Time started_ = absl::Now();
+  FlowRing ring_;
+  std::atomic<uint64_t> flows_{0};
+  std::atomic<uint64_t> kernel_lost_reported_{0};
+
+  mutable absl::Mutex mu_;
+  std::deque<node::NodeEvent> queue_ ABSL_GUARDED_BY(mu_);
+  uint64_t queue_lost_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t queue_lost_noticed_ ABSL_GUARDED_BY(mu_) = 0;  // already written as a LostEvent
+  uint64_t kernel_lost_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t kernel_lost_noticed_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread builder_;
+};
+
+}  // namespace acns::observe
+
+#endif  // ACNS_LIB_OBSERVE_OBSERVER_H_

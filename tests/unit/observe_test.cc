@@ -1,0 +1,392 @@
+// Hubble flows (lib/observe): the records the builder writes, read back by field number with no
+// help from our .proto (what a decoder built from Hubble's flow.proto sees), their JSON names
+// and Summary texts; every filter field; the ring and its lost-event accounting.
+#include <netinet/in.h>
+
+#include <set>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/unknown_field_set.h"
+#include "google/protobuf/util/json_util.h"
+#include "gtest/gtest.h"
+#include "lib/observe/flow_builder.h"
+#include "lib/observe/flow_filter.h"
+#include "lib/observe/observer.h"
+
+namespace acns::observe {
+namespace {
+
+using google::protobuf::UnknownField;
+using google::protobuf::UnknownFieldSet;
+
+// The node as the builder sees it: one pod and a resolved name.
+class FakeNode : public FlowContext {
+ public:
+  FakeNode() {
+    pod_.id = 7;
+    pod_.identity = 256;
+    pod_.namespace_name = "shop";
+    pod_.pod_name = "web-1";
+    pod_.labels = {"k8s:app=web", "k8s:io.kubernetes.pod.namespace=shop"};
+  }
+  std::optional<EndpointView> EndpointById(uint64_t id) const override {
+    return id == 7 ? std::optional(pod_) : std::nullopt;
+  }
+  std::optional<EndpointView> EndpointByIp(const IpAddr& ip) const override {
+    return ip.ToString() == "198.51.100.7" ? std::optional(pod_) : std::nullopt;
+  }
+  std::optional<EndpointView> EndpointByInterface(uint32_t ifindex) const override {
+    return ifindex == 42 ? std::optional(pod_) : std::nullopt;
+  }
+  std::vector<std::string> NamesOf(const IpAddr& ip) const override {
+    if (ip.ToString() == "203.0.113.5") return {"api.example.com"};
+    return {};
+  }
+  uint32_t IdentityOf(const IpAddr& ip) const override { return ip.ToString() == "203.0.113.5" ? 16777217 : 2; }
+
+ private:
+  EndpointView pod_;
+};
+
+const absl::Time kTime = absl::FromUnixSeconds(1700000000) + absl::Milliseconds(250);
+
+flow::Flow DnsFlow(dnsproxy::DnsEvent::Type type, dnsproxy::DnsEvent::Verdict verdict, uint8_t rcode = 0) {
+  static const std::vector<IpAddr> ips = {*IpAddr::Parse("203.0.113.5"), *IpAddr::Parse("203.0.113.6")};
+  static const std::vector<std::string> cnames = {"edge.example.com."};
+  dnsproxy::DnsEvent e;
+  e.type = type;
+  e.verdict = verdict;
+  e.endpoint = 7;
+  e.client = *SocketAddress::Parse("198.51.100.7:40000");
+  e.server = *SocketAddress::Parse("198.51.100.53:53");
+  e.qname = "api.example.com.";
+  e.qtype = 28;
+  if (type == dnsproxy::DnsEvent::Type::kResponse) {
+    e.rcode = rcode;
+    if (rcode == 0) {
+      e.ips = ips;
+      e.cnames = cnames;
+    }
+    e.ttl = 30;
+    e.total_latency = absl::Microseconds(1500);
+  }
+  flow::Flow f;
+  BuildDnsFlow(e, kTime, FakeNode(), "node-a", &f);
+  return f;
+}
+
+acns_event DatapathEvent(uint8_t verdict, uint8_t protocol) {
+  acns_event e{};
+  e.ifindex = 42;
+  e.identity = 16777217;
+  e.verdict = verdict;
+  e.family = ACNS_FAMILY_IPV4;
+  e.protocol = protocol;
+  const uint8_t src[4] = {198, 51, 100, 7}, dst[4] = {203, 0, 113, 5};
+  std::copy(src, src + 4, e.saddr);
+  std::copy(dst, dst + 4, e.daddr);
+  e.sport = htons(40001);
+  e.dport = htons(443);
+  if (protocol == IPPROTO_TCP) e.tcp_flags = 0x02;  // SYN
+  if (protocol == IPPROTO_ICMP) e.icmp_type = 8;
+  return e;
+}
+
+flow::Flow L34Flow(uint8_t verdict, uint8_t protocol = IPPROTO_TCP) {
+  flow::Flow f;
+  BuildDatapathFlow(DatapathEvent(verdict, protocol), kTime, FakeNode(), "node-a", &f);
+  return f;
+}
+
+// Field `number` of a parsed message (the first one), or null.
+const UnknownField* Field(const UnknownFieldSet& set, int number, int nth = 0) {
+  for (int i = 0; i < set.field_count(); ++i) {
+    if (set.field(i).number() == number && nth-- == 0) return &set.field(i);
+  }
+  return nullptr;
+}
+
+// Field `number` as a number or a string; absent fields read as ~0 and "<absent>".
+uint64_t V(const UnknownFieldSet& set, int number, int nth = 0) {
+  const UnknownField* f = Field(set, number, nth);
+  return f != nullptr && f->type() == UnknownField::TYPE_VARINT ? f->varint() : ~uint64_t{0};
+}
+std::string S(const UnknownFieldSet& set, int number, int nth = 0) {
+  const UnknownField* f = Field(set, number, nth);
+  return f != nullptr && f->type() == UnknownField::TYPE_LENGTH_DELIMITED ? f->length_delimited() : "<absent>";
+}
+
+// The message in field `number`, parsed (empty if absent).
+const UnknownFieldSet& Nested(const UnknownFieldSet& set, int number, int nth = 0) {
+  static std::vector<std::unique_ptr<UnknownFieldSet>> kept;  // parsed sets live to the end of the test binary
+  kept.push_back(std::make_unique<UnknownFieldSet>());
+  const UnknownField* f = Field(set, number, nth);
+  if (f != nullptr && f->type() == UnknownField::TYPE_LENGTH_DELIMITED) kept.back()->ParseFromString(f->length_delimited());
+  return *kept.back();
+}
+
+TEST(FlowWireTest, ADnsAnswerReadsBackWithHubblesFieldNumbers) {
+  const flow::Flow f = DnsFlow(dnsproxy::DnsEvent::Type::kResponse, dnsproxy::DnsEvent::Verdict::kForwarded);
+  UnknownFieldSet wire;
+  ASSERT_TRUE(wire.ParseFromString(f.SerializeAsString()));
+  EXPECT_EQ(V(Nested(wire, 1), 1), 1700000000u);  // time.seconds
+  EXPECT_EQ(V(wire, 2), 1u);                     // verdict FORWARDED
+  EXPECT_EQ(V(wire, 10), 2u);                    // Type L7
+  EXPECT_EQ(S(wire, 11), "node-a");
+  EXPECT_EQ(V(wire, 22), 2u);                    // traffic_direction EGRESS
+  EXPECT_EQ(V(Nested(wire, 26), 1), 1u);           // is_reply true
+  EXPECT_EQ(V(Nested(wire, 19), 1), 129u);         // event_type.type: access log
+  EXPECT_EQ(S(wire, 34).size(), 36u);  // uuid
+  EXPECT_NE(Field(wire, 100000), nullptr);                     // Summary
+  // A response goes from the server to the pod.
+  const UnknownFieldSet& ip = Nested(wire, 5);
+  EXPECT_EQ(S(ip, 1), "198.51.100.53");
+  EXPECT_EQ(S(ip, 2), "198.51.100.7");
+  EXPECT_EQ(V(ip, 3), 1u);  // IPv4
+  const UnknownFieldSet& destination = Nested(wire, 9);
+  EXPECT_EQ(V(destination, 1), 7u);
+  EXPECT_EQ(V(destination, 2), 256u);
+  EXPECT_EQ(S(destination, 3), "shop");
+  EXPECT_EQ(S(destination, 4), "k8s:app=web");
+  EXPECT_EQ(S(destination, 5), "web-1");
+  const UnknownFieldSet& udp = Nested(Nested(wire, 6), 2);
+  EXPECT_EQ(V(udp, 1), 53u);
+  EXPECT_EQ(V(udp, 2), 40000u);
+  const UnknownFieldSet& l7 = Nested(wire, 15);
+  EXPECT_EQ(V(l7, 1), 2u);        // RESPONSE
+  EXPECT_EQ(V(l7, 2), 1500000u);  // latency_ns
+  const UnknownFieldSet& dns = Nested(l7, 100);
+  EXPECT_EQ(S(dns, 1), "api.example.com.");
+  EXPECT_EQ(S(dns, 2, 0), "203.0.113.5");
+  EXPECT_EQ(S(dns, 2, 1), "203.0.113.6");
+  EXPECT_EQ(V(dns, 3), 30u);
+  EXPECT_EQ(S(dns, 4), "edge.example.com.");
+  EXPECT_EQ(S(dns, 5), "proxy");
+  EXPECT_EQ(Field(dns, 6), nullptr);  // rcode 0: proto3 leaves a default off the wire
+  EXPECT_EQ(S(dns, 7), "AAAA");
+  EXPECT_EQ(S(dns, 8, 0), "CNAME");
+  EXPECT_EQ(S(dns, 8, 1), "A");
+}
+
+TEST(FlowWireTest, APolicyDropReadsBackWithHubblesFieldNumbers) {
+  const flow::Flow f = L34Flow(ACNS_PKT_DROP_POLICY);
+  UnknownFieldSet wire;
+  ASSERT_TRUE(wire.ParseFromString(f.SerializeAsString()));
+  EXPECT_EQ(V(wire, 2), 2u);     // DROPPED
+  EXPECT_EQ(V(wire, 3), 133u);   // drop_reason
+  EXPECT_EQ(V(wire, 25), 133u);  // drop_reason_desc POLICY_DENIED
+  EXPECT_EQ(V(wire, 10), 1u);    // L3_L4
+  EXPECT_EQ(Field(wire, 26), nullptr);         // is_reply unknown for drops, as in Hubble
+  const UnknownFieldSet& event_type = Nested(wire, 19);
+  EXPECT_EQ(V(event_type, 1), 1u);
+  EXPECT_EQ(V(event_type, 2), 133u);
+  const UnknownFieldSet& tcp = Nested(Nested(wire, 6), 1);
+  EXPECT_EQ(V(tcp, 1), 40001u);
+  EXPECT_EQ(V(tcp, 2), 443u);
+  EXPECT_EQ(V(Nested(tcp, 3), 2), 1u);  // flags.SYN
+  EXPECT_EQ(S(wire, 14), "api.example.com");
+  EXPECT_EQ(V(Nested(wire, 9), 2), 16777217u);
+  EXPECT_EQ(S(Nested(wire, 8), 5), "web-1");
+}
+
+TEST(FlowJsonTest, UsesHubblesFieldAndEnumNames) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  ASSERT_TRUE(google::protobuf::util::MessageToJsonString(L34Flow(ACNS_PKT_DROP_POLICY), &json, options).ok());
+  for (const char* part : {"\"verdict\":\"DROPPED\"", "\"drop_reason_desc\":\"POLICY_DENIED\"", "\"IP\":{",
+                           "\"ipVersion\":\"IPv4\"", "\"Type\":\"L3_L4\"", "\"traffic_direction\":\"EGRESS\"",
+                           "\"Summary\":\"TCP Flags: SYN\"", "\"destination_names\":[\"api.example.com\"]",
+                           "\"pod_name\":\"web-1\"", "\"TCP\":{", "\"SYN\":true", "\"node_name\":\"node-a\"",
+                           "\"time\":\"2023-11-14T22:13:20.250Z\""}) {
+    EXPECT_NE(json.find(part), std::string::npos) << part << " in " << json;
+  }
+}
+
+TEST(FlowSummaryTest, ReadsAsHubbleWritesIt) {
+  using T = dnsproxy::DnsEvent::Type;
+  using V = dnsproxy::DnsEvent::Verdict;
+  EXPECT_EQ(DnsFlow(T::kRequest, V::kForwarded).summary(), "DNS Query api.example.com. AAAA");
+  EXPECT_EQ(DnsFlow(T::kResponse, V::kForwarded).summary(),
+            "DNS Answer \"203.0.113.5,203.0.113.6\" CNAMEs: \"edge.example.com.\" TTL: 30 (Proxy api.example.com. AAAA)");
+  const flow::Flow denied = DnsFlow(T::kResponse, V::kDenied, 5);
+  EXPECT_EQ(denied.summary(), "DNS Answer RCode: Query Refused TTL: 30 (Proxy api.example.com. AAAA)");
+  EXPECT_EQ(denied.verdict(), flow::DROPPED);
+  EXPECT_EQ(denied.l7().dns().rcode(), 5u);
+  EXPECT_EQ(DnsFlow(T::kRequest, V::kDenied).verdict(), flow::DROPPED);
+  EXPECT_EQ(DnsFlow(T::kResponse, V::kError, 2).verdict(), flow::ERROR);
+  EXPECT_EQ(L34Flow(ACNS_PKT_ALLOW, IPPROTO_UDP).summary(), "UDP");
+  EXPECT_EQ(L34Flow(ACNS_PKT_ALLOW, IPPROTO_ICMP).summary(), "ICMPv4 EchoRequest");
+  EXPECT_EQ(L34Flow(ACNS_PKT_ALLOW).verdict(), flow::FORWARDED);
+  EXPECT_EQ(L34Flow(ACNS_PKT_ALLOW).event_type().type(), kMessageTypePolicyVerdict);
+  EXPECT_FALSE(L34Flow(ACNS_PKT_ALLOW).is_reply().value());
+  EXPECT_EQ(L34Flow(ACNS_PKT_REDIRECT, IPPROTO_UDP).verdict(), flow::REDIRECTED);
+}
+
+// Which of a set of flows a filter list lets through.
+class FilterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    using T = dnsproxy::DnsEvent::Type;
+    using V = dnsproxy::DnsEvent::Verdict;
+    flows_ = {DnsFlow(T::kRequest, V::kForwarded), DnsFlow(T::kResponse, V::kForwarded),
+              DnsFlow(T::kRequest, V::kDenied), L34Flow(ACNS_PKT_DROP_POLICY), L34Flow(ACNS_PKT_ALLOW, IPPROTO_UDP)};
+  }
+  // Indexes of the flows selected by whitelist `w` minus blacklist `b` (text protos).
+  std::set<int> Select(const std::vector<flow::FlowFilter>& w, const std::vector<flow::FlowFilter>& b = {}) {
+    google::protobuf::RepeatedPtrField<flow::FlowFilter> wl(w.begin(), w.end()), bl(b.begin(), b.end());
+    auto white = FlowFilterList::Compile(wl);
+    auto black = FlowFilterList::Compile(bl);
+    EXPECT_TRUE(white.ok() && black.ok());
+    std::set<int> out;
+    for (size_t i = 0; i < flows_.size(); ++i) {
+      if (Selected(*white, *black, flows_[i])) out.insert(static_cast<int>(i));
+    }
+    return out;
+  }
+  static flow::FlowFilter F(std::function<void(flow::FlowFilter&)> fill) {
+    flow::FlowFilter f;
+    fill(f);
+    return f;
+  }
+  std::vector<flow::Flow> flows_;
+};
+
+TEST_F(FilterTest, EachFieldSelectsWhatHubbleWould) {
+  using S = std::set<int>;
+  EXPECT_EQ(Select({}), (S{0, 1, 2, 3, 4}));
+  EXPECT_EQ(Select({F([](auto& f) { f.add_verdict(flow::DROPPED); })}), (S{2, 3}));
+  EXPECT_EQ(Select({F([](auto& f) { f.add_drop_reason_desc(flow::POLICY_DENIED); })}), (S{3}));
+  EXPECT_EQ(Select({F([](auto& f) { f.add_source_ip("198.51.100.0/24"); })}), (S{0, 1, 2, 3, 4}));
+  EXPECT_EQ(Select({F([](auto& f) { f.add_source_ip("198.51.100.7"); })}), (S{0, 2, 3, 4}));
+  EXPECT_EQ(Select({F([](auto& f) { f.add_destination_ip("203.0.113.0/25"); })}), (S{3, 4}));
+  EXPECT_EQ(Select({F([](auto& f) { f.add_source_pod("shop/web-"); })}), (S{0, 2, 3, 4}));
+  EXPECT_EQ(Select({F([](auto& f) { f.add_source_pod("other/"); })}), (S{}));
+  EXPECT_EQ(Select({F([](auto& f) { f.add_destination_pod("web"); })}), (S{1}));
+  EXPECT_EQ(Select({F([](auto& f) { f.add_destination_fqdn("*.example.com"); })}), (S{3, 4}));
+  EXPECT_EQ(Select({F([](auto& f) { f.add_destination_fqdn("*.example.org"); })}), (S{}));
+  EXPECT_EQ(Select({F([](auto& f) { f.add_source_label("k8s:app=web"); })}), (S{0, 2, 3, 4}));
+  EXPECT_EQ(Select({F([](auto& f) { f.add_source_label("app in (web, db), !tier"); })}), (S{0, 2, 3, 4}));
+  EXPECT_EQ(Select({F([](auto& f) { f.add_source_label("app!=web"); })}), (S{1}));
+  EXPECT_EQ(Select({F([](auto& f) { f.add_destination_identity(16777217); })}), (S{3, 4}));
+  EXPECT_EQ(Select({F([](auto& f) { f.add_event_type()->set_type(129); })}), (S{0, 1, 2}));
+  EXPECT_EQ(Select({F([](auto& f) {
+              auto* t = f.add_event_type();
+              t->set_type(1);
+              t->set_match_sub_type(true);
+              t->set_sub_type(133);
+            })}),
+            (S{3}));
+  EXPECT_EQ(Select({F([](auto& f) { f.add_protocol("dns"); })}), (S{0, 1, 2}));
+  EXPECT_EQ(Select({F([](auto& f) { f.add_protocol("TCP"); })}), (S{3}));
+  EXPECT_EQ(Select({F([](auto& f) { f.add_destination_port("443"); })}), (S{3, 4}));
+  EXPECT_EQ(Select({F([](auto& f) { f.add_source_port("53"); })}), (S{1}));
+  EXPECT_EQ(Select({F([](auto& f) { f.add_dns_query("^api\\.example"); })}), (S{0, 1, 2}));
+  EXPECT_EQ(Select({F([](auto& f) { f.add_traffic_direction(flow::INGRESS); })}), (S{}));
+  EXPECT_EQ(Select({F([](auto& f) { f.add_ip_version(flow::IPv4); })}), (S{0, 1, 2, 3, 4}));
+  EXPECT_EQ(Select({F([](auto& f) { f.add_reply(true); })}), (S{1}));
+  EXPECT_EQ(Select({F([](auto& f) { f.add_reply(false); })}), (S{0, 2, 4}));  // a drop's is unknown
+  EXPECT_EQ(Select({F([](auto& f) { f.add_node_name("node-*"); })}), (S{0, 1, 2, 3, 4}));
+  EXPECT_EQ(Select({F([](auto& f) { f.add_node_name("other"); })}), (S{}));
+  EXPECT_EQ(Select({F([](auto& f) { f.add_tcp_flags()->set_syn(true); })}), (S{3}));
+  EXPECT_EQ(Select({F([&](auto& f) { f.add_uuid(flows_[4].uuid()); })}), (S{4}));
+}
+
+TEST_F(FilterTest, ListsAreOredFieldsAndedAndTheBlacklistSubtracted) {
+  using S = std::set<int>;
+  auto dropped = F([](auto& f) { f.add_verdict(flow::DROPPED); });
+  auto dns = F([](auto& f) { f.add_protocol("dns"); });
+  auto dropped_dns = F([](auto& f) {
+    f.add_verdict(flow::DROPPED);
+    f.add_protocol("dns");
+  });
+  EXPECT_EQ(Select({dropped, dns}), (S{0, 1, 2, 3}));
+  EXPECT_EQ(Select({dropped_dns}), (S{2}));
+  EXPECT_EQ(Select({dropped}, {dns}), (S{3}));
+  EXPECT_EQ(Select({}, {dropped}), (S{0, 1, 4}));
+}
+
+TEST(FilterCompileTest, RefusesWhatItCannotEvaluate) {
+  auto compile = [](std::function<void(flow::FlowFilter&)> fill) {
+    google::protobuf::RepeatedPtrField<flow::FlowFilter> list;
+    fill(*list.Add());
+    return FlowFilterList::Compile(list).status();
+  };
+  EXPECT_TRUE(absl::IsInvalidArgument(compile([](auto& f) { f.add_http_method("GET"); })));
+  EXPECT_TRUE(absl::IsInvalidArgument(compile([](auto& f) { f.add_source_service("shop/web"); })));
+  EXPECT_TRUE(absl::IsInvalidArgument(compile([](auto& f) { f.add_source_ip("300.1.1.1"); })));
+  EXPECT_TRUE(absl::IsInvalidArgument(compile([](auto& f) { f.add_source_ip("10.0.0.0/33"); })));
+  EXPECT_TRUE(absl::IsInvalidArgument(compile([](auto& f) { f.add_dns_query("(unclosed"); })));
+  EXPECT_TRUE(absl::IsInvalidArgument(compile([](auto& f) { f.add_destination_fqdn("a b.com"); })));
+  EXPECT_TRUE(absl::IsInvalidArgument(compile([](auto& f) { f.add_destination_port("http"); })));
+  EXPECT_TRUE(absl::IsInvalidArgument(compile([](auto& f) { f.add_protocol("kafka"); })));
+  EXPECT_TRUE(absl::IsInvalidArgument(compile([](auto& f) { f.add_source_label("app in web"); })));
+  // A field newer than ours (Hubble's source_cluster_name, 37) arrives as an unknown field.
+  EXPECT_TRUE(absl::IsInvalidArgument(compile([](auto& f) {
+    f.GetReflection()->MutableUnknownFields(&f)->AddLengthDelimited(37, "cluster-a");
+  })));
+}
+
+FlowRing::Entry Record(int n) {
+  auto r = std::make_shared<observer::GetFlowsResponse>();
+  r->mutable_flow()->set_uuid(absl::StrCat(n));
+  return r;
+}
+
+TEST(FlowRingTest, KeepsTheNewestAndCountsWhatAReaderMissed) {
+  FlowRing ring(4);
+  for (int i = 0; i < 10; ++i) ring.Push(Record(i));
+  EXPECT_EQ(ring.next(), 10u);
+  EXPECT_EQ(ring.oldest(), 6u);
+  std::vector<FlowRing::Entry> got;
+  uint64_t skipped = 0;
+  EXPECT_EQ(ring.Read(2, 100, &got, &skipped), 10u);
+  EXPECT_EQ(skipped, 4u);  // 2..5 were overwritten
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_EQ(got.front()->flow().uuid(), "6");
+  EXPECT_EQ(got.back()->flow().uuid(), "9");
+  got.clear();
+  EXPECT_EQ(ring.Read(7, 2, &got, &skipped), 9u);
+  EXPECT_EQ(skipped, 0u);
+  EXPECT_FALSE(ring.WaitFor(10, absl::Milliseconds(10)));
+  EXPECT_TRUE(ring.WaitFor(9, absl::ZeroDuration()));
+}
+
+TEST(ObserverTest, EventsThatDidNotFitBecomeLostEventRecords) {
+  FakeNode node;
+  Observer observer({.flow_capacity = 1000, .queue_capacity = 1, .node_name = "node-a"}, &node);
+  // The builder takes events as they come; pushing faster than it empties a one-event queue
+  // loses some, and every loss is accounted.
+  for (int i = 0; i < 2000; ++i) {
+    node::NodeEvent e;
+    e.kind = node::NodeEvent::Kind::kDatapath;
+    e.time = kTime;
+    e.datapath = DatapathEvent(ACNS_PKT_ALLOW, IPPROTO_TCP);
+    observer.Push(std::move(e));
+  }
+  observer.ReportKernelLost(5);
+  observer.ReportKernelLost(3);  // cumulative: an older, smaller count changes nothing
+  for (int i = 0; i < 200 && observer.stats().flows + observer.stats().queue_lost < 2000; ++i) absl::SleepFor(absl::Milliseconds(10));
+  absl::SleepFor(absl::Milliseconds(100));
+  const Observer::Stats stats = observer.stats();
+  EXPECT_EQ(stats.flows + stats.queue_lost, 2000u);
+  EXPECT_GT(stats.queue_lost, 0u);
+  EXPECT_EQ(stats.kernel_lost, 5u);
+  std::vector<FlowRing::Entry> all;
+  uint64_t skipped;
+  observer.ring().Read(0, 5000, &all, &skipped);
+  uint64_t flows = 0, queue_lost = 0, kernel_lost = 0;
+  for (const auto& r : all) {
+    if (r->has_flow()) ++flows;
+    if (r->lost_events().source() == flow::OBSERVER_EVENTS_QUEUE) queue_lost += r->lost_events().num_events_lost();
+    if (r->lost_events().source() == flow::PERF_EVENT_RING_BUFFER) kernel_lost += r->lost_events().num_events_lost();
+    EXPECT_EQ(r->node_name(), "node-a");
+  }
+  EXPECT_EQ(flows, stats.flows);
+  EXPECT_EQ(queue_lost, stats.queue_lost);
+  EXPECT_EQ(kernel_lost, 5u);
+}
+
+}  // namespace
+}  // namespace acns::observe
