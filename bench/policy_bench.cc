@@ -120,14 +120,16 @@ BENCHMARK(BM_CiliumRegex)->Arg(10)->Arg(1000)->Arg(10000);
 // Compile time and memory of the automaton alone.
 void BM_CompileAutomaton(benchmark::State& state) {
   const auto patterns = MakePatterns(static_cast<int>(state.range(0)));
-  size_t bytes = 0, states = 0;
+  size_t bytes = 0, states = 0, dfas = 0;
   for (auto _ : state) {
     auto m = acns::policy::NameMatcher::Compile(patterns);
     bytes = m->stats().memory_bytes;
     states = m->stats().states;
+    dfas = m->stats().dfas;
   }
   state.counters["table_MiB"] = static_cast<double>(bytes) / (1 << 20);
   state.counters["states"] = static_cast<double>(states);
+  state.counters["dfas"] = static_cast<double>(dfas);
 }
 BENCHMARK(BM_CompileAutomaton)->Arg(10)->Arg(1000)->Arg(10000)->Unit(benchmark::kMillisecond);
 

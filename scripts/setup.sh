@@ -16,7 +16,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc prometheus-cpp-dev
   # tests and benchmarks: real DNS servers and clients, started by the tests themselves
   libgtest-dev libgmock-dev libbenchmark-dev
-  iproute2 iputils-ping dnsutils knot-dnsutils unbound dnsperf dnsdist
+  iproute2 iputils-ping dnsutils knot-dnsutils unbound dnsperf dnsdist prometheus
 )
 
 missing=()

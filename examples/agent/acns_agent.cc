@@ -6,7 +6,8 @@
 //
 // HTTP API (--api): GET /healthz (200 once the policies and endpoints are loaded and the
 // runtime runs, with "degraded: ..." while FQDN cache snapshots cannot be saved; else 503),
-// GET /metrics (Prometheus text), GET /v1/fqdn/cache[?format=table] (JSON streamed).
+// GET /metrics (Prometheus text: the node's and Hubble's metrics), GET /v1/fqdn/cache[?format=table]
+// (JSON streamed). Hubble's gRPC API on --hubble-listen-address.
 // Signals: SIGTERM/SIGINT stop cleanly (a last cache snapshot is written), SIGHUP reloads.
 #include <acns/acns.h>
 #include <arpa/inet.h>
@@ -511,71 +512,6 @@ class Agent {
     Log("warning", "API: " + text);
   }
 
-  std::string Metrics() const {
-    std::string out;
-    auto metric = [&](const char* name, const char* type, const char* help, auto value) {
-      absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n", name, " ", value, "\n");
-    };
-    acns_node_stats n{};
-    n.struct_size = sizeof(n);
-    acns_dns_proxy_stats p{};
-    p.struct_size = sizeof(p);
-    acns_fqdn_cache_stats c{};
-    c.struct_size = sizeof(c);
-    acns_datapath_stats d{};
-    d.struct_size = sizeof(d);
-    acns_node_stats_get(node_, &n, &p, &c, &d, nullptr);
-    metric("acns_dns_queries_total", "counter", "DNS queries received by the proxy.", p.queries);
-    metric("acns_dns_denied_total", "counter", "DNS queries denied by policy.", p.denied);
-    metric("acns_dns_upstream_failures_total", "counter", "Queries answered SERVFAIL for the upstream.", p.upstream_failures);
-    metric("acns_dns_rejected_replies_total", "counter", "Upstream replies dropped (wrong ID or question).", p.rejected_replies);
-    metric("acns_dns_concurrency_limited_total", "counter", "Queries refused by the concurrency limit.", p.concurrency_limited);
-    metric("acns_dns_malformed_total", "counter", "Queries answered FORMERR or NOTIMP, or dropped without a header.", p.malformed);
-    metric("acns_dns_unknown_endpoint_total", "counter", "Queries from addresses of no known endpoint.", p.unknown_endpoint);
-    metric("acns_dns_upstream_timeouts_total", "counter", "Queries the upstream did not answer in time.", p.upstream_timeouts);
-    metric("acns_dns_case_mismatches_total", "counter", "UDP replies dropped for losing the 0x20 case of the question.", p.case_mismatches);
-    metric("acns_dns_tcp_fallbacks_total", "counter", "Queries asked again over TCP after a rejected UDP reply.", p.tcp_fallbacks);
-    metric("acns_dns_tcp_connections", "gauge", "Client TCP connections open.", p.tcp_connections);
-    metric("acns_dns_tcp_refused_total", "counter", "Client TCP connections closed at accept: over a limit.", p.tcp_refused);
-    metric("acns_dns_tcp_idle_closed_total", "counter", "Client TCP connections closed for completing no query.", p.tcp_idle_closed);
-    metric("acns_dns_descriptors_exhausted_total", "counter", "Queries answered SERVFAIL for want of a descriptor.", p.descriptors_exhausted);
-    metric("acns_dns_answers_not_learned_total", "counter", "Answers the FQDN cache refused (their IPs stay denied).", p.answers_not_learned);
-    metric("cilium_proxy_datapath_update_timeout_total", "counter",
-           "Answers released at the maximum delay before their IPs were enforced.", p.held_released_late);
-    metric("acns_dns_proxy_workers", "gauge", "DNS proxy worker threads.", p.workers);
-    metric("acns_dns_proxy_active_workers", "gauge", "DNS proxy workers taking UDP queries now (as many as the load needs).", p.active_workers);
-    metric("cilium_fqdn_active_names", "gauge", "Names in the FQDN cache.", c.names);
-    metric("cilium_fqdn_active_ips", "gauge", "IPs in the FQDN cache.", c.ips);
-    absl::StrAppend(&out, "# HELP acns_fqdn_evictions_total FQDN cache entries evicted before they expired, by cause.\n"
-                          "# TYPE acns_fqdn_evictions_total counter\n",
-                    "acns_fqdn_evictions_total{reason=\"cache_full\"} ", c.lru_evictions, "\n",
-                    "acns_fqdn_evictions_total{reason=\"ips_per_name\"} ", c.ip_limit_evictions, "\n",
-                    "acns_fqdn_evictions_total{reason=\"zombies_per_endpoint\"} ", c.zombie_limit_evictions, "\n");
-    metric("acns_fqdn_snapshot_save_failures_total", "counter", "FQDN cache snapshots that could not be written.", n.save_failures);
-    metric("acns_fqdn_snapshot_failing", "gauge", "1 while the last snapshot attempt failed.", n.save_failing);
-    metric("acns_datapath_apply_failures_total", "counter", "FQDN cache delta batches the datapath failed to write.", n.apply_failures);
-    if (n.datapath_started != 0) {
-      metric("acns_datapath_endpoints", "gauge", "Endpoints with the enforcement programs attached.", d.endpoints);
-      metric("acns_datapath_policy_entries_written_total", "counter", "Policy map entries added or changed.", d.policy_written);
-      metric("acns_datapath_ipcache_entries_written_total", "counter", "ipcache entries written.", d.ipcache_written);
-      metric("acns_datapath_ipcache_entries_deleted_total", "counter", "ipcache entries deleted.", d.ipcache_deleted);
-      metric("acns_datapath_errors_total", "counter", "Datapath syncs and delta batches that failed.", d.sync_failures + d.delta_failures);
-      metric("acns_datapath_events_lost_total", "counter", "Datapath events lost to a full ring buffer.", d.events_lost);
-      absl::StrAppend(&out, "# HELP acns_datapath_events_total Datapath events: new flows allowed or redirected, packets dropped.\n"
-                            "# TYPE acns_datapath_events_total counter\n",
-                      "acns_datapath_events_total{verdict=\"allowed\"} ", n.datapath_allowed, "\n",
-                      "acns_datapath_events_total{verdict=\"redirected\"} ", n.datapath_redirected, "\n",
-                      "acns_datapath_events_total{verdict=\"dropped\"} ", n.datapath_dropped, "\n");
-      absl::StrAppend(&out, "# HELP cilium_bpf_map_pressure Fill of the fullest map of a kind (0 to 1).\n"
-                            "# TYPE cilium_bpf_map_pressure gauge\n",
-                      "cilium_bpf_map_pressure{map_name=\"policy\"} ",
-                      static_cast<double>(d.largest_policy_map) / static_cast<double>(d.policy_map_capacity), "\n",
-                      "cilium_bpf_map_pressure{map_name=\"ipcache\"} ",
-                      static_cast<double>(d.ipcache_entries) / static_cast<double>(d.ipcache_capacity), "\n");
-    }
-    return out;
-  }
-
   static MHD_Result Serve(void* cls, MHD_Connection* conn, const char* url, const char* method,
                           const char*, const char*, size_t*, void**) {
     auto* self = static_cast<Agent*>(cls);
@@ -592,7 +528,16 @@ class Agent {
       return Reply(conn, 200, n.save_failing != 0 ? "degraded: FQDN cache snapshots cannot be saved (see the log)\n" : "ok\n",
                    "text/plain");
     }
-    if (path == "/metrics") return Reply(conn, 200, self->Metrics(), "text/plain; version=0.0.4");
+    if (path == "/metrics") {
+      // Everything the node reports, in Prometheus' text format (produced by the library).
+      char* text = nullptr;
+      size_t len = 0;
+      Error err;
+      if (acns_node_metrics(self->node_, &text, &len, &err) != ACNS_OK) {
+        return Reply(conn, 500, std::string(err.message) + "\n", "text/plain");
+      }
+      return ReplyLibraryText(conn, text, len, "text/plain; version=0.0.4");
+    }
     if (path == "/v1/fqdn/cache") {
       const char* format = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "format");
       Error err;
@@ -602,12 +547,7 @@ class Agent {
         if (acns_node_fqdn_cache_list(self->node_, ACNS_FQDN_LIST_TABLE, &text, &len, &err) != ACNS_OK) {
           return Reply(conn, 500, std::string(err.message) + "\n", "text/plain");
         }
-        // Handed over, not copied.
-        MHD_Response* r = MHD_create_response_from_buffer_with_free_callback(len, text, &acns_free);
-        MHD_add_response_header(r, "Content-Type", "text/plain");
-        const MHD_Result ret = MHD_queue_response(conn, 200, r);
-        MHD_destroy_response(r);
-        return ret;
+        return ReplyLibraryText(conn, text, len, "text/plain");
       }
       // JSON is streamed as the cache is walked: a listing of any size costs a few hundred
       // names of memory, and the cache is never held up by a slow reader.
@@ -631,6 +571,15 @@ class Agent {
       return ret;
     }
     return Reply(conn, 404, "not found\n", "text/plain");
+  }
+
+  // 200 with text the library allocated: handed over, not copied (freed with acns_free).
+  static MHD_Result ReplyLibraryText(MHD_Connection* conn, char* text, size_t len, const char* type) {
+    MHD_Response* r = MHD_create_response_from_buffer_with_free_callback(len, text, &acns_free);
+    MHD_add_response_header(r, "Content-Type", type);
+    const MHD_Result ret = MHD_queue_response(conn, 200, r);
+    MHD_destroy_response(r);
+    return ret;
   }
 
   static MHD_Result Reply(MHD_Connection* conn, unsigned code, const std::string& body, const char* type) {

@@ -1109,6 +1109,15 @@ ACNS_API void acns_fqdn_listing_close(acns_fqdn_listing *listing);
 ACNS_API acns_status acns_node_dns_listen_address(const acns_node *node, size_t index, char *buf,
                                                   size_t buf_len, size_t *needed, acns_error *err);
 
+/*
+ * Every metric of the node in Prometheus' text format (exposition format 0.0.4): the DNS proxy's,
+ * the FQDN cache's and the datapath's counters, and with flows Hubble's flow metrics
+ * (hubble_flows_processed_total, hubble_dns_*, hubble_drop_total, ...; docs/observability.md).
+ * *out is allocated by the library, NUL-terminated, *out_len bytes without the NUL; free it with
+ * acns_free. Thread-safety: any thread. @since 0.5
+ */
+ACNS_API acns_status acns_node_metrics(const acns_node *node, char **out, size_t *out_len, acns_error *err);
+
 /* The address the Hubble API listens on (a port 0 resolved), as a string out. ACNS_NOT_FOUND
  * when it is not served, or before start. Thread-safety: any thread. @since 0.5 */
 ACNS_API acns_status acns_node_hubble_listen_address(const acns_node *node, char *buf, size_t buf_len,

@@ -106,6 +106,17 @@ absl::StatusOr<acns::node::NodeOptions> ToOptions(const acns_node_opts& o) {
   return options;
 }
 
+// A copy of `text` the caller frees with acns_free, NUL-terminated.
+acns_status HandOver(const std::string& text, char** out, size_t* out_len, acns_error* err) {
+  char* buf = static_cast<char*>(std::malloc(text.size() + 1));
+  if (buf == nullptr) return SetError(err, ACNS_RESOURCE_EXHAUSTED, ENOMEM, "out of memory");
+  std::memcpy(buf, text.data(), text.size());
+  buf[text.size()] = '\0';
+  *out = buf;
+  if (out_len != nullptr) *out_len = text.size();
+  return SetError(err, ACNS_OK, 0, "");
+}
+
 acns_status NoNode(acns_error* err) { return SetError(err, ACNS_INVALID_ARGUMENT, 0, "node is NULL"); }
 
 }  // namespace
@@ -319,13 +330,15 @@ acns_status acns_node_fqdn_cache_list(const acns_node* node, uint32_t format, ch
     } else {
       return SetError(err, ACNS_INVALID_ARGUMENT, 0, absl::StrCat("unknown list format ", format));
     }
-    char* buf = static_cast<char*>(std::malloc(text.size() + 1));
-    if (buf == nullptr) return SetError(err, ACNS_RESOURCE_EXHAUSTED, ENOMEM, "out of memory");
-    std::memcpy(buf, text.data(), text.size());
-    buf[text.size()] = '\0';
-    *out = buf;
-    if (out_len != nullptr) *out_len = text.size();
-    return SetError(err, ACNS_OK, 0, "");
+    return HandOver(text, out, out_len, err);
+  });
+}
+
+acns_status acns_node_metrics(const acns_node* node, char** out, size_t* out_len, acns_error* err) {
+  return Guard(err, [&]() -> acns_status {
+    if (node == nullptr || out == nullptr) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "node or out is NULL");
+    *out = nullptr;
+    return HandOver(node->runtime->MetricsText(), out, out_len, err);
   });
 }
 

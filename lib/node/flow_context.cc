@@ -43,22 +43,21 @@ std::shared_ptr<const NodeFlowContext::Snapshot> NodeFlowContext::Current() cons
 
 namespace {
 template <typename Map, typename Key>
-std::optional<observe::EndpointView> Find(const Map& map, const Key& key) {
+observe::EndpointRef Find(const Map& map, const Key& key) {
   auto it = map.find(key);
-  if (it == map.end()) return std::nullopt;
-  return *it->second;
+  return it == map.end() ? nullptr : it->second;
 }
 }  // namespace
 
-std::optional<observe::EndpointView> NodeFlowContext::EndpointById(uint64_t id) const {
+observe::EndpointRef NodeFlowContext::EndpointById(uint64_t id) const {
   return Find(Current()->by_id, id);
 }
 
-std::optional<observe::EndpointView> NodeFlowContext::EndpointByIp(const IpAddr& ip) const {
+observe::EndpointRef NodeFlowContext::EndpointByIp(const IpAddr& ip) const {
   return Find(Current()->by_ip, ip);
 }
 
-std::optional<observe::EndpointView> NodeFlowContext::EndpointByInterface(uint32_t ifindex) const {
+observe::EndpointRef NodeFlowContext::EndpointByInterface(uint32_t ifindex) const {
   return Find(Current()->by_ifindex, ifindex);
 }
 

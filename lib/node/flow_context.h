@@ -28,9 +28,9 @@ class NodeFlowContext : public observe::FlowContext {
   // The endpoints or the datapath changed: the next lookup rebuilds the snapshot.
   void Invalidate();
 
-  std::optional<observe::EndpointView> EndpointById(uint64_t id) const override;
-  std::optional<observe::EndpointView> EndpointByIp(const IpAddr& ip) const override;
-  std::optional<observe::EndpointView> EndpointByInterface(uint32_t ifindex) const override;
+  observe::EndpointRef EndpointById(uint64_t id) const override;
+  observe::EndpointRef EndpointByIp(const IpAddr& ip) const override;
+  observe::EndpointRef EndpointByInterface(uint32_t ifindex) const override;
   std::vector<std::string> NamesOf(const IpAddr& ip) const override;
   uint32_t IdentityOf(const IpAddr& ip) const override;
 

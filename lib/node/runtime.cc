@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "lib/common/file.h"
+#include "prometheus/text_serializer.h"
 #include "lib/common/status.h"
 #include "lib/fqdn/state.h"
 
@@ -99,6 +100,10 @@ NodeRuntime::NodeRuntime(NodeOptions options) : options_(std::move(options)) {
   });
   enforcer_ = std::move(options_.enforcer);
   flow_context_ = std::make_unique<NodeFlowContext>(&engine_, cache_.get(), [this] { return datapath(); });
+  if (options_.flows.flow_capacity > 0) {
+    flow_metrics_ = std::make_unique<observe::FlowMetrics>(*metrics_registry_);
+    UpdateLivePods();
+  }
 }
 
 NodeRuntime::~NodeRuntime() { Stop(); }
@@ -113,8 +118,21 @@ void NodeRuntime::Log(LogLevel level, std::string message) {
   log_queue_.emplace_back(level, std::move(message));
 }
 
+void NodeRuntime::UpdateLivePods() {
+  if (flow_metrics_ == nullptr) return;
+  absl::flat_hash_set<std::string> pods;
+  for (const auto& e : engine_.Endpoints()) {
+    if (e.name.empty()) continue;
+    std::string ns;
+    e.labels.ForEachValue("k8s", policy::kNamespaceLabelKey, [&](const std::string& v) { ns = v; });
+    pods.insert(absl::StrCat(ns, "/", e.name));
+  }
+  flow_metrics_->SetLivePods(std::move(pods));
+}
+
 void NodeRuntime::RequestSync() {
   flow_context_->Invalidate();
+  UpdateLivePods();
   absl::MutexLock lock(&mu_);
   ++sync_generation_;
 }
@@ -515,6 +533,7 @@ absl::Status NodeRuntime::StartFlows() {
     ::gethostname(host, sizeof(host) - 1);
     options_.flows.node_name = host;
   }
+  options_.flows.metrics = flow_metrics_.get();
   observer_ = std::make_unique<observe::Observer>(options_.flows, flow_context_.get());
   if (options_.hubble_listen_address.empty()) return absl::OkStatus();
   auto server = observe::HubbleServer::Start({.listen_address = options_.hubble_listen_address,
@@ -576,6 +595,12 @@ NodeStats NodeRuntime::stats() const {
   s.datapath_redirected = datapath_redirected_.load(std::memory_order_relaxed);
   s.datapath_dropped = datapath_dropped_.load(std::memory_order_relaxed);
   return s;
+}
+
+std::string NodeRuntime::MetricsText() const {
+  std::vector<prometheus::MetricFamily> families = node_metrics_.Collect();
+  for (prometheus::MetricFamily& f : metrics_registry_->Collect()) families.push_back(std::move(f));
+  return prometheus::TextSerializer().Serialize(families);
 }
 
 const datapath::Datapath* NodeRuntime::datapath() const { return bpf_ != nullptr ? bpf_->datapath() : nullptr; }

@@ -37,6 +37,8 @@
 #include "lib/node/enforcer.h"
 #include "lib/node/event.h"
 #include "lib/node/flow_context.h"
+#include "lib/node/node_metrics.h"
+#include "lib/observe/flow_metrics.h"
 #include "lib/observe/hubble_server.h"
 #include "lib/observe/observer.h"
 #include "lib/policy/engine.h"
@@ -145,6 +147,9 @@ class NodeRuntime {
   const datapath::Datapath* datapath() const;
   // Null without flows, or before Start.
   const observe::Observer* observer() const { return observer_.get(); }
+  // Every metric of the node in Prometheus' text format: its own counters and, with flows,
+  // Hubble's flow metrics (docs/observability.md).
+  std::string MetricsText() const;
   // Where the Hubble API listens (a port 0 resolved); empty when it does not.
   std::string hubble_address() const { return hubble_ != nullptr ? hubble_->address() : std::string(); }
 
@@ -152,6 +157,7 @@ class NodeRuntime {
   explicit NodeRuntime(NodeOptions options);
   void Log(LogLevel level, std::string message);
   void RequestSync();
+  void UpdateLivePods();  // the pods whose flow metrics are kept
   absl::Status PickTransparentPort();
   void RestoreCache();
   void ApplierLoop();
@@ -178,6 +184,9 @@ class NodeRuntime {
   std::atomic<uint64_t> datapath_allowed_{0}, datapath_redirected_{0}, datapath_dropped_{0};
   std::unique_ptr<fqdn::Maintainer> maintainer_;
   std::unique_ptr<NodeFlowContext> flow_context_;
+  std::shared_ptr<prometheus::Registry> metrics_registry_ = std::make_shared<prometheus::Registry>();
+  NodeMetrics node_metrics_{this};
+  std::unique_ptr<observe::FlowMetrics> flow_metrics_;
   std::unique_ptr<observe::Observer> observer_;
   std::unique_ptr<observe::HubbleServer> hubble_;
   std::thread applier_, control_, event_reader_, logger_;

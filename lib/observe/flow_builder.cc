@@ -18,8 +18,8 @@ void SetTime(absl::Time time, google::protobuf::Timestamp* out) {
   out->set_nanos(static_cast<int32_t>(ns % 1000000000));
 }
 
-void FillEndpoint(const std::optional<EndpointView>& ep, uint32_t identity, flow::Endpoint* out) {
-  if (ep.has_value()) {
+void FillEndpoint(const EndpointRef& ep, uint32_t identity, flow::Endpoint* out) {
+  if (ep != nullptr) {
     out->set_id(static_cast<uint32_t>(ep->id));
     out->set_identity(ep->identity);
     out->set_namespace_(ep->namespace_name);
@@ -141,9 +141,13 @@ std::string NewUuid() {
   }
   b[6] = (b[6] & 0x0f) | 0x40;  // version 4
   b[8] = (b[8] & 0x3f) | 0x80;  // RFC 4122 variant
-  char text[37];
-  std::snprintf(text, sizeof(text), "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-                b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string text(36, '-');
+  for (int i = 0, at = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) ++at;  // the dashes
+    text[at++] = kHex[b[i] >> 4];
+    text[at++] = kHex[b[i] & 15];
+  }
   return text;
 }
 
@@ -160,14 +164,17 @@ void BuildDnsFlow(const dnsproxy::DnsEvent& e, absl::Time time, const FlowContex
   out->mutable_event_type()->set_type(kMessageTypeAccessLog);
   switch (e.verdict) {
     case DnsEvent::Verdict::kForwarded: out->set_verdict(flow::FORWARDED); break;
-    case DnsEvent::Verdict::kDenied: out->set_verdict(flow::DROPPED); break;
+    case DnsEvent::Verdict::kDenied:  // the name's policy denies it
+      out->set_verdict(flow::DROPPED);
+      out->set_drop_reason_desc(flow::POLICY_DENIED);
+      break;
     case DnsEvent::Verdict::kError: out->set_verdict(flow::ERROR); break;
   }
 
-  std::optional<EndpointView> pod = e.endpoint != 0 ? context.EndpointById(e.endpoint) : std::nullopt;
-  if (!pod.has_value()) pod = context.EndpointByIp(e.client.ip());
-  const std::optional<EndpointView> server = context.EndpointByIp(e.server.ip());
-  const uint32_t server_identity = server.has_value() ? server->identity : context.IdentityOf(e.server.ip());
+  EndpointRef pod = e.endpoint != 0 ? context.EndpointById(e.endpoint) : nullptr;
+  if (pod == nullptr) pod = context.EndpointByIp(e.client.ip());
+  const EndpointRef server = context.EndpointByIp(e.server.ip());
+  const uint32_t server_identity = server != nullptr ? server->identity : context.IdentityOf(e.server.ip());
   // A response travels from the server back to the pod.
   flow::Endpoint* pod_side = response ? out->mutable_destination() : out->mutable_source();
   flow::Endpoint* server_side = response ? out->mutable_source() : out->mutable_destination();
@@ -234,12 +241,12 @@ void BuildDatapathFlow(const acns_event& e, absl::Time time, const FlowContext& 
   auto destination = IpAddr::FromFamily(e.family == ACNS_FAMILY_IPV4 ? 4 : 6, e.daddr);
   if (source.ok() && destination.ok()) FillIp(*source, *destination, out);
 
-  std::optional<EndpointView> pod = context.EndpointByInterface(e.ifindex);
-  if (!pod.has_value() && source.ok()) pod = context.EndpointByIp(*source);
+  EndpointRef pod = context.EndpointByInterface(e.ifindex);
+  if (pod == nullptr && source.ok()) pod = context.EndpointByIp(*source);
   FillEndpoint(pod, 0, out->mutable_source());
-  std::optional<EndpointView> peer = destination.ok() ? context.EndpointByIp(*destination) : std::nullopt;
+  EndpointRef peer = destination.ok() ? context.EndpointByIp(*destination) : nullptr;
   FillEndpoint(peer, e.identity, out->mutable_destination());
-  if (destination.ok() && !peer.has_value()) {
+  if (destination.ok() && peer == nullptr) {
     for (std::string& name : context.NamesOf(*destination)) out->add_destination_names(std::move(name));
   }
   out->mutable_interface()->set_index(e.ifindex);
@@ -284,11 +291,13 @@ void BuildDatapathFlow(const acns_event& e, absl::Time time, const FlowContext& 
     case ACNS_PKT_REDIRECT:
       out->set_verdict(flow::REDIRECTED);
       out->mutable_event_type()->set_type(kMessageTypePolicyVerdict);
+      out->set_policy_match_type(kPolicyMatchL3L4);
       out->mutable_is_reply()->set_value(false);
       break;
     default:  // a new connection the policy allows: its first packet
       out->set_verdict(flow::FORWARDED);
       out->mutable_event_type()->set_type(kMessageTypePolicyVerdict);
+      out->set_policy_match_type(kPolicyMatchL3L4);  // policy entries key identity, protocol and port
       out->mutable_is_reply()->set_value(false);
   }
 }

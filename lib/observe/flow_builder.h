@@ -5,7 +5,7 @@
 #define ACNS_LIB_OBSERVE_FLOW_BUILDER_H_
 
 #include <cstdint>
-#include <optional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -21,6 +21,8 @@ namespace acns::observe {
 inline constexpr int32_t kMessageTypeDrop = 1;
 inline constexpr int32_t kMessageTypePolicyVerdict = 5;
 inline constexpr int32_t kMessageTypeAccessLog = 129;
+// Cilium's policy match type of a verdict on identity, protocol and port (flow.policy_match_type).
+inline constexpr uint32_t kPolicyMatchL3L4 = 2;
 
 // What a flow says about a local endpoint (a pod).
 struct EndpointView {
@@ -31,15 +33,18 @@ struct EndpointView {
   std::vector<std::string> labels;  // "source:key=value", sorted
 };
 
-// What the builder asks of the node; implementations must be safe to call from the flow
+// Shared, not copied: the builder looks endpoints up for every event.
+using EndpointRef = std::shared_ptr<const EndpointView>;
+
+// What the builder asks of the node (null: no such endpoint); implementations must be safe to call from the flow
 // builder's thread while the node changes.
 class FlowContext {
  public:
   virtual ~FlowContext() = default;
-  virtual std::optional<EndpointView> EndpointById(uint64_t id) const = 0;
-  virtual std::optional<EndpointView> EndpointByIp(const IpAddr& ip) const = 0;
+  virtual EndpointRef EndpointById(uint64_t id) const = 0;
+  virtual EndpointRef EndpointByIp(const IpAddr& ip) const = 0;
   // The endpoint whose host-side interface this is (datapath events carry the ifindex).
-  virtual std::optional<EndpointView> EndpointByInterface(uint32_t ifindex) const = 0;
+  virtual EndpointRef EndpointByInterface(uint32_t ifindex) const = 0;
   // Names the FQDN cache has for a remote address (flow.destination_names).
   virtual std::vector<std::string> NamesOf(const IpAddr& ip) const = 0;
   // The security identity of a remote address (0: unknown).

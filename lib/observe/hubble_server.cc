@@ -123,6 +123,7 @@ class ObserverService final : public observer::Observer::Service {
       batch.clear();
       position = ring.Read(position, kReadBatch, &batch, &skipped);
       if (skipped > 0) {
+        observer_->ReportReaderLost(skipped);
         observer::GetFlowsResponse lost;
         lost.mutable_lost_events()->set_source(flow::HUBBLE_RING_BUFFER);
         lost.mutable_lost_events()->set_num_events_lost(skipped);

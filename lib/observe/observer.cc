@@ -85,13 +85,32 @@ Observer::Stats Observer::stats() const {
   return Stats{.flows = flows_.load(std::memory_order_relaxed), .queue_lost = queue_lost_, .kernel_lost = kernel_lost_};
 }
 
+void Observer::ReportReaderLost(uint64_t count) const {
+  if (options_.metrics != nullptr) options_.metrics->ObserveLost(flow::HUBBLE_RING_BUFFER, count);
+}
+
 void Observer::PushLost(flow::LostEventSource source, uint64_t count) {
+  if (options_.metrics != nullptr) options_.metrics->ObserveLost(source, count);
   auto record = std::make_shared<observer::GetFlowsResponse>();
   record->mutable_lost_events()->set_source(source);
   record->mutable_lost_events()->set_num_events_lost(count);
   record->set_node_name(options_.node_name);
   SetTimestamp(absl::Now(), record->mutable_time());
   ring_.Push(std::move(record));
+}
+
+FlowRing::Entry Observer::Build(const node::NodeEvent& e) const {
+  auto record = std::make_shared<observer::GetFlowsResponse>();
+  flow::Flow* f = record->mutable_flow();
+  if (e.kind == node::NodeEvent::Kind::kDns) {
+    BuildDnsFlow(e.dns, e.time, *context_, options_.node_name, f);
+  } else {
+    BuildDatapathFlow(e.datapath, e.time, *context_, options_.node_name, f);
+  }
+  record->set_node_name(options_.node_name);
+  *record->mutable_time() = f->time();
+  if (options_.metrics != nullptr) options_.metrics->Observe(*f);
+  return record;
 }
 
 void Observer::BuildLoop() {
@@ -117,17 +136,8 @@ void Observer::BuildLoop() {
     // Losses first: they happened before the events now queued were taken.
     if (kernel_lost > 0) PushLost(flow::PERF_EVENT_RING_BUFFER, kernel_lost);
     if (queue_lost > 0) PushLost(flow::OBSERVER_EVENTS_QUEUE, queue_lost);
-    for (node::NodeEvent& e : batch) {
-      auto record = std::make_shared<observer::GetFlowsResponse>();
-      flow::Flow* f = record->mutable_flow();
-      if (e.kind == node::NodeEvent::Kind::kDns) {
-        BuildDnsFlow(e.dns, e.time, *context_, options_.node_name, f);
-      } else {
-        BuildDatapathFlow(e.datapath, e.time, *context_, options_.node_name, f);
-      }
-      record->set_node_name(options_.node_name);
-      *record->mutable_time() = f->time();
-      ring_.Push(std::move(record));
+    for (const node::NodeEvent& e : batch) {
+      ring_.Push(Build(e));
       flows_.fetch_add(1, std::memory_order_relaxed);
     }
     batch.clear();

@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "lib/node/event.h"
 #include "lib/observe/flow_builder.h"
+#include "lib/observe/flow_metrics.h"
 #include "proto/observer.pb.h"
 
 namespace acns::observe {
@@ -50,6 +51,7 @@ struct ObserverOptions {
   size_t flow_capacity = 4095;    // flows (and notices) kept; Hubble's default
   size_t queue_capacity = 65536;  // events waiting for the flow builder
   std::string node_name;
+  FlowMetrics* metrics = nullptr;  // counts every flow and loss when set; must outlive the observer
 };
 
 class Observer {
@@ -70,6 +72,12 @@ class Observer {
   void Push(node::NodeEvent event);
   // The datapath's count of events it could not write, as it grows (cumulative).
   void ReportKernelLost(uint64_t total);
+  // A reader the ring lapped missed `count` records (counted in the metrics).
+  void ReportReaderLost(uint64_t count) const;
+
+  // The record of one event (what the builder thread writes to the ring), counted in the
+  // metrics. Public for benchmarks.
+  FlowRing::Entry Build(const node::NodeEvent& event) const;
 
   const FlowRing& ring() const { return ring_; }
   const std::string& node_name() const { return options_.node_name; }

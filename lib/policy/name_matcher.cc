@@ -14,6 +14,13 @@ namespace {
 
 constexpr uint32_t kNone = std::numeric_limits<uint32_t>::max();
 constexpr size_t kSinglePatternTableBytes = size_t{64} << 20;
+// A set of patterns whose automaton needs more states than this many per NFA node (or than
+// kMinStateBudget) is split at once rather than grown to the table limit: wildcards in several
+// patterns multiply into each other, and growing 22 such patterns to 64 MiB took 4.5 s only to
+// split them anyway (bench/policy_bench BM_CompileManyWildcards). Realistic sets stay far below
+// (1,000 patterns: about 0.5 states per NFA node).
+constexpr size_t kStatesPerNfaNode = 8;
+constexpr size_t kMinStateBudget = 4096;
 
 // NFA in the shape of a trie over the patterns read right to left (the automaton reads names
 // from the end): patterns sharing a suffix such as `.example.com.` share states, so the states
@@ -151,7 +158,8 @@ absl::StatusOr<NameMatcher::Dfa> NameMatcher::CompileOne(std::span<const FqdnPat
   dfa.num_classes = static_cast<uint32_t>(classes.size());
 
   const size_t row_bytes = dfa.num_classes * sizeof(uint32_t);
-  const size_t max_states = std::max<size_t>(2, limits.max_table_bytes / row_bytes);
+  size_t max_states = std::max<size_t>(2, limits.max_table_bytes / row_bytes);
+  if (patterns.size() > 1) max_states = std::min(max_states, std::max(kMinStateBudget, kStatesPerNfaNode * nfa.size()));
 
   // Subset construction. A DFA state is the sorted set of NFA nodes it stands for.
   using NodeSet = std::vector<uint32_t>;

@@ -770,6 +770,12 @@ static void test_node(void) {
   o.n_dns_listen = 1;
   CHECK(acns_node_create(&o, &node, &err) == ACNS_INVALID_ARGUMENT); /* no upstream */
   o.dns_upstream = "127.0.0.1:9";
+  o.hubble_listen_address = "127.0.0.1:0";
+  CHECK(acns_node_create(&o, &node, &err) == ACNS_INVALID_ARGUMENT); /* the API needs flows */
+  o.flow_capacity = 16;
+  o.pad2 = 1;
+  CHECK(acns_node_create(&o, &node, &err) == ACNS_INVALID_ARGUMENT);
+  o.pad2 = 0;
   CHECK(acns_node_create(&o, &node, &err) == ACNS_OK && node != NULL);
   CHECK(acns_node_wait_synced(node, 10, &err) == ACNS_FAILED_PRECONDITION);
   CHECK(acns_node_policy_apply(node, "bad.yaml", "spec: [", 7, NULL, NULL, &err) == ACNS_POLICY_INVALID);
@@ -782,8 +788,14 @@ static void test_node(void) {
   CHECK(acns_node_dns_listen_address(node, 0, addr, sizeof(addr), &needed, &err) == ACNS_OK);
   CHECK(strncmp(addr, "127.0.0.1:", 10) == 0 && strcmp(addr, "127.0.0.1:0") != 0);
   CHECK(acns_node_dns_listen_address(node, 1, addr, sizeof(addr), &needed, &err) == ACNS_NOT_FOUND);
+  CHECK(acns_node_hubble_listen_address(node, addr, sizeof(addr), &needed, &err) == ACNS_OK);
+  CHECK(strncmp(addr, "127.0.0.1:", 10) == 0 && strcmp(addr, "127.0.0.1:0") != 0);
   char *text = NULL;
   size_t len = 0;
+  CHECK(acns_node_metrics(node, &text, &len, &err) == ACNS_OK);
+  CHECK(text != NULL && strlen(text) == len && strstr(text, "# TYPE cilium_fqdn_active_names gauge\n") != NULL);
+  acns_free(text);
+  CHECK(acns_node_metrics(node, NULL, &len, &err) == ACNS_INVALID_ARGUMENT);
   CHECK(acns_node_fqdn_cache_list(node, ACNS_FQDN_LIST_JSON, &text, &len, &err) == ACNS_OK);
   CHECK(text != NULL && strlen(text) == len);
   acns_free(text);
@@ -809,6 +821,7 @@ static void test_node(void) {
   p.struct_size = sizeof(p);
   CHECK(acns_node_stats_get(node, &s, &p, NULL, NULL, &err) == ACNS_OK);
   CHECK(s.started == 1 && s.datapath_started == 0 && s.transparent_dns_port == 0 && p.workers > 0);
+  CHECK(s.flows == 0 && s.flows_queue_lost == 0 && s.flows_kernel_lost == 0);
   acns_node_destroy(node);
   acns_node_destroy(NULL);
 }

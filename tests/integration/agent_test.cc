@@ -20,7 +20,9 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "proto/observer.grpc.pb.h"
 #include "tests/support/commands.h"
 #include "tests/support/http.h"
 #include "tests/support/unbound.h"
@@ -116,7 +118,9 @@ class AgentTest : public ::testing::Test {
       }
       ::execl(ACNS_AGENT_PATH, "acns-agent", "--policy-dir", policies.c_str(), "--endpoints",
               endpoints.c_str(), "--dns-listen", listen.c_str(), "--dns-upstream", upstream.c_str(),
-              "--state-dir", state.c_str(), "--api", api_.c_str(), static_cast<char*>(nullptr));
+              "--state-dir", state.c_str(), "--api", api_.c_str(),
+              extra_args_.size() > 0 ? extra_args_[0].c_str() : nullptr,
+              extra_args_.size() > 1 ? extra_args_[1].c_str() : nullptr, static_cast<char*>(nullptr));
       ::_exit(127);
     }
   }
@@ -142,6 +146,7 @@ class AgentTest : public ::testing::Test {
   pid_t pid_ = -1;
   rlim_t nofile_limit_ = 0;  // > 0: the agent's RLIMIT_NOFILE (soft and hard)
   bool private_state_tmpfs_ = false;
+  std::vector<std::string> extra_args_;  // up to two more arguments
 };
 
 TEST_F(AgentTest, ServesReloadsAndStopsCleanly) {
@@ -302,6 +307,76 @@ TEST_F(AgentTest, FailingSnapshotsAreSaidAndTheLastGoodOneKept) {
   EXPECT_EQ(Get("/healthz"), "ok\n");
   EXPECT_GT(snapshot_size(), good);
   EXPECT_NE(Get("/metrics").find("acns_fqdn_snapshot_failing 0\n"), std::string::npos);
+}
+
+// Hubble's metrics from known traffic, read by a real Prometheus (Debian's) scraping the agent.
+TEST_F(AgentTest, PrometheusScrapesTheHubbleMetricsOfKnownTraffic) {
+  const uint16_t hubble_port = FreeLoopbackPort(SOCK_STREAM);
+  extra_args_ = {"--hubble-listen-address", absl::StrCat("127.0.0.1:", hubble_port)};
+  StartAgent();
+  EXPECT_NE(Log().find(absl::StrCat("Hubble API listening on 127.0.0.1:", hubble_port)), std::string::npos) << Log();
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Dig("www.allowed.test"), "NOERROR");
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(Dig("www.denied.test"), "REFUSED");
+  const std::string denied_line =
+      "hubble_dns_queries_total{ips_returned=\"0\",qtypes=\"A\",rcode=\"Policy denied\",source=\"default/web\"} 2\n";
+  std::string metrics;
+  EXPECT_TRUE(Eventually([&] { return (metrics = Get("/metrics")).find(denied_line) != std::string::npos; })) << metrics;
+
+  // The same traffic as flows, through Hubble's gRPC API on the flag's address.
+  auto stub = observer::Observer::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", hubble_port), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  observer::GetFlowsRequest request;
+  request.set_number(100);
+  flow::FlowFilter* denied_queries = request.add_whitelist();
+  denied_queries->add_verdict(flow::DROPPED);
+  denied_queries->add_reply(false);
+  auto reader = stub->GetFlows(&context, request);
+  observer::GetFlowsResponse response;
+  int dropped = 0;
+  while (reader->Read(&response)) {
+    dropped += response.has_flow() && response.flow().source().pod_name() == "web" &&
+               response.flow().l7().dns().query() == "www.denied.test.";
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(dropped, 2);
+
+  // promtool (Prometheus' own linter) accepts the exposition.
+  Write(dir_ + "/metrics.txt", metrics);
+  int code = -1;
+  const std::string lint = RunCommand("promtool check metrics < " + dir_ + "/metrics.txt 2>&1", &code);
+  EXPECT_EQ(code, 0) << lint;
+  EXPECT_EQ(lint, "") << lint;
+
+  const uint16_t prom_port = FreeLoopbackPort(SOCK_STREAM);
+  Write(dir_ + "/prometheus.yml", absl::StrCat("global: {scrape_interval: 1s}\nscrape_configs:\n"
+                                               "  - job_name: acns\n    static_configs: [{targets: ['", api_, "']}]\n"));
+  const pid_t prom = ::fork();
+  if (prom == 0) {
+    std::freopen((dir_ + "/prometheus.log").c_str(), "a", stderr);
+    const std::string config = "--config.file=" + dir_ + "/prometheus.yml", storage = "--storage.tsdb.path=" + dir_ + "/tsdb",
+                      web = absl::StrCat("--web.listen-address=127.0.0.1:", prom_port);
+    ::execlp("prometheus", "prometheus", config.c_str(), storage.c_str(), web.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  // The value of a PromQL expression, as Prometheus' query API gives it ("" until it has one).
+  auto query = [&](const std::string& escaped) {
+    const std::string body = HttpGet(prom_port, "/api/v1/query?query=" + escaped).body;
+    const size_t at = body.rfind(",\"");
+    return at == std::string::npos || body.find("\"result\":[]") != std::string::npos
+               ? std::string()
+               : body.substr(at + 2, body.find('"', at + 2) - at - 2);
+  };
+  // sum(hubble_dns_queries_total{rcode="Policy denied"}), sum(hubble_dns_queries_total),
+  // sum(hubble_drop_total{reason="POLICY_DENIED"}), sum(hubble_dns_responses_total{rcode="No Error"})
+  EXPECT_TRUE(Eventually([&] { return query("sum(hubble_dns_queries_total%7Brcode%3D%22Policy%20denied%22%7D)") == "2"; }, 60))
+      << RunCommand("cat " + dir_ + "/prometheus.log");
+  EXPECT_EQ(query("sum(hubble_dns_queries_total)"), "5");
+  EXPECT_EQ(query("sum(hubble_drop_total%7Breason%3D%22POLICY_DENIED%22%7D)"), "2");
+  EXPECT_EQ(query("sum(hubble_dns_responses_total%7Brcode%3D%22No%20Error%22%7D)"), "3");
+  ::kill(prom, SIGTERM);
+  ::waitpid(prom, nullptr, 0);
 }
 
 TEST_F(AgentTest, MissingInputsAreFatalUnlessStartingEmpty) {

@@ -12,6 +12,8 @@
 #include "gtest/gtest.h"
 #include "lib/observe/flow_builder.h"
 #include "lib/observe/flow_filter.h"
+#include "lib/observe/flow_metrics.h"
+#include "prometheus/text_serializer.h"
 #include "lib/observe/observer.h"
 
 namespace acns::observe {
@@ -24,20 +26,20 @@ using google::protobuf::UnknownFieldSet;
 class FakeNode : public FlowContext {
  public:
   FakeNode() {
-    pod_.id = 7;
-    pod_.identity = 256;
-    pod_.namespace_name = "shop";
-    pod_.pod_name = "web-1";
-    pod_.labels = {"k8s:app=web", "k8s:io.kubernetes.pod.namespace=shop"};
+    pod_->id = 7;
+    pod_->identity = 256;
+    pod_->namespace_name = "shop";
+    pod_->pod_name = "web-1";
+    pod_->labels = {"k8s:app=web", "k8s:io.kubernetes.pod.namespace=shop"};
   }
-  std::optional<EndpointView> EndpointById(uint64_t id) const override {
-    return id == 7 ? std::optional(pod_) : std::nullopt;
+  EndpointRef EndpointById(uint64_t id) const override {
+    return id == 7 ? pod_ : nullptr;
   }
-  std::optional<EndpointView> EndpointByIp(const IpAddr& ip) const override {
-    return ip.ToString() == "198.51.100.7" ? std::optional(pod_) : std::nullopt;
+  EndpointRef EndpointByIp(const IpAddr& ip) const override {
+    return ip.ToString() == "198.51.100.7" ? pod_ : nullptr;
   }
-  std::optional<EndpointView> EndpointByInterface(uint32_t ifindex) const override {
-    return ifindex == 42 ? std::optional(pod_) : std::nullopt;
+  EndpointRef EndpointByInterface(uint32_t ifindex) const override {
+    return ifindex == 42 ? pod_ : nullptr;
   }
   std::vector<std::string> NamesOf(const IpAddr& ip) const override {
     if (ip.ToString() == "203.0.113.5") return {"api.example.com"};
@@ -46,7 +48,7 @@ class FakeNode : public FlowContext {
   uint32_t IdentityOf(const IpAddr& ip) const override { return ip.ToString() == "203.0.113.5" ? 16777217 : 2; }
 
  private:
-  EndpointView pod_;
+  std::shared_ptr<EndpointView> pod_ = std::make_shared<EndpointView>();
 };
 
 const absl::Time kTime = absl::FromUnixSeconds(1700000000) + absl::Milliseconds(250);
@@ -214,6 +216,7 @@ TEST(FlowSummaryTest, ReadsAsHubbleWritesIt) {
   EXPECT_EQ(denied.summary(), "DNS Answer RCode: Query Refused TTL: 30 (Proxy api.example.com. AAAA)");
   EXPECT_EQ(denied.verdict(), flow::DROPPED);
   EXPECT_EQ(denied.l7().dns().rcode(), 5u);
+  EXPECT_EQ(denied.drop_reason_desc(), flow::POLICY_DENIED);
   EXPECT_EQ(DnsFlow(T::kRequest, V::kDenied).verdict(), flow::DROPPED);
   EXPECT_EQ(DnsFlow(T::kResponse, V::kError, 2).verdict(), flow::ERROR);
   EXPECT_EQ(L34Flow(ACNS_PKT_ALLOW, IPPROTO_UDP).summary(), "UDP");
@@ -257,7 +260,7 @@ TEST_F(FilterTest, EachFieldSelectsWhatHubbleWould) {
   using S = std::set<int>;
   EXPECT_EQ(Select({}), (S{0, 1, 2, 3, 4}));
   EXPECT_EQ(Select({F([](auto& f) { f.add_verdict(flow::DROPPED); })}), (S{2, 3}));
-  EXPECT_EQ(Select({F([](auto& f) { f.add_drop_reason_desc(flow::POLICY_DENIED); })}), (S{3}));
+  EXPECT_EQ(Select({F([](auto& f) { f.add_drop_reason_desc(flow::POLICY_DENIED); })}), (S{2, 3}));
   EXPECT_EQ(Select({F([](auto& f) { f.add_source_ip("198.51.100.0/24"); })}), (S{0, 1, 2, 3, 4}));
   EXPECT_EQ(Select({F([](auto& f) { f.add_source_ip("198.51.100.7"); })}), (S{0, 2, 3, 4}));
   EXPECT_EQ(Select({F([](auto& f) { f.add_destination_ip("203.0.113.0/25"); })}), (S{3, 4}));
@@ -386,6 +389,47 @@ TEST(ObserverTest, EventsThatDidNotFitBecomeLostEventRecords) {
   EXPECT_EQ(flows, stats.flows);
   EXPECT_EQ(queue_lost, stats.queue_lost);
   EXPECT_EQ(kernel_lost, 5u);
+}
+
+TEST(FlowMetricsTest, CountsWithHubblesNamesAndLabelsAndForgetsPodsThatLeft) {
+  using T = dnsproxy::DnsEvent::Type;
+  using V = dnsproxy::DnsEvent::Verdict;
+  prometheus::Registry registry;
+  FlowMetrics metrics(registry);
+  for (const flow::Flow& f : {DnsFlow(T::kRequest, V::kForwarded), DnsFlow(T::kResponse, V::kForwarded),
+                              DnsFlow(T::kRequest, V::kDenied), DnsFlow(T::kResponse, V::kDenied, 5),
+                              L34Flow(ACNS_PKT_DROP_POLICY), L34Flow(ACNS_PKT_ALLOW, IPPROTO_UDP)}) {
+    metrics.Observe(f);
+  }
+  metrics.ObserveLost(flow::OBSERVER_EVENTS_QUEUE, 7);
+  const std::string text = prometheus::TextSerializer().Serialize(registry.Collect());
+  for (const char* line : {
+           "hubble_dns_queries_total{ips_returned=\"0\",qtypes=\"AAAA\",rcode=\"\",source=\"shop/web-1\"} 1",
+           "hubble_dns_queries_total{ips_returned=\"0\",qtypes=\"AAAA\",rcode=\"Policy denied\",source=\"shop/web-1\"} 1",
+           "hubble_dns_responses_total{ips_returned=\"2\",qtypes=\"AAAA\",rcode=\"No Error\",source=\"shop/web-1\"} 1",
+           "hubble_dns_responses_total{ips_returned=\"0\",qtypes=\"AAAA\",rcode=\"Policy denied\",source=\"shop/web-1\"} 1",
+           "hubble_dns_response_types_total{qtypes=\"AAAA\",source=\"shop/web-1\",type=\"A\"} 2",
+           "hubble_dns_response_types_total{qtypes=\"AAAA\",source=\"shop/web-1\",type=\"CNAME\"} 1",
+           // One drop per denied query (not its answer), one per dropped packet.
+           "hubble_drop_total{protocol=\"DNS\",reason=\"POLICY_DENIED\",source=\"shop/web-1\"} 1",
+           "hubble_drop_total{protocol=\"TCP\",reason=\"POLICY_DENIED\",source=\"shop/web-1\"} 1",
+           "hubble_flows_processed_total{protocol=\"DNS\",source=\"shop/web-1\",subtype=\"DNS\",type=\"L7\",verdict=\"FORWARDED\"} 2",
+           "hubble_flows_processed_total{protocol=\"UDP\",source=\"shop/web-1\",subtype=\"\",type=\"PolicyVerdict\",verdict=\"FORWARDED\"} 1",
+           "hubble_flows_processed_total{protocol=\"TCP\",source=\"shop/web-1\",subtype=\"\",type=\"Drop\",verdict=\"DROPPED\"} 1",
+           "hubble_policy_verdicts_total{action=\"dropped\",direction=\"egress\",match=\"l7/dns\",source=\"shop/web-1\"} 1",
+           "hubble_policy_verdicts_total{action=\"forwarded\",direction=\"egress\",match=\"l3-l4\",source=\"shop/web-1\"} 1",
+           "hubble_policy_verdicts_total{action=\"dropped\",direction=\"egress\",match=\"none\",source=\"shop/web-1\"} 1",
+           "hubble_tcp_flags_total{family=\"IPv4\",flag=\"SYN\",source=\"shop/web-1\"} 1",
+           "hubble_lost_events_total{source=\"observer_events_queue\"} 7"}) {
+    EXPECT_NE(text.find(std::string(line) + "\n"), std::string::npos) << line << "\n" << text;
+  }
+  // The pod leaves: its series go, and a late flow of it counts without the pod.
+  metrics.SetLivePods({"shop/other"});
+  metrics.Observe(DnsFlow(T::kRequest, V::kForwarded));
+  const std::string after = prometheus::TextSerializer().Serialize(registry.Collect());
+  EXPECT_EQ(after.find("shop/web-1"), std::string::npos) << after;
+  EXPECT_NE(after.find("hubble_dns_queries_total{ips_returned=\"0\",qtypes=\"AAAA\",rcode=\"\",source=\"\"} 1\n"),
+            std::string::npos) << after;
 }
 
 }  // namespace

@@ -1,0 +1,69 @@
+// Hubble's flow metrics (names, labels and label values as Hubble's metrics handlers write them)
+// counted from the flows the observer builds, in a prometheus-cpp registry:
+//   hubble_flows_processed_total{source,protocol,type,subtype,verdict}
+//   hubble_dns_queries_total / hubble_dns_responses_total{source,rcode,qtypes,ips_returned}
+//   hubble_dns_response_types_total{source,type,qtypes}
+//   hubble_drop_total{source,reason,protocol}  (a denied DNS query counts once, not its answer)
+//   hubble_policy_verdicts_total{source,direction,match,action}
+//   hubble_tcp_flags_total{source,flag,family}
+//   hubble_lost_events_total{source}  (here `source` is where events were lost)
+// The context label `source` is the pod's "namespace/name" (the pod that sent the query or the
+// packet; for an answer, the pod it goes to). Series of pods that left are removed (SetLivePods),
+// and flows of pods not live count without a pod, so cardinality is bounded by the live pods
+// times the label values (docs/observability.md).
+#ifndef ACNS_LIB_OBSERVE_FLOW_METRICS_H_
+#define ACNS_LIB_OBSERVE_FLOW_METRICS_H_
+
+#include <initializer_list>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/registry.h"
+#include "proto/flow.pb.h"
+
+namespace acns::observe {
+
+class FlowMetrics {
+ public:
+  // Registers the families in `registry`, which must outlive this.
+  explicit FlowMetrics(prometheus::Registry& registry);
+
+  void Observe(const flow::Flow& f);
+  void ObserveLost(flow::LostEventSource source, uint64_t count);
+  // The pods ("namespace/name") that exist now: the series of every other pod go.
+  void SetLivePods(absl::flat_hash_set<std::string> pods);
+
+ private:
+  using Family = prometheus::Family<prometheus::Counter>;
+  // Label names and values in pairs, without the pod.
+  void Count(Family* family, const std::string& pod, std::initializer_list<absl::string_view> labels);
+
+  Family* flows_processed_;
+  Family* dns_queries_;
+  Family* dns_responses_;
+  Family* dns_response_types_;
+  Family* drops_;
+  Family* policy_verdicts_;
+  Family* tcp_flags_;
+  Family* lost_events_;
+
+  absl::Mutex mu_;
+  absl::flat_hash_set<std::string> live_pods_ ABSL_GUARDED_BY(mu_);
+  bool pods_known_ ABSL_GUARDED_BY(mu_) = false;  // until SetLivePods, every pod counts
+  // Each pod's series, to remove them with the pod.
+  absl::flat_hash_map<std::string, std::vector<std::pair<Family*, prometheus::Counter*>>> series_ ABSL_GUARDED_BY(mu_);
+  // Every series by family, pod and label values: found without building prometheus' label map
+  // (a std::map per metric per flow was most of the cost of counting).
+  absl::flat_hash_map<std::string, prometheus::Counter*> counters_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace acns::observe
+
+#endif  // ACNS_LIB_OBSERVE_FLOW_METRICS_H_
