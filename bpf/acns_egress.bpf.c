@@ -208,13 +208,15 @@ static __always_inline __u32 identity_of(const struct acns_ct_key *k) {
   return v ? v->sec_identity : ACNS_IDENTITY_WORLD;
 }
 
-static __always_inline struct acns_policy_value *policy_of(__u32 identity, const struct acns_ct_key *k) {
+static __always_inline struct acns_policy_value *policy_of(__u32 identity, const struct flow *f) {
+  const struct acns_ct_key *k = &f->key;
+  const int icmp = k->protocol == IPPROTO_ICMP || k->protocol == IPPROTO_ICMPV6;
   struct acns_policy_key key = {
       .prefixlen = ACNS_POLICY_FULL_PREFIX,
       .sec_label = identity,
       .egress = 1,
       .protocol = k->protocol,
-      .dport = k->dport, /* 0 for ICMP */
+      .dport = icmp ? bpf_htons(f->icmp_type) : k->dport, /* ICMP: the type, as Cilium keys it */
   };
   return bpf_map_lookup_elem(&acns_policy, &key);
 }
@@ -328,10 +330,10 @@ int acns_egress(struct __sk_buff *skb) {
   }
 
   const __u32 identity = identity_of(&f.key);
-  struct acns_policy_value *exact = policy_of(identity, &f.key);
-  struct acns_policy_value *any = policy_of(0, &f.key);
+  struct acns_policy_value *exact = policy_of(identity, &f);
+  struct acns_policy_value *any = policy_of(0, &f);
   const __u32 prefix_identity = prefix_identity_of(&f.key);
-  struct acns_policy_value *by_prefix = prefix_identity ? policy_of(prefix_identity, &f.key) : 0;
+  struct acns_policy_value *by_prefix = prefix_identity ? policy_of(prefix_identity, &f) : 0;
   /* A deny entry wins over any allow; otherwise any matching entry allows. (Integers, not the
    * pointers themselves, are combined: the verifier refuses arithmetic on map value pointers.) */
   const int found = match_of(exact) | match_of(any) | match_of(by_prefix);

@@ -64,6 +64,11 @@ ABSL_FLAG(bool, dnsproxy_randomize_case, true, "DNS 0x20: forwarded names in a r
 ABSL_FLAG(std::string, state_dir, "", "directory for the FQDN cache's snapshots (created if missing; must be writable); empty: no persistence");
 ABSL_FLAG(bool, datapath, true, "enforce in eBPF on the endpoints' interfaces, with transparent DNS (needs root)");
 ABSL_FLAG(std::string, bpffs_root, "/sys/fs/bpf/acns", "where the datapath pins its maps (a bpffs is mounted at /sys/fs/bpf if there is none)");
+ABSL_FLAG(std::vector<std::string>, host_addresses, {}, "this node's addresses: the reserved entity host of toEntities (comma-separated)");
+ABSL_FLAG(std::vector<std::string>, remote_node_addresses, {}, "the other nodes' addresses: toEntities remote-node");
+ABSL_FLAG(std::vector<std::string>, kube_apiserver_addresses, {}, "the Kubernetes API server's addresses: toEntities kube-apiserver");
+ABSL_FLAG(std::vector<std::string>, health_addresses, {}, "the health endpoints' addresses: toEntities health");
+ABSL_FLAG(std::vector<std::string>, ingress_addresses, {}, "the ingress proxies' addresses: toEntities ingress");
 ABSL_FLAG(std::string, hubble_listen_address, "", "serve Hubble's Observer and Peer gRPC API (hubble observe --server, Hubble Relay) on ADDR:PORT, e.g. :4244; empty: not served");
 ABSL_FLAG(uint32_t, hubble_event_buffer_capacity, 4095, "flows kept in memory for the Hubble API (0: no flows)");
 ABSL_FLAG(std::string, api, "127.0.0.1:9965", "HTTP API address IPv4ADDR:PORT");
@@ -357,6 +362,30 @@ class Agent {
     if (acns_node_create(&o, &node_, &err) != ACNS_OK) {
       Log("error", std::string("cannot start: ") + err.message);
       return false;
+    }
+    const std::pair<const char*, std::vector<std::string>> reserved[] = {
+        {"host", absl::GetFlag(FLAGS_host_addresses)},
+        {"remote-node", absl::GetFlag(FLAGS_remote_node_addresses)},
+        {"kube-apiserver", absl::GetFlag(FLAGS_kube_apiserver_addresses)},
+        {"health", absl::GetFlag(FLAGS_health_addresses)},
+        {"ingress", absl::GetFlag(FLAGS_ingress_addresses)}};
+    for (const auto& [entity, texts] : reserved) {
+      std::vector<acns_ip> ips;
+      for (const std::string& t : texts) {
+        acns_ip ip{};
+        const bool v4 = inet_pton(AF_INET, t.c_str(), ip.addr) == 1;
+        if (!v4 && inet_pton(AF_INET6, t.c_str(), ip.addr) != 1) {
+          Log("error", absl::StrCat("--", entity, "-addresses: \"", t, "\" is not an IP address"));
+          return false;
+        }
+        ip.family = v4 ? 4 : 6;
+        ips.push_back(ip);
+      }
+      if (ips.empty()) continue;
+      if (acns_node_set_reserved_addresses(node_, entity, ips.data(), ips.size(), &err) != ACNS_OK) {
+        Log("error", absl::StrCat("--", entity, "-addresses: ", err.message));
+        return false;
+      }
     }
     return true;
   }

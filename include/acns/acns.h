@@ -1001,6 +1001,19 @@ ACNS_API acns_status acns_node_endpoint_upsert(acns_node *node, const acns_endpo
  * sync. ACNS_NOT_FOUND if unknown. Thread-safety: any thread. @since 0.3 */
 ACNS_API acns_status acns_node_endpoint_remove(acns_node *node, uint64_t id, acns_error *err);
 
+/*
+ * The addresses behind one of Cilium's reserved entities, which only the embedder knows:
+ * "host" (this node's addresses), "remote-node" (the other nodes'), "kube-apiserver", "health",
+ * "ingress". Replaces that entity's list (n_ips 0 empties it). toEntities rules select DNS
+ * servers and datapath peers by them, with Cilium's identities (host 1, health 4,
+ * remote-node 6, kube-apiserver 7, ingress 8); `cluster` covers all but kube-apiserver, `world`
+ * none, and toCIDR never selects host, remote-node, health or ingress addresses.
+ * ACNS_INVALID_ARGUMENT for another entity or a bad address; ACNS_ALREADY_EXISTS if an
+ * address is an endpoint's. Thread-safety: any thread. @since 0.5
+ */
+ACNS_API acns_status acns_node_set_reserved_addresses(acns_node *node, const char *entity, const acns_ip *ips,
+                                                      size_t n_ips, acns_error *err);
+
 /* Replaces every endpoint with those of an endpoints file (acns-agent's format), all or
  * nothing, as acns_policy_engine_endpoints_load_file; endpoints that left lose their leases.
  * Thread-safety: any thread. @since 0.3 */

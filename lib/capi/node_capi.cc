@@ -206,6 +206,22 @@ acns_status acns_node_endpoint_remove(acns_node* node, uint64_t id, acns_error* 
   });
 }
 
+acns_status acns_node_set_reserved_addresses(acns_node* node, const char* entity, const acns_ip* ips, size_t n_ips,
+                                             acns_error* err) {
+  return Guard(err, [&]() -> acns_status {
+    if (node == nullptr) return NoNode(err);
+    if (entity == nullptr) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "entity is NULL");
+    if (n_ips > 0 && ips == nullptr) return SetError(err, ACNS_INVALID_ARGUMENT, 0, "ips is NULL but n_ips is not 0");
+    std::vector<acns::IpAddr> list;
+    for (size_t i = 0; i < n_ips; ++i) {
+      auto ip = acns::capi::FromAcnsIp(&ips[i]);
+      if (!ip.ok()) return SetError(err, ACNS_INVALID_ARGUMENT, 0, absl::StrCat("ips[", i, "]: ", ip.status().message()));
+      list.push_back(*ip);
+    }
+    return FromStatus(node->runtime->SetReservedAddresses(entity, std::move(list)), err);
+  });
+}
+
 acns_status acns_node_endpoints_load_file(acns_node* node, const char* path, acns_diagnostic_fn fn,
                                           void* user_data, size_t* n_endpoints, acns_error* err) {
   return Guard(err, [&]() -> acns_status {

@@ -130,7 +130,22 @@ absl::Status Datapath::SeedLocalIdentities() {
 
 absl::Status Datapath::WriteStaticIpcache(const std::vector<std::pair<IpAddr, uint32_t>>& endpoint_ips) {
   std::vector<std::pair<IpAddr, uint32_t>> entries = endpoint_ips;
-  for (const SocketAddress& a : options_.dns_proxy) entries.emplace_back(a.ip(), kIdentityHost);
+  absl::flat_hash_set<IpAddr> seen;
+  for (const SocketAddress& a : options_.dns_proxy) {
+    if (seen.insert(a.ip()).second) entries.emplace_back(a.ip(), kIdentityHost);
+  }
+  // The embedder's reserved addresses. One identity per address: an address in several lists
+  // takes the first of host, remote-node, kube-apiserver, health, ingress.
+  const policy::PolicyEngine::ReservedAddresses reserved = engine_->reserved_addresses();
+  for (const auto& [list, identity] : {std::pair{&reserved.host, kIdentityHost},
+                                       std::pair{&reserved.remote_node, kIdentityRemoteNode},
+                                       std::pair{&reserved.kube_apiserver, kIdentityKubeApiserver},
+                                       std::pair{&reserved.health, kIdentityHealth},
+                                       std::pair{&reserved.ingress, kIdentityIngress}}) {
+    for (const IpAddr& ip : *list) {
+      if (seen.insert(ip).second) entries.emplace_back(ip, identity);
+    }
+  }
   return ipcache_->SetStaticEntries(std::move(entries));
 }
 

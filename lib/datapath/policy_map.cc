@@ -45,6 +45,18 @@ class EntryBuilder {
       for (uint32_t id : identities) Add(PolicyKey(id, 0, 0), 0, proxy_port);
       return;
     }
+    // ICMP (icmps rules): the type stands in the port field, always exact (type 0 included),
+    // as the program looks it up.
+    const std::pair<uint8_t, uint8_t> icmp_protocols[] = {{policy::kProtoIcmp, IPPROTO_ICMP},
+                                                          {policy::kProtoIcmpv6, IPPROTO_ICMPV6}};
+    for (const auto& [bit, proto] : icmp_protocols) {
+      if ((pp.protocols & bit) == 0) continue;
+      for (uint32_t id : identities) {
+        acns_policy_key key = PolicyKey(id, proto, pp.port);
+        key.prefixlen = ACNS_POLICY_FULL_PREFIX;
+        Add(key, 16, proxy_port);
+      }
+    }
     const std::pair<uint8_t, uint8_t> protocols[] = {
         {policy::kProtoTcp, IPPROTO_TCP}, {policy::kProtoUdp, IPPROTO_UDP}, {policy::kProtoSctp, IPPROTO_SCTP}};
     for (const auto& [bit, proto] : protocols) {
@@ -92,6 +104,17 @@ class EntryBuilder {
 
 }  // namespace
 
+uint32_t ReservedIdentity(absl::string_view entity) {
+  if (entity == "host") return kIdentityHost;
+  if (entity == "remote-node") return kIdentityRemoteNode;
+  if (entity == "kube-apiserver") return kIdentityKubeApiserver;
+  if (entity == "health") return kIdentityHealth;
+  if (entity == "init") return kIdentityInit;
+  if (entity == "ingress") return kIdentityIngress;
+  if (entity == "unmanaged") return kIdentityUnmanaged;
+  return 0;
+}
+
 std::vector<PolicyEntry> DesiredEgressPolicy(const policy::PolicyEngine::EgressView& view,
                                              const PolicyMapInputs& inputs) {
   EntryBuilder out;
@@ -127,11 +150,14 @@ std::vector<PolicyEntry> DesiredEgressPolicy(const policy::PolicyEngine::EgressV
         peers.push_back(ACNS_IDENTITY_WORLD);
         for (const auto& [id, selectors] : fqdn) peers.push_back(id);
         for (const auto& [cidr, id] : cidrs) peers.push_back(id);
-      } else if (entity == "host") {
-        peers.push_back(kIdentityHost);
       } else if (entity == "cluster") {
-        peers.push_back(kIdentityHost);
+        for (uint32_t id : {kIdentityHost, kIdentityRemoteNode, kIdentityHealth, kIdentityInit, kIdentityIngress,
+                            kIdentityUnmanaged}) {
+          peers.push_back(id);
+        }
         for (const auto& [id, labels] : endpoints) peers.push_back(id);
+      } else if (const uint32_t id = ReservedIdentity(entity); id != 0) {
+        peers.push_back(id);
       }
     }
     for (const policy::LabelSelector& sel : rule->to_endpoints) {

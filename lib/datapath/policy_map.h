@@ -12,14 +12,27 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "bpf/include/acns/maps.h"
 #include "lib/datapath/local_identities.h"
 #include "lib/policy/engine.h"
 
 namespace acns::datapath {
 
-// Cilium's reserved identity of the node itself; the explicit-mode DNS proxy's addresses have it.
+// Cilium's reserved identities. The node itself (the explicit-mode DNS proxy's addresses and the
+// embedder's host addresses have it) and the entities toEntities names; world is
+// ACNS_IDENTITY_WORLD (2).
 constexpr uint32_t kIdentityHost = 1;
+constexpr uint32_t kIdentityUnmanaged = 3;
+constexpr uint32_t kIdentityHealth = 4;
+constexpr uint32_t kIdentityInit = 5;
+constexpr uint32_t kIdentityRemoteNode = 6;
+constexpr uint32_t kIdentityKubeApiserver = 7;
+constexpr uint32_t kIdentityIngress = 8;
+
+// The reserved identity of a toEntities entity that has one of its own ("host": 1,
+// "remote-node": 6, ...); 0 for the others (all, world, cluster).
+uint32_t ReservedIdentity(absl::string_view entity);
 
 struct PolicyEntry {
   acns_policy_key key;

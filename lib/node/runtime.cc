@@ -158,6 +158,25 @@ absl::Status NodeRuntime::UpsertEndpoint(policy::PolicyEngine::EndpointRecord en
   return absl::OkStatus();
 }
 
+absl::Status NodeRuntime::SetReservedAddresses(absl::string_view entity, std::vector<IpAddr> ips) {
+  absl::MutexLock lock(&reserved_mu_);
+  policy::PolicyEngine::ReservedAddresses all = engine_.reserved_addresses();
+  std::vector<IpAddr>* list = entity == "host"             ? &all.host
+                              : entity == "remote-node"    ? &all.remote_node
+                              : entity == "kube-apiserver" ? &all.kube_apiserver
+                              : entity == "health"         ? &all.health
+                              : entity == "ingress"        ? &all.ingress
+                                                           : nullptr;
+  if (list == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "\"", entity, "\" is not an entity with addresses (host, remote-node, kube-apiserver, health, ingress)"));
+  }
+  *list = std::move(ips);
+  if (absl::Status s = engine_.SetReservedAddresses(std::move(all)); !s.ok()) return s;
+  RequestSync();
+  return absl::OkStatus();
+}
+
 absl::Status NodeRuntime::RemoveEndpoint(uint64_t id) {
   if (absl::Status s = engine_.RemoveEndpoint(id); !s.ok()) return s;
   cache_->RemoveEndpoint(id);  // its leases go with it, not at their TTL

@@ -121,6 +121,9 @@ class NodeRuntime {
   absl::Status UpsertEndpoint(policy::PolicyEngine::EndpointRecord endpoint);
   absl::Status RemoveEndpoint(uint64_t id);
   absl::Status ReplaceEndpoints(std::vector<policy::PolicyEngine::EndpointRecord> endpoints);
+  // The addresses of one of Cilium's reserved entities ("host", "remote-node", "kube-apiserver",
+  // "health", "ingress"; see PolicyEngine::ReservedAddresses), replacing that entity's list.
+  absl::Status SetReservedAddresses(absl::string_view entity, std::vector<IpAddr> ips);
 
   // Syncs the enforcer (the datapath starts if an endpoint has an interface; if it cannot start
   // at all, FailedPrecondition: nothing would enforce), restores the
@@ -204,6 +207,8 @@ class NodeRuntime {
   std::string last_save_error_;
   std::deque<std::pair<LogLevel, std::string>> log_queue_;
   NodeStats stats_;
+
+  absl::Mutex reserved_mu_;  // one SetReservedAddresses at a time (read, change, write)
 
   absl::Mutex events_mu_;
   std::deque<NodeEvent> events_ ABSL_GUARDED_BY(events_mu_);

@@ -88,7 +88,18 @@ bool PrefixContains(const CidrRule& cidr, const DnsServer& server) {
   return (cidr.addr[full] & mask) == (server.addr[full] & mask);
 }
 
-bool SelectsServer(const EgressRule& e, const DnsServer& server) {
+// The reserved entities an address stands for (bits), from the embedder's lists.
+enum ReservedBit : uint8_t {
+  kReservedHost = 1,
+  kReservedRemoteNode = 2,
+  kReservedKubeApiserver = 4,
+  kReservedHealth = 8,
+  kReservedIngress = 16,
+};
+// Of them, the ones Cilium's `cluster` entity covers.
+constexpr uint8_t kReservedInCluster = kReservedHost | kReservedRemoteNode | kReservedHealth | kReservedIngress;
+
+bool SelectsServer(const EgressRule& e, const DnsServer& server, uint8_t reserved) {
   if (!e.HasL3()) return true;
   if (server.labels != nullptr) {
     for (const LabelSelector& sel : e.to_endpoints) {
@@ -96,19 +107,26 @@ bool SelectsServer(const EgressRule& e, const DnsServer& server) {
     }
   }
   for (const CidrRule& cidr : e.to_cidrs) {
+    if ((reserved & kReservedInCluster) != 0) break;  // CIDRs never select the cluster's nodes
     if (!PrefixContains(cidr, server)) continue;
     if (std::none_of(cidr.except.begin(), cidr.except.end(),
                      [&](const CidrRule& ex) { return PrefixContains(ex, server); })) {
       return true;
     }
   }
+  const bool world = server.labels == nullptr && reserved == 0;
   for (const std::string& entity : e.to_entities) {
     if (entity == "all") return true;
-    const bool world = server.labels == nullptr;
     if (entity == "world" && world) return true;
     if (entity == "world-ipv4" && world && server.family == 4) return true;
     if (entity == "world-ipv6" && world && server.family == 6) return true;
-    if (entity == "cluster" && !world) return true;
+    if (entity == "cluster" && (server.labels != nullptr || (reserved & kReservedInCluster) != 0)) return true;
+    if (entity == "host" && (reserved & kReservedHost) != 0) return true;
+    if (entity == "remote-node" && (reserved & kReservedRemoteNode) != 0) return true;
+    if (entity == "kube-apiserver" && (reserved & kReservedKubeApiserver) != 0) return true;
+    if (entity == "health" && (reserved & kReservedHealth) != 0) return true;
+    if (entity == "ingress" && (reserved & kReservedIngress) != 0) return true;
+    // init and unmanaged stand for endpoints without addresses of their own: never a server.
   }
   return false;
 }
@@ -130,6 +148,16 @@ struct PolicyEngine::Snapshot {
   // rules share one, and unchanged ones carry over to the next snapshot.
   absl::flat_hash_map<std::string, std::shared_ptr<const EndpointDnsPolicy>> compiled;
   std::shared_ptr<const SelectorIndex> selectors = std::make_shared<SelectorIndex>();
+  ReservedAddresses reserved_lists;
+  absl::flat_hash_map<IpAddr, uint8_t> reserved;  // address -> ReservedBit set
+
+  uint8_t ReservedOf(const DnsServer& server) const {
+    if (reserved.empty()) return 0;
+    auto ip = IpAddr::FromFamily(server.family, server.addr);
+    if (!ip.ok()) return 0;
+    auto it = reserved.find(*ip);
+    return it == reserved.end() ? 0 : it->second;
+  }
 
   // Key of the rules selecting `labels`; identifies them across snapshots.
   std::string RuleKey(const LabelSet& labels) const {
@@ -313,6 +341,29 @@ absl::Status PolicyEngine::UpsertEndpoint(EndpointRecord record) {
   return Publish(std::move(next));
 }
 
+absl::Status PolicyEngine::SetReservedAddresses(ReservedAddresses addresses) {
+  std::lock_guard<std::mutex> lock(update_mu_);
+  auto next = std::make_shared<Snapshot>(*Current());
+  next->reserved.clear();
+  const std::pair<const std::vector<IpAddr>*, uint8_t> lists[] = {
+      {&addresses.host, kReservedHost}, {&addresses.remote_node, kReservedRemoteNode},
+      {&addresses.kube_apiserver, kReservedKubeApiserver}, {&addresses.health, kReservedHealth},
+      {&addresses.ingress, kReservedIngress}};
+  for (const auto& [list, bit] : lists) {
+    for (const IpAddr& ip : *list) {
+      if (auto owner = next->endpoint_by_ip.find(ip); owner != next->endpoint_by_ip.end()) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("address ", ip.ToString(), " belongs to endpoint ", owner->second));
+      }
+      next->reserved[ip] |= bit;
+    }
+  }
+  next->reserved_lists = std::move(addresses);
+  return Publish(std::move(next));
+}
+
+PolicyEngine::ReservedAddresses PolicyEngine::reserved_addresses() const { return Current()->reserved_lists; }
+
 absl::Status PolicyEngine::RemoveEndpoint(uint64_t id) {
   std::lock_guard<std::mutex> lock(update_mu_);
   auto next = std::make_shared<Snapshot>(*Current());
@@ -381,7 +432,7 @@ std::optional<uint64_t> PolicyEngine::EndpointByIp(const IpAddr& ip) const {
 
 namespace {
 
-DnsDecision Decide(const PolicyEngine::EndpointDnsPolicy& policy, const DnsServer& server,
+DnsDecision Decide(const PolicyEngine::EndpointDnsPolicy& policy, const DnsServer& server, uint8_t reserved,
                    absl::string_view qname) {
   DnsDecision d;
   if (!policy.enforced) {
@@ -394,7 +445,7 @@ DnsDecision Decide(const PolicyEngine::EndpointDnsPolicy& policy, const DnsServe
     group.matcher.ForEachMatch(qname, [&](uint32_t id) {
       const auto& entry = group.entries[id];
       const auto& egress = policy.egress[entry.egress];
-      if (!SelectsServer(*egress.rule, server)) return true;
+      if (!SelectsServer(*egress.rule, server, reserved)) return true;
       d.origin = RuleOrigin{egress.policy, &entry.rule->path};
       return false;
     });
@@ -407,7 +458,7 @@ DnsDecision Decide(const PolicyEngine::EndpointDnsPolicy& policy, const DnsServe
   for (const auto& w : policy.wildcards) {
     const auto& egress = policy.egress[w.egress];
     if (PortRuleCovers(w.port_rule, server.port, server.protocol) &&
-        SelectsServer(*egress.rule, server)) {
+        SelectsServer(*egress.rule, server, reserved)) {
       d.verdict = DnsVerdict::kAllow;
       d.reason = DnsReason::kAllowedByRule;
       d.origin = RuleOrigin{egress.policy, w.port_rule ? &w.port_rule->path : &egress.rule->path};
@@ -420,7 +471,7 @@ DnsDecision Decide(const PolicyEngine::EndpointDnsPolicy& policy, const DnsServe
     for (const auto& group : policy.groups) {
       if (group.port != server.port || group.protocol != server.protocol) continue;
       for (const auto& entry : group.entries) {
-        if (SelectsServer(*policy.egress[entry.egress].rule, server)) return d;
+        if (SelectsServer(*policy.egress[entry.egress].rule, server, reserved)) return d;
       }
     }
     d.verdict = DnsVerdict::kAllow;
@@ -440,7 +491,7 @@ DnsDecision PolicyEngine::CheckDns(uint64_t endpoint_id, const DnsServer& server
     d.reason = DnsReason::kUnknownEndpoint;
     return d;
   }
-  DnsDecision d = Decide(*it->second.dns, server, qname);
+  DnsDecision d = Decide(*it->second.dns, server, snap->ReservedOf(server), qname);
   if (d.origin.policy != nullptr) d.keep_alive = std::move(snap);
   return d;
 }
@@ -457,7 +508,7 @@ absl::StatusOr<DnsDecision> PolicyEngine::CheckDnsForLabels(const LabelSet& endp
     if (!fresh.ok()) return fresh.status();
     policy = *std::move(fresh);
   }
-  DnsDecision d = Decide(*policy, server, qname);
+  DnsDecision d = Decide(*policy, server, snap->ReservedOf(server), qname);
   if (d.origin.policy != nullptr) d.keep_alive = policy;  // it holds the policies it points at
   return d;
 }

@@ -64,6 +64,18 @@ class PolicyEngine final : public DnsPolicy {
   // Every registered endpoint (id, interface and addresses; labels included), ordered by id.
   std::vector<EndpointRecord> Endpoints() const;
 
+  // The addresses behind Cilium's reserved entities, which only the embedder knows: this node's
+  // own (`host`), the other nodes' (`remote-node`), the Kubernetes API server's
+  // (`kube-apiserver`), the health endpoints' and the ingress proxies'. toEntities rules select
+  // DNS servers (and the datapath peers) by them; `cluster` covers all but kube-apiserver; CIDR
+  // rules do not select them (Cilium's default); `world` is what is in none of them and is no
+  // endpoint. Replaces what was set before.
+  struct ReservedAddresses {
+    std::vector<IpAddr> host, remote_node, kube_apiserver, health, ingress;
+  };
+  absl::Status SetReservedAddresses(ReservedAddresses addresses);
+  ReservedAddresses reserved_addresses() const;
+
   // The egress rules of the policies selecting endpoint `id`, for the datapath's policy map.
   struct EgressView {
     bool enforced = false;  // some selecting rule has an egress section

@@ -1,15 +1,17 @@
-#include "absl/strings/string_view.h"
 #include "lib/policy/loader.h"
 
 #include <arpa/inet.h>
 
 #include <exception>
+#include <optional>
+#include <span>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
 #include "lib/policy/yaml_tree.h"
 
 namespace acns::policy {
@@ -27,6 +29,42 @@ std::string Diagnostic::ToString() const {
 }
 
 namespace {
+
+// An IANA service name, as Cilium's PortProtocol sanitizer takes a named port (pkg/iana,
+// IsSvcName): 1-15 lower-case letters, digits and single inner dashes, with a letter.
+// An ICMP type as Cilium's ICMPField takes it: a number 0-255 or its name (pkg/policy/api/icmp.go).
+std::optional<uint8_t> IcmpType(bool v6, absl::string_view text) {
+  uint32_t n;
+  if (absl::SimpleAtoi(text, &n)) return n <= 255 ? std::optional<uint8_t>(static_cast<uint8_t>(n)) : std::nullopt;
+  static const std::pair<absl::string_view, uint8_t> kV4[] = {
+      {"EchoReply", 0}, {"DestinationUnreachable", 3}, {"Redirect", 5}, {"Echo", 8}, {"EchoRequest", 8},
+      {"RouterAdvertisement", 9}, {"RouterSelection", 10}, {"TimeExceeded", 11}, {"ParameterProblem", 12},
+      {"Timestamp", 13}, {"TimestampReply", 14}, {"Photuris", 40}, {"ExtendedEchoRequest", 42},
+      {"ExtendedEchoReply", 43}};
+  static const std::pair<absl::string_view, uint8_t> kV6[] = {
+      {"DestinationUnreachable", 1}, {"PacketTooBig", 2}, {"TimeExceeded", 3}, {"ParameterProblem", 4},
+      {"EchoRequest", 128}, {"EchoReply", 129}, {"MulticastListenerQuery", 130}, {"MulticastListenerReport", 131},
+      {"MulticastListenerDone", 132}, {"RouterSolicitation", 133}, {"RouterAdvertisement", 134},
+      {"NeighborSolicitation", 135}, {"NeighborAdvertisement", 136}, {"RedirectMessage", 137},
+      {"RouterRenumbering", 138}, {"ICMPNodeInformationQuery", 139}, {"ICMPNodeInformationResponse", 140},
+      {"InverseNeighborDiscoverySolicitation", 141}, {"InverseNeighborDiscoveryAdvertisement", 142},
+      {"HomeAgentAddressDiscoveryRequest", 144}, {"HomeAgentAddressDiscoveryReply", 145},
+      {"MobilePrefixSolicitation", 146}, {"MobilePrefixAdvertisement", 147},
+      {"DuplicateAddressRequestCodeSuffix", 157}, {"DuplicateAddressConfirmationCodeSuffix", 158},
+      {"ExtendedEchoRequest", 160}, {"ExtendedEchoReply", 161}};
+  using Names = std::span<const std::pair<absl::string_view, uint8_t>>;
+  for (const auto& [name, type] : v6 ? Names(kV6) : Names(kV4)) {
+    if (name == text) return type;
+  }
+  return std::nullopt;
+}
+
+bool IsPortName(absl::string_view text) {
+  if (text.empty() || text.size() > 15 || text.front() == '-' || text.back() == '-') return false;
+  if (text.find("--") != absl::string_view::npos) return false;
+  if (text.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != absl::string_view::npos) return false;
+  return text.find_first_of("abcdefghijklmnopqrstuvwxyz") != absl::string_view::npos;
+}
 
 constexpr absl::string_view kCiliumApiVersion = "cilium.io/v2";
 constexpr size_t kMaxPortsPerRule = 40;
@@ -485,7 +523,52 @@ class DocumentParser {
       }
     }
     e.to_ports = ParsePorts(node["toPorts"], path, /*ingress=*/false);
+    const YamlNode icmps = node["icmps"];
+    if (Present(icmps)) {
+      // Cilium (pkg/policy/api/rule_validation.go, EgressRule.sanitize).
+      if (Present(node["toPorts"])) {
+        Error(Field(path, "icmps"), "the icmps block may only be present without toPorts; use a separate rule for toPorts");
+      } else if (std::optional<PortRule> rule = ParseIcmps(icmps, path); rule.has_value()) {
+        e.to_ports.push_back(*std::move(rule));
+      }
+    }
     return result_.errors.size() == errors_before;
+  }
+
+  // `icmps: [{fields: [{type: 8 | EchoRequest, family: IPv4 | IPv6}]}]` (Cilium's ICMPRule, at
+  // most 40 fields each) as one port rule whose entries are ICMP types.
+  std::optional<PortRule> ParseIcmps(const YamlNode& icmps, const std::string& rule_path) {
+    if (!List(icmps, Field(rule_path, "icmps"))) return std::nullopt;
+    PortRule out;
+    const size_t errors_before = result_.errors.size();
+    for (size_t i = 0; i < icmps.size(); ++i) {
+      const std::string rpath = Index(rule_path, "icmps", i);
+      const YamlNode fields = icmps[i]["fields"];
+      if (!List(fields, Field(rpath, "fields"))) continue;
+      if (fields.size() > 40) {
+        Error(Field(rpath, "fields"), absl::StrCat("has ", fields.size(), " fields; at most 40 are allowed"));
+        continue;
+      }
+      for (size_t f = 0; f < fields.size(); ++f) {
+        const std::string fpath = Index(rpath, "fields", f);
+        std::string family = "IPv4", type;
+        if (Present(fields[f]["family"]) && !Scalar(fields[f]["family"], Field(fpath, "family"), family)) continue;
+        if (family != "IPv4" && family != "IPv6") {
+          Error(Field(fpath, "family"), absl::StrCat("\"", family, "\" is not one of IPv4, IPv6"));
+          continue;
+        }
+        if (!Scalar(fields[f]["type"], Field(fpath, "type"), type)) continue;
+        const std::optional<uint8_t> number = IcmpType(family == "IPv6", type);
+        if (!number.has_value()) {
+          Error(Field(fpath, "type"), absl::StrCat("\"", type, "\" is not an ", family == "IPv6" ? "ICMPv6" : "ICMP",
+                                                   " type (0-255 or its name)"));
+          continue;
+        }
+        out.ports.push_back(PortProtocol{*number, *number, family == "IPv6" ? kProtoIcmpv6 : kProtoIcmp, {}});
+      }
+    }
+    if (result_.errors.size() != errors_before || out.ports.empty()) return std::nullopt;
+    return out;
   }
 
   bool ParsePort(const YamlNode& node, const std::string& path, PortProtocol& out) {
@@ -505,9 +588,7 @@ class DocumentParser {
           ok = false;
         }
         out.port = static_cast<uint16_t>(value);
-      } else if (!text.empty() && text.size() <= 15 &&
-                 text.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") ==
-                     std::string::npos) {
+      } else if (IsPortName(text)) {
         out.named_port = text;
       } else {
         Error(Field(path, "port"), absl::StrCat("\"", text, "\" is neither a number nor a port name"));

@@ -15,11 +15,12 @@ namespace acns::policy {
 enum class PolicyKind { kNetworkPolicy, kClusterwideNetworkPolicy };
 const char* PolicyKindName(PolicyKind kind);
 
-// Bit set of L4 protocols a port rule covers.
-enum Protocol : uint8_t { kProtoTcp = 1, kProtoUdp = 2, kProtoSctp = 4, kProtoAny = 7 };
+// Bit set of L4 protocols a port rule covers (ANY is Cilium's: TCP, UDP and SCTP). The ICMP
+// bits come from `icmps` rules, whose PortProtocol holds one ICMP type in `port`.
+enum Protocol : uint8_t { kProtoTcp = 1, kProtoUdp = 2, kProtoSctp = 4, kProtoAny = 7, kProtoIcmp = 8, kProtoIcmpv6 = 16 };
 
 struct PortProtocol {
-  uint16_t port = 0;      // 0 = every port
+  uint16_t port = 0;      // 0 = every port (for ICMP: the type, always exact)
   uint16_t end_port = 0;  // last port of a range; equal to port for a single port
   uint8_t protocols = kProtoAny;
   std::string named_port;  // set when the port is a name; such a port never matches a number

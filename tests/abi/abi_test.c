@@ -780,6 +780,14 @@ static void test_node(void) {
   CHECK(acns_node_wait_synced(node, 10, &err) == ACNS_FAILED_PRECONDITION);
   CHECK(acns_node_policy_apply(node, "bad.yaml", "spec: [", 7, NULL, NULL, &err) == ACNS_POLICY_INVALID);
   CHECK(acns_node_endpoint_remove(node, 42, &err) == ACNS_NOT_FOUND);
+  acns_ip host_ip;
+  memset(&host_ip, 0, sizeof(host_ip));
+  host_ip.family = 4;
+  host_ip.addr[0] = 198, host_ip.addr[1] = 51, host_ip.addr[2] = 100, host_ip.addr[3] = 1;
+  CHECK(acns_node_set_reserved_addresses(node, "host", &host_ip, 1, &err) == ACNS_OK);
+  CHECK(acns_node_set_reserved_addresses(node, "world", &host_ip, 1, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(acns_node_set_reserved_addresses(node, "remote-node", NULL, 1, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(acns_node_set_reserved_addresses(node, "host", NULL, 0, &err) == ACNS_OK);
   CHECK(acns_node_start(node, &err) == ACNS_OK);
   CHECK(acns_node_start(node, &err) == ACNS_FAILED_PRECONDITION);
   CHECK(acns_node_wait_synced(node, 5000, &err) == ACNS_OK);

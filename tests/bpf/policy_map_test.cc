@@ -190,9 +190,76 @@ TEST_F(PolicyMapTest, PortRangesAndWildcardsMatchInTheKernel) {
   EXPECT_EQ(verdict("203.0.113.12", IPPROTO_TCP, 443), TC_ACT_SHOT);  // world
 }
 
+// An icmps rule (Cilium's ICMPRule) allows its ICMP types only: the program keys ICMP by type,
+// as Cilium does, and nothing else to that peer.
+TEST(IcmpRuleTest, OnlyTheListedTypesPassInTheKernel) {
+  policy::PolicyEngine engine;
+  ASSERT_TRUE(engine.Apply("p", R"(
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: ping, namespace: default}
+spec:
+  endpointSelector: {}
+  egress:
+  - toEntities: [world]
+    icmps: [{fields: [{type: 8, family: IPv4}, {type: EchoRequest, family: IPv6}]}]
+)", nullptr).ok());
+  ASSERT_TRUE(engine.UpsertEndpoint(1, WebLabels()).ok());
+  auto view = engine.EgressRulesFor(1);
+  ASSERT_TRUE(view.ok());
+  const std::vector<PolicyEntry> desired = DesiredEgressPolicy(*view, PolicyMapInputs{});
+  EXPECT_EQ(Describe(desired), (std::vector<std::string>{"2/1/8/24", "2/58/128/24"}));
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to load BPF programs";
+  auto program = EgressProgram::Load();
+  ASSERT_TRUE(program.ok()) << program.status();
+  ASSERT_TRUE(ReconcilePolicyMap((*program)->policy_fd(), desired).ok());
+  ASSERT_TRUE((*program)->SetEnforce(true).ok());
+  uint16_t flow = 40000;  // each packet its own flow (ICMP identifier or source port)
+  auto verdict = [&](const char* dst, uint8_t proto, uint16_t type_or_port) {
+    return EgressVerdict(**program, acns::testing::MakePacket(IpAddr::Parse(dst)->is_v4() ? "198.51.100.2" : "2001:db8::2",
+                                                             dst, proto, ++flow, type_or_port));
+  };
+  EXPECT_EQ(verdict("203.0.113.9", IPPROTO_ICMP, 8), TC_ACT_OK);
+  EXPECT_EQ(verdict("203.0.113.9", IPPROTO_ICMP, 13), TC_ACT_SHOT);  // timestamp: not listed
+  EXPECT_EQ(verdict("203.0.113.9", IPPROTO_TCP, 443), TC_ACT_SHOT);
+  EXPECT_EQ(verdict("2001:db8::9", IPPROTO_ICMPV6, 128), TC_ACT_OK);
+  EXPECT_EQ(verdict("2001:db8::9", IPPROTO_ICMPV6, 1), TC_ACT_SHOT);
+}
+
 // enableDefaultDeny.egress false: an allow-all entry under the rules' own, so the DNS port
 // still goes to the proxy (transparent mode) and everything else passes; without transparent
 // redirection the endpoint stays in default deny (an allow-all would let DNS bypass the proxy).
+// Each entity with a reserved identity of its own becomes entries for that identity (Cilium's
+// numbers); cluster covers the node-side ones and every endpoint identity.
+TEST(ReservedEntityTest, EntitiesBecomeTheirReservedIdentities) {
+  policy::PolicyEngine engine;
+  ASSERT_TRUE(engine.Apply("p", R"(
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: entities, namespace: default}
+specs:
+  - endpointSelector: {matchLabels: {app: web}}
+    egress: [{toEntities: [host, remote-node, kube-apiserver, health, init, ingress, unmanaged], toPorts: [{ports: [{port: "443", protocol: TCP}]}]}]
+  - endpointSelector: {matchLabels: {app: db}}
+    egress: [{toEntities: [cluster], toPorts: [{ports: [{port: "443", protocol: TCP}]}]}]
+)", nullptr).ok());
+  ASSERT_TRUE(engine.UpsertEndpoint(1, WebLabels()).ok());
+  ASSERT_TRUE(engine.UpsertEndpoint(2, policy::EndpointLabels("default", {{"k8s", "app", "db"}})).ok());
+  const std::vector<std::pair<uint32_t, policy::LabelSet>> endpoints = {{300, WebLabels()}};
+  auto desired = [&](uint64_t id) {
+    auto view = engine.EgressRulesFor(id);
+    EXPECT_TRUE(view.ok());
+    return Describe(DesiredEgressPolicy(*view, PolicyMapInputs{.endpoint_identities = &endpoints}));
+  };
+  const std::vector<std::string> node_side = {"1/6/443/24", "3/6/443/24", "4/6/443/24", "5/6/443/24",
+                                              "6/6/443/24", "7/6/443/24", "8/6/443/24"};
+  EXPECT_EQ(desired(1), node_side);
+  std::vector<std::string> cluster = {"1/6/443/24", "3/6/443/24", "4/6/443/24", "5/6/443/24",
+                                      "6/6/443/24", "8/6/443/24", "300/6/443/24"};
+  std::sort(cluster.begin(), cluster.end());
+  EXPECT_EQ(desired(2), cluster);  // not the API server (7)
+}
+
 TEST(DefaultDenyTest, OutsideDefaultDenyEverythingElseIsAllowed) {
   policy::PolicyEngine engine;
   ASSERT_TRUE(engine.Apply("p", R"(

@@ -18,7 +18,8 @@ inline void Put16(std::string& s, uint16_t v) {
   s.push_back(static_cast<char>(v & 0xff));
 }
 
-// Ethernet + IP + L4 header. proto: IPPROTO_TCP (SYN), IPPROTO_UDP, IPPROTO_ICMP(V6).
+// Ethernet + IP + L4 header. proto: IPPROTO_TCP (SYN), IPPROTO_UDP, IPPROTO_ICMP(V6) (type
+// `dport`, or an echo request if 0; identifier `sport`, or 1 if 0).
 inline std::string MakePacket(const char* src, const char* dst, uint8_t proto, uint16_t sport, uint16_t dport) {
   const IpAddr s = *IpAddr::Parse(src);
   const IpAddr d = *IpAddr::Parse(dst);
@@ -35,7 +36,13 @@ inline std::string MakePacket(const char* src, const char* dst, uint8_t proto, u
     Put16(l4, 8);
     Put16(l4, 0);
   } else {
-    l4 = std::string("\x08\x00\x00\x00\x00\x01\x00\x01", 8);  // echo request
+    const uint8_t echo = proto == IPPROTO_ICMPV6 ? 128 : 8;
+    l4 = std::string("\x08\x00\x00\x00\x00\x01\x00\x01", 8);
+    l4[0] = static_cast<char>(dport != 0 ? dport : echo);
+    if (sport != 0) {
+      l4[4] = static_cast<char>(sport >> 8);
+      l4[5] = static_cast<char>(sport & 0xff);
+    }
   }
   if (s.is_v4()) {
     Put16(p, ETH_P_IP);

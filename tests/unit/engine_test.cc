@@ -224,6 +224,70 @@ specs:
             DnsVerdict::kDeny);
 }
 
+// cilium-cli's "client egress only DNS" policy reaches node-local DNS through toEntities host:
+// the entities that stand for addresses (host, remote-node, kube-apiserver, health, ingress)
+// select a DNS server by the addresses the embedder gives; cluster covers all of them but the
+// API server; world none of them; CIDR rules never select a node (Cilium's default).
+TEST(EngineTest, ReservedEntitiesSelectTheAddressesTheEmbedderNames) {
+  PolicyEngine engine;
+  ASSERT_TRUE(engine.Apply("p", R"(
+apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: entities}
+specs:
+  - endpointSelector: {matchLabels: {e: host}}
+    egress: [{toEntities: [host], toPorts: [{ports: [{port: "53", protocol: ANY}], rules: {dns: [{matchPattern: "*"}]}}]}]
+  - endpointSelector: {matchLabels: {e: remote-node}}
+    egress: [{toEntities: [remote-node]}]
+  - endpointSelector: {matchLabels: {e: kube-apiserver}}
+    egress: [{toEntities: [kube-apiserver]}]
+  - endpointSelector: {matchLabels: {e: health}}
+    egress: [{toEntities: [health, ingress]}]
+  - endpointSelector: {matchLabels: {e: cluster}}
+    egress: [{toEntities: [cluster]}]
+  - endpointSelector: {matchLabels: {e: world}}
+    egress: [{toEntities: [world]}]
+  - endpointSelector: {matchLabels: {e: cidr}}
+    egress: [{toCIDR: [198.51.100.0/24]}]
+  - endpointSelector: {matchLabels: {e: init}}
+    egress: [{toEntities: [init, unmanaged]}]
+)", nullptr).ok());
+  const char* roles[] = {"host", "remote-node", "kube-apiserver", "health", "cluster", "world", "cidr", "init"};
+  for (uint64_t i = 0; i < std::size(roles); ++i) {
+    ASSERT_TRUE(engine.UpsertEndpoint(i + 1, Labels("a", {absl::StrCat("e=", roles[i])}), {}).ok());
+  }
+  // Which roles may ask `server`.
+  auto allowed = [&](const char* server) {
+    std::string out;
+    for (uint64_t i = 0; i < std::size(roles); ++i) {
+      if (engine.CheckDns(i + 1, Server(server), "kube-dns.example").verdict == DnsVerdict::kAllow) {
+        absl::StrAppend(&out, out.empty() ? "" : " ", roles[i]);
+      }
+    }
+    return out;
+  };
+  // Before the embedder names any address, node-local DNS is world.
+  EXPECT_EQ(allowed("198.51.100.1"), "world cidr");
+  PolicyEngine::ReservedAddresses reserved;
+  reserved.host = {*IpAddr::Parse("198.51.100.1")};
+  reserved.remote_node = {*IpAddr::Parse("198.51.100.2")};
+  reserved.kube_apiserver = {*IpAddr::Parse("198.51.100.3")};
+  reserved.health = {*IpAddr::Parse("198.51.100.4")};
+  reserved.ingress = {*IpAddr::Parse("2001:db8::5")};
+  ASSERT_TRUE(engine.SetReservedAddresses(reserved).ok());
+  EXPECT_EQ(allowed("198.51.100.1"), "host cluster");
+  EXPECT_EQ(allowed("198.51.100.2"), "remote-node cluster");
+  EXPECT_EQ(allowed("198.51.100.3"), "kube-apiserver cidr");
+  EXPECT_EQ(allowed("198.51.100.4"), "health cluster");
+  EXPECT_EQ(allowed("2001:db8::5"), "health cluster");
+  EXPECT_EQ(allowed("198.51.100.9"), "world cidr");
+  // An endpoint's address cannot also be reserved.
+  ASSERT_TRUE(engine.UpsertEndpoint(100, Labels("a", {}), {*IpAddr::Parse("198.51.100.50")}).ok());
+  reserved.host.push_back(*IpAddr::Parse("198.51.100.50"));
+  EXPECT_TRUE(absl::IsAlreadyExists(engine.SetReservedAddresses(reserved)));
+  EXPECT_EQ(engine.reserved_addresses().host.size(), 1u);
+}
+
 // `rules: {dns: []}` is no L7 rule (Cilium, pkg/policy/l4.go: the DNS parser is set only for a
 // non-empty rules.dns; its DNS proxy tests assert that the port then allows every name), also
 // on a port rule without ports, which Cilium accepts.

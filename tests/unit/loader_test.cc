@@ -127,7 +127,7 @@ spec:
   enableDefaultDeny: {egress: true}
   egress:
     - toPorts: [{ports: [{port: "80", protocol: TCP}], rules: {http: [{method: GET}]}}]
-      icmps: [{fields: [{type: 8}]}]
+      authentication: {mode: disabled}
     - toServices: [{k8sService: {serviceName: a, namespace: b}}]
 )");
   ASSERT_TRUE(r.ok()) << AllErrors(r);
@@ -174,6 +174,34 @@ spec:
                  "spec.egress[0].toPorts[0].ports[0].protocol", "not one of TCP, UDP, SCTP, ANY");
   ExpectOneError(WithEgress(R"(    - toPorts: [{ports: [{port: "70000"}]}])"),
                  "spec.egress[0].toPorts[0].ports[0].port", "not a port");
+  // Named ports are IANA service names (Cilium: pkg/iana IsSvcName): a letter, no edge or
+  // double dashes, at most 15 characters, lower case.
+  for (const char* bad : {"-1", "-http", "http-", "a--b", "http-alt-service", "HTTP"}) {
+    ExpectOneError(WithEgress(absl::StrCat(R"(    - toPorts: [{ports: [{port: ")", bad, R"("}]}])")),
+                   "spec.egress[0].toPorts[0].ports[0].port", "neither a number nor a port name");
+  }
+  // icmps (Cilium: ICMPRule, ICMPField; rule_validation.go: never with toPorts).
+  ExpectOneError(WithEgress(R"(    - {toEntities: [world], icmps: [{fields: [{type: 8}]}], toPorts: [{ports: [{port: "80"}]}]})"),
+                 "spec.egress[0].icmps", "without toPorts");
+  ExpectOneError(WithEgress(R"(    - {toEntities: [world], icmps: [{fields: [{type: 256}]}]})"),
+                 "spec.egress[0].icmps[0].fields[0].type", "not an ICMP type");
+  ExpectOneError(WithEgress(R"(    - {toEntities: [world], icmps: [{fields: [{type: EchoRequest, family: IPv5}]}]})"),
+                 "spec.egress[0].icmps[0].fields[0].family", "not one of IPv4, IPv6");
+  ExpectOneError(WithEgress(R"(    - {toEntities: [world], icmps: [{fields: [{type: NeighborSolicitation, family: IPv4}]}]})"),
+                 "spec.egress[0].icmps[0].fields[0].type", "not an ICMP type");
+  const LoadResult icmp = LoadPolicies("p.yaml", WithEgress(R"(    - {toEntities: [world], icmps: [{fields: [{type: Echo}, {type: 129, family: IPv6}]}]})"));
+  ASSERT_TRUE(icmp.ok());
+  const auto& icmp_ports = icmp.policies[0].rules[0].egress[0].to_ports;
+  ASSERT_EQ(icmp_ports.size(), 1u);
+  ASSERT_EQ(icmp_ports[0].ports.size(), 2u);
+  EXPECT_EQ(icmp_ports[0].ports[0].protocols, kProtoIcmp);
+  EXPECT_EQ(icmp_ports[0].ports[0].port, 8);
+  EXPECT_EQ(icmp_ports[0].ports[1].protocols, kProtoIcmpv6);
+  EXPECT_EQ(icmp_ports[0].ports[1].port, 129);
+  for (const char* good : {"http", "dns-tcp", "80a", "metrics-port-01"}) {
+    EXPECT_TRUE(LoadPolicies("p.yaml", WithEgress(absl::StrCat(R"(    - toPorts: [{ports: [{port: ")", good, R"("}]}])"))).ok())
+        << good;
+  }
   ExpectOneError(WithEgress(R"(    - toEndpoints: [{matchExpressions: [{key: a, operator: Near}]}])"),
                  "spec.egress[0].toEndpoints[0].matchExpressions[0].operator", "not one of In");
   ExpectOneError(WithEgress(R"(    - toEndpoints: [{matchExpressions: [{key: a, operator: In}]}])"),
