@@ -205,7 +205,8 @@ static __always_inline __u32 identity_of(const struct acns_ct_key *k) {
   struct acns_ipcache_key key = {};
   host_key(&key, k);
   struct acns_ipcache_value *v = bpf_map_lookup_elem(&acns_ipcache, &key);
-  return v ? v->sec_identity : ACNS_IDENTITY_WORLD;
+  if (v) return v->sec_identity;
+  return k->family == ACNS_FAMILY_IPV4 ? ACNS_IDENTITY_WORLD_IPV4 : ACNS_IDENTITY_WORLD_IPV6;
 }
 
 static __always_inline struct acns_policy_value *policy_of(__u32 identity, const struct flow *f) {

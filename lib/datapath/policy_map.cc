@@ -147,9 +147,15 @@ std::vector<PolicyEntry> DesiredEgressPolicy(const policy::PolicyEngine::EgressV
       if (entity == "all") {
         peers.push_back(0);
       } else if (entity == "world" || entity == "world-ipv4" || entity == "world-ipv6") {
-        peers.push_back(ACNS_IDENTITY_WORLD);
+        // Unknown addresses by family; CIDR identities by their prefix's family; FQDN
+        // identities stand for names, whose addresses may be of either family.
+        const bool v4 = entity != "world-ipv6", v6 = entity != "world-ipv4";
+        if (v4) peers.push_back(ACNS_IDENTITY_WORLD_IPV4);
+        if (v6) peers.push_back(ACNS_IDENTITY_WORLD_IPV6);
         for (const auto& [id, selectors] : fqdn) peers.push_back(id);
-        for (const auto& [cidr, id] : cidrs) peers.push_back(id);
+        for (const auto& [cidr, id] : cidrs) {
+          if (cidr.addr.is_v4() ? v4 : v6) peers.push_back(id);
+        }
       } else if (entity == "cluster") {
         for (uint32_t id : {kIdentityHost, kIdentityRemoteNode, kIdentityHealth, kIdentityInit, kIdentityIngress,
                             kIdentityUnmanaged}) {

@@ -21,7 +21,7 @@ namespace acns::datapath {
 
 // Cilium's reserved identities. The node itself (the explicit-mode DNS proxy's addresses and the
 // embedder's host addresses have it) and the entities toEntities names; world is
-// ACNS_IDENTITY_WORLD (2).
+// ACNS_IDENTITY_WORLD_IPV4 (9) or _IPV6 (10) by family.
 constexpr uint32_t kIdentityHost = 1;
 constexpr uint32_t kIdentityUnmanaged = 3;
 constexpr uint32_t kIdentityHealth = 4;

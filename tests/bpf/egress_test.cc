@@ -210,7 +210,7 @@ TEST_F(EgressTest, VerdictEventsAndTheirLostCount) {
   EXPECT_EQ(IpAddr::V4(events[0].saddr).ToString(), "198.51.100.2");
   EXPECT_EQ(events[0].bytes, allowed.size());
   EXPECT_EQ(events[1].verdict, ACNS_PKT_DROP_POLICY);
-  EXPECT_EQ(events[1].identity, 2u);  // world
+  EXPECT_EQ(events[1].identity, static_cast<uint32_t>(ACNS_IDENTITY_WORLD_IPV4));  // world, by family
   EXPECT_EQ(*(*reader)->Lost(), 0u);
 
   // 30,000 drops without reading: the 1 MiB ring takes about 14,500 of them.

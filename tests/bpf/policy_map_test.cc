@@ -208,7 +208,8 @@ spec:
   auto view = engine.EgressRulesFor(1);
   ASSERT_TRUE(view.ok());
   const std::vector<PolicyEntry> desired = DesiredEgressPolicy(*view, PolicyMapInputs{});
-  EXPECT_EQ(Describe(desired), (std::vector<std::string>{"2/1/8/24", "2/58/128/24"}));
+  EXPECT_EQ(Describe(desired),
+            (std::vector<std::string>{"10/1/8/24", "10/58/128/24", "9/1/8/24", "9/58/128/24"}));
   if (geteuid() != 0) GTEST_SKIP() << "needs root to load BPF programs";
   auto program = EgressProgram::Load();
   ASSERT_TRUE(program.ok()) << program.status();

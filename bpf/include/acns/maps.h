@@ -22,8 +22,10 @@
 #define ACNS_FAMILY_IPV4 1
 #define ACNS_FAMILY_IPV6 2
 
-/* Identities Cilium reserves that the datapath uses. */
-#define ACNS_IDENTITY_WORLD 2
+/* Identities Cilium reserves that the datapath uses: an address the ipcache does not know is
+ * world, by family (Cilium's dual-stack reserved:world-ipv4 and reserved:world-ipv6). */
+#define ACNS_IDENTITY_WORLD_IPV4 9
+#define ACNS_IDENTITY_WORLD_IPV6 10
 
 /* skb->mark of a packet assigned to the DNS proxy's transparent socket: a routing rule delivers
  * such packets locally (lib/datapath/proxy_routing.h). */
