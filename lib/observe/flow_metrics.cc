@@ -52,7 +52,12 @@ FlowMetrics::FlowMetrics(prometheus::Registry& registry)
       drops_(&BuildCounter().Name("hubble_drop_total").Help("Number of drops").Register(registry)),
       policy_verdicts_(&BuildCounter().Name("hubble_policy_verdicts_total").Help("Number of policy verdicts").Register(registry)),
       tcp_flags_(&BuildCounter().Name("hubble_tcp_flags_total").Help("TCP flag occurrences").Register(registry)),
-      lost_events_(&BuildCounter().Name("hubble_lost_events_total").Help("Number of lost events").Register(registry)) {}
+      lost_events_(&BuildCounter().Name("hubble_lost_events_total").Help("Number of lost events").Register(registry)) {
+  // Every source from the start, at 0: a rate over them is defined before anything is lost.
+  for (flow::LostEventSource source : {flow::PERF_EVENT_RING_BUFFER, flow::OBSERVER_EVENTS_QUEUE, flow::HUBBLE_RING_BUFFER}) {
+    lost_events_->Add({{"source", Lower(flow::LostEventSource_Name(source))}});
+  }
+}
 
 void FlowMetrics::Count(Family* family, const std::string& pod, std::initializer_list<absl::string_view> labels) {
   absl::MutexLock lock(&mu_);

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -20,6 +21,9 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "proto/observer.grpc.pb.h"
@@ -375,6 +379,32 @@ TEST_F(AgentTest, PrometheusScrapesTheHubbleMetricsOfKnownTraffic) {
   EXPECT_EQ(query("sum(hubble_dns_queries_total)"), "5");
   EXPECT_EQ(query("sum(hubble_drop_total%7Breason%3D%22POLICY_DENIED%22%7D)"), "2");
   EXPECT_EQ(query("sum(hubble_dns_responses_total%7Brcode%3D%22No%20Error%22%7D)"), "3");
+
+  // The Grafana dashboards: Prometheus accepts every query (the template variable $pod as "every
+  // pod"); observe_test checks that they name only metrics and labels the library exports.
+  auto encode = [](const std::string& text) {
+    std::string out;
+    for (unsigned char c : text) {
+      if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') out.push_back(static_cast<char>(c));
+      else out += absl::StrFormat("%%%02X", c);
+    }
+    return out;
+  };
+  const std::string exprs = RunCommand(absl::StrCat(
+      "python3 -c 'import json, glob, sys\n"
+      "for f in sorted(glob.glob(sys.argv[1] + \"/*.json\")):\n"
+      "    d = json.load(open(f))\n"
+      "    for p in d[\"panels\"]:\n"
+      "        for t in p[\"targets\"]: print(t[\"expr\"])' ",
+      ACNS_SOURCE_DIR, "/examples/dashboards"));
+  int checked = 0;
+  for (const std::string& expr : std::vector<std::string>(absl::StrSplit(exprs, '\n', absl::SkipEmpty()))) {
+    ++checked;
+    const std::string promql = absl::StrReplaceAll(expr, {{"$pod", ".*"}});
+    const std::string body = HttpGet(prom_port, "/api/v1/query?query=" + encode(promql)).body;
+    EXPECT_NE(body.find("\"status\":\"success\""), std::string::npos) << promql << ": " << body;
+  }
+  EXPECT_GE(checked, 15);
   ::kill(prom, SIGTERM);
   ::waitpid(prom, nullptr, 0);
 }
@@ -455,6 +485,12 @@ TEST_F(AgentTest, BadFlagsExitTwoWithUsage) {
   EXPECT_NE(out.find("--dns-listen needs --dns-upstream"), std::string::npos) << out;
   out = RunCommand(absl::StrCat(ACNS_AGENT_PATH, " --policy-dir x --endpoints y --tofqdns-proxy-response-max-delay soon"), &code);
   EXPECT_EQ(code, 2);
+  // A reserved address that is no address: the agent does not start.
+  out = RunCommand(absl::StrCat("timeout 20 ", ACNS_AGENT_PATH, " --policy-dir ", dir_, "/policies --endpoints ", dir_,
+                                "/endpoints.yaml --datapath=false --api ", api_, " --host-addresses 198.51.100.1,nope 2>&1"),
+                   &code);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find("--host-addresses: \"nope\" is not an IP address"), std::string::npos) << out;
 }
 
 }  // namespace

@@ -34,7 +34,9 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "proto/observer.grpc.pb.h"
 #include "tests/support/commands.h"
 #include "tests/support/http.h"
 #include "tests/support/netns.h"
@@ -242,8 +244,11 @@ class DatapathTest : public ::testing::Test {
       const std::string policies = dir_ + "/policies", endpoints = dir_ + "/endpoints.yaml",
                         state = dir_ + "/state", bpffs = bpffs_ + "/acns";
       ::mkdir(state.c_str(), 0700);
+      // Hubble's API on a unix socket: the test reaches it from outside the node's namespace.
+      const std::string hubble = "unix:" + dir_ + "/hubble.sock";
       std::vector<const char*> args = {"acns-agent", "--policy-dir", policies.c_str(), "--endpoints",
-                                       endpoints.c_str(), "--state-dir", state.c_str(), "--api", "127.0.0.1:9965"};
+                                       endpoints.c_str(), "--state-dir", state.c_str(), "--api", "127.0.0.1:9965",
+                                       "--hubble-listen-address", hubble.c_str()};
       if (!host_without_bpffs) args.insert(args.end(), {"--bpffs-root", bpffs.c_str()});
       if (transparent) {
         args.insert(args.end(), {"--tofqdns-proxy-port", "10053"});
@@ -360,6 +365,64 @@ TEST_F(DatapathTest, EnforcesFqdnPolicyOnARealPodAcrossAnAgentKill) {
     return m.find("acns_datapath_events_total{verdict=\"dropped\"} 0") == std::string::npos &&
            m.find("acns_datapath_events_total{verdict=\"allowed\"} 0") == std::string::npos;
   })) << Api("/metrics");
+  // The same as Hubble flows, through Hubble's gRPC API (as hubble observe reads them): the
+  // denied name, a dropped connection and an allowed one, each with its pod, verdict and names.
+  auto stub = observer::Observer::NewStub(grpc::CreateChannel("unix:" + dir_ + "/hubble.sock",
+                                                              grpc::InsecureChannelCredentials()));
+  std::vector<flow::Flow> flows;
+  ASSERT_TRUE(Eventually([&] {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    observer::GetFlowsRequest request;
+    request.set_number(1000);
+    auto reader = stub->GetFlows(&context, request);
+    observer::GetFlowsResponse r;
+    flows.clear();
+    while (reader->Read(&r)) {
+      if (r.has_flow()) flows.push_back(r.flow());
+    }
+    return reader->Finish().ok() && std::any_of(flows.begin(), flows.end(), [](const flow::Flow& f) {
+             return f.ip().destination() == kDeniedIp;
+           });
+  })) << flows.size() << " flows";
+  auto find = [&](const std::function<bool(const flow::Flow&)>& pred) -> const flow::Flow* {
+    auto it = std::find_if(flows.begin(), flows.end(), pred);
+    return it == flows.end() ? nullptr : &*it;
+  };
+  const flow::Flow* denied_query = find([](const flow::Flow& f) {
+    return f.l7().dns().query() == "www.denied.test." && f.l7().type() == flow::REQUEST;
+  });
+  ASSERT_NE(denied_query, nullptr);
+  EXPECT_EQ(denied_query->verdict(), flow::DROPPED);
+  EXPECT_EQ(denied_query->source().pod_name(), "web");
+  EXPECT_EQ(denied_query->source().namespace_(), "default");
+  EXPECT_EQ(denied_query->source().id(), 7u);
+  EXPECT_EQ(denied_query->summary(), "DNS Query www.denied.test. A");
+  const flow::Flow* dropped = find([](const flow::Flow& f) { return f.ip().destination() == kDeniedIp; });
+  ASSERT_NE(dropped, nullptr);
+  EXPECT_EQ(dropped->verdict(), flow::DROPPED);
+  EXPECT_EQ(dropped->drop_reason_desc(), flow::POLICY_DENIED);
+  EXPECT_EQ(dropped->type(), flow::L3_L4);
+  EXPECT_EQ(dropped->source().pod_name(), "web");
+  EXPECT_EQ(dropped->l4().tcp().destination_port(), 80u);
+  EXPECT_TRUE(dropped->l4().tcp().flags().syn());
+  EXPECT_EQ(dropped->summary(), "TCP Flags: SYN");
+  EXPECT_EQ(dropped->destination().identity(), 9u);  // world-ipv4
+  EXPECT_EQ(dropped->traffic_direction(), flow::EGRESS);
+  const flow::Flow* allowed = find([](const flow::Flow& f) {
+    return f.ip().destination() == kWebIp && f.verdict() == flow::FORWARDED;
+  });
+  ASSERT_NE(allowed, nullptr);
+  EXPECT_EQ(allowed->type(), flow::L3_L4);
+  EXPECT_EQ(allowed->source().pod_name(), "web");
+  ASSERT_EQ(allowed->destination_names_size(), 1);
+  EXPECT_EQ(allowed->destination_names(0), "web.allowed.test");
+  EXPECT_GE(allowed->destination().identity(), 1u << 24);  // the name's FQDN identity
+  // And in Hubble's metrics, by pod.
+  EXPECT_TRUE(std::regex_search(
+      Api("/metrics"),
+      std::regex("\nhubble_drop_total\\{protocol=\"TCP\",reason=\"POLICY_DENIED\",source=\"default/web\"\\} [1-9]")))
+      << Api("/metrics");
   // Straight to the DNS server, around the explicit proxy: the datapath redirects it to the
   // proxy (transparent DNS is on whenever the datapath enforces DNS rules), so policy decides.
   EXPECT_EQ(DigStatus(InPod("dig @198.51.100.6 +tries=1 +time=2 www.denied.test A")), "REFUSED");

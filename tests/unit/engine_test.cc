@@ -225,7 +225,8 @@ specs:
 }
 
 // cilium-cli's "client egress only DNS" policy reaches node-local DNS through toEntities host:
-// the entities that stand for addresses (host, remote-node, kube-apiserver, health, ingress)
+// the entities that stand for addresses (Cilium: pkg/policy/api/entity.go, EntitySelectorMapping
+// and InitEntities for what cluster covers) (host, remote-node, kube-apiserver, health, ingress)
 // select a DNS server by the addresses the embedder gives; cluster covers all of them but the
 // API server; world none of them; CIDR rules never select a node (Cilium's default).
 TEST(EngineTest, ReservedEntitiesSelectTheAddressesTheEmbedderNames) {

@@ -3,18 +3,21 @@
 // and Summary texts; every filter field; the ring and its lost-event accounting.
 #include <netinet/in.h>
 
+#include <fstream>
 #include <set>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/struct.pb.h"
 #include "google/protobuf/unknown_field_set.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "lib/observe/flow_builder.h"
 #include "lib/observe/flow_filter.h"
 #include "lib/observe/flow_metrics.h"
-#include "prometheus/text_serializer.h"
 #include "lib/observe/observer.h"
+#include "prometheus/text_serializer.h"
+#include "re2/re2.h"
 
 namespace acns::observe {
 namespace {
@@ -430,6 +433,51 @@ TEST(FlowMetricsTest, CountsWithHubblesNamesAndLabelsAndForgetsPodsThatLeft) {
   EXPECT_EQ(after.find("shop/web-1"), std::string::npos) << after;
   EXPECT_NE(after.find("hubble_dns_queries_total{ips_returned=\"0\",qtypes=\"AAAA\",rcode=\"\",source=\"\"} 1\n"),
             std::string::npos) << after;
+}
+
+// The Grafana dashboards (examples/dashboards) query only metrics and labels that FlowMetrics and
+// the node export (the agent test has Prometheus accept every expression).
+TEST(DashboardTest, QueriesNameOnlyExportedMetricsAndLabels) {
+  using T = dnsproxy::DnsEvent::Type;
+  using V = dnsproxy::DnsEvent::Verdict;
+  prometheus::Registry registry;
+  FlowMetrics metrics(registry);
+  for (const flow::Flow& f : {DnsFlow(T::kRequest, V::kDenied), DnsFlow(T::kResponse, V::kForwarded),
+                              L34Flow(ACNS_PKT_DROP_POLICY), L34Flow(ACNS_PKT_ALLOW, IPPROTO_UDP)}) {
+    metrics.Observe(f);
+  }
+  std::string exposition = prometheus::TextSerializer().Serialize(registry.Collect());
+  // The node's own metrics the dashboards use (lib/node/node_metrics.cc), by name and labels.
+  for (const char* node_metric : {"acns_dns_upstream_failures_total", "acns_dns_upstream_timeouts_total",
+                                  "cilium_proxy_datapath_update_timeout_total", "cilium_fqdn_active_names",
+                                  "cilium_fqdn_active_ips", "acns_fqdn_evictions_total{reason=\"\"}"}) {
+    absl::StrAppend(&exposition, "# TYPE ", std::string(node_metric).substr(0, std::string(node_metric).find('{')),
+                    " counter\n", node_metric, " 0\n");
+  }
+  int checked = 0;
+  for (const char* file : {"acns-dns.json", "acns-drops.json", "acns-pod-flows.json"}) {
+    std::ifstream in(absl::StrCat(ACNS_SOURCE_DIR, "/examples/dashboards/", file));
+    const std::string text((std::istreambuf_iterator<char>(in)), {});
+    google::protobuf::Struct dashboard;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(text, &dashboard).ok()) << file;
+    for (const auto& panel : dashboard.fields().at("panels").list_value().values()) {
+      for (const auto& target : panel.struct_value().fields().at("targets").list_value().values()) {
+        const std::string expr = target.struct_value().fields().at("expr").string_value();
+        ++checked;
+        std::string metric;
+        ASSERT_TRUE(RE2::PartialMatch(expr, R"(\b((?:hubble|cilium|acns)_[a-z_]+)\b)", &metric)) << expr;
+        EXPECT_NE(exposition.find(absl::StrCat("# TYPE ", metric, " ")), std::string::npos) << metric << " in " << expr;
+        // Label names: after `by (` or `{` / `,`, before `,`, `)`, `=`, `!=`, `=~`.
+        re2::StringPiece rest(expr);
+        std::string label;
+        while (RE2::FindAndConsume(&rest, R"((?:by \(|[{,] ?)([a-z_]+)(?:[,)]|=~|!=|=))", &label)) {
+          EXPECT_TRUE(RE2::PartialMatch(exposition, absl::StrCat("\n", metric, "\\{[^}]*\\b", label, "=\"")))
+              << "label " << label << " of " << metric << " in " << expr;
+        }
+      }
+    }
+  }
+  EXPECT_GE(checked, 15);
 }
 
 }  // namespace
