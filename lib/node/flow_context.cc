@@ -25,7 +25,7 @@ std::shared_ptr<const NodeFlowContext::Snapshot> NodeFlowContext::Current() cons
     auto view = std::make_shared<observe::EndpointView>();
     view->id = r.id;
     view->pod_name = r.name;
-    r.labels.ForEachValue("k8s", policy::kNamespaceLabelKey, [&](const std::string& v) { view->namespace_name = v; });
+    view->namespace_name = policy::EndpointNamespace(r.labels);
     for (const policy::Label& l : r.labels.labels()) view->labels.push_back(l.ToString());
     std::sort(view->labels.begin(), view->labels.end());
     for (const IpAddr& ip : r.ips) {

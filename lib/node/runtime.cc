@@ -123,9 +123,7 @@ void NodeRuntime::UpdateLivePods() {
   absl::flat_hash_set<std::string> pods;
   for (const auto& e : engine_.Endpoints()) {
     if (e.name.empty()) continue;
-    std::string ns;
-    e.labels.ForEachValue("k8s", policy::kNamespaceLabelKey, [&](const std::string& v) { ns = v; });
-    pods.insert(absl::StrCat(ns, "/", e.name));
+    pods.insert(absl::StrCat(policy::EndpointNamespace(e.labels), "/", e.name));
   }
   flow_metrics_->SetLivePods(std::move(pods));
 }

@@ -12,12 +12,6 @@
 namespace acns::observe {
 namespace {
 
-void SetTime(absl::Time time, google::protobuf::Timestamp* out) {
-  const int64_t ns = absl::ToUnixNanos(time);
-  out->set_seconds(ns / 1000000000);
-  out->set_nanos(static_cast<int32_t>(ns % 1000000000));
-}
-
 void FillEndpoint(const EndpointRef& ep, uint32_t identity, flow::Endpoint* out) {
   if (ep != nullptr) {
     out->set_id(static_cast<uint32_t>(ep->id));
@@ -132,6 +126,12 @@ std::string DnsRcodeName(uint8_t rcode) {
   }
 }
 
+void SetTimestamp(absl::Time time, google::protobuf::Timestamp* out) {
+  const int64_t ns = absl::ToUnixNanos(time);
+  out->set_seconds(ns / 1000000000);
+  out->set_nanos(static_cast<int32_t>(ns % 1000000000));
+}
+
 std::string NewUuid() {
   thread_local absl::BitGen gen;
   uint8_t b[16];
@@ -155,7 +155,7 @@ void BuildDnsFlow(const dnsproxy::DnsEvent& e, absl::Time time, const FlowContex
                   const std::string& node_name, flow::Flow* out) {
   using dnsproxy::DnsEvent;
   const bool response = e.type == DnsEvent::Type::kResponse;
-  SetTime(time, out->mutable_time());
+  SetTimestamp(time, out->mutable_time());
   out->set_uuid(NewUuid());
   out->set_node_name(node_name);
   out->set_type(flow::L7);
@@ -232,7 +232,7 @@ void BuildDnsFlow(const dnsproxy::DnsEvent& e, absl::Time time, const FlowContex
 
 void BuildDatapathFlow(const acns_event& e, absl::Time time, const FlowContext& context,
                        const std::string& node_name, flow::Flow* out) {
-  SetTime(time, out->mutable_time());
+  SetTimestamp(time, out->mutable_time());
   out->set_uuid(NewUuid());
   out->set_node_name(node_name);
   out->set_type(flow::L3_L4);

@@ -63,6 +63,9 @@ void BuildDnsFlow(const dnsproxy::DnsEvent& e, absl::Time time, const FlowContex
 void BuildDatapathFlow(const acns_event& e, absl::Time time, const FlowContext& context,
                        const std::string& node_name, flow::Flow* out);
 
+// `time` as a protobuf Timestamp (flow.time, GetFlowsResponse.time).
+void SetTimestamp(absl::Time time, google::protobuf::Timestamp* out);
+
 // A random (version 4) UUID in its text form.
 std::string NewUuid();
 

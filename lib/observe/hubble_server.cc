@@ -124,14 +124,9 @@ class ObserverService final : public observer::Observer::Service {
       position = ring.Read(position, kReadBatch, &batch, &skipped);
       if (skipped > 0) {
         observer_->ReportReaderLost(skipped);
-        observer::GetFlowsResponse lost;
-        lost.mutable_lost_events()->set_source(flow::HUBBLE_RING_BUFFER);
-        lost.mutable_lost_events()->set_num_events_lost(skipped);
-        lost.set_node_name(observer_->node_name());
-        const int64_t ns = absl::ToUnixNanos(absl::Now());
-        lost.mutable_time()->set_seconds(ns / 1000000000);
-        lost.mutable_time()->set_nanos(static_cast<int32_t>(ns % 1000000000));
-        if (!writer->Write(lost)) return grpc::Status::OK;
+        if (!writer->Write(LostEventRecord(flow::HUBBLE_RING_BUFFER, skipped, observer_->node_name()))) {
+          return grpc::Status::OK;
+        }
       }
       for (const auto& e : batch) {
         if (!wanted(*e)) continue;

@@ -9,13 +9,16 @@ namespace {
 
 constexpr size_t kBuildBatch = 256;
 
-void SetTimestamp(absl::Time time, google::protobuf::Timestamp* out) {
-  const int64_t ns = absl::ToUnixNanos(time);
-  out->set_seconds(ns / 1000000000);
-  out->set_nanos(static_cast<int32_t>(ns % 1000000000));
-}
-
 }  // namespace
+
+observer::GetFlowsResponse LostEventRecord(flow::LostEventSource source, uint64_t count, const std::string& node_name) {
+  observer::GetFlowsResponse record;
+  record.mutable_lost_events()->set_source(source);
+  record.mutable_lost_events()->set_num_events_lost(count);
+  record.set_node_name(node_name);
+  SetTimestamp(absl::Now(), record.mutable_time());
+  return record;
+}
 
 FlowRing::FlowRing(size_t capacity) : slots_(std::max<size_t>(capacity, 1)) {}
 
@@ -91,12 +94,7 @@ void Observer::ReportReaderLost(uint64_t count) const {
 
 void Observer::PushLost(flow::LostEventSource source, uint64_t count) {
   if (options_.metrics != nullptr) options_.metrics->ObserveLost(source, count);
-  auto record = std::make_shared<observer::GetFlowsResponse>();
-  record->mutable_lost_events()->set_source(source);
-  record->mutable_lost_events()->set_num_events_lost(count);
-  record->set_node_name(options_.node_name);
-  SetTimestamp(absl::Now(), record->mutable_time());
-  ring_.Push(std::move(record));
+  ring_.Push(std::make_shared<observer::GetFlowsResponse>(LostEventRecord(source, count, options_.node_name)));
 }
 
 FlowRing::Entry Observer::Build(const node::NodeEvent& e) const {

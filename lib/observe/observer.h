@@ -47,6 +47,9 @@ class FlowRing {
   uint64_t next_ = 0;
 };
 
+// A LostEvent notice of `count` events lost at `source`, stamped now.
+observer::GetFlowsResponse LostEventRecord(flow::LostEventSource source, uint64_t count, const std::string& node_name);
+
 struct ObserverOptions {
   size_t flow_capacity = 4095;    // flows (and notices) kept; Hubble's default
   size_t queue_capacity = 65536;  // events waiting for the flow builder

@@ -97,4 +97,10 @@ LabelSet EndpointLabels(absl::string_view namespace_name, std::vector<Label> lab
   return set;
 }
 
+std::string EndpointNamespace(const LabelSet& labels) {
+  std::string out;
+  labels.ForEachValue(kSourceK8s, kNamespaceLabelKey, [&](const std::string& v) { out = v; });
+  return out;
+}
+
 }  // namespace acns::policy

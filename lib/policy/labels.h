@@ -76,6 +76,8 @@ struct LabelSelector {
 
 // The labels of a pod: `labels` plus k8s:io.kubernetes.pod.namespace=<namespace_name> if given.
 LabelSet EndpointLabels(absl::string_view namespace_name, std::vector<Label> labels);
+// The namespace a pod's labels name (k8s:io.kubernetes.pod.namespace), or "".
+std::string EndpointNamespace(const LabelSet& labels);
 
 }  // namespace acns::policy
 
