@@ -17,6 +17,8 @@ packages=(
   # tests and benchmarks: real DNS servers and clients, started by the tests themselves
   libgtest-dev libgmock-dev libbenchmark-dev
   iproute2 iputils-ping dnsutils knot-dnsutils unbound dnsperf dnsdist prometheus
+  # the connection graph's HTML page is looked at in a real browser (headless), in a monospace font
+  chromium fonts-dejavu-core
 )
 
 missing=()

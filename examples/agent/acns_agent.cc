@@ -71,6 +71,11 @@ ABSL_FLAG(std::vector<std::string>, health_addresses, {}, "the health endpoints'
 ABSL_FLAG(std::vector<std::string>, ingress_addresses, {}, "the ingress proxies' addresses: toEntities ingress");
 ABSL_FLAG(std::string, hubble_listen_address, "", "serve Hubble's Observer and Peer gRPC API (hubble observe --server, Hubble Relay) on ADDR:PORT, e.g. :4244; empty: not served");
 ABSL_FLAG(uint32_t, hubble_event_buffer_capacity, 4095, "flows kept in memory for the Hubble API (0: no flows)");
+ABSL_FLAG(std::string, hubble_export_file_path, "", "write every flow to this file, a JSON line each (ACNS: /var/log/acns/hubble/events.log); empty: no flow log");
+ABSL_FLAG(uint32_t, hubble_export_file_max_size_mb, 10, "rotate the flow log file at this size");
+ABSL_FLAG(uint32_t, hubble_export_file_max_backups, 5, "rotated flow log files kept");
+ABSL_FLAG(std::string, hubble_export_allowlist, "", "only flows matching these FlowFilter JSON objects (comma-separated) go to the flow log");
+ABSL_FLAG(std::string, hubble_export_denylist, "", "flows matching these FlowFilter JSON objects (comma-separated) stay out of the flow log");
 ABSL_FLAG(std::string, api, "127.0.0.1:9965", "HTTP API address IPv4ADDR:PORT");
 
 namespace {
@@ -355,6 +360,14 @@ class Agent {
     if (absl::StartsWith(hubble, ":")) hubble = "[::]" + hubble;
     o.hubble_listen_address = hubble.empty() ? nullptr : hubble.c_str();
     o.flow_capacity = absl::GetFlag(FLAGS_hubble_event_buffer_capacity);
+    const std::string flow_log = absl::GetFlag(FLAGS_hubble_export_file_path);
+    const std::string allowlist = absl::GetFlag(FLAGS_hubble_export_allowlist);
+    const std::string denylist = absl::GetFlag(FLAGS_hubble_export_denylist);
+    o.flow_log_path = flow_log.empty() ? nullptr : flow_log.c_str();
+    o.flow_log_max_size_mb = absl::GetFlag(FLAGS_hubble_export_file_max_size_mb);
+    o.flow_log_max_backups = absl::GetFlag(FLAGS_hubble_export_file_max_backups);
+    o.flow_log_allowlist = allowlist.empty() ? nullptr : allowlist.c_str();
+    o.flow_log_denylist = denylist.empty() ? nullptr : denylist.c_str();
     o.log_fn = [](void*, int32_t level, const char* message) {
       Log(level == ACNS_LOG_ERROR ? "error" : level == ACNS_LOG_WARNING ? "warning" : "info", message);
     };

@@ -7,6 +7,8 @@
 //       [--protocol udp|tcp] --qname NAME
 //   acnsctl policy selectors --policy FILE|DIR... NAME...
 //   acnsctl fqdn cache list [--agent ADDR:PORT | --state-dir DIR | --precache FILE] [-o json|table]
+//   acnsctl observe [hubble observe flags]     (flows from a Hubble API: the agent or Relay)
+//   acnsctl graph [selection and filter flags] [-o dot|html]
 //   acnsctl version
 #include <acns/acns.h>
 #include <arpa/inet.h>
@@ -44,6 +46,12 @@ int Usage() {
       "      [-o json|table]   (default --state-dir /var/lib/acns, the agent's snapshot)\n"
       "  acnsctl map dump ipcache|policy [ENDPOINT-ID] [--bpffs-root DIR] [-o json|table]\n"
       "      (default --bpffs-root /sys/fs/bpf/acns; policy needs the endpoint id)\n"
+      "  acnsctl observe [--server ADDR] [--follow] [--last N | --first N | --all] [--since T] [--until T]\n"
+      "      [filters as hubble observe: --verdict, --from-pod, --to-fqdn, --protocol, --type, --not ...]\n"
+      "      [-o compact|dict|table|json|jsonpb] [--print-node-name]\n"
+      "      (--server: the agent's --hubble-listen-address or Hubble Relay; default $HUBBLE_SERVER,\n"
+      "      else localhost:4244)\n"
+      "  acnsctl graph [--server ADDR] [selection and filters as observe] [-o dot|html]\n"
       "  acnsctl version\n",
       stderr);
   return kExitUsage;
@@ -446,6 +454,26 @@ int MapDump(int argc, char** argv) {
 
 }  // namespace
 
+// Writes what the library hands over to stdout; a closed stdout (a pipe's reader gone) stops it.
+int WriteStdout(void*, const char* text, size_t len) {
+  if (std::fwrite(text, 1, len, stdout) != len) return 1;
+  return std::fflush(stdout) != 0;
+}
+
+int FlowCommand(decltype(&acns_observe) command, int argc, char** argv) {
+  Error err;
+  const acns_status status = command(argv, static_cast<size_t>(argc), WriteStdout, nullptr, &err);
+  if (status == ACNS_INVALID_ARGUMENT) {
+    std::fprintf(stderr, "acnsctl: %s\n", err.message);
+    return kExitUsage;
+  }
+  if (status != ACNS_OK) {
+    std::fprintf(stderr, "acnsctl: %s: %s\n", acns_status_name(status), err.message);
+    return 1;
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) return Usage();
   const std::string cmd = argv[1];
@@ -462,5 +490,7 @@ int main(int argc, char** argv) {
     return FqdnCacheList(argc - 4, argv + 4);
   }
   if (cmd == "map" && sub == "dump") return MapDump(argc - 3, argv + 3);
+  if (cmd == "observe") return FlowCommand(acns_observe, argc - 2, argv + 2);
+  if (cmd == "graph") return FlowCommand(acns_flow_graph, argc - 2, argv + 2);
   return Usage();
 }

@@ -34,7 +34,7 @@ extern "C" {
 #endif
 
 #define ACNS_VERSION_MAJOR 0
-#define ACNS_VERSION_MINOR 5
+#define ACNS_VERSION_MINOR 6
 #define ACNS_VERSION_PATCH 0
 
 /* ---------------------------------------------------------------------------------------- */
@@ -943,6 +943,17 @@ typedef struct acns_node_opts {
   uint32_t pad2;                /* must be 0 */
   const char *hubble_listen_address;
   const char *node_name;
+  /* @since 0.6: the flow log file, as Cilium's Hubble exporter writes it: every flow record
+   * (and lost-event notice) a line of protojson (GetFlowsResponse, proto field names). NULL:
+   * none; needs flow_capacity. When the next line would take it past flow_log_max_size_mb
+   * (0 = 10) it is renamed NAME-<UTC time>.EXT and a new file started; flow_log_max_backups
+   * (0 = 5) are kept. flow_log_allowlist / _denylist: comma-separated FlowFilter JSON objects
+   * ({"source_pod":["default/"]},...) selecting the flows written (NULL: all). */
+  const char *flow_log_path;
+  uint32_t flow_log_max_size_mb;
+  uint32_t flow_log_max_backups;
+  const char *flow_log_allowlist;
+  const char *flow_log_denylist;
 } acns_node_opts;
 
 /*
@@ -1139,6 +1150,36 @@ ACNS_API acns_status acns_node_hubble_listen_address(const acns_node *node, char
 /* Frees memory the library allocated for the caller; NULL is fine. Thread-safety: any thread.
  * @since 0.3 */
 ACNS_API void acns_free(void *ptr);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Hubble API clients                                                                        */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Receives text as it is produced; return nonzero to stop (the call then returns ACNS_OK). */
+typedef int (*acns_text_fn)(void *user_data, const char *text, size_t len);
+
+/*
+ * `hubble observe` against a Hubble API (a node's hubble_listen_address, or Hubble Relay):
+ * args are hubble observe's flags, e.g. {"--server", "localhost:4244", "--last", "50",
+ * "--verdict", "DROPPED", "--to-fqdn", "*.example.com", "-o", "json"} (docs/observability.md
+ * lists them: --follow, --last, --first, --all, --since, --until, the filters, --not, -o
+ * compact|dict|table|json|jsonpb, --print-node-name). The flows are printed as hubble prints
+ * them and handed to `out`; with --follow the call returns when the server ends the stream or
+ * `out` returns nonzero. Bad flags: ACNS_INVALID_ARGUMENT; a server that cannot be reached:
+ * ACNS_UNAVAILABLE. Thread-safety: any thread. @since 0.6
+ */
+ACNS_API acns_status acns_observe(const char *const *args, size_t n_args, acns_text_fn out, void *user_data,
+                                  acns_error *err);
+
+/*
+ * The connection graph of the flows a Hubble API keeps: who talks to whom, by protocol and
+ * port and verdict, world destinations named by their DNS names. args: the selection and
+ * filter flags of acns_observe (no --follow; default: every flow kept) and -o dot (Graphviz,
+ * the default) or -o html (one self-contained page). The whole graph is handed to `out` at
+ * the end. Thread-safety: any thread. @since 0.6
+ */
+ACNS_API acns_status acns_flow_graph(const char *const *args, size_t n_args, acns_text_fn out, void *user_data,
+                                     acns_error *err);
 
 #ifdef __cplusplus
 } /* extern "C" */

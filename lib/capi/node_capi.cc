@@ -16,7 +16,8 @@ struct acns_node {
 };
 
 static_assert(offsetof(acns_node_opts, hubble_listen_address) == 184);
-static_assert(sizeof(acns_node_opts) == 200);
+static_assert(sizeof(acns_node_opts) == 232);
+static_assert(offsetof(acns_node_opts, flow_log_path) == 200);
 static_assert(offsetof(acns_node_opts, state_dir) == 80);
 static_assert(offsetof(acns_node_opts, transparent_dns_port) == 104);
 static_assert(offsetof(acns_node_opts, log_fn) == 120);
@@ -97,6 +98,13 @@ absl::StatusOr<acns::node::NodeOptions> ToOptions(const acns_node_opts& o) {
   options.flows.flow_capacity = o.flow_capacity;
   if (o.hubble_listen_address != nullptr) options.hubble_listen_address = o.hubble_listen_address;
   if (o.node_name != nullptr) options.flows.node_name = o.node_name;
+  if (o.flow_log_path != nullptr) {
+    options.flow_log.path = o.flow_log_path;
+    options.flow_log.max_size_bytes = uint64_t{Or<uint32_t>(o.flow_log_max_size_mb, 10)} << 20;
+    options.flow_log.max_backups = Or<uint32_t>(o.flow_log_max_backups, 5);
+    if (o.flow_log_allowlist != nullptr) options.flow_log.allowlist_json = o.flow_log_allowlist;
+    if (o.flow_log_denylist != nullptr) options.flow_log.denylist_json = o.flow_log_denylist;
+  }
   options.version = absl::StrCat("acns ", acns_version_string());
   if (o.log_fn != nullptr) {
     options.log = [fn = o.log_fn, user_data = o.log_user_data](acns::node::LogLevel level, const std::string& m) {

@@ -26,6 +26,18 @@ namespace {
 constexpr long kBpfFsMagic = 0xcafe4a11;
 constexpr absl::string_view kFqdnLabel = "fqdn:";
 
+// Adds an endpoint program's counters to `total`; a counter that cannot be read adds nothing.
+void AddCounters(const EgressProgram& program, std::array<acns_counter, 2 * ACNS_PKT_MAX>* total) {
+  for (uint32_t direction : {ACNS_DIR_EGRESS, ACNS_DIR_INGRESS}) {
+    for (uint32_t verdict = 0; verdict < ACNS_PKT_MAX; ++verdict) {
+      auto c = program.Counter(static_cast<acns_verdict>(verdict), direction);
+      if (!c.ok()) continue;
+      (*total)[direction * ACNS_PKT_MAX + verdict].packets += c->packets;
+      (*total)[direction * ACNS_PKT_MAX + verdict].bytes += c->bytes;
+    }
+  }
+}
+
 }  // namespace
 
 bool IsBpffs(const std::string& dir) {
@@ -264,6 +276,7 @@ absl::Status Datapath::Sync() {
       errors.push_back(absl::StrCat("endpoint ", it->first, ": ", s.message()));
     }
     policy_sizes_.erase(it->first);
+    AddCounters(*it->second.program, &detached_counters_);
     it = attached_.erase(it);
   }
   // Identities first, then the policy entries that allow them, then the maps that give
@@ -357,6 +370,13 @@ absl::StatusOr<size_t> Datapath::PollEvents(const EventReader::Fn& fn, int timeo
   auto n = events_->Poll(timeout_ms);
   events_fn_ = nullptr;
   return n;
+}
+
+std::array<acns_counter, 2 * ACNS_PKT_MAX> Datapath::PacketCounters() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::array<acns_counter, 2 * ACNS_PKT_MAX> total = detached_counters_;
+  for (const auto& [id, endpoint] : attached_) AddCounters(*endpoint.program, &total);
+  return total;
 }
 
 Datapath::Stats Datapath::stats() const {

@@ -5,6 +5,7 @@
 #ifndef ACNS_LIB_DATAPATH_DATAPATH_H_
 #define ACNS_LIB_DATAPATH_DATAPATH_H_
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -90,6 +91,9 @@ class Datapath {
   absl::StatusOr<size_t> PollEvents(const EventReader::Fn& fn, int timeout_ms);
 
   Stats stats() const;
+  // Packets and bytes by direction and verdict (index direction * ACNS_PKT_MAX + verdict), summed
+  // over the CPUs and the endpoints, those detached since start included: counters that only grow.
+  std::array<acns_counter, 2 * ACNS_PKT_MAX> PacketCounters() const;
   uint64_t events_lost() const;  // events the ring buffer had no room for, on every CPU
   // What flows need to name local endpoints: the identity of each endpoint address, and the
   // interface index of each attached endpoint.
@@ -133,6 +137,7 @@ class Datapath {
   std::vector<std::pair<IpAddr, uint32_t>> seeded_ips_;  // endpoint entries found at start
   std::map<uint64_t, Attached> attached_;
   std::map<uint64_t, size_t> policy_sizes_;
+  std::array<acns_counter, 2 * ACNS_PKT_MAX> detached_counters_{};  // of endpoints gone
   Stats stats_;
   std::mutex events_mu_;  // PollEvents; not mu_, so that polling never blocks the writers
   std::unique_ptr<EventReader> events_;

@@ -86,10 +86,43 @@ std::vector<MetricFamily> NodeMetrics::Collect() const {
               n.datapath_allowed, {{"verdict", "allowed"}});
     f.Counter("acns_datapath_events_total", "", n.datapath_redirected, {{"verdict", "redirected"}});
     f.Counter("acns_datapath_events_total", "", n.datapath_dropped, {{"verdict", "dropped"}});
+    // Cilium's datapath counters, from the endpoints' per-CPU maps: forwarded is every verdict
+    // that lets the packet go on (no policy, allowed, established, to the DNS proxy).
+    const auto counters = dp->PacketCounters();
+    acns_counter forwarded[2] = {}, dropped[2] = {};
+    for (uint32_t d : {ACNS_DIR_EGRESS, ACNS_DIR_INGRESS}) {
+      for (acns_verdict v : {ACNS_PKT_PASS, ACNS_PKT_ALLOW, ACNS_PKT_ESTABLISHED, ACNS_PKT_REDIRECT}) {
+        forwarded[d].packets += counters[d * ACNS_PKT_MAX + v].packets;
+        forwarded[d].bytes += counters[d * ACNS_PKT_MAX + v].bytes;
+      }
+      dropped[d] = counters[d * ACNS_PKT_MAX + ACNS_PKT_DROP_POLICY];
+    }
+    struct Series {
+      const char* name;
+      const char* help;
+      const acns_counter* by_direction;
+      bool bytes;
+      bool drop;
+    };
+    for (const Series& m : {Series{"cilium_forward_count_total", "Packets forwarded by the datapath.", forwarded, false, false},
+                            Series{"cilium_forward_bytes_total", "Bytes forwarded by the datapath.", forwarded, true, false},
+                            Series{"cilium_drop_count_total", "Packets dropped by the datapath, by reason.", dropped, false, true},
+                            Series{"cilium_drop_bytes_total", "Bytes dropped by the datapath, by reason.", dropped, true, true}}) {
+      for (uint32_t d : {ACNS_DIR_EGRESS, ACNS_DIR_INGRESS}) {
+        std::vector<ClientMetric::Label> labels = {{"direction", d == ACNS_DIR_EGRESS ? "EGRESS" : "INGRESS"}};
+        if (m.drop) labels.insert(labels.begin(), {"reason", "Policy denied"});
+        f.Counter(m.name, d == ACNS_DIR_EGRESS ? m.help : "",
+                  static_cast<double>(m.bytes ? m.by_direction[d].bytes : m.by_direction[d].packets), std::move(labels));
+      }
+    }
     f.Gauge("cilium_bpf_map_pressure", "Fill of the fullest map of a kind (0 to 1).",
             static_cast<double>(d.largest_policy_map) / ACNS_POLICY_MAX_ENTRIES, {{"map_name", "policy"}});
     f.Gauge("cilium_bpf_map_pressure", "", static_cast<double>(d.ipcache_entries) / ACNS_IPCACHE_MAX_ENTRIES,
             {{"map_name", "ipcache"}});
+  }
+  if (const observe::FlowLog* log = runtime_->flow_log(); log != nullptr) {
+    f.Counter("acns_flow_log_lines_total", "Flow records written to the flow log file.", log->lines());
+    f.Counter("acns_flow_log_errors_total", "Flow log writes and rotations that failed.", log->errors());
   }
   return f.Take();
 }

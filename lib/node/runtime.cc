@@ -85,6 +85,12 @@ absl::StatusOr<std::unique_ptr<NodeRuntime>> NodeRuntime::Create(NodeOptions opt
   if (options.flows.flow_capacity == 0 && !options.hubble_listen_address.empty()) {
     return absl::InvalidArgumentError("the Hubble API needs flows: set a flow capacity above 0");
   }
+  if (options.flows.flow_capacity == 0 && !options.flow_log.path.empty()) {
+    return absl::InvalidArgumentError("a flow log needs flows: set a flow capacity above 0");
+  }
+  if (!options.flow_log.path.empty()) {
+    if (absl::Status s = observe::FlowLog::Validate(options.flow_log); !s.ok()) return s;
+  }
   if (!options.proxy.listen.empty() && options.proxy.upstream.port() == 0) {
     return absl::InvalidArgumentError("explicit DNS listen addresses need an upstream");
   }
@@ -551,6 +557,12 @@ absl::Status NodeRuntime::StartFlows() {
     options_.flows.node_name = host;
   }
   options_.flows.metrics = flow_metrics_.get();
+  if (!options_.flow_log.path.empty()) {
+    auto log = observe::FlowLog::Open(options_.flow_log);
+    if (!log.ok()) return log.status();
+    flow_log_ = *std::move(log);
+    options_.flows.flow_log = flow_log_.get();
+  }
   observer_ = std::make_unique<observe::Observer>(options_.flows, flow_context_.get());
   if (options_.hubble_listen_address.empty()) return absl::OkStatus();
   auto server = observe::HubbleServer::Start({.listen_address = options_.hubble_listen_address,

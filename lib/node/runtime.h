@@ -75,6 +75,8 @@ struct NodeOptions {
   // is the host's name.
   observe::ObserverOptions flows{.flow_capacity = 0};
   std::string hubble_listen_address;
+  // Every flow record also written to a file (empty path: none), rotated by size.
+  observe::FlowLogOptions flow_log;
   std::string version;  // what the Hubble API reports
 
   // Runtime messages (failed saves, datapath errors, recoveries), on the runtime's log thread.
@@ -150,6 +152,7 @@ class NodeRuntime {
   const datapath::Datapath* datapath() const;
   // Null without flows, or before Start.
   const observe::Observer* observer() const { return observer_.get(); }
+  const observe::FlowLog* flow_log() const { return flow_log_.get(); }
   // Every metric of the node in Prometheus' text format: its own counters and, with flows,
   // Hubble's flow metrics (docs/observability.md).
   std::string MetricsText() const;
@@ -190,6 +193,7 @@ class NodeRuntime {
   std::shared_ptr<prometheus::Registry> metrics_registry_ = std::make_shared<prometheus::Registry>();
   NodeMetrics node_metrics_{this};
   std::unique_ptr<observe::FlowMetrics> flow_metrics_;
+  std::unique_ptr<observe::FlowLog> flow_log_;  // outlives the observer that writes it
   std::unique_ptr<observe::Observer> observer_;
   std::unique_ptr<observe::HubbleServer> hubble_;
   std::thread applier_, control_, event_reader_, logger_;

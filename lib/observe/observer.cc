@@ -94,7 +94,12 @@ void Observer::ReportReaderLost(uint64_t count) const {
 
 void Observer::PushLost(flow::LostEventSource source, uint64_t count) {
   if (options_.metrics != nullptr) options_.metrics->ObserveLost(source, count);
-  ring_.Push(std::make_shared<observer::GetFlowsResponse>(LostEventRecord(source, count, options_.node_name)));
+  Emit(std::make_shared<observer::GetFlowsResponse>(LostEventRecord(source, count, options_.node_name)));
+}
+
+void Observer::Emit(FlowRing::Entry record) {
+  if (options_.flow_log != nullptr) options_.flow_log->Write(*record);
+  ring_.Push(std::move(record));
 }
 
 FlowRing::Entry Observer::Build(const node::NodeEvent& e) const {
@@ -135,10 +140,11 @@ void Observer::BuildLoop() {
     if (kernel_lost > 0) PushLost(flow::PERF_EVENT_RING_BUFFER, kernel_lost);
     if (queue_lost > 0) PushLost(flow::OBSERVER_EVENTS_QUEUE, queue_lost);
     for (const node::NodeEvent& e : batch) {
-      ring_.Push(Build(e));
+      Emit(Build(e));
       flows_.fetch_add(1, std::memory_order_relaxed);
     }
     batch.clear();
+    if (options_.flow_log != nullptr) options_.flow_log->Flush();
   }
 }
 

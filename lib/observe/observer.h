@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "lib/node/event.h"
 #include "lib/observe/flow_builder.h"
+#include "lib/observe/flow_log.h"
 #include "lib/observe/flow_metrics.h"
 #include "proto/observer.pb.h"
 
@@ -55,6 +56,7 @@ struct ObserverOptions {
   size_t queue_capacity = 65536;  // events waiting for the flow builder
   std::string node_name;
   FlowMetrics* metrics = nullptr;  // counts every flow and loss when set; must outlive the observer
+  FlowLog* flow_log = nullptr;     // gets every record when set; must outlive the observer
 };
 
 class Observer {
@@ -90,6 +92,7 @@ class Observer {
  private:
   void BuildLoop();
   void PushLost(flow::LostEventSource source, uint64_t count);
+  void Emit(FlowRing::Entry record);  // to the ring and the flow log
 
   const ObserverOptions options_;
   const FlowContext* const context_;

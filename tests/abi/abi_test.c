@@ -51,6 +51,20 @@ static const char kBadPolicy[] =
     "  endpointSelector: {}\n"
     "  egress: [{toPorts: [{ports: [{port: \"53\"}], rules: {dns: [{matchName: a, matchPattern: b}]}}]}]\n";
 
+/* Collects what acns_observe / acns_flow_graph hand over. */
+typedef struct {
+  char text[4096];
+  size_t len;
+  int calls;
+} collected_text;
+static int collect_text(void *user_data, const char *text, size_t len) {
+  collected_text *c = user_data;
+  if (c->len + len < sizeof(c->text)) memcpy(c->text + c->len, text, len);
+  c->len += len;
+  c->calls++;
+  return 0;
+}
+
 static int diag_count;
 static void count_diag(void *user_data, const acns_diagnostic *d) {
   (void)user_data;
@@ -776,6 +790,12 @@ static void test_node(void) {
   o.pad2 = 1;
   CHECK(acns_node_create(&o, &node, &err) == ACNS_INVALID_ARGUMENT);
   o.pad2 = 0;
+  o.flow_log_path = "/tmp/acns-abi-flow-log/events.log";
+  o.flow_log_allowlist = "{\"verdict\":[\"SOMETIMES\"]}";
+  CHECK(acns_node_create(&o, &node, &err) == ACNS_INVALID_ARGUMENT); /* a bad filter, before anything runs */
+  CHECK(strstr(err.message, "flow log allowlist") != NULL);
+  o.flow_log_path = NULL;
+  o.flow_log_allowlist = NULL;
   CHECK(acns_node_create(&o, &node, &err) == ACNS_OK && node != NULL);
   CHECK(acns_node_wait_synced(node, 10, &err) == ACNS_FAILED_PRECONDITION);
   CHECK(acns_node_policy_apply(node, "bad.yaml", "spec: [", 7, NULL, NULL, &err) == ACNS_POLICY_INVALID);
@@ -798,6 +818,23 @@ static void test_node(void) {
   CHECK(acns_node_dns_listen_address(node, 1, addr, sizeof(addr), &needed, &err) == ACNS_NOT_FOUND);
   CHECK(acns_node_hubble_listen_address(node, addr, sizeof(addr), &needed, &err) == ACNS_OK);
   CHECK(strncmp(addr, "127.0.0.1:", 10) == 0 && strcmp(addr, "127.0.0.1:0") != 0);
+  /* The Hubble API clients: no flows yet, an empty graph; bad flags and no server are errors. */
+  collected_text got_text;
+  memset(&got_text, 0, sizeof(got_text));
+  const char *observe_args[] = {"--server", addr, "--last", "10", "-o", "json"};
+  CHECK(acns_observe(observe_args, 6, collect_text, &got_text, &err) == ACNS_OK);
+  CHECK(got_text.len == 0);
+  const char *graph_args[] = {"--server", addr};
+  CHECK(acns_flow_graph(graph_args, 2, collect_text, &got_text, &err) == ACNS_OK);
+  CHECK(got_text.calls == 1 && strncmp(got_text.text, "digraph flows {\n", 16) == 0);
+  const char *bad_args[] = {"--verdict", "MAYBE"};
+  CHECK(acns_observe(bad_args, 2, collect_text, &got_text, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(strstr(err.message, "MAYBE") != NULL);
+  CHECK(acns_observe(observe_args, 6, NULL, NULL, &err) == ACNS_INVALID_ARGUMENT);
+  CHECK(acns_observe(NULL, 1, collect_text, &got_text, &err) == ACNS_INVALID_ARGUMENT);
+  const char *no_server[] = {"--server", "unix:/nonexistent/acns.sock", "--timeout", "200ms"};
+  CHECK(acns_flow_graph(no_server, 4, collect_text, &got_text, &err) == ACNS_UNAVAILABLE);
+  CHECK(strstr(err.message, "cannot reach the Hubble API") != NULL);
   char *text = NULL;
   size_t len = 0;
   CHECK(acns_node_metrics(node, &text, &len, &err) == ACNS_OK);

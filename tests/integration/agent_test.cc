@@ -20,13 +20,17 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "proto/observer.grpc.pb.h"
+#include "re2/re2.h"
 #include "tests/support/commands.h"
 #include "tests/support/http.h"
 #include "tests/support/unbound.h"
@@ -120,11 +124,12 @@ class AgentTest : public ::testing::Test {
         const rlimit files{nofile_limit_, nofile_limit_};
         ::setrlimit(RLIMIT_NOFILE, &files);
       }
-      ::execl(ACNS_AGENT_PATH, "acns-agent", "--policy-dir", policies.c_str(), "--endpoints",
-              endpoints.c_str(), "--dns-listen", listen.c_str(), "--dns-upstream", upstream.c_str(),
-              "--state-dir", state.c_str(), "--api", api_.c_str(),
-              extra_args_.size() > 0 ? extra_args_[0].c_str() : nullptr,
-              extra_args_.size() > 1 ? extra_args_[1].c_str() : nullptr, static_cast<char*>(nullptr));
+      std::vector<const char*> argv = {"acns-agent", "--policy-dir", policies.c_str(), "--endpoints",
+                                       endpoints.c_str(), "--dns-listen", listen.c_str(), "--dns-upstream",
+                                       upstream.c_str(), "--state-dir", state.c_str(), "--api", api_.c_str()};
+      for (const std::string& arg : extra_args_) argv.push_back(arg.c_str());
+      argv.push_back(nullptr);
+      ::execv(ACNS_AGENT_PATH, const_cast<char* const*>(argv.data()));
       ::_exit(127);
     }
   }
@@ -150,7 +155,7 @@ class AgentTest : public ::testing::Test {
   pid_t pid_ = -1;
   rlim_t nofile_limit_ = 0;  // > 0: the agent's RLIMIT_NOFILE (soft and hard)
   bool private_state_tmpfs_ = false;
-  std::vector<std::string> extra_args_;  // up to two more arguments
+  std::vector<std::string> extra_args_;  // more arguments
 };
 
 TEST_F(AgentTest, ServesReloadsAndStopsCleanly) {
@@ -407,6 +412,95 @@ TEST_F(AgentTest, PrometheusScrapesTheHubbleMetricsOfKnownTraffic) {
   EXPECT_GE(checked, 15);
   ::kill(prom, SIGTERM);
   ::waitpid(prom, nullptr, 0);
+}
+
+// acnsctl observe and acnsctl graph against the agent's Hubble API, and the agent's flow log
+// file, from known traffic. Here the pod and the DNS server share 127.0.0.1 and, without the
+// datapath, identities are unknown (0); datapath_test looks at flows between real hosts.
+TEST_F(AgentTest, AcnsctlObservesAndGraphsFlowsAndTheFlowLogKeepsThem) {
+  const std::string hubble = absl::StrCat("127.0.0.1:", FreeLoopbackPort(SOCK_STREAM));
+  const std::string flow_log = dir_ + "/log/hubble/events.log";
+  extra_args_ = {"--hubble-listen-address", hubble, "--hubble-export-file-path", flow_log,
+                 "--hubble-export-denylist", R"({"verdict":["FORWARDED"],"reply":[true]})"};
+  StartAgent();
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(Dig("www.allowed.test"), "NOERROR");
+  EXPECT_EQ(Dig("www.denied.test"), "REFUSED");
+  const std::string observe = absl::StrCat(ACNSCTL_PATH, " observe --server ", hubble, " ");
+  int code = -1;
+  std::string out;
+  // The denied name: its request and its response, in hubble's compact format.
+  ASSERT_TRUE(Eventually([&] {
+    out = RunCommand(observe + "--verdict DROPPED --from-pod default/web --protocol dns --last 50", &code);
+    return absl::StrContains(out, "dns-response");
+  })) << out;
+  EXPECT_EQ(code, 0) << out;
+  const std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 2u) << out;
+  const std::string stamp = R"([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d\.\d{3}: )";
+  EXPECT_TRUE(RE2::FullMatch(lines[0], stamp + R"(default/web:\d+ \(unknown\) -> default/web:\d+ \(unknown\) )"
+                                                R"(dns-request proxy DROPPED \(DNS Query www\.denied\.test\. A\))")) << lines[0];
+  EXPECT_TRUE(RE2::FullMatch(lines[1], stamp + R"(default/web:\d+ \(unknown\) <- default/web:\d+ \(unknown\) )"
+                                                R"(dns-response proxy DROPPED \(DNS Answer RCode: Query Refused .*\))")) << lines[1];
+  // --not: everything but the denied name's flows; json: one flow object a line.
+  out = RunCommand(observe + "--not --verdict DROPPED --type l7 -o json --last 50 2>/dev/null", &code);
+  EXPECT_EQ(code, 0) << out;
+  int allowed = 0;
+  for (const std::string& line : std::vector<std::string>(absl::StrSplit(out, '\n', absl::SkipEmpty()))) {
+    flow::Flow f;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(line, &f).ok()) << line;
+    EXPECT_EQ(f.verdict(), flow::FORWARDED) << line;
+    allowed += f.l7().dns().query() == "www.allowed.test.";
+  }
+  EXPECT_EQ(allowed, 4);  // two queries, two answers
+  // Bad flags exit 2 with the reason; an unreachable server exits 1.
+  out = RunCommand(observe + "--verdict MAYBE", &code);
+  EXPECT_EQ(code, 2) << out;
+  EXPECT_NE(out.find("invalid --verdict value: MAYBE"), std::string::npos) << out;
+  out = RunCommand(absl::StrCat(ACNSCTL_PATH, " observe --server 127.0.0.1:1"), &code);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find("cannot reach the Hubble API at 127.0.0.1:1"), std::string::npos) << out;
+
+  // --follow: a name asked after it started shows up, as it happens.
+  std::string followed;
+  std::thread follower([&] {
+    followed = RunCommand(absl::StrCat("timeout 6 ", observe, "--follow --since 0s --protocol dns -o compact"));
+  });
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_EQ(Dig("n7.allowed.test"), "NOERROR");
+  follower.join();
+  EXPECT_NE(followed.find("DNS Query n7.allowed.test. A"), std::string::npos) << followed;
+  EXPECT_EQ(followed.find("www.allowed.test"), std::string::npos) << followed;  // --since 0s: nothing older
+
+  // The graph: the pod asking itself (the same address), an allowed and a denied edge.
+  out = RunCommand(absl::StrCat(ACNSCTL_PATH, " graph --server ", hubble, " -o dot"), &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_TRUE(absl::StrContains(out, R"(n0 -> n0 [label="DNS (3): n7.allowed.test., www.allowed.test.", color="#15803d")")) << out;
+  EXPECT_TRUE(absl::StrContains(out, R"(n0 -> n0 [label="DNS (1): www.denied.test.", color="#dc2626")")) << out;
+
+  // The flow log: a protojson GetFlowsResponse a line; the denylist kept allowed answers out.
+  std::ifstream in(flow_log);
+  int denied = 0, answers = 0, total = 0;
+  for (std::string line; std::getline(in, line); ++total) {
+    observer::GetFlowsResponse r;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(line, &r).ok()) << line;
+    denied += r.flow().l7().dns().query() == "www.denied.test.";
+    answers += r.flow().verdict() == flow::FORWARDED && r.flow().is_reply().value();
+  }
+  EXPECT_EQ(denied, 2);
+  EXPECT_EQ(answers, 0);
+  EXPECT_EQ(total, 5) << "3 allowed queries and the denied query and answer";
+  EXPECT_NE(Get("/metrics").find("acns_flow_log_lines_total 5"), std::string::npos);
+}
+
+TEST_F(AgentTest, ABadFlowLogSettingIsFatal) {
+  int code = 0;
+  const std::string out = RunCommand(absl::StrCat(ACNS_AGENT_PATH, " --datapath=false --policy-dir ", dir_,
+                                                  "/policies --endpoints ", dir_, "/endpoints.yaml --api ", api_,
+                                                  " --hubble-export-file-path ", dir_, "/events.log",
+                                                  " --hubble-export-allowlist '{\"verdict\":[\"SOMETIMES\"]}'"),
+                                     &code);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find("flow log allowlist"), std::string::npos) << out;
 }
 
 TEST_F(AgentTest, MissingInputsAreFatalUnlessStartingEmpty) {

@@ -34,6 +34,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "proto/observer.grpc.pb.h"
@@ -423,6 +424,48 @@ TEST_F(DatapathTest, EnforcesFqdnPolicyOnARealPodAcrossAnAgentKill) {
       Api("/metrics"),
       std::regex("\nhubble_drop_total\\{protocol=\"TCP\",reason=\"POLICY_DENIED\",source=\"default/web\"\\} [1-9]")))
       << Api("/metrics");
+  // And in Cilium's datapath counters, from the per-CPU maps.
+  const std::string metrics = Api("/metrics");
+  EXPECT_TRUE(std::regex_search(
+      metrics, std::regex("\ncilium_drop_count_total\\{reason=\"Policy denied\",direction=\"EGRESS\"\\} [1-9]")))
+      << metrics;
+  EXPECT_TRUE(std::regex_search(metrics, std::regex("\ncilium_forward_count_total\\{direction=\"EGRESS\"\\} [1-9]")))
+      << metrics;
+  EXPECT_TRUE(std::regex_search(metrics, std::regex("\ncilium_forward_bytes_total\\{direction=\"INGRESS\"\\} [1-9]")))
+      << metrics;
+  std::ofstream(dir_ + "/metrics.txt") << metrics;
+  int lint_code = -1;
+  const std::string lint = RunCommand("promtool check metrics < " + dir_ + "/metrics.txt", &lint_code);
+  EXPECT_EQ(lint_code, 0) << lint;
+  EXPECT_EQ(lint, "") << lint;
+  // acnsctl observe prints the dropped connection as hubble observe does.
+  const std::string server = " --server unix:" + dir_ + "/hubble.sock";
+  const std::string drops = RunCommand(absl::StrCat(ACNSCTL_PATH, " observe", server, " --type drop --last 100"));
+  EXPECT_TRUE(std::regex_search(drops, std::regex(absl::StrCat(
+      R"(: default/web:\d+ \(ID:\d+\) <> )", absl::StrReplaceAll(kDeniedIp, {{".", "\\."}}),
+      R"(:80 \(world-ipv4\) Policy denied DROPPED \(TCP Flags: SYN\)\n)")))) << drops;
+  // acnsctl graph: the page, laid out by a real browser (headless Chromium), whose own check
+  // says every name fits its box; the screenshot is kept as a test artifact.
+  const std::string page = dir_ + "/graph.html";
+  RunCommand(absl::StrCat(ACNSCTL_PATH, " graph", server, " -o html > ", page));
+  const std::string browser = "timeout 60 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage ";
+  const std::string dom = RunCommand(absl::StrCat("(", browser, "--dump-dom file://", page, " 2>/dev/null)"));
+  EXPECT_NE(dom.find("data-labels-fit=\"yes\""), std::string::npos) << dom.substr(0, 300);
+  std::smatch nodes;
+  ASSERT_TRUE(std::regex_search(dom, nodes, std::regex("data-nodes=\"(\\d+)\""))) << dom.substr(0, 300);
+  EXPECT_GE(std::stoi(nodes[1]), 5) << "the pod, the DNS server, two names, the denied address, ...";
+  for (const std::string& shown : {std::string("<td>default/web</td>"), std::string("<td>web.allowed.test</td>"),
+                                   absl::StrCat("<td>", kDeniedIp, "</td><td>TCP/80</td><td>dropped</td>")}) {
+    EXPECT_NE(dom.find(shown), std::string::npos) << shown;
+  }
+  const std::string screenshot = std::string(ACNS_TEST_ARTIFACT_DIR) + "/acnsctl-graph.png";
+  RunCommand(absl::StrCat("mkdir -p ", ACNS_TEST_ARTIFACT_DIR, " && rm -f ", screenshot, " && (", browser,
+                          "--hide-scrollbars --window-size=1400,900 --screenshot=", screenshot, " file://", page,
+                          " 2>/dev/null)"));
+  std::ifstream png(screenshot, std::ios::binary);
+  std::string png_head(8, '\0');
+  png.read(png_head.data(), 8);
+  EXPECT_EQ(png_head, std::string("\x89PNG\r\n\x1a\n", 8)) << "no screenshot at " << screenshot;
   // Straight to the DNS server, around the explicit proxy: the datapath redirects it to the
   // proxy (transparent DNS is on whenever the datapath enforces DNS rules), so policy decides.
   EXPECT_EQ(DigStatus(InPod("dig @198.51.100.6 +tries=1 +time=2 www.denied.test A")), "REFUSED");

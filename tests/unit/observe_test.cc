@@ -3,18 +3,30 @@
 // and Summary texts; every filter field; the ring and its lost-event accounting.
 #include <netinet/in.h>
 
+#include <filesystem>
 #include <fstream>
+#include <limits>
+#include <map>
 #include <set>
 #include <string>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/unknown_field_set.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "lib/observe/flow_builder.h"
 #include "lib/observe/flow_filter.h"
+#include "lib/observe/flow_graph.h"
+#include "lib/observe/flow_log.h"
 #include "lib/observe/flow_metrics.h"
+#include "lib/observe/flow_printer.h"
+#include "lib/observe/flow_query.h"
 #include "lib/observe/observer.h"
 #include "prometheus/text_serializer.h"
 #include "re2/re2.h"
@@ -392,6 +404,313 @@ TEST(ObserverTest, EventsThatDidNotFitBecomeLostEventRecords) {
   EXPECT_EQ(flows, stats.flows);
   EXPECT_EQ(queue_lost, stats.queue_lost);
   EXPECT_EQ(kernel_lost, 5u);
+}
+
+observer::GetFlowsResponse Response(const flow::Flow& f) {
+  observer::GetFlowsResponse r;
+  *r.mutable_flow() = f;
+  r.set_node_name(f.node_name());
+  *r.mutable_time() = f.time();
+  return r;
+}
+
+TEST(FlowPrinterTest, CompactLinesReadAsHubblePrintsThem) {
+  using T = dnsproxy::DnsEvent::Type;
+  using V = dnsproxy::DnsEvent::Verdict;
+  FlowPrinter p(FlowOutput::kCompact);
+  // Time in UTC as Go's StampMilli; the pod by name, the world by address or DNS name;
+  // reserved identities by name; a reply's arrow points back to the pod, a drop's has two heads.
+  EXPECT_EQ(p.Print(Response(DnsFlow(T::kRequest, V::kForwarded))),
+            "Nov 14 22:13:20.250: shop/web-1:40000 (ID:256) -> 198.51.100.53:53 (world) dns-request proxy "
+            "FORWARDED (DNS Query api.example.com. AAAA)\n");
+  EXPECT_EQ(p.Print(Response(DnsFlow(T::kResponse, V::kDenied, 5))),
+            "Nov 14 22:13:20.250: shop/web-1:40000 (ID:256) <- 198.51.100.53:53 (world) dns-response proxy "
+            "DROPPED (DNS Answer RCode: Query Refused TTL: 30 (Proxy api.example.com. AAAA))\n");
+  EXPECT_EQ(p.Print(Response(L34Flow(ACNS_PKT_DROP_POLICY))),
+            "Nov 14 22:13:20.250: shop/web-1:40001 (ID:256) <> api.example.com:443 (ID:16777217) Policy denied "
+            "DROPPED (TCP Flags: SYN)\n");  // a drop's direction is unknown, as Hubble has it
+  EXPECT_EQ(p.Print(Response(L34Flow(ACNS_PKT_ALLOW, IPPROTO_UDP))),
+            "Nov 14 22:13:20.250: shop/web-1:40001 (ID:256) -> api.example.com:443 (ID:16777217) "
+            "policy-verdict:L3-L4 EGRESS ALLOWED (UDP)\n");
+  EXPECT_EQ(p.Print(LostEventRecord(flow::OBSERVER_EVENTS_QUEUE, 12, "node-a")),
+            "EVENTS LOST: OBSERVER_EVENTS_QUEUE CPU(0) 12\n");
+  FlowPrinter with_node(FlowOutput::kCompact, /*print_node_name=*/true);
+  EXPECT_TRUE(absl::StartsWith(with_node.Print(Response(L34Flow(ACNS_PKT_ALLOW))), "Nov 14 22:13:20.250 [node-a]: "));
+  // IPv6 addresses are bracketed before a port (Go's JoinHostPort).
+  flow::Flow v6 = L34Flow(ACNS_PKT_ALLOW);
+  v6.mutable_ip()->set_destination("2001:db8::5");
+  v6.clear_destination_names();
+  EXPECT_NE(p.Print(Response(v6)).find(" -> [2001:db8::5]:443 "), std::string::npos);
+}
+
+TEST(FlowPrinterTest, JsonTableAndDictForms) {
+  const observer::GetFlowsResponse r = Response(L34Flow(ACNS_PKT_DROP_POLICY));
+  // json: the flow alone; jsonpb: the whole response; one line each, proto field names.
+  FlowPrinter json(FlowOutput::kJson), jsonpb(FlowOutput::kJsonPb);
+  const std::string j = json.Print(r), jpb = jsonpb.Print(r);
+  flow::Flow back;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(j, &back).ok()) << j;
+  EXPECT_EQ(back.verdict(), flow::DROPPED);
+  EXPECT_EQ(std::count(j.begin(), j.end(), '\n'), 1);
+  EXPECT_TRUE(absl::StartsWith(jpb, "{\"flow\":{")) << jpb;
+  EXPECT_NE(jpb.find("\"node_name\":\"node-a\""), std::string::npos);
+  EXPECT_NE(jpb.find("\"drop_reason_desc\":\"POLICY_DENIED\""), std::string::npos);
+
+  // table: tabwriter columns (padding 3), written at Flush.
+  FlowPrinter table(FlowOutput::kTable);
+  EXPECT_EQ(table.Print(r), "");
+  EXPECT_EQ(table.Print(Response(L34Flow(ACNS_PKT_ALLOW, IPPROTO_UDP))), "");
+  const std::vector<std::string> lines = absl::StrSplit(table.Flush(), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0].substr(0, 26), "TIMESTAMP             SOUR");  // "Nov 14 22:13:20.250" + 3
+  for (const char* column : {"SOURCE", "DESTINATION", "TYPE", "VERDICT", "SUMMARY"}) {
+    const size_t at = lines[0].find(column);
+    ASSERT_NE(at, std::string::npos);
+    EXPECT_NE(lines[1][at], ' ') << column;  // every row's cell starts under its header
+    EXPECT_EQ(lines[1][at - 1], ' ') << column;
+  }
+  EXPECT_TRUE(RE2::PartialMatch(lines[1], "api.example.com:443   Policy denied +DROPPED   TCP Flags: SYN$")) << lines[1];
+  EXPECT_NE(lines[2].find("policy-verdict:L3-L4 EGRESS   ALLOWED   UDP"), std::string::npos) << lines[2];
+
+  FlowPrinter dict(FlowOutput::kDict);
+  EXPECT_EQ(dict.Print(r),
+            "  TIMESTAMP: Nov 14 22:13:20.250\n     SOURCE: shop/web-1:40001\nDESTINATION: api.example.com:443\n"
+            "       TYPE: Policy denied\n    VERDICT: DROPPED\n    SUMMARY: TCP Flags: SYN\n");
+  EXPECT_TRUE(absl::StartsWith(dict.Print(r), "------------\n"));
+  EXPECT_FALSE(ParseFlowOutput("yaml").ok());
+}
+
+TEST(FlowQueryTest, FlagsBecomeTheFiltersHubbleObserveSends) {
+  ::unsetenv("HUBBLE_SERVER");
+  const absl::Time now = absl::FromUnixSeconds(1800000000);
+  auto parse = [&](std::vector<std::string> args, FlowQueryUse use = FlowQueryUse::kObserve) {
+    return ParseFlowQuery(args, use, now);
+  };
+  auto q = parse({});
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(q->server, "localhost:4244");
+  EXPECT_EQ(q->request.number(), 20u);  // hubble's default: the last 20
+  EXPECT_EQ(q->request.whitelist_size(), 0);
+  EXPECT_EQ(q->output, "compact");
+
+  // One direction: one filter with everything AND'd.
+  q = parse({"--from-pod", "shop/web", "--to-fqdn", "*.example.com", "--verdict", "DROPPED", "--protocol", "dns",
+             "--server", "unix:/run/h.sock", "-o", "json", "--last", "5"});
+  ASSERT_TRUE(q.ok()) << q.status();
+  ASSERT_EQ(q->request.whitelist_size(), 1);
+  const flow::FlowFilter& f = q->request.whitelist(0);
+  EXPECT_EQ(f.source_pod(0), "shop/web");
+  EXPECT_EQ(f.destination_fqdn(0), "*.example.com");
+  EXPECT_EQ(f.verdict(0), flow::DROPPED);
+  EXPECT_EQ(f.protocol(0), "dns");
+  EXPECT_EQ(q->server, "unix:/run/h.sock");
+  EXPECT_EQ(q->request.number(), 5u);
+  EXPECT_FALSE(q->request.follow());
+
+  // Either direction: two filters OR'd, the source form and the destination form.
+  q = parse({"--pod", "shop/web", "--verdict=FORWARDED", "-f"});
+  ASSERT_TRUE(q.ok());
+  ASSERT_EQ(q->request.whitelist_size(), 2);
+  EXPECT_EQ(q->request.whitelist(0).source_pod(0), "shop/web");
+  EXPECT_EQ(q->request.whitelist(0).destination_pod_size(), 0);
+  EXPECT_EQ(q->request.whitelist(1).destination_pod(0), "shop/web");
+  EXPECT_EQ(q->request.whitelist(1).verdict(0), flow::FORWARDED);
+  EXPECT_TRUE(q->request.follow());
+  EXPECT_EQ(q->request.number(), 20u);
+
+  // A namespace: every pod of it, either way.
+  q = parse({"-n", "shop"});
+  ASSERT_TRUE(q.ok());
+  ASSERT_EQ(q->request.whitelist_size(), 2);
+  EXPECT_EQ(q->request.whitelist(0).source_pod(0), "shop/");
+  EXPECT_EQ(q->request.whitelist(1).destination_pod(0), "shop/");
+
+  // --not sends the next filter to the blacklist.
+  q = parse({"--not", "--type", "l7", "--type", "drop", "--to-identity", "world", "--tcp-flags", "SYN,ack"});
+  ASSERT_TRUE(q.ok()) << q.status();
+  ASSERT_EQ(q->request.blacklist_size(), 1);
+  EXPECT_EQ(q->request.blacklist(0).event_type(0).type(), kMessageTypeAccessLog);
+  ASSERT_EQ(q->request.whitelist_size(), 1);
+  EXPECT_EQ(q->request.whitelist(0).event_type(0).type(), kMessageTypeDrop);
+  EXPECT_EQ(q->request.whitelist(0).destination_identity(0), 2u);
+  EXPECT_TRUE(q->request.whitelist(0).tcp_flags(0).syn() && q->request.whitelist(0).tcp_flags(0).ack());
+
+  q = parse({"--type", "trace:to-stack", "--type", "policy-verdict", "--ipv6", "--traffic-direction", "egress"});
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(q->request.whitelist(0).event_type(0).sub_type(), 3);
+  EXPECT_TRUE(q->request.whitelist(0).event_type(0).match_sub_type());
+  EXPECT_EQ(q->request.whitelist(0).event_type(1).type(), kMessageTypePolicyVerdict);
+  EXPECT_EQ(q->request.whitelist(0).ip_version(0), flow::IPv6);
+  EXPECT_EQ(q->request.whitelist(0).traffic_direction(0), flow::EGRESS);
+
+  // Times: RFC 3339, or a duration ago; either drops the default count.
+  q = parse({"--since", "5m", "--until", "2027-01-15T08:00:00Z"});
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(q->request.since().seconds(), 1800000000 - 300);
+  EXPECT_EQ(q->request.until().seconds(), absl::ToUnixSeconds(absl::FromCivil(absl::CivilSecond(2027, 1, 15, 8, 0, 0), absl::UTCTimeZone())));
+  EXPECT_EQ(q->request.number(), 0u);
+  q = parse({"--first", "3"});
+  EXPECT_TRUE(q->request.first());
+
+  ::setenv("HUBBLE_SERVER", "relay:4245", 1);
+  EXPECT_EQ(parse({})->server, "relay:4245");
+  ::unsetenv("HUBBLE_SERVER");
+
+  // The graph takes every flow kept and draws dot or html.
+  q = parse({"-o", "html"}, FlowQueryUse::kGraph);
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(q->request.number(), std::numeric_limits<uint64_t>::max());
+  EXPECT_EQ(parse({}, FlowQueryUse::kGraph)->output, "dot");
+}
+
+TEST(FlowQueryTest, BadFlagsAreRefusedWithTheReason) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--bogus"}, "unknown flag --bogus"},
+      {{"--last"}, "--last needs a value"},
+      {{"--last", "0"}, "expected a positive number"},
+      {{"--last", "2", "--first", "3"}, "cannot be combined"},
+      {{"--first", "3", "--follow"}, "--first cannot be combined with --follow"},
+      {{"--from-pod", "a", "--pod", "b"}, "filters --from-pod and --pod cannot be combined"},
+      {{"--verdict", "MAYBE"}, "invalid --verdict value: MAYBE"},
+      {{"--drop-reason-desc", "NOPE"}, "invalid --drop-reason-desc"},
+      {{"--type", "bogus"}, "unable to parse type"},
+      {{"--tcp-flags", "SYN,XYZ"}, "unknown tcp flag: XYZ"},
+      {{"--identity", "nobody"}, "invalid security identity"},
+      {{"--since", "yesterday"}, "expected an RFC 3339 time"},
+      {{"--traffic-direction", "up"}, "invalid traffic direction"},
+      {{"--not"}, "--not must be followed by a filter"},
+      {{"--not", "--not", "--pod", "x"}, "consecutive --not"},
+      {{"--not", "--last", "3"}, "--not applies to a filter"},
+      {{"-o", "xml"}, "unknown output format"},
+      {{"--follow=yes"}, "--follow takes no value"},
+      {{"web"}, "unexpected argument"},
+  };
+  for (const auto& [args, message] : cases) {
+    auto q = ParseFlowQuery(args, FlowQueryUse::kObserve, absl::Now());
+    ASSERT_FALSE(q.ok()) << absl::StrJoin(args, " ");
+    EXPECT_EQ(q.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(q.status().message().find(message), absl::string_view::npos) << q.status() << " for " << absl::StrJoin(args, " ");
+  }
+  EXPECT_FALSE(ParseFlowQuery({"--follow"}, FlowQueryUse::kGraph, absl::Now()).ok());
+  EXPECT_FALSE(ParseFlowQuery({"-o", "compact"}, FlowQueryUse::kGraph, absl::Now()).ok());
+}
+
+TEST(FlowGraphTest, EdgesByPortAndVerdictWithWorldNamesAndDnsQuestions) {
+  using T = dnsproxy::DnsEvent::Type;
+  using V = dnsproxy::DnsEvent::Verdict;
+  FlowGraph g;
+  for (const flow::Flow& f : {DnsFlow(T::kRequest, V::kForwarded), DnsFlow(T::kResponse, V::kForwarded),
+                              DnsFlow(T::kRequest, V::kDenied), L34Flow(ACNS_PKT_DROP_POLICY),
+                              L34Flow(ACNS_PKT_DROP_POLICY), L34Flow(ACNS_PKT_ALLOW, IPPROTO_UDP)}) {
+    g.Add(f);
+  }
+  ASSERT_EQ(g.nodes().size(), 3u);
+  EXPECT_EQ(g.nodes()[0].name, "shop/web-1");
+  EXPECT_EQ(g.nodes()[0].kind, "pod");
+  EXPECT_EQ(g.nodes()[1].name, "198.51.100.53");
+  EXPECT_EQ(g.nodes()[1].kind, "world");
+  EXPECT_EQ(g.nodes()[2].name, "api.example.com");
+  EXPECT_EQ(g.nodes()[2].kind, "fqdn");
+  std::map<std::string, uint64_t> edges;
+  for (const auto& [key, edge] : g.edges()) {
+    edges[absl::StrCat(key.from, ">", key.to, " ", key.port, " ", key.verdict)] = edge.flows;
+    if (key.port == "DNS") EXPECT_EQ(edge.names, std::set<std::string>{"api.example.com."});
+  }
+  // The response adds nothing: its request drew the edge.
+  EXPECT_EQ(edges, (std::map<std::string, uint64_t>{{"0>1 DNS allowed", 1},
+                                                    {"0>1 DNS dropped", 1},
+                                                    {"0>2 TCP/443 dropped", 2},
+                                                    {"0>2 UDP/443 allowed", 1}}));
+  const std::string dot = g.Dot();
+  EXPECT_TRUE(absl::StartsWith(dot, "digraph flows {\n"));
+  EXPECT_NE(dot.find("  n0 [label=\"shop/web-1\""), std::string::npos) << dot;
+  EXPECT_NE(dot.find("  n0 -> n2 [label=\"TCP/443 (2)\", color=\"#dc2626\""), std::string::npos) << dot;
+  EXPECT_NE(dot.find("  n0 -> n1 [label=\"DNS (1): api.example.com.\", color=\"#15803d\""), std::string::npos) << dot;
+  const std::string html = g.Html("flows <test>");
+  EXPECT_NE(html.find("<title>flows &lt;test&gt;</title>"), std::string::npos);
+  EXPECT_EQ(html.find("http"), std::string::npos);  // nothing fetched, not even a namespace URL
+  EXPECT_EQ(html.find(" src="), std::string::npos);
+}
+
+class FlowLogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/acns-flowlog.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  // Lines of every file in the directory, oldest file first.
+  std::vector<std::string> Files() const {
+    std::vector<std::string> files;
+    for (const auto& e : std::filesystem::directory_iterator(dir_ + "/hubble")) files.push_back(e.path().string());
+    std::sort(files.begin(), files.end());
+    return files;
+  }
+  std::string dir_;
+};
+
+TEST_F(FlowLogTest, RotatesBySizeKeepsTheNewestBackupsAndWholeLines) {
+  auto log = FlowLog::Open({.path = dir_ + "/hubble/events.log", .max_size_bytes = 4096, .max_backups = 2});
+  ASSERT_TRUE(log.ok()) << log.status();
+  for (int i = 0; i < 200; ++i) {
+    flow::Flow f = L34Flow(ACNS_PKT_DROP_POLICY);
+    f.set_uuid(absl::StrCat("flow-", i));
+    (*log)->Write(Response(f));
+    if (i % 7 == 0) (*log)->Flush();
+  }
+  (*log)->Flush();
+  EXPECT_EQ((*log)->lines(), 200u);
+  EXPECT_EQ((*log)->errors(), 0u);
+  const std::vector<std::string> files = Files();
+  ASSERT_EQ(files.size(), 3u);  // events.log and two backups
+  EXPECT_TRUE(absl::EndsWith(files[2], "/events.log"));
+  EXPECT_TRUE(RE2::FullMatch(files[0], R"(.*/events-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.\d{3}\.log)")) << files[0];
+  // Newest last, consecutive, every line a whole record, no file past the limit.
+  std::vector<int> seen;
+  for (const std::string& path : files) {
+    EXPECT_LE(std::filesystem::file_size(path), 4096u) << path;
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);) {
+      observer::GetFlowsResponse r;
+      ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(line, &r).ok()) << line;
+      int n;
+      ASSERT_TRUE(absl::SimpleAtoi(absl::StripPrefix(r.flow().uuid(), "flow-"), &n));
+      seen.push_back(n);
+    }
+  }
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.back(), 199);
+  for (size_t i = 1; i < seen.size(); ++i) EXPECT_EQ(seen[i], seen[i - 1] + 1);
+  EXPECT_LT(seen.size(), 200u);  // the oldest went with the removed backups
+}
+
+TEST_F(FlowLogTest, AllowAndDenyListsSelectFlowsButNeverNotices) {
+  using T = dnsproxy::DnsEvent::Type;
+  using V = dnsproxy::DnsEvent::Verdict;
+  auto log = FlowLog::Open({.path = dir_ + "/hubble/events.log",
+                            .allowlist_json = R"({"verdict":["DROPPED"]},{"protocol":["udp"]})",
+                            .denylist_json = R"({"event_type":[{"type":129}]})"});
+  ASSERT_TRUE(log.ok()) << log.status();
+  (*log)->Write(Response(L34Flow(ACNS_PKT_DROP_POLICY)));           // allowed: dropped
+  (*log)->Write(Response(L34Flow(ACNS_PKT_ALLOW, IPPROTO_UDP)));    // allowed: udp
+  (*log)->Write(Response(L34Flow(ACNS_PKT_ALLOW)));                 // not selected
+  (*log)->Write(Response(DnsFlow(T::kRequest, V::kDenied)));        // denied: L7
+  (*log)->Write(LostEventRecord(flow::OBSERVER_EVENTS_QUEUE, 3, "node-a"));
+  (*log)->Flush();
+  EXPECT_EQ((*log)->lines(), 3u);
+  std::ifstream in(dir_ + "/hubble/events.log");
+  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(std::count(all.begin(), all.end(), '\n'), 3);
+  EXPECT_NE(all.find("\"lost_events\""), std::string::npos);
+
+  auto bad = FlowLog::Open({.path = dir_ + "/x.log", .allowlist_json = "{\"verdict\":[\"SOMETIMES\"]}"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("flow log allowlist"), absl::string_view::npos) << bad.status();
+  bad = FlowLog::Open({.path = dir_ + "/x.log", .denylist_json = "{\"http_method\":[\"GET\"]}"});
+  EXPECT_FALSE(bad.ok());  // a field acns cannot evaluate
+  bad = FlowLog::Open({.path = "/proc/acns-no-such-dir/events.log"});
+  EXPECT_FALSE(bad.ok());
 }
 
 TEST(FlowMetricsTest, CountsWithHubblesNamesAndLabelsAndForgetsPodsThatLeft) {
