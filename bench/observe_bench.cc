@@ -35,6 +35,7 @@ class OnePod : public acns::observe::FlowContext {
   EndpointRef EndpointByInterface(uint32_t) const override { return pod_; }
   std::vector<std::string> NamesOf(const IpAddr&) const override { return {"api.example.com"}; }
   uint32_t IdentityOf(const IpAddr&) const override { return 16777217; }
+  std::vector<acns::policy::PolicyRef> PoliciesOf(uint32_t) const override { return {}; }
 
  private:
   std::shared_ptr<EndpointView> pod_ = std::make_shared<EndpointView>();

@@ -222,7 +222,8 @@ static __always_inline struct acns_policy_value *policy_of(__u32 identity, const
   return bpf_map_lookup_elem(&acns_policy, &key);
 }
 
-static __always_inline void emit(struct __sk_buff *skb, const struct flow *f, __u32 identity, __u8 verdict) {
+static __always_inline void emit(struct __sk_buff *skb, const struct flow *f, __u32 identity, __u8 verdict,
+                                 __u32 cookie) {
   struct acns_event *e = bpf_ringbuf_reserve(&acns_events, sizeof(*e), 0);
   if (!e) {
     __u32 zero = 0;
@@ -248,7 +249,7 @@ static __always_inline void emit(struct __sk_buff *skb, const struct flow *f, __
     e->icmp_type = f->icmp_type;
     e->icmp_code = f->icmp_code;
   }
-  e->pad = 0;
+  e->policy_cookie = (__u16)cookie;
   bpf_ringbuf_submit(e, 0);
 }
 
@@ -339,19 +340,20 @@ int acns_egress(struct __sk_buff *skb) {
    * pointers themselves, are combined: the verifier refuses arithmetic on map value pointers.) */
   const int found = match_of(exact) | match_of(any) | match_of(by_prefix);
   if ((found & kMatchDeny) || found == 0) {
-    emit(skb, &f, identity, ACNS_PKT_DROP_POLICY);
+    emit(skb, &f, identity, ACNS_PKT_DROP_POLICY, 0);
     return count(skb, ACNS_PKT_DROP_POLICY, TC_ACT_SHOT);
   }
   /* The most specific peer that matched decides the redirect: an entry for this very peer
    * without a proxy (the explicit DNS proxy's own address) is not redirected by a rule for
    * any peer. */
   __be16 proxy_port = 0;
-  if (exact) proxy_port = exact->proxy_port;
-  else if (by_prefix) proxy_port = by_prefix->proxy_port;
-  else if (any) proxy_port = any->proxy_port;
+  __u32 cookie = 0;
+  if (exact) proxy_port = exact->proxy_port, cookie = exact->cookie;
+  else if (by_prefix) proxy_port = by_prefix->proxy_port, cookie = by_prefix->cookie;
+  else if (any) proxy_port = any->proxy_port, cookie = any->cookie;
   struct acns_ct_value value = {.last_seen_ns = bpf_ktime_get_ns(), .identity = identity, .proxy_port = proxy_port};
   bpf_map_update_elem(&acns_ct, &f.key, &value, BPF_ANY);
-  emit(skb, &f, identity, proxy_port ? ACNS_PKT_REDIRECT : ACNS_PKT_ALLOW);
+  emit(skb, &f, identity, proxy_port ? ACNS_PKT_REDIRECT : ACNS_PKT_ALLOW, cookie);
   if (proxy_port) return redirect(skb, &f, proxy_port);
   return count(skb, ACNS_PKT_ALLOW, TC_ACT_OK);
 }

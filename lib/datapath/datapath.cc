@@ -200,7 +200,8 @@ absl::Status Datapath::ReconcilePolicy(uint64_t id, Attached& endpoint) {
   PolicyMapInputs inputs{.fqdn_identities = &identities_,
                          .endpoint_identities = &local_.endpoint_identities(),
                          .cidr_identities = &local_.cidrs(),
-                         .transparent_dns_port = options_.transparent_dns_port};
+                         .transparent_dns_port = options_.transparent_dns_port,
+                         .cookies = &cookies_};
   for (const SocketAddress& a : options_.dns_proxy) inputs.dns_proxy_ports.push_back(a.port());
   const std::vector<PolicyEntry> desired = DesiredEgressPolicy(*view, inputs);
   // Enforcement starts only once the map is complete, and stops before the map empties.

@@ -99,6 +99,8 @@ class Datapath {
   // interface index of each attached endpoint.
   std::vector<std::pair<IpAddr, uint32_t>> EndpointIdentities() const;
   std::vector<std::pair<uint64_t, int>> AttachedInterfaces() const;
+  // The policies behind a verdict event's cookie (acns_event.policy_cookie).
+  const PolicyCookies& policy_cookies() const { return cookies_; }
   int ipcache_fd() const { return node_->ipcache_fd(); }
   // The policy map of an attached endpoint, or -1.
   int policy_fd(uint64_t endpoint_id) const;
@@ -138,6 +140,7 @@ class Datapath {
   std::map<uint64_t, Attached> attached_;
   std::map<uint64_t, size_t> policy_sizes_;
   std::array<acns_counter, 2 * ACNS_PKT_MAX> detached_counters_{};  // of endpoints gone
+  PolicyCookies cookies_;
   Stats stats_;
   std::mutex events_mu_;  // PollEvents; not mu_, so that polling never blocks the writers
   std::unique_ptr<EventReader> events_;

@@ -80,13 +80,31 @@ class EntryBuilder {
     }
   }
 
-  std::vector<PolicyEntry> Finish() {
-    std::sort(entries_.begin(), entries_.end(),
-              [](const PolicyEntry& a, const PolicyEntry& b) { return KeyLess(a.key, b.key); });
-    entries_.erase(std::unique(entries_.begin(), entries_.end(),
-                               [](const PolicyEntry& a, const PolicyEntry& b) { return KeyEqual(a.key, b.key); }),
-                   entries_.end());
-    return std::move(entries_);
+  // The policy whose rule the next entries come from (null: none).
+  void SetOrigin(const policy::Policy* policy) { origin_ = policy; }
+
+  // Sorted by key without duplicates; with `cookies`, each entry's cookie numbers the policies
+  // of every rule that added it.
+  std::vector<PolicyEntry> Finish(PolicyCookies* cookies) {
+    std::vector<size_t> order(entries_.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return KeyLess(entries_[a].key, entries_[b].key); });
+    std::vector<PolicyEntry> out;
+    std::vector<policy::PolicyRef> origins;
+    auto close = [&] {
+      if (!out.empty() && cookies != nullptr) out.back().value.cookie = cookies->Intern(std::move(origins));
+      origins.clear();
+    };
+    for (size_t i : order) {
+      if (out.empty() || !KeyEqual(out.back().key, entries_[i].key)) {
+        close();
+        out.push_back(entries_[i]);
+      }
+      if (origins_[i] != nullptr) origins.push_back(policy::PolicyRef::Of(*origins_[i]));
+    }
+    close();
+    return out;
   }
 
  private:
@@ -97,9 +115,12 @@ class EntryBuilder {
     e.value.proxy_port = htobe16(proxy_port);
     e.value.flags = static_cast<uint8_t>(port_prefix_len << ACNS_POLICY_PREFIX_SHIFT);
     entries_.push_back(e);
+    origins_.push_back(origin_);
   }
 
   std::vector<PolicyEntry> entries_;
+  std::vector<const policy::Policy*> origins_;  // of each entry
+  const policy::Policy* origin_ = nullptr;
 };
 
 }  // namespace
@@ -118,7 +139,7 @@ uint32_t ReservedIdentity(absl::string_view entity) {
 std::vector<PolicyEntry> DesiredEgressPolicy(const policy::PolicyEngine::EgressView& view,
                                              const PolicyMapInputs& inputs) {
   EntryBuilder out;
-  if (!view.enforced) return out.Finish();
+  if (!view.enforced) return out.Finish(inputs.cookies);
   static const FqdnIdentities kNone;
   const FqdnIdentities& fqdn = inputs.fqdn_identities != nullptr ? *inputs.fqdn_identities : kNone;
   static const std::vector<std::pair<uint32_t, policy::LabelSet>> kNoEndpoints;
@@ -127,7 +148,9 @@ std::vector<PolicyEntry> DesiredEgressPolicy(const policy::PolicyEngine::EgressV
   const auto& cidrs = inputs.cidr_identities != nullptr ? *inputs.cidr_identities : kNoCidrs;
   const uint32_t kHost[] = {kIdentityHost};
   const uint32_t kAny[] = {0};
-  for (const policy::EgressRule* rule : view.rules) {
+  for (size_t r = 0; r < view.rules.size(); ++r) {
+    const policy::EgressRule* rule = view.rules[r];
+    out.SetOrigin(r < view.policies.size() ? view.policies[r] : nullptr);
     // Queries under `rules.dns` go to the proxy, whatever server the rule names (the proxy
     // checks the server): explicitly to its addresses, or redirected from the rule's ports.
     for (const policy::PortRule& pr : rule->to_ports) {
@@ -210,8 +233,9 @@ std::vector<PolicyEntry> DesiredEgressPolicy(const policy::PolicyEngine::EgressV
   const bool dns_rules = std::any_of(view.rules.begin(), view.rules.end(), [](const policy::EgressRule* rule) {
     return std::any_of(rule->to_ports.begin(), rule->to_ports.end(), [](const policy::PortRule& pr) { return pr.has_dns_rules; });
   });
+  out.SetOrigin(nullptr);  // no policy allows this: none puts the endpoint in default deny
   if (!view.default_deny && (inputs.transparent_dns_port != 0 || !dns_rules)) out.Allow(kAny, nullptr);
-  return out.Finish();
+  return out.Finish(inputs.cookies);
 }
 
 std::vector<Cidr> PolicyCidrs(const policy::PolicyEngine::EgressView& view) {

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "bpf/include/acns/maps.h"
+#include "lib/datapath/policy_cookies.h"
 #include "lib/datapath/local_identities.h"
 #include "lib/policy/engine.h"
 
@@ -54,6 +55,8 @@ struct PolicyMapInputs {
   // Transparent mode: the port of the proxy's loopback sockets. A port rule with `rules.dns`
   // then redirects its ports (to any destination) there.
   uint16_t transparent_dns_port = 0;
+  // Numbers the policies behind each entry (acns_policy_value.cookie); null: cookies stay 0.
+  PolicyCookies* cookies = nullptr;
 };
 
 // The egress entries of an enforced endpoint, sorted by key and without duplicates:

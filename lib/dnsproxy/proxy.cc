@@ -25,6 +25,7 @@
 #include "lib/common/file.h"
 #include "lib/common/status.h"
 #include "lib/dnsproxy/active_workers.h"
+#include "lib/dnsproxy/answer_latency.h"
 #include "lib/dnsproxy/reuseport.h"
 #include "lib/dnsproxy/ring.h"
 
@@ -235,6 +236,8 @@ class DnsProxy::Worker : private Ring::Handler {
 
   ~Worker() override { Stop(); }
 
+  const AnswerLatency& latency() const { return latency_; }
+
   absl::Status Init(std::vector<Listener> listeners) {
     epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
     if (!epoll_.valid()) return ErrnoError(errno, "epoll_create1");
@@ -307,6 +310,7 @@ class DnsProxy::Worker : private Ring::Handler {
     std::string qname;
     uint16_t qtype = 0;
     DnsEvent::Verdict verdict = DnsEvent::Verdict::kForwarded;
+    bool timed_out = false;  // the upstream did not answer in time
     absl::Time received, forwarded, answered;
     std::vector<IpAddr> ips;
     uint32_t ttl = 0;
@@ -782,12 +786,33 @@ class DnsProxy::Worker : private Ring::Handler {
 
   // Reports an answer, then sends it (so that whoever sees the answer can count on its event).
   void Respond(const Origin& origin, absl::string_view msg, const Trace& trace) {
-    if (options().on_event) ReportResponse(origin, msg, trace);
+    const absl::Time now = absl::Now();
+    ObserveLatency(trace, now);
+    if (options().on_event) ReportResponse(origin, msg, trace, now);
     Reply(origin, msg);
   }
 
-  void ReportResponse(const Origin& origin, absl::string_view msg, const Trace& trace) {
-    const absl::Time now = absl::Now();
+  // The stages an answer went through; upstream and dataplane only when it was forwarded.
+  void ObserveLatency(const Trace& trace, absl::Time now) {
+    using L = AnswerLatency;
+    const L::Outcome outcome = trace.timed_out                                      ? L::kTimeout
+                               : trace.verdict == DnsEvent::Verdict::kDenied       ? L::kDenied
+                               : trace.verdict == DnsEvent::Verdict::kError        ? L::kProxyError
+                                                                                    : L::kAllow;
+    const absl::Duration total = now - trace.received;
+    absl::Duration waited;
+    latency_.Observe(outcome, L::kTotal, total);
+    if (trace.answered != absl::Time()) {
+      latency_.Observe(outcome, L::kUpstream, trace.answered - trace.forwarded);
+      latency_.Observe(outcome, L::kDataplane, now - trace.answered);
+      waited = now - trace.forwarded;
+    } else if (trace.timed_out) {
+      waited = now - trace.forwarded;
+    }
+    latency_.Observe(outcome, L::kProcessing, total - waited);
+  }
+
+  void ReportResponse(const Origin& origin, absl::string_view msg, const Trace& trace, absl::Time now) {
     DnsEvent e = EventFor(origin, trace, DnsEvent::Type::kResponse);
     dns::Header h;
     if (dns::ReadHeader(msg, &h)) e.rcode = h.rcode();
@@ -1077,6 +1102,7 @@ class DnsProxy::Worker : private Ring::Handler {
       deadlines_.pop_front();
       if (it == pending_.end()) continue;  // answered already
       Bump(counters().upstream_timeouts);
+      it->second->trace.timed_out = true;
       FailUpstream(it);
     }
     // Within a worker, held answers are in order of both deadline and sequence number.
@@ -1121,6 +1147,7 @@ class DnsProxy::Worker : private Ring::Handler {
   std::vector<size_t> unfinished_udp_;  // UDP listeners whose last turn did not empty them
   std::atomic<bool> stop_{false};
   std::atomic<bool> holding_{false};  // held_ is not empty
+  AnswerLatency latency_;
   std::thread thread_;
   std::optional<clockid_t> cpu_clock_;
   std::atomic<uint64_t> overrun_turns_{0};  // see overrun_turns()
@@ -1317,6 +1344,12 @@ void DnsProxy::Ack(uint64_t seq) {
 int DnsProxy::io_uring_workers() const {
   return static_cast<int>(std::count_if(workers_.begin(), workers_.end(),
                                         [](const auto& w) { return w->uses_io_uring(); }));
+}
+
+AnswerLatency::Snapshot DnsProxy::answer_latency() const {
+  AnswerLatency::Snapshot out{};
+  for (const auto& w : workers_) w->latency().AddTo(&out);
+  return out;
 }
 
 ProxyStats DnsProxy::stats() const {

@@ -32,6 +32,7 @@
 #include "lib/common/file.h"
 #include "lib/common/socket_address.h"
 #include "lib/dns/message.h"
+#include "lib/dnsproxy/answer_latency.h"
 #include "lib/fqdn/cache.h"
 #include "lib/policy/dns_policy.h"
 
@@ -147,6 +148,8 @@ class DnsProxy {
   // The addresses actually bound (a port 0 resolved), in the order of options.listen.
   const std::vector<SocketAddress>& listening() const { return listening_; }
   ProxyStats stats() const;
+  // How long answers took, by outcome and stage, summed over the workers.
+  AnswerLatency::Snapshot answer_latency() const;
   // Workers whose loop runs on io_uring (the others use epoll: options.io_uring off, or the
   // kernel refused the ring).
   int io_uring_workers() const;

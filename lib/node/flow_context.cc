@@ -69,4 +69,9 @@ std::vector<std::string> NodeFlowContext::NamesOf(const IpAddr& ip) const {
 
 uint32_t NodeFlowContext::IdentityOf(const IpAddr& ip) const { return cache_->LookupIp(ip).identity; }
 
+std::vector<policy::PolicyRef> NodeFlowContext::PoliciesOf(uint32_t cookie) const {
+  const datapath::Datapath* dp = datapath_();
+  return dp != nullptr ? dp->policy_cookies().Lookup(cookie) : std::vector<policy::PolicyRef>{};
+}
+
 }  // namespace acns::node

@@ -33,6 +33,7 @@ class NodeFlowContext : public observe::FlowContext {
   observe::EndpointRef EndpointByInterface(uint32_t ifindex) const override;
   std::vector<std::string> NamesOf(const IpAddr& ip) const override;
   uint32_t IdentityOf(const IpAddr& ip) const override;
+  std::vector<policy::PolicyRef> PoliciesOf(uint32_t cookie) const override;
 
  private:
   struct Snapshot {

@@ -1,5 +1,6 @@
 #include "lib/node/node_metrics.h"
 
+#include <limits>
 #include <string>
 #include <utility>
 
@@ -21,6 +22,7 @@ class Families {
   void Gauge(const char* name, const char* help, double value, std::vector<ClientMetric::Label> labels = {}) {
     Add(name, help, MetricType::Gauge, value, std::move(labels));
   }
+  void AddFamily(MetricFamily family) { out_.push_back(std::move(family)); }
   std::vector<MetricFamily> Take() { return std::move(out_); }
 
  private:
@@ -35,6 +37,36 @@ class Families {
   }
   std::vector<MetricFamily> out_;
 };
+
+// Cilium's histogram of the proxy's answer times, a series for each outcome and stage seen.
+void AddAnswerLatency(const dnsproxy::AnswerLatency::Snapshot& latency, Families* f) {
+  using L = dnsproxy::AnswerLatency;
+  MetricFamily family{"cilium_proxy_upstream_reply_seconds",
+                      "Seconds the DNS proxy took to answer, by stage (scope) and outcome (error).",
+                      MetricType::Histogram, {}};
+  for (int o = 0; o < L::kOutcomes; ++o) {
+    for (int s = 0; s < L::kScopes; ++s) {
+      const L::Series& series = latency[o][s];
+      if (series.count == 0) continue;
+      ClientMetric m;
+      m.label = {{"error", std::string(L::OutcomeName(static_cast<L::Outcome>(o)))},
+                 {"protocol_l7", "dns"},
+                 {"scope", std::string(L::ScopeName(static_cast<L::Scope>(s)))}};
+      uint64_t cumulative = 0;
+      for (size_t b = 0; b < series.buckets.size(); ++b) {
+        cumulative += series.buckets[b];
+        ClientMetric::Bucket bucket;
+        bucket.cumulative_count = cumulative;
+        bucket.upper_bound = b < L::kBuckets.size() ? L::kBuckets[b] : std::numeric_limits<double>::infinity();
+        m.histogram.bucket.push_back(bucket);
+      }
+      m.histogram.sample_count = series.count;
+      m.histogram.sample_sum = series.sum_seconds;
+      family.metric.push_back(std::move(m));
+    }
+  }
+  if (!family.metric.empty()) f->AddFamily(std::move(family));
+}
 
 }  // namespace
 
@@ -61,6 +93,7 @@ std::vector<MetricFamily> NodeMetrics::Collect() const {
     f.Counter("cilium_proxy_datapath_update_timeout_total",
               "Answers released at the maximum delay before their IPs were enforced.", p.held_released_late);
     f.Gauge("acns_dns_proxy_workers", "DNS proxy worker threads.", proxy->workers());
+    AddAnswerLatency(proxy->answer_latency(), &f);
     f.Gauge("acns_dns_proxy_active_workers", "DNS proxy workers taking UDP queries now (as many as the load needs).",
             proxy->active_workers());
   }
@@ -123,6 +156,8 @@ std::vector<MetricFamily> NodeMetrics::Collect() const {
   if (const observe::FlowLog* log = runtime_->flow_log(); log != nullptr) {
     f.Counter("acns_flow_log_lines_total", "Flow records written to the flow log file.", log->lines());
     f.Counter("acns_flow_log_errors_total", "Flow log writes and rotations that failed.", log->errors());
+    f.Counter("acns_flow_log_lost_total", "Flow records overwritten in the ring before the flow log wrote them.",
+              log->lost());
   }
   return f.Take();
 }

@@ -346,7 +346,10 @@ void NodeRuntime::Stop() {
   proxy_.reset();
   if (control_.joinable()) control_.join();
   if (event_reader_.joinable()) event_reader_.join();
-  observer_.reset();  // after everything that feeds it
+  // After everything that feeds it; the flow log writes what the observer built last.
+  if (observer_ != nullptr) observer_->Stop();
+  flow_log_.reset();
+  observer_.reset();
   maintainer_.reset();  // the last snapshot
   {
     absl::MutexLock lock(&mu_);
@@ -561,9 +564,9 @@ absl::Status NodeRuntime::StartFlows() {
     auto log = observe::FlowLog::Open(options_.flow_log);
     if (!log.ok()) return log.status();
     flow_log_ = *std::move(log);
-    options_.flows.flow_log = flow_log_.get();
   }
   observer_ = std::make_unique<observe::Observer>(options_.flows, flow_context_.get());
+  if (flow_log_ != nullptr) flow_log_->Follow(&observer_->ring(), options_.flows.node_name);
   if (options_.hubble_listen_address.empty()) return absl::OkStatus();
   auto server = observe::HubbleServer::Start({.listen_address = options_.hubble_listen_address,
                                               .version = options_.version},

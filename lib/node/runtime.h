@@ -38,6 +38,7 @@
 #include "lib/node/event.h"
 #include "lib/node/flow_context.h"
 #include "lib/node/node_metrics.h"
+#include "lib/observe/flow_log.h"
 #include "lib/observe/flow_metrics.h"
 #include "lib/observe/hubble_server.h"
 #include "lib/observe/observer.h"
@@ -193,8 +194,8 @@ class NodeRuntime {
   std::shared_ptr<prometheus::Registry> metrics_registry_ = std::make_shared<prometheus::Registry>();
   NodeMetrics node_metrics_{this};
   std::unique_ptr<observe::FlowMetrics> flow_metrics_;
-  std::unique_ptr<observe::FlowLog> flow_log_;  // outlives the observer that writes it
   std::unique_ptr<observe::Observer> observer_;
+  std::unique_ptr<observe::FlowLog> flow_log_;  // follows the observer's ring
   std::unique_ptr<observe::HubbleServer> hubble_;
   std::thread applier_, control_, event_reader_, logger_;
   std::atomic<bool> started_{false};

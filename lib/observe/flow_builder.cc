@@ -126,6 +126,17 @@ std::string DnsRcodeName(uint8_t rcode) {
   }
 }
 
+void SetPolicy(const policy::PolicyRef& ref, flow::Policy* out) {
+  const char* kind = policy::PolicyKindName(ref.kind);
+  out->set_name(ref.name);
+  out->set_namespace_(ref.namespace_name);
+  out->set_kind(kind);
+  // The labels Cilium derives for a policy's rules.
+  out->add_labels(absl::StrCat("k8s:io.cilium.k8s.policy.derived-from=", kind));
+  out->add_labels(absl::StrCat("k8s:io.cilium.k8s.policy.name=", ref.name));
+  if (!ref.namespace_name.empty()) out->add_labels(absl::StrCat("k8s:io.cilium.k8s.policy.namespace=", ref.namespace_name));
+}
+
 void SetTimestamp(absl::Time time, google::protobuf::Timestamp* out) {
   const int64_t ns = absl::ToUnixNanos(time);
   out->set_seconds(ns / 1000000000);
@@ -299,6 +310,11 @@ void BuildDatapathFlow(const acns_event& e, absl::Time time, const FlowContext& 
       out->mutable_event_type()->set_type(kMessageTypePolicyVerdict);
       out->set_policy_match_type(kPolicyMatchL3L4);  // policy entries key identity, protocol and port
       out->mutable_is_reply()->set_value(false);
+  }
+  // The policies whose rules made the entry that allowed it (drops match no entry: acns writes
+  // no deny entries, so egress_denied_by stays empty).
+  if (e.policy_cookie != 0 && e.verdict != ACNS_PKT_DROP_POLICY) {
+    for (const policy::PolicyRef& ref : context.PoliciesOf(e.policy_cookie)) SetPolicy(ref, out->add_egress_allowed_by());
   }
 }
 

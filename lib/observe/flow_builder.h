@@ -13,6 +13,7 @@
 #include "bpf/include/acns/maps.h"
 #include "lib/common/ip.h"
 #include "lib/dnsproxy/proxy.h"
+#include "lib/policy/model.h"
 #include "proto/flow.pb.h"
 
 namespace acns::observe {
@@ -49,6 +50,8 @@ class FlowContext {
   virtual std::vector<std::string> NamesOf(const IpAddr& ip) const = 0;
   // The security identity of a remote address (0: unknown).
   virtual uint32_t IdentityOf(const IpAddr& ip) const = 0;
+  // The policies behind a datapath verdict's policy cookie (flow.egress_allowed_by).
+  virtual std::vector<policy::PolicyRef> PoliciesOf(uint32_t cookie) const = 0;
 };
 
 // Hubble's names for DNS types and response codes ("AAAA", "Non-Existent Domain").
@@ -62,6 +65,9 @@ void BuildDnsFlow(const dnsproxy::DnsEvent& e, absl::Time time, const FlowContex
 // A datapath verdict: a new flow allowed or redirected (policy verdict) or a dropped packet.
 void BuildDatapathFlow(const acns_event& e, absl::Time time, const FlowContext& context,
                        const std::string& node_name, flow::Flow* out);
+
+// A policy as flows name it (flow.Policy: name, namespace, kind and Cilium's policy labels).
+void SetPolicy(const policy::PolicyRef& ref, flow::Policy* out);
 
 // `time` as a protobuf Timestamp (flow.time, GetFlowsResponse.time).
 void SetTimestamp(absl::Time time, google::protobuf::Timestamp* out);

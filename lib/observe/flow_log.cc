@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -99,6 +100,38 @@ absl::Status FlowLog::Rotate() {
   std::sort(backups.begin(), backups.end());
   for (size_t i = 0; i + options_.max_backups < backups.size(); ++i) std::filesystem::remove(backups[i], ec);
   return OpenFile();
+}
+
+FlowLog::~FlowLog() {
+  stop_.store(true);
+  if (follower_.joinable()) follower_.join();
+  Flush();
+}
+
+void FlowLog::Follow(const FlowRing* ring, std::string node_name) {
+  const uint64_t from = ring->next();
+  follower_ = std::thread([this, ring, from, node_name = std::move(node_name)] { FollowLoop(ring, from, node_name); });
+  ::pthread_setname_np(follower_.native_handle(), "acns-flowlog");
+}
+
+void FlowLog::FollowLoop(const FlowRing* ring, uint64_t position, const std::string& node_name) {
+  constexpr size_t kBatch = 1024;
+  std::vector<FlowRing::Entry> batch;
+  for (;;) {
+    // Stopping, it still writes what the ring holds by then.
+    const bool stopping = stop_.load();
+    if (!stopping && !ring->WaitFor(position, absl::Milliseconds(200))) continue;
+    batch.clear();
+    uint64_t skipped = 0;
+    position = ring->Read(position, kBatch, &batch, &skipped);
+    if (skipped > 0) {
+      lost_.fetch_add(skipped, std::memory_order_relaxed);
+      Write(LostEventRecord(flow::HUBBLE_RING_BUFFER, skipped, node_name));
+    }
+    for (const FlowRing::Entry& e : batch) Write(*e);
+    Flush();
+    if (stopping && batch.empty()) return;
+  }
 }
 
 void FlowLog::Write(const observer::GetFlowsResponse& record) {

@@ -61,16 +61,19 @@ Observer::Observer(ObserverOptions options, const FlowContext* context)
   ::pthread_setname_np(builder_.native_handle(), "acns-flows");
 }
 
-Observer::~Observer() {
+Observer::~Observer() { Stop(); }
+
+void Observer::Stop() {
   {
     absl::MutexLock lock(&mu_);
     stop_ = true;
   }
-  builder_.join();
+  if (builder_.joinable()) builder_.join();
 }
 
 void Observer::Push(node::NodeEvent event) {
   absl::MutexLock lock(&mu_);
+  if (stop_) return;
   if (queue_.size() >= options_.queue_capacity) {
     ++queue_lost_;
     return;
@@ -94,12 +97,7 @@ void Observer::ReportReaderLost(uint64_t count) const {
 
 void Observer::PushLost(flow::LostEventSource source, uint64_t count) {
   if (options_.metrics != nullptr) options_.metrics->ObserveLost(source, count);
-  Emit(std::make_shared<observer::GetFlowsResponse>(LostEventRecord(source, count, options_.node_name)));
-}
-
-void Observer::Emit(FlowRing::Entry record) {
-  if (options_.flow_log != nullptr) options_.flow_log->Write(*record);
-  ring_.Push(std::move(record));
+  ring_.Push(std::make_shared<observer::GetFlowsResponse>(LostEventRecord(source, count, options_.node_name)));
 }
 
 FlowRing::Entry Observer::Build(const node::NodeEvent& e) const {
@@ -140,11 +138,10 @@ void Observer::BuildLoop() {
     if (kernel_lost > 0) PushLost(flow::PERF_EVENT_RING_BUFFER, kernel_lost);
     if (queue_lost > 0) PushLost(flow::OBSERVER_EVENTS_QUEUE, queue_lost);
     for (const node::NodeEvent& e : batch) {
-      Emit(Build(e));
+      ring_.Push(Build(e));
       flows_.fetch_add(1, std::memory_order_relaxed);
     }
     batch.clear();
-    if (options_.flow_log != nullptr) options_.flow_log->Flush();
   }
 }
 

@@ -18,7 +18,6 @@
 #include "absl/time/time.h"
 #include "lib/node/event.h"
 #include "lib/observe/flow_builder.h"
-#include "lib/observe/flow_log.h"
 #include "lib/observe/flow_metrics.h"
 #include "proto/observer.pb.h"
 
@@ -56,7 +55,6 @@ struct ObserverOptions {
   size_t queue_capacity = 65536;  // events waiting for the flow builder
   std::string node_name;
   FlowMetrics* metrics = nullptr;  // counts every flow and loss when set; must outlive the observer
-  FlowLog* flow_log = nullptr;     // gets every record when set; must outlive the observer
 };
 
 class Observer {
@@ -69,7 +67,9 @@ class Observer {
 
   // `context` must outlive the observer. The builder thread starts here.
   Observer(ObserverOptions options, const FlowContext* context);
-  ~Observer();
+  ~Observer();  // Stop()
+  // Builds what is queued, then stops taking events; the ring stays readable.
+  void Stop();
   Observer(const Observer&) = delete;
   Observer& operator=(const Observer&) = delete;
 
@@ -92,7 +92,6 @@ class Observer {
  private:
   void BuildLoop();
   void PushLost(flow::LostEventSource source, uint64_t count);
-  void Emit(FlowRing::Entry record);  // to the ring and the flow log
 
   const ObserverOptions options_;
   const FlowContext* const context_;

@@ -417,7 +417,10 @@ absl::StatusOr<PolicyEngine::EgressView> PolicyEngine::EgressRulesFor(uint64_t i
     if (!r.rule->endpoint_selector.Matches(it->second.labels)) continue;
     view.enforced |= r.rule->has_egress;
     view.default_deny |= r.rule->has_egress && r.rule->egress_default_deny;
-    for (const EgressRule& e : r.rule->egress) view.rules.push_back(&e);
+    for (const EgressRule& e : r.rule->egress) {
+      view.rules.push_back(&e);
+      view.policies.push_back(r.policy);
+    }
   }
   view.keep_alive = std::move(snap);
   return view;

@@ -83,6 +83,7 @@ class PolicyEngine final : public DnsPolicy {
     // is denied; else it is allowed.
     bool default_deny = false;
     std::vector<const EgressRule*> rules;
+    std::vector<const Policy*> policies;      // the policy of each rule
     std::shared_ptr<const void> keep_alive;  // holds what `rules` point into
   };
   // NotFound if no endpoint `id` is registered.

@@ -3,6 +3,7 @@
 #ifndef ACNS_LIB_POLICY_MODEL_H_
 #define ACNS_LIB_POLICY_MODEL_H_
 
+#include <compare>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -90,6 +91,15 @@ struct Policy {
   std::vector<Rule> rules;
   std::string file;
   int document = 0;
+};
+
+// A policy by name, as flows name the policies that allowed them (flow.egress_allowed_by).
+struct PolicyRef {
+  PolicyKind kind = PolicyKind::kNetworkPolicy;
+  std::string name;
+  std::string namespace_name;
+  static PolicyRef Of(const Policy& p) { return {p.kind, p.name, p.namespace_name}; }
+  auto operator<=>(const PolicyRef&) const = default;
 };
 
 }  // namespace acns::policy

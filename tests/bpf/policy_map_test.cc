@@ -90,6 +90,42 @@ class PolicyMapTest : public ::testing::Test {
   FqdnIdentities identities_;
 };
 
+// Each entry's cookie numbers the policies whose rules made it; a key two policies share names
+// both; entries no policy made (not in default deny) name none.
+TEST_F(PolicyMapTest, CookiesNameThePoliciesBehindEachEntry) {
+  policy::LoadResult result;
+  ASSERT_TRUE(engine_.Apply("more.yaml", R"(
+apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: https-out}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  egress:
+  - toFQDNs: [{matchPattern: "*.ALLOWED.test"}]
+    toPorts: [{ports: [{port: "443", protocol: TCP}]}]
+)", &result).ok());
+  auto view = engine_.EgressRulesFor(1);
+  ASSERT_TRUE(view.ok());
+  ASSERT_EQ(view->policies.size(), view->rules.size());
+  PolicyCookies cookies;
+  const std::vector<PolicyEntry> entries =
+      DesiredEgressPolicy(*view, PolicyMapInputs{.fqdn_identities = &identities_, .dns_proxy_ports = {53}, .cookies = &cookies});
+  const policy::PolicyRef web{policy::PolicyKind::kNetworkPolicy, "web", "default"};
+  const policy::PolicyRef https{policy::PolicyKind::kClusterwideNetworkPolicy, "https-out", ""};
+  std::map<std::string, std::vector<policy::PolicyRef>> by_entry;
+  for (const PolicyEntry& e : entries) by_entry[Describe(e)] = cookies.Lookup(e.value.cookie);
+  EXPECT_EQ(by_entry[absl::StrCat(kFqdnA, "/6/443/24")], (std::vector<policy::PolicyRef>{web, https}));
+  EXPECT_EQ(by_entry[absl::StrCat(kFqdnA, "/17/8000/22")], std::vector<policy::PolicyRef>{web});
+  EXPECT_EQ(by_entry["1/17/53/24"], std::vector<policy::PolicyRef>{web});
+  // The same set, the same cookie; a new set, a new one.
+  EXPECT_EQ(cookies.Intern({https, web, web}), cookies.Intern({web, https}));
+  EXPECT_EQ(cookies.Intern({}), 0u);
+  EXPECT_TRUE(cookies.Lookup(0).empty());
+  EXPECT_TRUE(cookies.Lookup(60000).empty());
+  // Without a cookie table, cookies stay 0.
+  for (const PolicyEntry& e : Desired(1)) EXPECT_EQ(e.value.cookie, 0u);
+}
+
 TEST_F(PolicyMapTest, RulesBecomeEntriesPerIdentityProtocolAndPortPrefix) {
   std::vector<std::string> want = {
       // rules.dns: the proxy on reserved:host, UDP and TCP

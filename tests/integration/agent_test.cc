@@ -331,6 +331,15 @@ TEST_F(AgentTest, PrometheusScrapesTheHubbleMetricsOfKnownTraffic) {
   std::string metrics;
   EXPECT_TRUE(Eventually([&] { return (metrics = Get("/metrics")).find(denied_line) != std::string::npos; })) << metrics;
 
+  // The proxy's answer times, by outcome and stage (Cilium's histogram).
+  for (const char* series : {"cilium_proxy_upstream_reply_seconds_count{error=\"allow\",protocol_l7=\"dns\",scope=\"totalTime\"} 3\n",
+                             "cilium_proxy_upstream_reply_seconds_count{error=\"allow\",protocol_l7=\"dns\",scope=\"upstreamTime\"} 3\n",
+                             "cilium_proxy_upstream_reply_seconds_count{error=\"denied\",protocol_l7=\"dns\",scope=\"totalTime\"} 2\n",
+                             "cilium_proxy_upstream_reply_seconds_bucket{error=\"denied\",protocol_l7=\"dns\",scope=\"totalTime\",le=\"+Inf\"} 2\n"}) {
+    EXPECT_NE(metrics.find(series), std::string::npos) << series << metrics;
+  }
+  EXPECT_EQ(metrics.find("error=\"denied\",protocol_l7=\"dns\",scope=\"upstreamTime\""), std::string::npos);
+
   // The same traffic as flows, through Hubble's gRPC API on the flag's address.
   auto stub = observer::Observer::NewStub(
       grpc::CreateChannel(absl::StrCat("127.0.0.1:", hubble_port), grpc::InsecureChannelCredentials()));

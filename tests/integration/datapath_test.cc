@@ -419,6 +419,12 @@ TEST_F(DatapathTest, EnforcesFqdnPolicyOnARealPodAcrossAnAgentKill) {
   ASSERT_EQ(allowed->destination_names_size(), 1);
   EXPECT_EQ(allowed->destination_names(0), "web.allowed.test");
   EXPECT_GE(allowed->destination().identity(), 1u << 24);  // the name's FQDN identity
+  // The policy whose rule made the entry that allowed it, from the entry's cookie.
+  ASSERT_EQ(allowed->egress_allowed_by_size(), 1);
+  EXPECT_EQ(allowed->egress_allowed_by(0).name(), "web");
+  EXPECT_EQ(allowed->egress_allowed_by(0).namespace_(), "default");
+  EXPECT_EQ(allowed->egress_allowed_by(0).kind(), "CiliumNetworkPolicy");
+  EXPECT_EQ(dropped->egress_allowed_by_size(), 0);
   // And in Hubble's metrics, by pod.
   EXPECT_TRUE(std::regex_search(
       Api("/metrics"),

@@ -61,6 +61,11 @@ class FakeNode : public FlowContext {
     return {};
   }
   uint32_t IdentityOf(const IpAddr& ip) const override { return ip.ToString() == "203.0.113.5" ? 16777217 : 2; }
+  std::vector<policy::PolicyRef> PoliciesOf(uint32_t cookie) const override {
+    if (cookie != 3) return {};
+    return {{policy::PolicyKind::kNetworkPolicy, "web-egress", "shop"},
+            {policy::PolicyKind::kClusterwideNetworkPolicy, "baseline", ""}};
+  }
 
  private:
   std::shared_ptr<EndpointView> pod_ = std::make_shared<EndpointView>();
@@ -205,6 +210,32 @@ TEST(FlowWireTest, APolicyDropReadsBackWithHubblesFieldNumbers) {
   EXPECT_EQ(S(wire, 14), "api.example.com");
   EXPECT_EQ(V(Nested(wire, 9), 2), 16777217u);
   EXPECT_EQ(S(Nested(wire, 8), 5), "web-1");
+}
+
+TEST(FlowWireTest, AnAllowedFlowNamesThePoliciesBehindItsEntry) {
+  acns_event e = DatapathEvent(ACNS_PKT_ALLOW, IPPROTO_TCP);
+  e.policy_cookie = 3;
+  flow::Flow f;
+  BuildDatapathFlow(e, kTime, FakeNode(), "node-a", &f);
+  UnknownFieldSet set;
+  ASSERT_TRUE(set.ParseFromString(f.SerializeAsString()));
+  const UnknownFieldSet& first = Nested(set, 21001);  // egress_allowed_by
+  EXPECT_EQ(S(first, 1), "web-egress");
+  EXPECT_EQ(S(first, 2), "shop");
+  EXPECT_EQ(S(first, 3, 0), "k8s:io.cilium.k8s.policy.derived-from=CiliumNetworkPolicy");
+  EXPECT_EQ(S(first, 3, 1), "k8s:io.cilium.k8s.policy.name=web-egress");
+  EXPECT_EQ(S(first, 3, 2), "k8s:io.cilium.k8s.policy.namespace=shop");
+  EXPECT_EQ(S(first, 5), "CiliumNetworkPolicy");
+  const UnknownFieldSet& second = Nested(set, 21001, 1);
+  EXPECT_EQ(S(second, 1), "baseline");
+  EXPECT_EQ(S(second, 5), "CiliumClusterwideNetworkPolicy");
+  EXPECT_EQ(Field(second, 3, 2), nullptr);  // no namespace label for a clusterwide policy
+  // No cookie, or a drop: no policy named.
+  EXPECT_EQ(L34Flow(ACNS_PKT_ALLOW).egress_allowed_by_size(), 0);
+  e.verdict = ACNS_PKT_DROP_POLICY;
+  flow::Flow dropped;
+  BuildDatapathFlow(e, kTime, FakeNode(), "node-a", &dropped);
+  EXPECT_EQ(dropped.egress_allowed_by_size(), 0);
 }
 
 TEST(FlowJsonTest, UsesHubblesFieldAndEnumNames) {
@@ -685,6 +716,42 @@ TEST_F(FlowLogTest, RotatesBySizeKeepsTheNewestBackupsAndWholeLines) {
   EXPECT_LT(seen.size(), 200u);  // the oldest went with the removed backups
 }
 
+// The log follows the ring on its own thread; stopping, it writes what the ring holds; what the
+// ring overwrote before the log read it is a notice, never a silent gap.
+TEST_F(FlowLogTest, FollowsTheRingAndAccountsForWhatItMissed) {
+  const std::string path = dir_ + "/hubble/events.log";
+  FlowRing ring(8);
+  {
+    auto log = FlowLog::Open({.path = path});
+    ASSERT_TRUE(log.ok()) << log.status();
+    ring.Push(std::make_shared<observer::GetFlowsResponse>(Response(L34Flow(ACNS_PKT_ALLOW))));  // before: not followed
+    (*log)->Follow(&ring, "node-a");
+    for (int i = 0; i < 5000; ++i) {
+      flow::Flow f = L34Flow(ACNS_PKT_DROP_POLICY);
+      f.set_uuid(absl::StrCat(i));
+      ring.Push(std::make_shared<observer::GetFlowsResponse>(Response(f)));
+    }
+    FlowLog* follower = log->get();
+    for (int i = 0; i < 500 && follower->lines() + follower->lost() < 5000; ++i) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    flow::Flow last = L34Flow(ACNS_PKT_ALLOW);
+    last.set_uuid("last");
+    ring.Push(std::make_shared<observer::GetFlowsResponse>(Response(last)));
+  }  // destroyed right after the last push: still written
+  std::ifstream in(path);
+  uint64_t flows = 0, noticed = 0;
+  std::string line, last_uuid;
+  while (std::getline(in, line)) {
+    observer::GetFlowsResponse r;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(line, &r).ok()) << line;
+    if (r.has_flow()) ++flows, last_uuid = r.flow().uuid();
+    if (r.lost_events().source() == flow::HUBBLE_RING_BUFFER) noticed += r.lost_events().num_events_lost();
+  }
+  EXPECT_EQ(flows + noticed, 5001u);
+  EXPECT_EQ(last_uuid, "last");
+}
+
 TEST_F(FlowLogTest, AllowAndDenyListsSelectFlowsButNeverNotices) {
   using T = dnsproxy::DnsEvent::Type;
   using V = dnsproxy::DnsEvent::Verdict;
@@ -769,7 +836,8 @@ TEST(DashboardTest, QueriesNameOnlyExportedMetricsAndLabels) {
   // The node's own metrics the dashboards use (lib/node/node_metrics.cc), by name and labels.
   for (const char* node_metric : {"acns_dns_upstream_failures_total", "acns_dns_upstream_timeouts_total",
                                   "cilium_proxy_datapath_update_timeout_total", "cilium_fqdn_active_names",
-                                  "cilium_fqdn_active_ips", "acns_fqdn_evictions_total{reason=\"\"}"}) {
+                                  "cilium_fqdn_active_ips", "acns_fqdn_evictions_total{reason=\"\"}",
+                                  "cilium_proxy_upstream_reply_seconds_bucket{error=\"\",scope=\"\",le=\"\"}"}) {
     absl::StrAppend(&exposition, "# TYPE ", std::string(node_metric).substr(0, std::string(node_metric).find('{')),
                     " counter\n", node_metric, " 0\n");
   }

@@ -159,7 +159,7 @@ struct acns_event {
   __be16 dport;
   __u8 icmp_type; /* ICMP and ICMPv6 */
   __u8 icmp_code;
-  __u16 pad;
+  __u16 policy_cookie; /* the allowing entry's cookie, low 16 bits (0: none) */
 };
 
 ACNS_STATIC_ASSERT(sizeof(struct acns_event) == 64, "event is 64 bytes");
