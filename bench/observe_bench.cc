@@ -10,6 +10,8 @@
 
 #include "benchmark/benchmark.h"
 #include "google/protobuf/util/json_util.h"
+#include "prometheus/histogram.h"
+#include "lib/dnsproxy/answer_latency.h"
 #include "lib/observe/flow_builder.h"
 #include "lib/observe/flow_metrics.h"
 #include "lib/observe/observer.h"
@@ -68,6 +70,22 @@ void BM_BuildDatapathFlow(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_BuildDatapathFlow);
+
+// The goal's measure: a datapath event decoded into a flow and encoded as protobuf, one core.
+void BM_DecodeAndEncodeDatapathEvent(benchmark::State& state) {
+  const OnePod context;
+  const acns_event e = DropEvent();
+  std::string out;
+  for (auto _ : state) {
+    flow::Flow f;
+    acns::observe::BuildDatapathFlow(e, absl::Now(), context, "node-a", &f);
+    out.clear();
+    f.SerializeToString(&out);
+    benchmark::DoNotOptimize(out);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_DecodeAndEncodeDatapathEvent);
 
 flow::Flow DnsAnswer() {
   static const std::vector<IpAddr> ips = {*IpAddr::Parse("203.0.113.5"), *IpAddr::Parse("203.0.113.6")};
@@ -168,5 +186,28 @@ void BM_ObserverSustained(benchmark::State& state) {
 BENCHMARK(BM_ObserverSustained)->Arg(100000)->Arg(400000)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
+
+// The DNS proxy's answer-time histogram (lib/dnsproxy/answer_latency.h): one per worker, written
+// without locks, against prometheus-cpp's Histogram (a mutex per observation), shared by the
+// threads as a single metric would be.
+void BM_AnswerLatencyObserve(benchmark::State& state) {
+  acns::dnsproxy::AnswerLatency latency;  // each thread its own, as each worker has
+  int64_t i = 0;
+  for (auto _ : state) {
+    latency.Observe(acns::dnsproxy::AnswerLatency::kAllow, acns::dnsproxy::AnswerLatency::kTotal,
+                    absl::Microseconds(100 + (i++ % 5000)));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_AnswerLatencyObserve)->Threads(1)->Threads(2);
+
+void BM_PrometheusHistogramObserve(benchmark::State& state) {
+  static prometheus::Histogram histogram(
+      std::vector<double>(acns::dnsproxy::AnswerLatency::kBuckets.begin(), acns::dnsproxy::AnswerLatency::kBuckets.end()));
+  int64_t i = 0;
+  for (auto _ : state) histogram.Observe(absl::ToDoubleSeconds(absl::Microseconds(100 + (i++ % 5000))));
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_PrometheusHistogramObserve)->Threads(1)->Threads(2);
 
 BENCHMARK_MAIN();
