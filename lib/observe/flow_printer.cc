@@ -8,8 +8,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
-#include "google/protobuf/util/json_util.h"
 #include "lib/observe/flow_builder.h"
+#include "lib/observe/json_printer.h"
 
 namespace acns::observe {
 namespace {
@@ -146,10 +146,8 @@ std::string FlowTypeText(const flow::Flow& f) {
 }
 
 std::string ToJsonLine(const google::protobuf::Message& message) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
   std::string json;
-  (void)google::protobuf::util::MessageToJsonString(message, &json, options);  // fails only on bad Any
+  AppendProtoJson(message, &json);
   json += '\n';
   return json;
 }

@@ -32,7 +32,7 @@ const std::vector<std::pair<absl::string_view, int32_t>>& MessageTypeNames();
 // "policy-verdict:L3-L4 EGRESS", "Policy denied" ...
 std::string FlowTypeText(const flow::Flow& f);
 
-// A GetFlowsResponse as one line of protojson with proto field names.
+// A message (a flow, a GetFlowsResponse) as one line of protojson with proto field names.
 std::string ToJsonLine(const google::protobuf::Message& message);
 
 class FlowPrinter {

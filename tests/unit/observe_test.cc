@@ -27,6 +27,7 @@
 #include "lib/observe/flow_metrics.h"
 #include "lib/observe/flow_printer.h"
 #include "lib/observe/flow_query.h"
+#include "lib/observe/json_printer.h"
 #include "lib/observe/observer.h"
 #include "prometheus/text_serializer.h"
 #include "re2/re2.h"
@@ -443,6 +444,51 @@ observer::GetFlowsResponse Response(const flow::Flow& f) {
   r.set_node_name(f.node_name());
   *r.mutable_time() = f.time();
   return r;
+}
+
+// Our JSON printer writes exactly protobuf's bytes, for every kind of record acns writes and for
+// strings with every ASCII character (beyond ASCII it hands over to protobuf's printer).
+TEST(FlowJsonTest, OurPrinterWritesProtobufsBytes) {
+  using T = dnsproxy::DnsEvent::Type;
+  using V = dnsproxy::DnsEvent::Verdict;
+  std::vector<observer::GetFlowsResponse> records;
+  for (const flow::Flow& f : {DnsFlow(T::kRequest, V::kForwarded), DnsFlow(T::kResponse, V::kForwarded),
+                              DnsFlow(T::kResponse, V::kDenied, 5), DnsFlow(T::kResponse, V::kError, 2),
+                              L34Flow(ACNS_PKT_DROP_POLICY), L34Flow(ACNS_PKT_ALLOW, IPPROTO_UDP),
+                              L34Flow(ACNS_PKT_REDIRECT, IPPROTO_UDP), L34Flow(ACNS_PKT_ALLOW, IPPROTO_ICMP)}) {
+    records.push_back(Response(f));
+  }
+  acns_event e = DatapathEvent(ACNS_PKT_ALLOW, IPPROTO_TCP);
+  e.policy_cookie = 3;
+  flow::Flow attributed;
+  BuildDatapathFlow(e, kTime, FakeNode(), "node-a", &attributed);
+  records.push_back(Response(attributed));
+  records.push_back(LostEventRecord(flow::PERF_EVENT_RING_BUFFER, 7, "node-a"));
+  records.back().mutable_lost_events()->mutable_cpu()->set_value(1);
+  std::string ascii;
+  for (int c = 1; c < 128; ++c) ascii.push_back(static_cast<char>(c));
+  flow::Flow odd = L34Flow(ACNS_PKT_DROP_POLICY);
+  odd.set_summary(ascii);
+  odd.mutable_time()->set_nanos(123456000);
+  odd.set_verdict(static_cast<flow::Verdict>(99));  // a number protobuf prints as such
+  records.push_back(Response(odd));
+  odd.mutable_time()->set_nanos(7);
+  odd.set_summary("caf\xc3\xa9 \xe2\x80\xa8");  // beyond ASCII
+  records.push_back(Response(odd));
+  odd.clear_time();
+  odd.mutable_l4();  // set but empty
+  records.push_back(Response(odd));
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  for (const auto& r : records) {
+    for (const google::protobuf::Message* m : {static_cast<const google::protobuf::Message*>(&r),
+                                               static_cast<const google::protobuf::Message*>(&r.flow())}) {
+      std::string theirs, ours;
+      ASSERT_TRUE(google::protobuf::util::MessageToJsonString(*m, &theirs, options).ok());
+      AppendProtoJson(*m, &ours);
+      EXPECT_EQ(ours, theirs);
+    }
+  }
 }
 
 TEST(FlowPrinterTest, CompactLinesReadAsHubblePrintsThem) {
