@@ -7,6 +7,7 @@
 #include <cstring>
 #include <memory>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/random/distributions.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -77,6 +78,32 @@ absl::Status ReadName(absl::string_view msg, size_t* pos, bool allow_compression
   return absl::OkStatus();
 }
 
+// The CNAME targets from `name` on, in the answer section that starts at `pos`, in lower case (a
+// target compressed against the question would carry the 0x20 case the proxy sent upstream).
+// Read here, as c-ares 1.18's hostent names the wrong end of a chain of two or more.
+std::vector<std::string> CnameChain(absl::string_view msg, size_t pos, uint16_t ancount, const std::string& name) {
+  absl::flat_hash_map<std::string, std::string> targets;  // owner (lower case) -> target
+  std::string owner, target;
+  for (uint16_t i = 0; i < ancount; ++i) {
+    if (!ReadName(msg, &pos, /*allow_compression=*/true, &owner).ok() || pos + 10 > msg.size()) break;
+    const uint16_t type = Get16(msg, pos), rdlength = Get16(msg, pos + 8);
+    const size_t rdata = pos + 10;
+    if (rdata + rdlength > msg.size()) break;
+    size_t p = rdata;
+    if (type == kTypeCname && ReadName(msg, &p, /*allow_compression=*/true, &target).ok()) {
+      targets.emplace(absl::AsciiStrToLower(owner), absl::AsciiStrToLower(target));
+    }
+    pos = rdata + rdlength;
+  }
+  std::vector<std::string> chain;
+  std::string current = absl::AsciiStrToLower(name);
+  for (auto it = targets.find(current); it != targets.end() && chain.size() < 16; it = targets.find(current)) {
+    chain.push_back(it->second);
+    current = it->second;
+  }
+  return chain;
+}
+
 // Reads the question at *pos.
 absl::Status ReadQuestion(absl::string_view msg, size_t* pos, Question* q) {
   q->wire_begin = *pos;
@@ -89,8 +116,8 @@ absl::Status ReadQuestion(absl::string_view msg, size_t* pos, Question* q) {
   return absl::OkStatus();
 }
 
-// Runs one c-ares reply parser (A or AAAA): appends the addresses, lowers *ttl to their minimum
-// (c-ares already caps each by the CNAMEs it followed) and keeps the CNAME chain.
+// Runs one c-ares reply parser (A or AAAA): appends the addresses and lowers *ttl to their
+// minimum (c-ares already caps each by the CNAMEs it followed).
 template <typename AddrTtl>
 absl::Status CollectAddresses(int (*parse)(const unsigned char*, int, hostent**, AddrTtl*, int*),
                               IpAddr (*to_ip)(const AddrTtl&), absl::string_view reply, int room,
@@ -107,9 +134,6 @@ absl::Status CollectAddresses(int (*parse)(const unsigned char*, int, hostent**,
     }
   }
   if (host != nullptr) {
-    if (info->cnames.empty() && host->h_aliases != nullptr) {
-      for (char** a = host->h_aliases; *a != nullptr; ++a) info->cnames.emplace_back(*a);
-    }
     ares_free_hostent(host);
   }
   if (status != ARES_SUCCESS && status != ARES_ENODATA) {
@@ -208,6 +232,7 @@ absl::StatusOr<AnswerInfo> ParseReply(absl::string_view reply, const Question& q
     return absl::InvalidArgumentError("the reply is for another question");
   }
   if (info.header.rcode() != kNoError || info.header.ancount == 0) return info;
+  info.cnames = CnameChain(reply, pos, info.header.ancount, info.question.name);
   const int room = std::min<int>(info.header.ancount, kMaxAddresses);
   uint32_t ttl = UINT32_MAX;
   if (question.qtype == kTypeA || question.qtype == kTypeAny) {

@@ -95,7 +95,7 @@ struct AnswerInfo {
   Question question;               // the reply's, with its offsets
   std::vector<IpAddr> ips;         // A and AAAA of the question's name, through CNAMEs
   uint32_t ttl = 0;                // minimum over those records and the CNAMEs followed
-  std::vector<std::string> cnames; // the names the chain went through
+  std::vector<std::string> cnames; // the CNAME targets followed, in order, lower case, final dot
 };
 
 // Checks that `reply` answers `question` (QR set, one question with the same name (any case),

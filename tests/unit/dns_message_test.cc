@@ -122,6 +122,19 @@ TEST(DnsReplyTest, BuiltRepliesEchoTheQuestionAndEdns) {
   EXPECT_TRUE(BuildHeaderOnlyReply("short", kFormErr).empty());
 }
 
+TEST(DnsReplyTest, CnameTargetsInChainOrder) {
+  Question q = ParseQuery(DnsBuilder(1, kRd).Question("a.test", kTypeA).str())->question;
+  const std::string reply = DnsBuilder(1, kQr | kRd | 0x80)
+                                .Question("A.tEsT", kTypeA)
+                                .Answer("@12", kTypeCname, 30, DnsBuilder::NameWire("b.test"))
+                                .Answer("b.test", kTypeCname, 30, DnsBuilder::NameWire("C.Test"))
+                                .Answer("c.test", kTypeA, 60, DnsBuilder::A("198.51.100.1"))
+                                .str();
+  auto info = ParseReply(reply, q);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->cnames, (std::vector<std::string>{"b.test.", "c.test."}));
+}
+
 TEST(DnsReplyTest, AddressesThroughCnamesWithMinimumTtl) {
   Question q = ParseQuery(DnsBuilder(1, kRd).Question("www.example.com", kTypeA).str())->question;
   // www.example.com CNAME edge.cdn.test (TTL 30), two A records for edge.cdn.test, and an
@@ -137,7 +150,7 @@ TEST(DnsReplyTest, AddressesThroughCnamesWithMinimumTtl) {
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(Strings(info->ips), (std::vector<std::string>{"198.51.100.1", "198.51.100.2"}));
   EXPECT_EQ(info->ttl, 30u);
-  EXPECT_FALSE(info->cnames.empty());
+  EXPECT_EQ(info->cnames, std::vector<std::string>{"edge.cdn.test."});
 
   Question q6 = ParseQuery(DnsBuilder(1, kRd).Question("v6.test", kTypeAaaa).str())->question;
   auto v6 = ParseReply(DnsBuilder(1, kQr).Question("V6.TEST", kTypeAaaa)
