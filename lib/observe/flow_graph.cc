@@ -152,7 +152,8 @@ std::string FlowGraph::Html(absl::string_view title) const {
   }
   size_t rows = 1;
   for (const auto& col : columns) rows = std::max(rows, col.size());
-  const double svg_width = cursor - kColumnGap + kMargin + (columns[1].empty() ? 0 : kSameColumnBulge);
+  const double svg_width =
+      nodes_.empty() ? 2 * kMargin : cursor - kColumnGap + kMargin + (columns[1].empty() ? 0 : kSameColumnBulge);
   const double svg_height = kMargin * 2 + rows * kRowHeight;
   std::vector<double> node_y(nodes_.size());
   for (const auto& col : columns) {

@@ -707,6 +707,10 @@ TEST(FlowGraphTest, EdgesByPortAndVerdictWithWorldNamesAndDnsQuestions) {
   EXPECT_NE(html.find("<title>flows &lt;test&gt;</title>"), std::string::npos);
   EXPECT_EQ(html.find("http"), std::string::npos);  // nothing fetched, not even a namespace URL
   EXPECT_EQ(html.find(" src="), std::string::npos);
+  // No flows: an empty drawing, not a negative one.
+  EXPECT_NE(FlowGraph().Html("none").find("<svg id=\"graph\" width=\"48\" height=\"98\""), std::string::npos);
+  EXPECT_EQ(FlowGraph().Dot(), "digraph flows {\n  rankdir=LR;\n  node [shape=box, style=\"rounded,filled\", fontname=\"monospace\"];\n"
+                               "  edge [fontname=\"monospace\", fontsize=10];\n}\n");
 }
 
 class FlowLogTest : public ::testing::Test {
