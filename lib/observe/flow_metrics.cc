@@ -62,15 +62,16 @@ FlowMetrics::FlowMetrics(prometheus::Registry& registry)
 void FlowMetrics::Count(Family* family, const std::string& pod, std::initializer_list<absl::string_view> labels) {
   absl::MutexLock lock(&mu_);
   const bool live = !pod.empty() && (!pods_known_ || live_pods_.contains(pod));
-  std::string key(reinterpret_cast<const char*>(&family), sizeof(family));
-  absl::StrAppend(&key, live ? pod : "");
-  for (absl::string_view v : labels) absl::StrAppend(&key, "\x1f", v);  // unit separator: not in label values
-  auto [it, inserted] = counters_.try_emplace(std::move(key), nullptr);
-  if (inserted) {
+  key_.assign(reinterpret_cast<const char*>(&family), sizeof(family));
+  absl::StrAppend(&key_, live ? pod : "");
+  for (absl::string_view v : labels) absl::StrAppend(&key_, "\x1f", v);  // unit separator: not in label values
+  auto it = counters_.find(key_);
+  if (it == counters_.end()) {
     prometheus::Labels map{{"source", live ? pod : ""}};
     for (auto l = labels.begin(); l != labels.end(); l += 2) map.emplace(std::string(*l), std::string(*(l + 1)));
-    it->second = &family->Add(map);
-    if (live) series_[pod].emplace_back(family, it->second);
+    prometheus::Counter* counter = &family->Add(map);
+    it = counters_.emplace(key_, counter).first;
+    if (live) series_[pod].emplace_back(family, counter);
   }
   it->second->Increment();
 }

@@ -62,6 +62,7 @@ class FlowMetrics {
   // Every series by family, pod and label values: found without building prometheus' label map
   // (a std::map per metric per flow was most of the cost of counting).
   absl::flat_hash_map<std::string, prometheus::Counter*> counters_ ABSL_GUARDED_BY(mu_);
+  std::string key_ ABSL_GUARDED_BY(mu_);  // scratch: a series found needs no allocation
 };
 
 }  // namespace acns::observe
