@@ -123,12 +123,12 @@ std::vector<MetricFamily> NodeMetrics::Collect() const {
     // that lets the packet go on (no policy, allowed, established, to the DNS proxy).
     const auto counters = dp->PacketCounters();
     acns_counter forwarded[2] = {}, dropped[2] = {};
-    for (uint32_t d : {ACNS_DIR_EGRESS, ACNS_DIR_INGRESS}) {
+    for (uint32_t dir : {ACNS_DIR_EGRESS, ACNS_DIR_INGRESS}) {
       for (acns_verdict v : {ACNS_PKT_PASS, ACNS_PKT_ALLOW, ACNS_PKT_ESTABLISHED, ACNS_PKT_REDIRECT}) {
-        forwarded[d].packets += counters[d * ACNS_PKT_MAX + v].packets;
-        forwarded[d].bytes += counters[d * ACNS_PKT_MAX + v].bytes;
+        forwarded[dir].packets += counters[dir * ACNS_PKT_MAX + v].packets;
+        forwarded[dir].bytes += counters[dir * ACNS_PKT_MAX + v].bytes;
       }
-      dropped[d] = counters[d * ACNS_PKT_MAX + ACNS_PKT_DROP_POLICY];
+      dropped[dir] = counters[dir * ACNS_PKT_MAX + ACNS_PKT_DROP_POLICY];
     }
     struct Series {
       const char* name;
@@ -141,11 +141,11 @@ std::vector<MetricFamily> NodeMetrics::Collect() const {
                             Series{"cilium_forward_bytes_total", "Bytes forwarded by the datapath.", forwarded, true, false},
                             Series{"cilium_drop_count_total", "Packets dropped by the datapath, by reason.", dropped, false, true},
                             Series{"cilium_drop_bytes_total", "Bytes dropped by the datapath, by reason.", dropped, true, true}}) {
-      for (uint32_t d : {ACNS_DIR_EGRESS, ACNS_DIR_INGRESS}) {
-        std::vector<ClientMetric::Label> labels = {{"direction", d == ACNS_DIR_EGRESS ? "EGRESS" : "INGRESS"}};
+      for (uint32_t dir : {ACNS_DIR_EGRESS, ACNS_DIR_INGRESS}) {
+        std::vector<ClientMetric::Label> labels = {{"direction", dir == ACNS_DIR_EGRESS ? "EGRESS" : "INGRESS"}};
         if (m.drop) labels.insert(labels.begin(), {"reason", "Policy denied"});
-        f.Counter(m.name, d == ACNS_DIR_EGRESS ? m.help : "",
-                  static_cast<double>(m.bytes ? m.by_direction[d].bytes : m.by_direction[d].packets), std::move(labels));
+        f.Counter(m.name, dir == ACNS_DIR_EGRESS ? m.help : "",
+                  static_cast<double>(m.bytes ? m.by_direction[dir].bytes : m.by_direction[dir].packets), std::move(labels));
       }
     }
     f.Gauge("cilium_bpf_map_pressure", "Fill of the fullest map of a kind (0 to 1).",
