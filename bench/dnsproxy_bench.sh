@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # DNS proxy throughput and cost: dnsperf for a fixed time against (a) unbound directly, (b)
-# dnsdist 1.7 with the same policy (a QNameSetRule for the plain names, one RegexRule per
-# wildcard pattern, REFUSED for the rest, no packet cache), (c) acns-agent in explicit mode.
+# dnsdist 1.7 with the same policy as its expert users would write it ("dnsdist_best": a
+# QNameSetRule for the plain names, a SuffixMatchNode of the wildcard bases AND'd with the label
+# count, REFUSED for the rest, no packet cache), (c) the same with one RegexRule per wildcard
+# pattern (dnsdist's slowest way to say it, "dnsdist"), (d) acns-agent in explicit mode.
 # Same upstream (unbound, auth zone on 127.0.0.1), same queries (90% allowed, 10% denied), for
 # 1,000 and 10,000 patterns. Prints queries/s, latency percentiles, CPU per query of the proxy
 # process, and the ratios; then the latency added at half of acns's maximum rate, and how busy
@@ -21,7 +23,7 @@ rounds=${2:-3}
 read -ra agent <<< "${ACNS_AGENT:-build/examples/agent/acns-agent}"
 read -ra agent_b <<< "${ACNS_AGENT_B:-}"
 upstream_port=53540 dnsdist_port=53541 acns_port=53542 api=127.0.0.1:53543
-acns_b_port=53544 api_b=127.0.0.1:53545
+acns_b_port=53544 api_b=127.0.0.1:53545 dnsdist_best_port=53546
 # In memory: dnsperf -v writes about 20 MB per run, and the disk's writeback would land in later runs.
 ACNS_WORK_ROOT=/dev/shm ACNS_WORK_PREFIX=acns-bench source scripts/lib/local_unbound.sh  # sets $work, cleans up at exit
 ticks=$(getconf CLK_TCK)
@@ -97,9 +99,10 @@ added_at() {
 }
 
 for n in ${ACNS_BENCH_PATTERNS:-1000 10000}; do
-  python3 bench/dnsproxy_bench_gen.py "$work" "$n" "$upstream_port" "$dnsdist_port"
+  python3 bench/dnsproxy_bench_gen.py "$work" "$n" "$upstream_port" "$dnsdist_port" "$dnsdist_best_port"
   start_upstream
   dnsdist -C "$work/dnsdist.conf" --supervised --disable-syslog >/dev/null 2>&1 & dd_pid=$!; pids+=($dd_pid)
+  dnsdist -C "$work/dnsdist_best.conf" --supervised --disable-syslog >/dev/null 2>&1 & ddb_pid=$!; pids+=($ddb_pid)
   mkdir -p "$work/policies"; cp "$work/policy.yaml" "$work/policies/"
   "${agent[@]}" --policy-dir "$work/policies" --endpoints "$work/endpoints.yaml" \
     --dns-listen "127.0.0.1:$acns_port" --dns-upstream "127.0.0.1:$upstream_port" --api "$api" 2>"$work/acns.log" &
@@ -120,6 +123,7 @@ for n in ${ACNS_BENCH_PATTERNS:-1000 10000}; do
   # The machine is shared and noisy: the targets take turns, and the medians are compared.
   for r in $(seq "$rounds"); do
     measure "upstream.$r" "$upstream_port" -
+    measure "dnsdist_best.$r" "$dnsdist_best_port" "$ddb_pid"
     measure "dnsdist.$r" "$dnsdist_port" "$dd_pid"
     for t in $(agents_in_turn "$r"); do measure_agent "$t" "$t.$r"; done
   done
@@ -131,7 +135,7 @@ for n in ${ACNS_BENCH_PATTERNS:-1000 10000}; do
     echo "-- latency at $rate queries/s"
     added_at "$rate"
   done
-  kill "$acns_pid" "$dd_pid" "$upstream_pid" ${acns_b_pid:-}
-  wait "$acns_pid" "$dd_pid" "$upstream_pid" ${acns_b_pid:-} 2>/dev/null || true
+  kill "$acns_pid" "$dd_pid" "$ddb_pid" "$upstream_pid" ${acns_b_pid:-}
+  wait "$acns_pid" "$dd_pid" "$ddb_pid" "$upstream_pid" ${acns_b_pid:-} 2>/dev/null || true
   rm -f "$work"/*.json
 done
