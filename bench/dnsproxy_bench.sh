@@ -15,7 +15,10 @@
 # previous commit's) to every round, "acns_b", for an A/B in the same run (the two take turns
 # going first: use an even number of ROUNDS);
 # ACNS_BENCH_PATTERNS="1000" only some policy sizes; ACNS_BENCH_RATES="6000 12000" also
-# measures the latency acns adds at those fixed rates.
+# measures the latency acns adds at those fixed rates. ACNS_BENCH_QUOTA=PERCENT compares at equal
+# CPU: each proxy alone in a cgroup (acns-bench-*, cgroup v2 cpu.max or v1 CFS quota) allowed
+# PERCENT of one CPU and pinned to CPU 1, dnsperf and the upstream pinned to CPU 0; queries/s
+# is then the figure to compare.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
@@ -27,6 +30,48 @@ acns_b_port=53544 api_b=127.0.0.1:53545 dnsdist_best_port=53546
 # In memory: dnsperf -v writes about 20 MB per run, and the disk's writeback would land in later runs.
 ACNS_WORK_ROOT=/dev/shm ACNS_WORK_PREFIX=acns-bench source scripts/lib/local_unbound.sh  # sets $work, cleans up at exit
 ticks=$(getconf CLK_TCK)
+
+quota=${ACNS_BENCH_QUOTA:-}
+proxy_cpu=() load_cpu=() cgroup_root=""
+cgroup_names=(dnsdist_best dnsdist acns acns_b)
+# A cgroup per proxy under the cpu controller's hierarchy, limited to $quota% of one CPU.
+make_cgroups() {
+  local version="" fstype dir opts name
+  while read -r _ dir fstype opts _; do
+    if [[ $fstype == cgroup2 && -z $cgroup_root ]] && grep -qw cpu "$dir/cgroup.controllers" 2>/dev/null; then
+      cgroup_root=$dir version=2
+    elif [[ $fstype == cgroup && ,$opts, == *,cpu,* ]]; then
+      cgroup_root=$dir version=1
+    fi
+  done < /proc/mounts
+  [[ -n $cgroup_root ]] || { echo "ACNS_BENCH_QUOTA: no cgroup hierarchy has the cpu controller" >&2; exit 1; }
+  [[ $version == 1 ]] || echo +cpu > "$cgroup_root/cgroup.subtree_control"
+  for name in "${cgroup_names[@]}"; do
+    dir=$cgroup_root/acns-bench-$name
+    mkdir -p "$dir"
+    if [[ $version == 2 ]]; then
+      echo "$(( quota * 1000 )) 100000" > "$dir/cpu.max"
+    else
+      echo 100000 > "$dir/cpu.cfs_period_us"
+      echo "$(( quota * 1000 ))" > "$dir/cpu.cfs_quota_us"
+    fi
+  done
+}
+remove_cgroups() {
+  local name
+  for name in "${cgroup_names[@]}"; do rmdir "$cgroup_root/acns-bench-$name" 2>/dev/null || true; done
+}
+in_cgroup() {  # NAME PID
+  [[ -z $quota ]] || echo "$2" > "$cgroup_root/acns-bench-$1/cgroup.procs"
+}
+if [[ -n $quota ]]; then
+  [[ $quota =~ ^[0-9]+$ ]] && (( quota >= 1 && quota <= 100 )) ||
+    { echo "ACNS_BENCH_QUOTA: a percentage of one CPU, 1 to 100" >&2; exit 1; }
+  (( $(nproc) >= 2 )) || { echo "ACNS_BENCH_QUOTA needs 2 CPUs" >&2; exit 1; }
+  proxy_cpu=(taskset -c 1) load_cpu=(taskset -c 0)
+  trap 'cleanup; remove_cgroups' EXIT
+  make_cgroups
+fi
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # The whole machine's busy and total CPU ticks so far (/proc/stat: all but idle and iowait).
@@ -38,7 +83,7 @@ measure() {  # NAME PORT PID [MAX_QPS]
   local name=$1 port=$2 pid=$3 qps=${4:-} before after box_before box_after
   before=$([[ $pid == - ]] && echo 0 || cpu_ticks "$pid")
   read -ra box_before <<< "$(box_ticks)"
-  dnsperf -s 127.0.0.1 -p "$port" -d "$work/queries.txt" -l "$seconds" -c 8 -q 256 \
+  "${load_cpu[@]}" dnsperf -s 127.0.0.1 -p "$port" -d "$work/queries.txt" -l "$seconds" -c 8 -q 256 \
     ${qps:+-Q $qps} -v > "$work/$name.out" 2>&1 || true
   read -ra box_after <<< "$(box_ticks)"
   box_busy[$name]=$(( box_after[0] - box_before[0] )) box_total[$name]=$(( box_after[1] - box_before[1] ))
@@ -50,6 +95,7 @@ measure() {  # NAME PORT PID [MAX_QPS]
 start_upstream() {
   start_local_unbound "$work" "$upstream_port" "$work/allowed.test.zone"
   upstream_pid=$unbound_pid; pids+=("$upstream_pid")
+  [[ -z $quota ]] || taskset -a -pc 0 "$upstream_pid" >/dev/null
 }
 
 # The agents of round R in the order they run. With a second agent they take turns going first:
@@ -101,24 +147,29 @@ added_at() {
 for n in ${ACNS_BENCH_PATTERNS:-1000 10000}; do
   python3 bench/dnsproxy_bench_gen.py "$work" "$n" "$upstream_port" "$dnsdist_port" "$dnsdist_best_port"
   start_upstream
-  dnsdist -C "$work/dnsdist.conf" --supervised --disable-syslog >/dev/null 2>&1 & dd_pid=$!; pids+=($dd_pid)
-  dnsdist -C "$work/dnsdist_best.conf" --supervised --disable-syslog >/dev/null 2>&1 & ddb_pid=$!; pids+=($ddb_pid)
+  "${proxy_cpu[@]}" dnsdist -C "$work/dnsdist.conf" --supervised --disable-syslog >/dev/null 2>&1 & dd_pid=$!; pids+=($dd_pid)
+  "${proxy_cpu[@]}" dnsdist -C "$work/dnsdist_best.conf" --supervised --disable-syslog >/dev/null 2>&1 & ddb_pid=$!; pids+=($ddb_pid)
+  in_cgroup dnsdist "$dd_pid"; in_cgroup dnsdist_best "$ddb_pid"
   mkdir -p "$work/policies"; cp "$work/policy.yaml" "$work/policies/"
-  "${agent[@]}" --policy-dir "$work/policies" --endpoints "$work/endpoints.yaml" \
+  "${proxy_cpu[@]}" "${agent[@]}" --policy-dir "$work/policies" --endpoints "$work/endpoints.yaml" \
     --dns-listen "127.0.0.1:$acns_port" --dns-upstream "127.0.0.1:$upstream_port" --api "$api" 2>"$work/acns.log" &
-  acns_pid=$!; pids+=($acns_pid)
+  acns_pid=$!; pids+=($acns_pid); in_cgroup acns "$acns_pid"
   if (( ${#agent_b[@]} )); then
     mkdir -p "$work/policies_b"; cp "$work/policy.yaml" "$work/policies_b/"
-    "${agent_b[@]}" --policy-dir "$work/policies_b" --endpoints "$work/endpoints.yaml" \
+    "${proxy_cpu[@]}" "${agent_b[@]}" --policy-dir "$work/policies_b" --endpoints "$work/endpoints.yaml" \
       --dns-listen "127.0.0.1:$acns_b_port" --dns-upstream "127.0.0.1:$upstream_port" --api "$api_b" 2>"$work/acns_b.log" &
-    acns_b_pid=$!; pids+=($acns_b_pid)
+    acns_b_pid=$!; pids+=($acns_b_pid); in_cgroup acns_b "$acns_b_pid"
   fi
   sleep 3
   for t in acns acns_b; do
     pid_var=${t}_pid
     [[ -z ${!pid_var:-} ]] || kill -0 "${!pid_var}" 2>/dev/null || { echo "$t's agent exited:"; cat "$work/$t.log"; exit 1; }
   done
-  echo "== $n patterns, $seconds s per run, runs interleaved $rounds times, 2 cores shared by client, proxies and upstream"
+  if [[ -n $quota ]]; then
+    echo "== $n patterns, $seconds s per run, runs interleaved $rounds times, each proxy alone in a cgroup with $quota% of CPU 1, client and upstream on CPU 0"
+  else
+    echo "== $n patterns, $seconds s per run, runs interleaved $rounds times, 2 cores shared by client, proxies and upstream"
+  fi
   printf '%-14s %10s %9s %9s %9s %12s %8s\n' run "queries/s" "p50 ms" "p99 ms" "lost" "CPU us/query" "NOERROR"
   # The machine is shared and noisy: the targets take turns, and the medians are compared.
   for r in $(seq "$rounds"); do

@@ -157,12 +157,11 @@ void BM_ObserverPerEvent(benchmark::State& state) {
   prometheus::Registry registry;
   acns::observe::FlowMetrics metrics(registry);
   acns::observe::Observer observer({.flow_capacity = 4095, .node_name = "node-a", .metrics = &metrics}, &context);
-  acns::observe::FlowRing ring(4095);
   acns::node::NodeEvent e;
   e.kind = acns::node::NodeEvent::Kind::kDatapath;
   e.time = absl::Now();
   e.datapath = DropEvent();
-  for (auto _ : state) ring.Push(observer.Build(e));
+  for (auto _ : state) observer.Record(e);
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_ObserverPerEvent);
@@ -180,13 +179,7 @@ void BM_ObserverSustained(benchmark::State& state) {
     const auto start = std::chrono::steady_clock::now();
     const int64_t per_ms = rate / 1000;
     for (int ms = 0; ms < 1000; ++ms) {
-      for (int64_t i = 0; i < per_ms; ++i) {
-        acns::node::NodeEvent e;
-        e.kind = acns::node::NodeEvent::Kind::kDatapath;
-        e.time = absl::Now();
-        e.datapath = DropEvent();
-        observer.Push(std::move(e));
-      }
+      for (int64_t i = 0; i < per_ms; ++i) observer.PushDatapath(DropEvent(), absl::Now());
       std::this_thread::sleep_until(start + std::chrono::milliseconds(ms + 1));
     }
     while (observer.stats().flows + observer.stats().queue_lost < static_cast<uint64_t>(per_ms * 1000)) {

@@ -50,13 +50,21 @@ absl::StatusOr<IpAddr> IpAddr::Parse(absl::string_view text) {
 bool IpAddr::is_v4() const { return std::memcmp(bytes.data(), kV4MappedPrefix, 12) == 0; }
 
 std::string IpAddr::ToString() const {
-  char buf[INET6_ADDRSTRLEN];
+  std::string text;
+  AppendTo(&text);
+  return text;
+}
+
+void IpAddr::AppendTo(std::string* out) const {
   if (is_v4()) {
-    inet_ntop(AF_INET, v4(), buf, sizeof(buf));
-  } else {
-    inet_ntop(AF_INET6, bytes.data(), buf, sizeof(buf));
+    // glibc's inet_ntop formats IPv4 with sprintf: a sixth of the flow builder's CPU (perf).
+    const uint8_t* b = v4();
+    absl::StrAppend(out, b[0], ".", b[1], ".", b[2], ".", b[3]);
+    return;
   }
-  return buf;
+  char buf[INET6_ADDRSTRLEN];
+  inet_ntop(AF_INET6, bytes.data(), buf, sizeof(buf));
+  out->append(buf);
 }
 
 }  // namespace acns

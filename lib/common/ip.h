@@ -30,6 +30,8 @@ struct IpAddr {
   // The 4 bytes of an IPv4 address (the last 4 of `bytes`).
   const uint8_t* v4() const { return bytes.data() + 12; }
   std::string ToString() const;
+  // Appends the text form to `out` (no temporary string).
+  void AppendTo(std::string* out) const;
 
   friend auto operator<=>(const IpAddr&, const IpAddr&) = default;
   friend bool operator==(const IpAddr&, const IpAddr&) = default;

@@ -18,16 +18,20 @@ NodeEvent& NodeEvent::operator=(NodeEvent&& other) noexcept {
 
 NodeEvent NodeEvent::FromDns(const dnsproxy::DnsEvent& e) {
   NodeEvent out;
-  out.kind = Kind::kDns;
-  out.time = absl::Now();
-  out.dns = e;
-  out.qname.assign(e.qname.data(), e.qname.size());
-  out.ips.assign(e.ips.begin(), e.ips.end());
-  out.cnames.assign(e.cnames.begin(), e.cnames.end());
-  out.dns.qname = out.qname;
-  out.dns.ips = out.ips;
-  out.dns.cnames = out.cnames;
+  out.AssignDns(e, absl::Now());
   return out;
+}
+
+void NodeEvent::AssignDns(const dnsproxy::DnsEvent& e, absl::Time at) {
+  kind = Kind::kDns;
+  time = at;
+  dns = e;
+  qname.assign(e.qname.data(), e.qname.size());
+  ips.assign(e.ips.begin(), e.ips.end());
+  cnames.assign(e.cnames.begin(), e.cnames.end());  // assigns over the strings it has
+  dns.qname = qname;
+  dns.ips = ips;
+  dns.cnames = cnames;
 }
 
 }  // namespace acns::node

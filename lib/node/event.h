@@ -29,6 +29,9 @@ struct NodeEvent {
   NodeEvent(NodeEvent&& other) noexcept { *this = std::move(other); }
   NodeEvent& operator=(NodeEvent&& other) noexcept;
   static NodeEvent FromDns(const dnsproxy::DnsEvent& e);
+  // Becomes a copy of `e` at `time`, reusing this event's strings and vectors (no allocation
+  // when they are large enough).
+  void AssignDns(const dnsproxy::DnsEvent& e, absl::Time time);
 };
 
 }  // namespace acns::node

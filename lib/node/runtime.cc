@@ -298,7 +298,7 @@ absl::Status NodeRuntime::Start() {
     const bool queue = options_.event_queue_capacity > 0 && options_.dns_events;
     if (queue || observer_ != nullptr) {
       proxy.on_event = [this, queue](const dnsproxy::DnsEvent& e) {
-        if (observer_ != nullptr) observer_->Push(NodeEvent::FromDns(e));
+        if (observer_ != nullptr) observer_->PushDns(e, absl::Now());
         if (queue) PushEvent(NodeEvent::FromDns(e));
       };
     }
@@ -542,13 +542,7 @@ void NodeRuntime::OnDatapathEvent(const acns_event& e) {
   const int64_t mono_ns = int64_t{mono.tv_sec} * 1000000000 + mono.tv_nsec;
   event.time = absl::Now() - absl::Nanoseconds(std::max<int64_t>(0, mono_ns - static_cast<int64_t>(e.time_ns)));
   event.datapath = e;
-  if (observer_ != nullptr) {
-    NodeEvent copy;
-    copy.kind = event.kind;
-    copy.time = event.time;
-    copy.datapath = e;
-    observer_->Push(std::move(copy));
-  }
+  if (observer_ != nullptr) observer_->PushDatapath(e, event.time);
   if (queue) PushEvent(std::move(event));
 }
 

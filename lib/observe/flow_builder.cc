@@ -24,10 +24,10 @@ void FillEndpoint(const EndpointRef& ep, uint32_t identity, flow::Endpoint* out)
   }
 }
 
-void FillIp(const IpAddr& source, const IpAddr& destination, flow::Flow* out) {
-  flow::IP* ip = out->mutable_ip();
-  ip->set_source(source.ToString());
-  ip->set_destination(destination.ToString());
+void FillIp(const IpAddr& source, const IpAddr& destination, flow::Flow* out, FlowRecycler* r) {
+  flow::IP* ip = NewSub(r, out, &flow::Flow::set_allocated_ip);
+  source.AppendTo(ip->mutable_source());
+  destination.AppendTo(ip->mutable_destination());
   ip->set_ipversion(source.is_v4() ? flow::IPv4 : flow::IPv6);
 }
 
@@ -143,7 +143,7 @@ void SetTimestamp(absl::Time time, google::protobuf::Timestamp* out) {
   out->set_nanos(static_cast<int32_t>(ns % 1000000000));
 }
 
-std::string NewUuid() {
+void WriteUuid(std::string* out) {
   thread_local absl::BitGen gen;
   uint8_t b[16];
   for (int i = 0; i < 16; i += 8) {
@@ -153,26 +153,25 @@ std::string NewUuid() {
   b[6] = (b[6] & 0x0f) | 0x40;  // version 4
   b[8] = (b[8] & 0x3f) | 0x80;  // RFC 4122 variant
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string text(36, '-');
+  out->assign(36, '-');
   for (int i = 0, at = 0; i < 16; ++i) {
     if (i == 4 || i == 6 || i == 8 || i == 10) ++at;  // the dashes
-    text[at++] = kHex[b[i] >> 4];
-    text[at++] = kHex[b[i] & 15];
+    (*out)[at++] = kHex[b[i] >> 4];
+    (*out)[at++] = kHex[b[i] & 15];
   }
-  return text;
 }
 
 void BuildDnsFlow(const dnsproxy::DnsEvent& e, absl::Time time, const FlowContext& context,
-                  const std::string& node_name, flow::Flow* out) {
+                  const std::string& node_name, flow::Flow* out, FlowRecycler* r) {
   using dnsproxy::DnsEvent;
   const bool response = e.type == DnsEvent::Type::kResponse;
-  SetTimestamp(time, out->mutable_time());
-  out->set_uuid(NewUuid());
+  SetTimestamp(time, NewSub(r, out, &flow::Flow::set_allocated_time));
+  WriteUuid(out->mutable_uuid());
   out->set_node_name(node_name);
   out->set_type(flow::L7);
   out->set_traffic_direction(flow::EGRESS);
-  out->mutable_is_reply()->set_value(response);
-  out->mutable_event_type()->set_type(kMessageTypeAccessLog);
+  NewSub(r, out, &flow::Flow::set_allocated_is_reply)->set_value(response);
+  NewSub(r, out, &flow::Flow::set_allocated_event_type)->set_type(kMessageTypeAccessLog);
   switch (e.verdict) {
     case DnsEvent::Verdict::kForwarded: out->set_verdict(flow::FORWARDED); break;
     case DnsEvent::Verdict::kDenied:  // the name's policy denies it
@@ -187,129 +186,138 @@ void BuildDnsFlow(const dnsproxy::DnsEvent& e, absl::Time time, const FlowContex
   const EndpointRef server = context.EndpointByIp(e.server.ip());
   const uint32_t server_identity = server != nullptr ? server->identity : context.IdentityOf(e.server.ip());
   // A response travels from the server back to the pod.
-  flow::Endpoint* pod_side = response ? out->mutable_destination() : out->mutable_source();
-  flow::Endpoint* server_side = response ? out->mutable_source() : out->mutable_destination();
-  FillEndpoint(pod, 0, pod_side);
-  FillEndpoint(server, server_identity, server_side);
+  flow::Endpoint* source = NewSub(r, out, &flow::Flow::set_allocated_source);
+  flow::Endpoint* destination = NewSub(r, out, &flow::Flow::set_allocated_destination);
+  FillEndpoint(pod, 0, response ? destination : source);
+  FillEndpoint(server, server_identity, response ? source : destination);
   const SocketAddress& from = response ? e.server : e.client;
   const SocketAddress& to = response ? e.client : e.server;
-  FillIp(from.ip(), to.ip(), out);
+  FillIp(from.ip(), to.ip(), out, r);
+  flow::Layer4* l4 = NewSub(r, out, &flow::Flow::set_allocated_l4);
   if (e.tcp) {
-    out->mutable_l4()->mutable_tcp()->set_source_port(from.port());
-    out->mutable_l4()->mutable_tcp()->set_destination_port(to.port());
+    flow::TCP* tcp = NewSub(r, l4, &flow::Layer4::set_allocated_tcp);
+    tcp->set_source_port(from.port());
+    tcp->set_destination_port(to.port());
   } else {
-    out->mutable_l4()->mutable_udp()->set_source_port(from.port());
-    out->mutable_l4()->mutable_udp()->set_destination_port(to.port());
+    flow::UDP* udp = NewSub(r, l4, &flow::Layer4::set_allocated_udp);
+    udp->set_source_port(from.port());
+    udp->set_destination_port(to.port());
   }
 
-  flow::Layer7* l7 = out->mutable_l7();
+  flow::Layer7* l7 = NewSub(r, out, &flow::Flow::set_allocated_l7);
   l7->set_type(response ? flow::RESPONSE : flow::REQUEST);
-  flow::DNS* dns = l7->mutable_dns();
-  std::string query(e.qname);
-  if (query.empty() || query.back() != '.') query.push_back('.');
-  dns->set_query(query);
+  flow::DNS* dns = NewSub(r, l7, &flow::Layer7::set_allocated_dns);
+  std::string* query = dns->mutable_query();
+  query->assign(e.qname.data(), e.qname.size());
+  if (query->empty() || query->back() != '.') query->push_back('.');
   dns->set_observation_source("proxy");
-  const std::string qtype = DnsTypeName(e.qtype);
-  dns->add_qtypes(qtype);
+  std::string* qtype = dns->add_qtypes();
+  *qtype = DnsTypeName(e.qtype);
+  std::string* summary = out->mutable_summary();
   if (!response) {
-    out->set_summary(absl::StrCat("DNS Query ", query, " ", qtype));
+    absl::StrAppend(summary, "DNS Query ", *query, " ", *qtype);
     return;
   }
   l7->set_latency_ns(static_cast<uint64_t>(absl::ToInt64Nanoseconds(e.total_latency)));
   dns->set_rcode(e.rcode);
   dns->set_ttl(e.ttl);
-  std::vector<std::string> ips;
-  ips.reserve(e.ips.size());
   for (const std::string& c : e.cnames) {
     dns->add_cnames(c);
     dns->add_rrtypes("CNAME");
   }
   for (const IpAddr& ip : e.ips) {
-    ips.push_back(ip.ToString());
-    dns->add_ips(ips.back());
+    ip.AppendTo(dns->add_ips());
     dns->add_rrtypes(ip.is_v4() ? "A" : "AAAA");
   }
-  std::string answer;
+  summary->append("DNS Answer ");
   if (e.rcode != 0) {
-    answer = absl::StrCat("RCode: ", DnsRcodeName(e.rcode));
+    absl::StrAppend(summary, "RCode: ", DnsRcodeName(e.rcode));
   } else {
-    std::vector<std::string> parts;
-    if (!ips.empty()) parts.push_back(absl::StrCat("\"", absl::StrJoin(ips, ","), "\""));
-    if (!e.cnames.empty()) parts.push_back(absl::StrCat("CNAMEs: \"", absl::StrJoin(e.cnames, ","), "\""));
-    answer = absl::StrJoin(parts, " ");
+    if (!e.ips.empty()) absl::StrAppend(summary, "\"", absl::StrJoin(dns->ips(), ","), "\"");
+    if (!e.cnames.empty()) {
+      absl::StrAppend(summary, e.ips.empty() ? "" : " ", "CNAMEs: \"", absl::StrJoin(e.cnames, ","), "\"");
+    }
   }
-  out->set_summary(absl::StrCat("DNS Answer ", answer, " TTL: ", e.ttl, " (Proxy ", query, " ", qtype, ")"));
+  absl::StrAppend(summary, " TTL: ", e.ttl, " (Proxy ", *query, " ", *qtype, ")");
 }
 
 void BuildDatapathFlow(const acns_event& e, absl::Time time, const FlowContext& context,
-                       const std::string& node_name, flow::Flow* out) {
-  SetTimestamp(time, out->mutable_time());
-  out->set_uuid(NewUuid());
+                       const std::string& node_name, flow::Flow* out, FlowRecycler* r) {
+  SetTimestamp(time, NewSub(r, out, &flow::Flow::set_allocated_time));
+  WriteUuid(out->mutable_uuid());
   out->set_node_name(node_name);
   out->set_type(flow::L3_L4);
   out->set_traffic_direction(flow::EGRESS);  // the datapath judges traffic leaving the pods
   auto source = IpAddr::FromFamily(e.family == ACNS_FAMILY_IPV4 ? 4 : 6, e.saddr);
   auto destination = IpAddr::FromFamily(e.family == ACNS_FAMILY_IPV4 ? 4 : 6, e.daddr);
-  if (source.ok() && destination.ok()) FillIp(*source, *destination, out);
+  if (source.ok() && destination.ok()) FillIp(*source, *destination, out, r);
 
   EndpointRef pod = context.EndpointByInterface(e.ifindex);
   if (pod == nullptr && source.ok()) pod = context.EndpointByIp(*source);
-  FillEndpoint(pod, 0, out->mutable_source());
+  FillEndpoint(pod, 0, NewSub(r, out, &flow::Flow::set_allocated_source));
   EndpointRef peer = destination.ok() ? context.EndpointByIp(*destination) : nullptr;
-  FillEndpoint(peer, e.identity, out->mutable_destination());
+  FillEndpoint(peer, e.identity, NewSub(r, out, &flow::Flow::set_allocated_destination));
   if (destination.ok() && peer == nullptr) {
     for (std::string& name : context.NamesOf(*destination)) out->add_destination_names(std::move(name));
   }
-  out->mutable_interface()->set_index(e.ifindex);
+  NewSub(r, out, &flow::Flow::set_allocated_interface)->set_index(e.ifindex);
 
   const uint16_t sport = ntohs(e.sport), dport = ntohs(e.dport);
+  std::string* summary = out->mutable_summary();
   switch (e.protocol) {
     case IPPROTO_TCP: {
-      flow::TCP* tcp = out->mutable_l4()->mutable_tcp();
+      flow::TCP* tcp = NewSub(r, NewSub(r, out, &flow::Flow::set_allocated_l4), &flow::Layer4::set_allocated_tcp);
       tcp->set_source_port(sport);
       tcp->set_destination_port(dport);
-      FillTcpFlags(e.tcp_flags, tcp->mutable_flags());
-      out->set_summary(absl::StrCat("TCP Flags: ", TcpFlagsText(e.tcp_flags)));
+      FillTcpFlags(e.tcp_flags, NewSub(r, tcp, &flow::TCP::set_allocated_flags));
+      absl::StrAppend(summary, "TCP Flags: ", TcpFlagsText(e.tcp_flags));
       break;
     }
-    case IPPROTO_UDP:
-      out->mutable_l4()->mutable_udp()->set_source_port(sport);
-      out->mutable_l4()->mutable_udp()->set_destination_port(dport);
-      out->set_summary("UDP");
+    case IPPROTO_UDP: {
+      flow::UDP* udp = NewSub(r, NewSub(r, out, &flow::Flow::set_allocated_l4), &flow::Layer4::set_allocated_udp);
+      udp->set_source_port(sport);
+      udp->set_destination_port(dport);
+      summary->append("UDP");
       break;
-    case IPPROTO_ICMP:
-      out->mutable_l4()->mutable_icmpv4()->set_type(e.icmp_type);
-      out->mutable_l4()->mutable_icmpv4()->set_code(e.icmp_code);
-      out->set_summary(absl::StrCat("ICMPv4 ", IcmpText(false, e.icmp_type, e.icmp_code)));
+    }
+    case IPPROTO_ICMP: {
+      flow::ICMPv4* icmp = NewSub(r, NewSub(r, out, &flow::Flow::set_allocated_l4), &flow::Layer4::set_allocated_icmpv4);
+      icmp->set_type(e.icmp_type);
+      icmp->set_code(e.icmp_code);
+      absl::StrAppend(summary, "ICMPv4 ", IcmpText(false, e.icmp_type, e.icmp_code));
       break;
-    case IPPROTO_ICMPV6:
-      out->mutable_l4()->mutable_icmpv6()->set_type(e.icmp_type);
-      out->mutable_l4()->mutable_icmpv6()->set_code(e.icmp_code);
-      out->set_summary(absl::StrCat("ICMPv6 ", IcmpText(true, e.icmp_type, e.icmp_code)));
+    }
+    case IPPROTO_ICMPV6: {
+      flow::ICMPv6* icmp = NewSub(r, NewSub(r, out, &flow::Flow::set_allocated_l4), &flow::Layer4::set_allocated_icmpv6);
+      icmp->set_type(e.icmp_type);
+      icmp->set_code(e.icmp_code);
+      absl::StrAppend(summary, "ICMPv6 ", IcmpText(true, e.icmp_type, e.icmp_code));
       break;
+    }
     default:
-      out->set_summary(e.family == ACNS_FAMILY_IPV4 ? "IPv4" : "IPv6");
+      summary->append(e.family == ACNS_FAMILY_IPV4 ? "IPv4" : "IPv6");
   }
 
+  flow::CiliumEventType* event_type = NewSub(r, out, &flow::Flow::set_allocated_event_type);
   switch (e.verdict) {
     case ACNS_PKT_DROP_POLICY:
       out->set_verdict(flow::DROPPED);
       out->set_drop_reason(flow::POLICY_DENIED);
       out->set_drop_reason_desc(flow::POLICY_DENIED);
-      out->mutable_event_type()->set_type(kMessageTypeDrop);
-      out->mutable_event_type()->set_sub_type(flow::POLICY_DENIED);
+      event_type->set_type(kMessageTypeDrop);
+      event_type->set_sub_type(flow::POLICY_DENIED);
       break;  // whether a dropped packet was a reply is not known (is_reply stays unset)
     case ACNS_PKT_REDIRECT:
       out->set_verdict(flow::REDIRECTED);
-      out->mutable_event_type()->set_type(kMessageTypePolicyVerdict);
+      event_type->set_type(kMessageTypePolicyVerdict);
       out->set_policy_match_type(kPolicyMatchL3L4);
-      out->mutable_is_reply()->set_value(false);
+      NewSub(r, out, &flow::Flow::set_allocated_is_reply)->set_value(false);
       break;
     default:  // a new connection the policy allows: its first packet
       out->set_verdict(flow::FORWARDED);
-      out->mutable_event_type()->set_type(kMessageTypePolicyVerdict);
+      event_type->set_type(kMessageTypePolicyVerdict);
       out->set_policy_match_type(kPolicyMatchL3L4);  // policy entries key identity, protocol and port
-      out->mutable_is_reply()->set_value(false);
+      NewSub(r, out, &flow::Flow::set_allocated_is_reply)->set_value(false);
   }
   // The policies whose rules made the entry that allowed it (drops match no entry: acns writes
   // no deny entries, so egress_denied_by stays empty).

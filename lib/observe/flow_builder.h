@@ -13,6 +13,7 @@
 #include "bpf/include/acns/maps.h"
 #include "lib/common/ip.h"
 #include "lib/dnsproxy/proxy.h"
+#include "lib/observe/flow_recycler.h"
 #include "lib/policy/model.h"
 #include "proto/flow.pb.h"
 
@@ -59,12 +60,13 @@ std::string DnsTypeName(uint16_t type);
 std::string DnsRcodeName(uint8_t rcode);
 
 // A request or a response of the DNS proxy. The response goes from the server to the pod
-// (source and destination swapped, is_reply true), as Hubble shows it.
+// (source and destination swapped, is_reply true), as Hubble shows it. `out` must be empty; its
+// sub-messages come from `recycler` when given.
 void BuildDnsFlow(const dnsproxy::DnsEvent& e, absl::Time time, const FlowContext& context,
-                  const std::string& node_name, flow::Flow* out);
+                  const std::string& node_name, flow::Flow* out, FlowRecycler* recycler = nullptr);
 // A datapath verdict: a new flow allowed or redirected (policy verdict) or a dropped packet.
 void BuildDatapathFlow(const acns_event& e, absl::Time time, const FlowContext& context,
-                       const std::string& node_name, flow::Flow* out);
+                       const std::string& node_name, flow::Flow* out, FlowRecycler* recycler = nullptr);
 
 // A policy as flows name it (flow.Policy: name, namespace, kind and Cilium's policy labels).
 void SetPolicy(const policy::PolicyRef& ref, flow::Policy* out);
@@ -72,8 +74,8 @@ void SetPolicy(const policy::PolicyRef& ref, flow::Policy* out);
 // `time` as a protobuf Timestamp (flow.time, GetFlowsResponse.time).
 void SetTimestamp(absl::Time time, google::protobuf::Timestamp* out);
 
-// A random (version 4) UUID in its text form.
-std::string NewUuid();
+// A random (version 4) UUID in its text form, written over `out`.
+void WriteUuid(std::string* out);
 
 }  // namespace acns::observe
 

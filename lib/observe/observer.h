@@ -8,7 +8,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
 #include <thread>
@@ -19,6 +18,7 @@
 #include "lib/node/event.h"
 #include "lib/observe/flow_builder.h"
 #include "lib/observe/flow_metrics.h"
+#include "lib/observe/flow_recycler.h"
 #include "proto/observer.pb.h"
 
 namespace acns::observe {
@@ -30,7 +30,8 @@ class FlowRing {
   using Entry = std::shared_ptr<const observer::GetFlowsResponse>;
   explicit FlowRing(size_t capacity);
 
-  void Push(Entry entry);
+  // Returns the entry it overwrote (null while the ring fills).
+  Entry Push(Entry entry);
   // Entries from `from` (clamped to the oldest kept) to the newest, at most `max`; `*skipped`
   // counts the ones wanted but already overwritten. Returns the number after the last one read.
   uint64_t Read(uint64_t from, size_t max, std::vector<Entry>* out, uint64_t* skipped) const;
@@ -73,16 +74,17 @@ class Observer {
   Observer(const Observer&) = delete;
   Observer& operator=(const Observer&) = delete;
 
-  // From any thread: queues the event (counted as lost when the queue is full).
-  void Push(node::NodeEvent event);
+  // From any thread: queues a copy of the event (counted as lost when the queue is full).
+  void PushDns(const dnsproxy::DnsEvent& event, absl::Time time);
+  void PushDatapath(const acns_event& event, absl::Time time);
   // The datapath's count of events it could not write, as it grows (cumulative).
   void ReportKernelLost(uint64_t total);
   // A reader the ring lapped missed `count` records (counted in the metrics).
   void ReportReaderLost(uint64_t count) const;
 
-  // The record of one event (what the builder thread writes to the ring), counted in the
-  // metrics. Public for benchmarks.
-  FlowRing::Entry Build(const node::NodeEvent& event) const;
+  // What the builder thread does with one event: builds its record into the ring, counted in
+  // the metrics. Public for benchmarks (never while the builder has events to build).
+  void Record(const node::NodeEvent& event);
 
   const FlowRing& ring() const { return ring_; }
   const std::string& node_name() const { return options_.node_name; }
@@ -91,17 +93,24 @@ class Observer {
 
  private:
   void BuildLoop();
+  // The queue's next free slot, or null (counted as lost) when it is full or stopping.
+  node::NodeEvent* NextSlot() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PushLost(flow::LostEventSource source, uint64_t count);
 
   const ObserverOptions options_;
   const FlowContext* const context_;
   const absl::Time started_ = absl::Now();
   FlowRing ring_;
+  FlowRecycler recycler_;  // the builder thread's
   std::atomic<uint64_t> flows_{0};
   std::atomic<uint64_t> kernel_lost_reported_{0};
 
   mutable absl::Mutex mu_;
-  std::deque<node::NodeEvent> queue_ ABSL_GUARDED_BY(mu_);
+  // Events are copied into slots that keep their strings from one event to the next (so that
+  // queuing allocates nothing); the first `queued_` slots hold events. The builder swaps the
+  // whole vector with its own.
+  std::vector<node::NodeEvent> queue_ ABSL_GUARDED_BY(mu_);
+  size_t queued_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t queue_lost_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t queue_lost_noticed_ ABSL_GUARDED_BY(mu_) = 0;  // already written as a LostEvent
   uint64_t kernel_lost_ ABSL_GUARDED_BY(mu_) = 0;

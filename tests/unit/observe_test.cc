@@ -408,13 +408,7 @@ TEST(ObserverTest, EventsThatDidNotFitBecomeLostEventRecords) {
   Observer observer({.flow_capacity = 1000, .queue_capacity = 1, .node_name = "node-a"}, &node);
   // The builder takes events as they come; pushing faster than it empties a one-event queue
   // loses some, and every loss is accounted.
-  for (int i = 0; i < 2000; ++i) {
-    node::NodeEvent e;
-    e.kind = node::NodeEvent::Kind::kDatapath;
-    e.time = kTime;
-    e.datapath = DatapathEvent(ACNS_PKT_ALLOW, IPPROTO_TCP);
-    observer.Push(std::move(e));
-  }
+  for (int i = 0; i < 2000; ++i) observer.PushDatapath(DatapathEvent(ACNS_PKT_ALLOW, IPPROTO_TCP), kTime);
   observer.ReportKernelLost(5);
   observer.ReportKernelLost(3);  // cumulative: an older, smaller count changes nothing
   for (int i = 0; i < 200 && observer.stats().flows + observer.stats().queue_lost < 2000; ++i) absl::SleepFor(absl::Milliseconds(10));
@@ -436,6 +430,108 @@ TEST(ObserverTest, EventsThatDidNotFitBecomeLostEventRecords) {
   EXPECT_EQ(flows, stats.flows);
   EXPECT_EQ(queue_lost, stats.queue_lost);
   EXPECT_EQ(kernel_lost, 5u);
+}
+
+// Records are built into sub-messages and strings of records the ring dropped: each must come
+// out byte for byte as if built fresh, whatever was built before it, and a record a reader still
+// holds is never reused.
+TEST(ObserverTest, RecycledRecordsReadAsFreshOnesAndHeldOnesStayIntact) {
+  using dnsproxy::DnsEvent;
+  FakeNode node;
+  Observer observer({.flow_capacity = 3, .node_name = "node-a"}, &node);
+  static const std::vector<IpAddr> ips = {*IpAddr::Parse("203.0.113.5"), *IpAddr::Parse("2001:db8::5")};
+  static const std::vector<std::string> cnames = {"edge.example.com.", "a.cdn.example.net."};
+  std::vector<std::pair<node::NodeEvent, flow::Flow>> cases;
+  auto dns = [&](DnsEvent::Type type, DnsEvent::Verdict verdict, uint8_t rcode, bool tcp, absl::string_view qname) {
+    DnsEvent e;
+    e.type = type;
+    e.verdict = verdict;
+    e.endpoint = 7;
+    e.client = *SocketAddress::Parse("198.51.100.7:40000");
+    e.server = *SocketAddress::Parse("198.51.100.53:53");
+    e.tcp = tcp;
+    e.qname = qname;
+    e.qtype = 1;
+    e.rcode = rcode;
+    if (type == DnsEvent::Type::kResponse && rcode == 0) {
+      e.ips = ips;
+      e.cnames = cnames;
+    }
+    e.ttl = 30;
+    node::NodeEvent ne = node::NodeEvent::FromDns(e);
+    ne.time = kTime;
+    flow::Flow fresh;
+    BuildDnsFlow(ne.dns, kTime, node, "node-a", &fresh);
+    cases.emplace_back(std::move(ne), std::move(fresh));
+  };
+  auto datapath = [&](uint8_t verdict, uint8_t protocol, uint16_t cookie) {
+    node::NodeEvent ne;
+    ne.kind = node::NodeEvent::Kind::kDatapath;
+    ne.time = kTime;
+    ne.datapath = DatapathEvent(verdict, protocol);
+    ne.datapath.policy_cookie = cookie;
+    flow::Flow fresh;
+    BuildDatapathFlow(ne.datapath, kTime, node, "node-a", &fresh);
+    cases.emplace_back(std::move(ne), std::move(fresh));
+  };
+  dns(DnsEvent::Type::kResponse, DnsEvent::Verdict::kForwarded, 0, false, "a-rather-long-name.of.some.service.example.com.");
+  datapath(ACNS_PKT_ALLOW, IPPROTO_TCP, 3);
+  dns(DnsEvent::Type::kRequest, DnsEvent::Verdict::kDenied, 0, true, "x.");
+  datapath(ACNS_PKT_DROP_POLICY, IPPROTO_ICMP, 0);
+  dns(DnsEvent::Type::kResponse, DnsEvent::Verdict::kError, 2, false, "api.example.com");
+  datapath(ACNS_PKT_REDIRECT, IPPROTO_UDP, 0);
+  datapath(ACNS_PKT_ALLOW, 47, 0);
+  dns(DnsEvent::Type::kRequest, DnsEvent::Verdict::kForwarded, 0, false, "api.example.com.");
+
+  FlowRing::Entry held;
+  std::string held_bytes;
+  for (int round = 0; round < 5; ++round) {
+    for (size_t i = 0; i < cases.size(); ++i) {
+      observer.Record(cases[i].first);
+      std::vector<FlowRing::Entry> newest;
+      uint64_t skipped;
+      observer.ring().Read(observer.ring().next() - 1, 1, &newest, &skipped);
+      ASSERT_EQ(newest.size(), 1u);
+      flow::Flow got = newest[0]->flow();
+      EXPECT_EQ(got.uuid().size(), 36u);
+      got.clear_uuid();
+      flow::Flow want = cases[i].second;
+      want.clear_uuid();
+      EXPECT_EQ(got.SerializeAsString(), want.SerializeAsString()) << "round " << round << " case " << i << "\n"
+                                                                   << got.DebugString() << "\nwant\n" << want.DebugString();
+      EXPECT_EQ(newest[0]->time().SerializeAsString(), want.time().SerializeAsString());
+      EXPECT_EQ(newest[0]->node_name(), "node-a");
+      if (round == 1 && i == 0) {
+        held = newest[0];
+        held_bytes = held->SerializeAsString();
+      }
+    }
+  }
+  EXPECT_EQ(held->SerializeAsString(), held_bytes);
+
+  // Through the queue, whose slots are reused event after event: the same flows, in order.
+  Observer queued({.flow_capacity = 1000, .node_name = "node-a"}, &node);
+  constexpr int kRounds = 20;
+  for (int round = 0; round < kRounds; ++round) {
+    for (const auto& [event, fresh] : cases) {
+      if (event.kind == node::NodeEvent::Kind::kDns) queued.PushDns(event.dns, event.time);
+      else queued.PushDatapath(event.datapath, event.time);
+    }
+    absl::SleepFor(absl::Milliseconds(round % 3));  // batches of several sizes
+  }
+  const uint64_t total = kRounds * cases.size();
+  for (int i = 0; i < 500 && queued.stats().flows < total; ++i) absl::SleepFor(absl::Milliseconds(10));
+  std::vector<FlowRing::Entry> all;
+  uint64_t skipped;
+  queued.ring().Read(0, total, &all, &skipped);
+  ASSERT_EQ(all.size(), total);
+  for (size_t i = 0; i < all.size(); ++i) {
+    flow::Flow got = all[i]->flow();
+    got.clear_uuid();
+    flow::Flow want = cases[i % cases.size()].second;
+    want.clear_uuid();
+    EXPECT_EQ(got.SerializeAsString(), want.SerializeAsString()) << "flow " << i;
+  }
 }
 
 observer::GetFlowsResponse Response(const flow::Flow& f) {
