@@ -233,9 +233,21 @@ void BuildDnsFlow(const dnsproxy::DnsEvent& e, absl::Time time, const FlowContex
   if (e.rcode != 0) {
     absl::StrAppend(summary, "RCode: ", DnsRcodeName(e.rcode));
   } else {
-    if (!e.ips.empty()) absl::StrAppend(summary, "\"", absl::StrJoin(dns->ips(), ","), "\"");
+    // Appended piece by piece: a joined temporary string would be an allocation per flow.
+    auto append_quoted_list = [summary](const auto& items) {
+      summary->push_back('"');
+      bool first = true;
+      for (const std::string& item : items) {
+        if (!first) summary->push_back(',');
+        summary->append(item);
+        first = false;
+      }
+      summary->push_back('"');
+    };
+    if (!e.ips.empty()) append_quoted_list(dns->ips());
     if (!e.cnames.empty()) {
-      absl::StrAppend(summary, e.ips.empty() ? "" : " ", "CNAMEs: \"", absl::StrJoin(e.cnames, ","), "\"");
+      summary->append(e.ips.empty() ? "CNAMEs: " : " CNAMEs: ");
+      append_quoted_list(e.cnames);
     }
   }
   absl::StrAppend(summary, " TTL: ", e.ttl, " (Proxy ", *query, " ", *qtype, ")");

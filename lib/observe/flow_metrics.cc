@@ -24,11 +24,11 @@ std::string Protocol(const flow::Flow& f) {
   return "Unknown flow";
 }
 
-// The pod the flow is about: the sender, or for a reply the receiver.
-std::string PodOf(const flow::Flow& f) {
+// The pod the flow is about (the sender, or for a reply the receiver), written over `out`.
+void PodOf(const flow::Flow& f, std::string* out) {
   const flow::Endpoint& ep = f.is_reply().value() ? f.destination() : f.source();
-  if (ep.pod_name().empty()) return "";
-  return absl::StrCat(ep.namespace_(), "/", ep.pod_name());
+  out->clear();
+  if (!ep.pod_name().empty()) absl::StrAppend(out, ep.namespace_(), "/", ep.pod_name());
 }
 
 // Cilium's policy match type names (flow.policy_match_type).
@@ -60,7 +60,6 @@ FlowMetrics::FlowMetrics(prometheus::Registry& registry)
 }
 
 void FlowMetrics::Count(Family* family, const std::string& pod, std::initializer_list<absl::string_view> labels) {
-  absl::MutexLock lock(&mu_);
   const bool live = !pod.empty() && (!pods_known_ || live_pods_.contains(pod));
   key_.assign(reinterpret_cast<const char*>(&family), sizeof(family));
   absl::StrAppend(&key_, live ? pod : "");
@@ -77,7 +76,9 @@ void FlowMetrics::Count(Family* family, const std::string& pod, std::initializer
 }
 
 void FlowMetrics::Observe(const flow::Flow& f) {
-  const std::string pod = PodOf(f);
+  absl::MutexLock lock(&mu_);
+  PodOf(f, &pod_);
+  const std::string& pod = pod_;
   const std::string protocol = Protocol(f);
   const std::string verdict = flow::Verdict_Name(f.verdict());
   std::string type, subtype;

@@ -43,7 +43,8 @@ class FlowMetrics {
  private:
   using Family = prometheus::Family<prometheus::Counter>;
   // Label names and values in pairs, without the pod.
-  void Count(Family* family, const std::string& pod, std::initializer_list<absl::string_view> labels);
+  void Count(Family* family, const std::string& pod, std::initializer_list<absl::string_view> labels)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Family* flows_processed_;
   Family* dns_queries_;
@@ -63,6 +64,7 @@ class FlowMetrics {
   // (a std::map per metric per flow was most of the cost of counting).
   absl::flat_hash_map<std::string, prometheus::Counter*> counters_ ABSL_GUARDED_BY(mu_);
   std::string key_ ABSL_GUARDED_BY(mu_);  // scratch: a series found needs no allocation
+  std::string pod_ ABSL_GUARDED_BY(mu_);  // scratch: the flow's pod
 };
 
 }  // namespace acns::observe
