@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# DNS proxy throughput and cost: dnsperf for a fixed time against (a) unbound directly, (b)
+# DNS proxy throughput and cost: dnsperf for a fixed time against (a) unbound directly, the
+# floor (bench/udp_floor.cc: a bare UDP forwarder, batches and an ID map, nothing else), (b)
 # dnsdist 1.7 with the same policy as its expert users would write it ("dnsdist_best": a
 # QNameSetRule for the plain names, a SuffixMatchNode of the wildcard bases AND'd with the label
 # count, REFUSED for the rest, no packet cache), (c) the same with one RegexRule per wildcard
@@ -26,14 +27,14 @@ rounds=${2:-3}
 read -ra agent <<< "${ACNS_AGENT:-build/examples/agent/acns-agent}"
 read -ra agent_b <<< "${ACNS_AGENT_B:-}"
 upstream_port=53540 dnsdist_port=53541 acns_port=53542 api=127.0.0.1:53543
-acns_b_port=53544 api_b=127.0.0.1:53545 dnsdist_best_port=53546
+acns_b_port=53544 api_b=127.0.0.1:53545 dnsdist_best_port=53546 floor_port=53547
 # In memory: dnsperf -v writes about 20 MB per run, and the disk's writeback would land in later runs.
 ACNS_WORK_ROOT=/dev/shm ACNS_WORK_PREFIX=acns-bench source scripts/lib/local_unbound.sh  # sets $work, cleans up at exit
 ticks=$(getconf CLK_TCK)
 
 quota=${ACNS_BENCH_QUOTA:-}
 proxy_cpu=() load_cpu=() cgroup_root=""
-cgroup_names=(dnsdist_best dnsdist acns acns_b)
+cgroup_names=(floor dnsdist_best dnsdist acns acns_b)
 # A cgroup per proxy under the cpu controller's hierarchy, limited to $quota% of one CPU.
 make_cgroups() {
   local version="" fstype dir opts name
@@ -149,7 +150,8 @@ for n in ${ACNS_BENCH_PATTERNS:-1000 10000}; do
   start_upstream
   "${proxy_cpu[@]}" dnsdist -C "$work/dnsdist.conf" --supervised --disable-syslog >/dev/null 2>&1 & dd_pid=$!; pids+=($dd_pid)
   "${proxy_cpu[@]}" dnsdist -C "$work/dnsdist_best.conf" --supervised --disable-syslog >/dev/null 2>&1 & ddb_pid=$!; pids+=($ddb_pid)
-  in_cgroup dnsdist "$dd_pid"; in_cgroup dnsdist_best "$ddb_pid"
+  "${proxy_cpu[@]}" build/bench/udp_floor "$floor_port" "$upstream_port" & floor_pid=$!; pids+=($floor_pid)
+  in_cgroup dnsdist "$dd_pid"; in_cgroup dnsdist_best "$ddb_pid"; in_cgroup floor "$floor_pid"
   mkdir -p "$work/policies"; cp "$work/policy.yaml" "$work/policies/"
   "${proxy_cpu[@]}" "${agent[@]}" --policy-dir "$work/policies" --endpoints "$work/endpoints.yaml" \
     --dns-listen "127.0.0.1:$acns_port" --dns-upstream "127.0.0.1:$upstream_port" --api "$api" 2>"$work/acns.log" &
@@ -174,6 +176,7 @@ for n in ${ACNS_BENCH_PATTERNS:-1000 10000}; do
   # The machine is shared and noisy: the targets take turns, and the medians are compared.
   for r in $(seq "$rounds"); do
     measure "upstream.$r" "$upstream_port" -
+    measure "floor.$r" "$floor_port" "$floor_pid"
     measure "dnsdist_best.$r" "$dnsdist_best_port" "$ddb_pid"
     measure "dnsdist.$r" "$dnsdist_port" "$dd_pid"
     for t in $(agents_in_turn "$r"); do measure_agent "$t" "$t.$r"; done
@@ -186,7 +189,7 @@ for n in ${ACNS_BENCH_PATTERNS:-1000 10000}; do
     echo "-- latency at $rate queries/s"
     added_at "$rate"
   done
-  kill "$acns_pid" "$dd_pid" "$ddb_pid" "$upstream_pid" ${acns_b_pid:-}
-  wait "$acns_pid" "$dd_pid" "$ddb_pid" "$upstream_pid" ${acns_b_pid:-} 2>/dev/null || true
+  kill "$acns_pid" "$dd_pid" "$ddb_pid" "$floor_pid" "$upstream_pid" ${acns_b_pid:-}
+  wait "$acns_pid" "$dd_pid" "$ddb_pid" "$floor_pid" "$upstream_pid" ${acns_b_pid:-} 2>/dev/null || true
   rm -f "$work"/*.json
 done

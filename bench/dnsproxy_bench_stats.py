@@ -52,7 +52,7 @@ def acns_targets(d):
 
 if sys.argv[1] == "--ratios":
     d, rounds = sys.argv[2], int(sys.argv[3])
-    targets = ["upstream", "dnsdist_best", "dnsdist"] + acns_targets(d)
+    targets = ["upstream", "floor", "dnsdist_best", "dnsdist"] + acns_targets(d)
     m = {t: {k: median(d, t, rounds, k) for k in ("qps", "cpu_us", "p99")} for t in targets}
     for t in m:
         print(f"median {t:<12} {m[t]['qps']:10.0f} queries/s, p99 {m[t]['p99']:.3f} ms"
@@ -62,7 +62,9 @@ if sys.argv[1] == "--ratios":
         for peer, what in (("dnsdist_best", "its best rules"), ("dnsdist", "regex rules")):
             dd = m[peer]
             print(f"{t} / dnsdist ({what}): {a['qps'] / dd['qps']:.2f}x the queries/s, "
-                  f"{dd['cpu_us'] / a['cpu_us']:.2f}x less CPU per query")
+                  f"{a['cpu_us'] / dd['cpu_us']:.2f}x the CPU per query")
+        print(f"{t} / floor: {a['qps'] / m['floor']['qps']:.2f}x the queries/s, "
+              f"{a['cpu_us'] / m['floor']['cpu_us']:.2f}x the CPU per query")
 elif sys.argv[1] == "--half-qps":
     print(int(median(sys.argv[2], "acns", int(sys.argv[3]), "qps") / 2))
 elif sys.argv[1] == "--added":
