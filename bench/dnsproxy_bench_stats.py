@@ -32,7 +32,7 @@ def parse(path):
                 lost = int(re.search(r"Queries lost:\s+(\d+)", line).group(1))
     latencies.sort()
     pct = lambda p: latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else 0.0
-    return {"qps": qps, "p50": pct(0.50), "p99": pct(0.99), "lost": lost, "answers": len(latencies),
+    return {"qps": qps, "p50": pct(0.50), "p99": pct(0.99), "p999": pct(0.999), "lost": lost, "answers": len(latencies),
             "noerror": noerror / len(latencies) if latencies else 0.0}
 
 
@@ -71,9 +71,10 @@ elif sys.argv[1] == "--added":
     d, rounds = sys.argv[2], int(sys.argv[3])
     for t in acns_targets(d):
         added = {k: sorted(load(d, f"{t}_half.{r}")[k] - load(d, f"upstream_half.{r}")[k]
-                           for r in range(1, rounds + 1)) for k in ("p50", "p99")}
+                           for r in range(1, rounds + 1)) for k in ("p50", "p99", "p999")}
         print(f"added by {t} at that rate (median of {rounds}, each against the upstream run of its round): "
-              f"p50 {added['p50'][rounds // 2]:.3f} ms, p99 {added['p99'][rounds // 2]:.3f} ms")
+              f"p50 {added['p50'][rounds // 2]:.3f} ms, p99 {added['p99'][rounds // 2]:.3f} ms, "
+              f"p99.9 {added['p999'][rounds // 2]:.3f} ms")
 else:
     name, path, ticks, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     s = parse(path)

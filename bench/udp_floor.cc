@@ -120,6 +120,7 @@ int main(int argc, char** argv) {
           ++out;
         }
         if (out > 0) ::sendmmsg(from_clients ? upstream : clients, batch.msgs.data(), out, 0);
+        if (got < kBatch) break;  // drained, most likely: epoll says so if not (one call less)
       }
     }
   }
