@@ -73,23 +73,29 @@ void BM_BuildDatapathFlow(benchmark::State& state) {
 }
 BENCHMARK(BM_BuildDatapathFlow);
 
-// The goal's measure: a datapath event decoded into a flow record (recycled, as the observer
-// builds them) and encoded as protobuf, one core.
-void BM_DecodeAndEncodeDatapathEvent(benchmark::State& state) {
-  const OnePod context;
-  const acns_event e = DropEvent();
+// The goal's measure: an event decoded into a flow record (recycled, as the observer builds
+// them) by `build(flow, recycler)` and encoded as protobuf, one core.
+template <class Build>
+void DecodeAndEncode(benchmark::State& state, Build build) {
   acns::observe::FlowRecycler recycler;
   std::string out;
   for (auto _ : state) {
     auto record = recycler.NewRecord();
-    flow::Flow* f = acns::observe::NewSub(&recycler, record.get(), &observer::GetFlowsResponse::set_allocated_flow);
-    acns::observe::BuildDatapathFlow(e, absl::Now(), context, "node-a", f, &recycler);
+    build(acns::observe::NewSub(&recycler, record.get(), &observer::GetFlowsResponse::set_allocated_flow), &recycler);
     out.clear();
     record->SerializeToString(&out);
     benchmark::DoNotOptimize(out);
     recycler.Retire(std::move(record));
   }
   state.SetItemsProcessed(state.iterations());
+}
+
+void BM_DecodeAndEncodeDatapathEvent(benchmark::State& state) {
+  const OnePod context;
+  const acns_event e = DropEvent();
+  DecodeAndEncode(state, [&](flow::Flow* f, acns::observe::FlowRecycler* r) {
+    acns::observe::BuildDatapathFlow(e, absl::Now(), context, "node-a", f, r);
+  });
 }
 BENCHMARK(BM_DecodeAndEncodeDatapathEvent);
 
@@ -117,18 +123,9 @@ flow::Flow DnsAnswer() {
 void BM_DecodeAndEncodeDnsAnswer(benchmark::State& state) {
   const OnePod context;
   const acns::dnsproxy::DnsEvent e = DnsAnswerEvent();
-  acns::observe::FlowRecycler recycler;
-  std::string out;
-  for (auto _ : state) {
-    auto record = recycler.NewRecord();
-    flow::Flow* f = acns::observe::NewSub(&recycler, record.get(), &observer::GetFlowsResponse::set_allocated_flow);
-    acns::observe::BuildDnsFlow(e, absl::Now(), context, "node-a", f, &recycler);
-    out.clear();
-    record->SerializeToString(&out);
-    benchmark::DoNotOptimize(out);
-    recycler.Retire(std::move(record));
-  }
-  state.SetItemsProcessed(state.iterations());
+  DecodeAndEncode(state, [&](flow::Flow* f, acns::observe::FlowRecycler* r) {
+    acns::observe::BuildDnsFlow(e, absl::Now(), context, "node-a", f, r);
+  });
 }
 BENCHMARK(BM_DecodeAndEncodeDnsAnswer);
 
