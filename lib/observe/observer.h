@@ -93,7 +93,7 @@ class Observer {
 
  private:
   void BuildLoop();
-  // The queue's next free slot, or null (counted as lost) when it is full or stopping.
+  // The queue's next free slot, or null when stopping or full (counted as lost).
   node::NodeEvent* NextSlot() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PushLost(flow::LostEventSource source, uint64_t count);
 
