@@ -16,7 +16,8 @@
 # previous commit's) to every round, "acns_b", for an A/B in the same run (the two take turns
 # going first: use an even number of ROUNDS);
 # ACNS_BENCH_PATTERNS="1000" only some policy sizes; ACNS_BENCH_RATES="6000 12000" also
-# measures the latency acns adds at those fixed rates. ACNS_BENCH_QUOTA=PERCENT compares at equal
+# measures the latency each proxy adds and its CPU per query at those fixed rates, and
+# ACNS_BENCH_MAX=0 measures only those (no maximum rates). ACNS_BENCH_QUOTA=PERCENT compares at equal
 # CPU: each proxy alone in a cgroup (acns-bench-*, cgroup v2 cpu.max or v1 CFS quota) allowed
 # PERCENT of one CPU and pinned to CPU 1, dnsperf and the upstream pinned to CPU 0; queries/s
 # is then the figure to compare.
@@ -33,6 +34,8 @@ ACNS_WORK_ROOT=/dev/shm ACNS_WORK_PREFIX=acns-bench source scripts/lib/local_unb
 ticks=$(getconf CLK_TCK)
 
 quota=${ACNS_BENCH_QUOTA:-}
+max_rate=${ACNS_BENCH_MAX:-1}
+[[ $max_rate == 1 || -n ${ACNS_BENCH_RATES:-} ]] || { echo "ACNS_BENCH_MAX=0 needs ACNS_BENCH_RATES" >&2; exit 1; }
 proxy_cpu=() load_cpu=() cgroup_root=""
 cgroup_names=(floor dnsdist_best dnsdist acns acns_b)
 # A cgroup per proxy under the cpu controller's hierarchy, limited to $quota% of one CPU.
@@ -111,7 +114,8 @@ measure_agent() {  # acns|acns_b NAME [MAX_QPS]
   else measure "$2" "$acns_b_port" "$acns_b_pid" "${3:-}"; fi
 }
 
-# The latency acns adds at RATE: ROUNDS runs of unbound directly then acns (and acns_b). Also
+# The latency acns adds at RATE, and every proxy's CPU per query there: ROUNDS runs of unbound
+# directly, then the floor, dnsdist_best and acns (and acns_b). Also
 # the CPU each agent used while only the upstream was measured, right after the agents' runs:
 # work they left over (it once was 0.13 of a core for 5 s: a wakeup per answered query's
 # timeout), which slows whatever runs next.
@@ -126,6 +130,8 @@ added_at() {
       pid=${t}_pid
       leftover[$t]=$(( ${leftover[$t]:-0} + $(cpu_ticks "${!pid}") - ${before[$t]} ))
     done
+    measure "floor_half.$r" "$floor_port" "$floor_pid" "$rate"
+    measure "dnsdist_best_half.$r" "$dnsdist_best_port" "$ddb_pid" "$rate"
     for t in $(agents_in_turn "$r"); do measure_agent "$t" "${t}_half.$r" "$rate"; done
   done
   python3 bench/dnsproxy_bench_stats.py --added "$work" "$rounds"
@@ -134,7 +140,7 @@ added_at() {
   done
   # How busy the whole machine was: the tail grows with it (docs/dnsproxy.md, "Performance").
   local busy total line=""
-  for t in upstream acns acns_b; do
+  for t in upstream floor dnsdist_best acns acns_b; do
     [[ -n ${box_total[${t}_half.1]:-} ]] || continue
     busy=0 total=0
     for r in $(seq "$rounds"); do
@@ -173,18 +179,20 @@ for n in ${ACNS_BENCH_PATTERNS:-1000 10000}; do
     echo "== $n patterns, $seconds s per run, runs interleaved $rounds times, 2 cores shared by client, proxies and upstream"
   fi
   printf '%-14s %10s %9s %9s %9s %12s %8s\n' run "queries/s" "p50 ms" "p99 ms" "lost" "CPU us/query" "NOERROR"
-  # The machine is shared and noisy: the targets take turns, and the medians are compared.
-  for r in $(seq "$rounds"); do
-    measure "upstream.$r" "$upstream_port" -
-    measure "floor.$r" "$floor_port" "$floor_pid"
-    measure "dnsdist_best.$r" "$dnsdist_best_port" "$ddb_pid"
-    measure "dnsdist.$r" "$dnsdist_port" "$dd_pid"
-    for t in $(agents_in_turn "$r"); do measure_agent "$t" "$t.$r"; done
-  done
-  python3 bench/dnsproxy_bench_stats.py --ratios "$work" "$rounds"
-  half=$(python3 bench/dnsproxy_bench_stats.py --half-qps "$work" "$rounds")
-  echo "-- latency at half of acns's median maximum rate ($half queries/s)"
-  added_at "$half"
+  if [[ $max_rate == 1 ]]; then
+    # The machine is shared and noisy: the targets take turns, and the medians are compared.
+    for r in $(seq "$rounds"); do
+      measure "upstream.$r" "$upstream_port" -
+      measure "floor.$r" "$floor_port" "$floor_pid"
+      measure "dnsdist_best.$r" "$dnsdist_best_port" "$ddb_pid"
+      measure "dnsdist.$r" "$dnsdist_port" "$dd_pid"
+      for t in $(agents_in_turn "$r"); do measure_agent "$t" "$t.$r"; done
+    done
+    python3 bench/dnsproxy_bench_stats.py --ratios "$work" "$rounds"
+    half=$(python3 bench/dnsproxy_bench_stats.py --half-qps "$work" "$rounds")
+    echo "-- latency at half of acns's median maximum rate ($half queries/s)"
+    added_at "$half"
+  fi
   for rate in ${ACNS_BENCH_RATES:-}; do
     echo "-- latency at $rate queries/s"
     added_at "$rate"

@@ -5,8 +5,9 @@
   dnsproxy_bench_stats.py --ratios DIR ROUNDS               medians, acns against dnsdist
                                                             (its best rules, and regex rules)
   dnsproxy_bench_stats.py --half-qps DIR ROUNDS             half of acns's median queries/s
-  dnsproxy_bench_stats.py --added DIR ROUNDS                median latency acns adds over the
-                                                            upstream at that rate
+  dnsproxy_bench_stats.py --added DIR ROUNDS                median latency each proxy adds over
+                                                            the upstream at that rate, and its
+                                                            CPU per query there
 Runs named acns_b (ACNS_AGENT_B) are reported next to acns when present.
 """
 import json
@@ -69,12 +70,17 @@ elif sys.argv[1] == "--half-qps":
     print(int(median(sys.argv[2], "acns", int(sys.argv[3]), "qps") / 2))
 elif sys.argv[1] == "--added":
     d, rounds = sys.argv[2], int(sys.argv[3])
-    for t in acns_targets(d):
+    cpu = {}
+    for t in ["floor", "dnsdist_best"] + acns_targets(d):
         added = {k: sorted(load(d, f"{t}_half.{r}")[k] - load(d, f"upstream_half.{r}")[k]
                            for r in range(1, rounds + 1)) for k in ("p50", "p99", "p999")}
-        print(f"added by {t} at that rate (median of {rounds}, each against the upstream run of its round): "
+        cpu[t] = median(d, f"{t}_half", rounds, "cpu_us")
+        print(f"added by {t:<12} (median of {rounds}, each against the upstream run of its round): "
               f"p50 {added['p50'][rounds // 2]:.3f} ms, p99 {added['p99'][rounds // 2]:.3f} ms, "
-              f"p99.9 {added['p999'][rounds // 2]:.3f} ms")
+              f"p99.9 {added['p999'][rounds // 2]:.3f} ms; {cpu[t]:.1f} us CPU/query")
+    for t in acns_targets(d):
+        print(f"{t} at that rate: {cpu[t] / cpu['dnsdist_best']:.2f}x dnsdist_best's CPU per query, "
+              f"{cpu[t] / cpu['floor']:.2f}x the floor's")
 else:
     name, path, ticks, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     s = parse(path)

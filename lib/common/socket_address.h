@@ -30,6 +30,11 @@ class SocketAddress {
   socklen_t len() const { return len_; }
   std::string ToString() const;
 
+  // Same address and port.
+  friend bool operator==(const SocketAddress& a, const SocketAddress& b) {
+    return a.len_ == b.len_ && a.port() == b.port() && a.ip() == b.ip();
+  }
+
  private:
   sockaddr_storage storage_{};
   socklen_t len_ = 0;

@@ -458,6 +458,12 @@ class DnsProxy::Worker : private Ring::Handler {
     if (it == pending_.end()) return true;
     return TakeReply(it, std::string(datagram));
   }
+  void OnStrayReply(absl::Span<const uint64_t> suspects) override {
+    Bump(counters().rejected_replies);
+    for (uint64_t serial : suspects) {
+      if (auto it = pending_.find(serial); it != pending_.end()) Unwanted(it);
+    }
+  }
   void OnExchangeFailed(uint64_t serial, int /*error*/) override {
     if (auto it = pending_.find(serial); it != pending_.end()) FailUpstream(it);
   }
@@ -908,10 +914,11 @@ class DnsProxy::Worker : private Ring::Handler {
     return query.has_edns ? std::max<size_t>(query.edns_udp_size, 512) : 512;
   }
 
-  // Sends p.upstream_query to p.origin.server from a socket of its own, over p.tcp's transport
-  // (a UDP reply of up to p.reply_capacity bytes):
-  // a fresh ephemeral source port, and a connected socket only hears from the server's address.
-  // Over UDP, through the ring when there is one. False (counted) if it could not be sent.
+  // Sends p.upstream_query to p.origin.server over p.tcp's transport (a UDP reply of up to
+  // p.reply_capacity bytes) from a new connected socket: a fresh ephemeral source port that only
+  // the server's address reaches. Over UDP through the ring when there is one, whose socket the
+  // queries sent to that server in this turn share (ring.h); else a socket of its own. False
+  // (counted) if it could not be sent.
   bool StartExchange(uint64_t serial, Pending& p) {
     const SocketAddress& upstream = p.origin.server;
     if (p.tcp) p.reply_capacity = kMaxMessage;
@@ -944,7 +951,8 @@ class DnsProxy::Worker : private Ring::Handler {
     return ok;
   }
 
-  // A UDP exchange got a reply that does not answer it: kUnwantedRepliesBeforeTcp of them and
+  // A UDP exchange got a reply that does not answer it, or its batch's socket one with a stray
+  // ID (OnStrayReply): kUnwantedRepliesBeforeTcp of them and
   // the query goes again over TCP, within the same deadline. True if the exchange is over on
   // its socket.
   bool Unwanted(absl::flat_hash_map<uint64_t, std::unique_ptr<Pending>>::iterator it) {

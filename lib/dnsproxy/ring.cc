@@ -15,17 +15,22 @@ namespace acns::dnsproxy {
 
 namespace {
 
-// user_data: an operation in the low bits, a slot or poll index above.
+// user_data: an operation in the low bits, a batch or poll index above.
 enum Op : uint64_t { kStep = 1, kRecv = 2, kClose = 3, kCancel = 4, kPoll = 5 };
 constexpr int kOpBits = 3;
 constexpr uint64_t UserData(Op op, uint64_t index) { return (index << kOpBits) | op; }
 
-// Room for a burst of new exchanges (4 entries each) and their closes; more is submitted early.
+// Room for a burst of new batches (a socket, a connect, up to 8 sends and a receive each) and
+// their closes; more is submitted early.
 constexpr unsigned kEntries = 1024;
 constexpr unsigned kCompletionBatch = 64;
-// Reply buffers up to this size stay with their slot; larger ones (EDNS sizes up to 64 KiB) are
-// freed with the exchange, so memory follows the exchanges in flight.
+// Reply buffers up to this size stay with their batch slot; larger ones (EDNS sizes up to
+// 64 KiB) are freed with the batch, so memory follows the exchanges in flight.
 constexpr size_t kKeptReplyBuffer = 4096;
+
+uint16_t IdOf(absl::string_view message) {
+  return static_cast<uint16_t>((static_cast<uint8_t>(message[0]) << 8) | static_cast<uint8_t>(message[1]));
+}
 
 }  // namespace
 
@@ -93,13 +98,13 @@ void Ring::Prepare(uint64_t user_data) {
     case kPoll:
       return ArmPoll(index);
     case kRecv:
-      return ArmRecv(static_cast<int>(index));
+      return ArmRecv(static_cast<uint32_t>(index));
     case kClose:
-      return Close(static_cast<int>(index));
+      return Close(static_cast<uint32_t>(index));
     case kCancel:
-      return Cancel(static_cast<int>(index));
+      return Cancel(static_cast<uint32_t>(index));
     case kStep:
-      return;  // steps go in one chain, never alone
+      return;  // steps go in one chain, never alone (a batch not submitted stays in filling_)
   }
 }
 
@@ -117,56 +122,99 @@ void Ring::ArmPoll(size_t index) {
 
 int Ring::StartExchange(uint64_t serial, const SocketAddress& server, absl::string_view query,
                         size_t reply_capacity) {
-  if (free_.empty() && slots_.size() >= max_exchanges_) return -1;
-  const uint32_t index = TakeSlot(slots_, free_);
-  Slot& slot = slots_[index];
-  slot.serial = serial;
-  slot.live = true;
-  slot.server = server;
-  slot.query.assign(query.data(), query.size());
-  if (slot.reply.size() < reply_capacity) slot.reply.resize(reply_capacity);
-  // One chain: the steps before the receive report only failures; a failed step cancels the rest,
-  // so the receive always completes last.
-  io_uring_sqe* sqe = Sqe(4);
-  if (sqe == nullptr) {
-    slot.live = false;
-    free_.push_back(index);
-    return -1;
+  if (query.size() < 2 || exchanges() >= max_exchanges_) return -1;
+  const uint16_t id = IdOf(query);
+  uint32_t batch_index = 0;
+  bool found = false;
+  for (uint32_t b : filling_) {
+    Batch& batch = batches_[b];
+    if (batch.exchanges.size() < kExchangesPerBatch && batch.server == server) {
+      for (uint32_t e : batch.exchanges) {
+        if (exchanges_[e].id == id) return -1;  // a reply could not tell the two apart
+      }
+      batch_index = b;
+      found = true;
+      break;
+    }
   }
-  io_uring_prep_socket_direct(sqe, server.family(), SOCK_DGRAM, 0, index, 0);
-  io_uring_sqe_set_data64(sqe, UserData(kStep, index));
-  sqe->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
-  sqe = io_uring_get_sqe(&ring_);
-  io_uring_prep_connect(sqe, static_cast<int>(index), slot.server.sa(), slot.server.len());
-  io_uring_sqe_set_data64(sqe, UserData(kStep, index));
-  sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
-  sqe = io_uring_get_sqe(&ring_);
-  io_uring_prep_send(sqe, static_cast<int>(index), slot.query.data(), slot.query.size(), 0);
-  io_uring_sqe_set_data64(sqe, UserData(kStep, index));
-  sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
-  ArmRecv(static_cast<int>(index));  // the ring had room for all four
+  if (!found) {
+    batch_index = TakeSlot(batches_, free_batches_);  // fewer batches than exchanges: in the file table
+    Batch& batch = batches_[batch_index];
+    batch.server = server;
+    batch.submitted = false;
+    batch.receiving = false;
+    filling_.push_back(batch_index);
+  }
+  Batch& batch = batches_[batch_index];
+  const uint32_t index = TakeSlot(exchanges_, free_exchanges_);
+  Exchange& exchange = exchanges_[index];
+  exchange.serial = serial;
+  exchange.batch = batch_index;
+  exchange.id = id;
+  exchange.live = true;
+  exchange.reply_capacity = reply_capacity;
+  exchange.query.assign(query.data(), query.size());
+  batch.exchanges.push_back(index);
+  ++batch.live;
+  if (batch.reply.size() < reply_capacity) batch.reply.resize(reply_capacity);
   return static_cast<int>(index);
 }
 
-void Ring::ArmRecv(int index) {
-  Slot& slot = slots_[index];
+// One chain: socket, connect, a send per live exchange, receive. The steps before the receive
+// report only failures, and the first one that fails ends the chain (see Dispatch).
+// False if the ring has no room now (the batch waits for the next Wait).
+bool Ring::SubmitBatch(uint32_t index) {
+  Batch& batch = batches_[index];
+  if (batch.live == 0) {  // every exchange abandoned before it went out
+    Free(index);
+    return true;
+  }
+  io_uring_sqe* sqe = Sqe(3 + static_cast<unsigned>(batch.live));
+  if (sqe == nullptr) return false;
+  batch.submitted = true;
+  io_uring_prep_socket_direct(sqe, batch.server.family(), SOCK_DGRAM, 0, index, 0);
+  io_uring_sqe_set_data64(sqe, UserData(kStep, index));
+  sqe->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
+  sqe = io_uring_get_sqe(&ring_);
+  io_uring_prep_connect(sqe, static_cast<int>(index), batch.server.sa(), batch.server.len());
+  io_uring_sqe_set_data64(sqe, UserData(kStep, index));
+  sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
+  for (uint32_t e : batch.exchanges) {
+    const Exchange& exchange = exchanges_[e];
+    if (!exchange.live) continue;
+    sqe = io_uring_get_sqe(&ring_);
+    io_uring_prep_send(sqe, static_cast<int>(index), exchange.query.data(), exchange.query.size(), 0);
+    io_uring_sqe_set_data64(sqe, UserData(kStep, index));
+    sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
+  }
+  ArmRecv(index);  // the ring had room for the whole chain
+  return true;
+}
+
+void Ring::ArmRecv(uint32_t index) {
+  Batch& batch = batches_[index];
+  if (batch.live == 0) return Close(index);  // abandoned while the receive waited for room
   io_uring_sqe* sqe = Sqe();
   if (sqe == nullptr) return retry_.push_back(UserData(kRecv, index));
+  batch.receiving = true;
   // MSG_TRUNC: the result is the datagram's full length, so a reply over capacity shows.
-  io_uring_prep_recv(sqe, index, slot.reply.data(), slot.reply.size(), MSG_TRUNC);
+  io_uring_prep_recv(sqe, static_cast<int>(index), batch.reply.data(), batch.reply.size(), MSG_TRUNC);
   io_uring_sqe_set_data64(sqe, UserData(kRecv, index));
   sqe->flags |= IOSQE_FIXED_FILE;
 }
 
-void Ring::Abandon(int index) {
-  Slot& slot = slots_[index];
-  if (!slot.live) return;
-  slot.live = false;
-  Cancel(index);
+void Ring::Abandon(int slot) {
+  Exchange& exchange = exchanges_[slot];
+  if (!exchange.live) return;
+  exchange.live = false;
+  Batch& batch = batches_[exchange.batch];
+  // A batch not yet submitted drops the exchange's send; one whose receive is in flight cancels
+  // it when nobody is left to take a reply (inside Dispatch, the batch is closed there).
+  if (--batch.live == 0 && batch.receiving) Cancel(exchange.batch);
 }
 
 // Cancels the receive: it completes (cancelled) and its completion closes the socket.
-void Ring::Cancel(int index) {
+void Ring::Cancel(uint32_t index) {
   io_uring_sqe* sqe = Sqe();
   if (sqe == nullptr) return retry_.push_back(UserData(kCancel, index));
   io_uring_prep_cancel64(sqe, UserData(kRecv, index), 0);
@@ -174,11 +222,27 @@ void Ring::Cancel(int index) {
   sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 }
 
-void Ring::Close(int index) {
+void Ring::Close(uint32_t index) {
   io_uring_sqe* sqe = Sqe();
   if (sqe == nullptr) return retry_.push_back(UserData(kClose, index));
   io_uring_prep_close_direct(sqe, index);
   io_uring_sqe_set_data64(sqe, UserData(kClose, index));
+}
+
+// The batch's socket is closed (or was never made): its slot and its exchanges' are free.
+void Ring::Free(uint32_t index) {
+  Batch& batch = batches_[index];
+  for (uint32_t e : batch.exchanges) {
+    exchanges_[e].live = false;
+    free_exchanges_.push_back(e);
+  }
+  batch.exchanges.clear();
+  batch.live = 0;
+  batch.submitted = false;
+  batch.receiving = false;
+  // A buffer for a client that takes large answers is not kept for the next batch.
+  if (batch.reply.size() > kKeptReplyBuffer) std::vector<char>().swap(batch.reply);
+  free_batches_.push_back(index);
 }
 
 void Ring::Wait(absl::Duration timeout, Handler& handler) {
@@ -187,6 +251,11 @@ void Ring::Wait(absl::Duration timeout, Handler& handler) {
   std::vector<uint64_t> again;
   again.swap(retry_);
   for (uint64_t user_data : again) Prepare(user_data);
+  std::vector<uint32_t> filled;
+  filled.swap(filling_);
+  for (uint32_t b : filled) {
+    if (!SubmitBatch(b)) filling_.push_back(b);  // short of memory: next time
+  }
   io_uring_cqe* first = nullptr;
   // -ETIME (nothing completed in time) and -EINTR are not errors here.
   (void)io_uring_submit_and_wait_timeout(&ring_, &first, 1, &ts, nullptr);
@@ -202,6 +271,44 @@ void Ring::Wait(absl::Duration timeout, Handler& handler) {
   }
 }
 
+// Reports every live exchange of the batch failed.
+void Ring::FailLive(Batch& batch, int error, Handler& handler) {
+  for (uint32_t e : batch.exchanges) {
+    Exchange& exchange = exchanges_[e];
+    if (!exchange.live) continue;
+    exchange.live = false;
+    --batch.live;
+    handler.OnExchangeFailed(exchange.serial, error);
+  }
+}
+
+// A datagram of `length` bytes (the buffer has up to its size of it) from the batch's server.
+void Ring::TakeDatagram(Batch& batch, size_t length, Handler& handler) {
+  const absl::string_view datagram(batch.reply.data(), std::min(length, batch.reply.size()));
+  suspects_.clear();
+  bool late = false;
+  for (uint32_t e : batch.exchanges) {
+    Exchange& exchange = exchanges_[e];
+    if (datagram.size() >= 2 && exchange.id == IdOf(datagram)) {
+      if (!exchange.live) {
+        late = true;
+        continue;
+      }
+      exchange.live = false;  // while the handler runs: an Abandon from it is a no-op
+      --batch.live;
+      if (length > exchange.reply_capacity) return handler.OnExchangeFailed(exchange.serial, EMSGSIZE);
+      if (!handler.OnReply(exchange.serial, datagram)) {
+        exchange.live = true;
+        ++batch.live;
+      }
+      return;
+    }
+    if (exchange.live) suspects_.push_back(exchange.serial);
+  }
+  if (late) suspects_.clear();
+  handler.OnStrayReply(suspects_);
+}
+
 void Ring::Dispatch(const Completion& c, Handler& handler) {
   const uint64_t index = c.user_data >> kOpBits;
   switch (static_cast<Op>(c.user_data & ((1 << kOpBits) - 1))) {
@@ -211,36 +318,27 @@ void Ring::Dispatch(const Completion& c, Handler& handler) {
       // A multishot poll ends when its completions overflow: armed again.
       if (!(c.flags & IORING_CQE_F_MORE)) ArmPoll(index);
       return;
-    case kStep: {  // socket, connect or send failed; the receive will complete cancelled
-      Slot& slot = slots_[index];
-      if (slot.live) {
-        slot.live = false;
-        handler.OnExchangeFailed(slot.serial, -c.res);
-      }
-      return;
+    case kStep: {
+      // Socket, connect or a send failed. The steps after it, the receive among them, are
+      // cancelled without completions of their own (a failed IOSQE_CQE_SKIP_SUCCESS request
+      // skips its link's), so the socket is closed here.
+      Batch& batch = batches_[index];
+      FailLive(batch, -c.res, handler);
+      batch.receiving = false;
+      return Close(static_cast<uint32_t>(index));
     }
     case kRecv: {
-      Slot& slot = slots_[index];
-      if (slot.live) {
-        slot.live = false;  // while the handler runs: an Abandon from it is a no-op
-        if (c.res < 0) {
-          handler.OnExchangeFailed(slot.serial, -c.res);
-        } else if (static_cast<size_t>(c.res) > slot.reply.size()) {
-          handler.OnExchangeFailed(slot.serial, EMSGSIZE);
-        } else if (!handler.OnReply(slot.serial, absl::string_view(slot.reply.data(), c.res))) {
-          slot.live = true;
-          return ArmRecv(static_cast<int>(index));
-        }
+      Batch& batch = batches_[index];
+      batch.receiving = false;
+      if (c.res < 0) {
+        FailLive(batch, -c.res, handler);
+      } else {
+        TakeDatagram(batch, static_cast<size_t>(c.res), handler);
       }
-      return Close(static_cast<int>(index));
+      return batch.live > 0 ? ArmRecv(static_cast<uint32_t>(index)) : Close(static_cast<uint32_t>(index));
     }
-    case kClose: {
-      // A buffer for a client that takes large answers is not kept for the next exchange.
-      std::vector<char>& reply = slots_[index].reply;
-      if (reply.size() > kKeptReplyBuffer) std::vector<char>().swap(reply);
-      free_.push_back(static_cast<uint32_t>(index));
-      return;
-    }
+    case kClose:  // also when the socket was never made (its step failed)
+      return Free(static_cast<uint32_t>(index));
     case kCancel:  // only failures are posted: the receive had completed already
       return;
   }

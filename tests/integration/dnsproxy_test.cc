@@ -718,6 +718,61 @@ TEST_P(DnsProxyTest, IdSweepAgainstASlowUpstreamIsNotCached) {
   EXPECT_GE(proxy_->stats().rejected_replies, 1u);
 }
 
+// A burst of queries, which the proxy may send in batches sharing a socket: a datagram with an
+// ID none of them has, on the socket's port, sends every query still waiting there to TCP. All
+// are answered right; nothing forged is cached.
+TEST_P(DnsProxyTest, StrayIdOnABurstsSocketSendsItsQueriesToTcp) {
+  ScriptedUpstream upstream(
+      [](const std::string& q, const SocketAddress&) -> std::vector<std::string> {
+        return {Answer(q, static_cast<uint16_t>(IdOf(q) ^ 0x8000), nullptr, "203.0.113.201")};
+      },
+      [](const std::string& q) { return Answer(q, IdOf(q), nullptr, "198.51.100.22"); });
+  StartProxy(ProxyOptions{.workers = 1}, upstream.port());
+  UniqueFd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  timeval tv{5, 0};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  const SocketAddress to = SocketAddress::From(*IpAddr::Parse("127.0.0.1"), port_);
+  constexpr int kQueries = 8;
+  std::vector<std::string> queries;
+  std::vector<mmsghdr> msgs(kQueries);
+  std::vector<iovec> iovs(kQueries);
+  for (int i = 0; i < kQueries; ++i) {
+    queries.push_back(DnsBuilder(static_cast<uint16_t>(100 + i), 0x0100)
+                          .Question(absl::StrCat("n", i, ".allowed.test"), dns::kTypeA).str());
+  }
+  for (int i = 0; i < kQueries; ++i) {
+    iovs[i] = {queries[i].data(), queries[i].size()};
+    msgs[i].msg_hdr = msghdr{};
+    msgs[i].msg_hdr.msg_name = const_cast<sockaddr*>(to.sa());
+    msgs[i].msg_hdr.msg_namelen = to.len();
+    msgs[i].msg_hdr.msg_iov = &iovs[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+  }
+  ASSERT_EQ(::sendmmsg(fd.get(), msgs.data(), kQueries, 0), kQueries);  // one burst
+  std::set<uint16_t> answered;
+  for (int i = 0; i < kQueries; ++i) {
+    char buf[4096];
+    const ssize_t n = ::recv(fd.get(), buf, sizeof(buf), 0);
+    ASSERT_GT(n, 0) << "answers so far: " << answered.size();
+    const std::string reply(buf, static_cast<size_t>(n));
+    const uint16_t id = IdOf(reply);
+    ASSERT_GE(id, 100);
+    ASSERT_LT(id, 100 + kQueries);
+    auto info = dns::ParseReply(reply, dns::ParseQuery(queries[id - 100])->question);
+    ASSERT_TRUE(info.ok()) << info.status();
+    ASSERT_EQ(info->ips.size(), 1u);
+    EXPECT_EQ(info->ips[0].ToString(), "198.51.100.22");
+    answered.insert(id);
+  }
+  EXPECT_EQ(answered.size(), static_cast<size_t>(kQueries));
+  EXPECT_EQ(cache_->LookupIp(*IpAddr::Parse("203.0.113.201")).names.size(), 0u);
+  const ProxyStats s = proxy_->stats();
+  EXPECT_EQ(s.tcp_fallbacks, static_cast<uint64_t>(kQueries));
+  EXPECT_EQ(upstream.tcp_queries(), kQueries);
+  EXPECT_GE(s.rejected_replies, 1u);
+  EXPECT_EQ(s.upstream_failures, 0u);
+}
+
 // A server that does not keep the question's case: over UDP its reply cannot be told from a
 // spoof, so the query goes again over TCP, where it is taken.
 TEST_P(DnsProxyTest, UpstreamThatLowersTheCaseIsAnsweredOverTcp) {

@@ -1,5 +1,6 @@
 // The DNS proxy's io_uring (lib/dnsproxy/ring.h) on its own, against UDP sockets of the test on
-// 127.0.0.1: exchanges, replies that are not the one, failures, abandons, the slot limit, polls.
+// 127.0.0.1: batches and their ports, replies that are not the one, stray IDs, failures,
+// abandons, the slot limit, polls.
 #include "lib/common/status.h"
 #include "lib/dnsproxy/ring.h"
 
@@ -12,18 +13,27 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "lib/common/file.h"
 
 namespace acns::dnsproxy {
 namespace {
 
-// Records what the ring reports; OnReply accepts a datagram unless it starts with "not".
+// A datagram as the ring reads it: a two-byte ID, then anything.
+std::string Msg(uint16_t id, absl::string_view text) {
+  return absl::StrCat(std::string{static_cast<char>(id >> 8), static_cast<char>(id & 0xff)}, text);
+}
+
+// Records what the ring reports; OnReply accepts a datagram unless its text starts with "not".
 struct Recorder : Ring::Handler {
   void OnReadable(uint64_t tag) override { readable.push_back(tag); }
   bool OnReply(uint64_t serial, absl::string_view datagram) override {
-    replies[serial].emplace_back(datagram);
-    return !absl::StartsWith(datagram, "not");
+    replies[serial].emplace_back(datagram.substr(2));
+    return !absl::StartsWith(datagram.substr(2), "not");
+  }
+  void OnStrayReply(absl::Span<const uint64_t> suspects) override {
+    strays.emplace_back(suspects.begin(), suspects.end());
   }
   void OnExchangeFailed(uint64_t serial, int error) override {
     failures[serial] = error;
@@ -32,6 +42,7 @@ struct Recorder : Ring::Handler {
 
   std::vector<uint64_t> readable;
   std::map<uint64_t, std::vector<std::string>> replies;
+  std::vector<std::vector<uint64_t>> strays;
   std::map<uint64_t, int> failures;
   int failure_calls = 0;
 };
@@ -89,25 +100,67 @@ void WaitUntil(Ring& ring, Recorder& rec, Done done) {
   for (int i = 0; i < 50 && !done(); ++i) ring.Wait(absl::Milliseconds(20), rec);
 }
 
-TEST(RingTest, ExchangeSendsFromAFreshPortAndTakesTheReply) {
+TEST(RingTest, ExchangesStartedTogetherShareAFreshPortAndTakeTheirReplies) {
   RING_OR_SKIP(ring, 16);
   ASSERT_NE(ring, nullptr);
   Server server;
   Recorder rec;
-  ASSERT_GE(ring->StartExchange(7, server.address, "question one", 512), 0);
-  ASSERT_GE(ring->StartExchange(8, server.address, "question two", 512), 0);
+  ASSERT_GE(ring->StartExchange(7, server.address, Msg(1, "question one"), 512), 0);
+  ASSERT_GE(ring->StartExchange(8, server.address, Msg(2, "question two"), 512), 0);
   ring->Wait(absl::ZeroDuration(), rec);  // submits
   SocketAddress from1, from2;
-  EXPECT_EQ(server.Receive(&from1), "question one");
-  EXPECT_EQ(server.Receive(&from2), "question two");
-  EXPECT_NE(from1.port(), from2.port());  // a socket, so a port, per exchange
-  server.Send(from1, "answer one");
-  server.Send(from2, "answer two");
+  EXPECT_EQ(server.Receive(&from1), Msg(1, "question one"));
+  EXPECT_EQ(server.Receive(&from2), Msg(2, "question two"));
+  EXPECT_EQ(from1.port(), from2.port());  // one batch, one socket
+  server.Send(from1, Msg(2, "answer two"));  // in any order: the ID says whose it is
+  server.Send(from1, Msg(1, "answer one"));
   WaitUntil(*ring, rec, [&] { return rec.replies.size() == 2 && ring->exchanges() == 0; });
   EXPECT_EQ(rec.replies[7], std::vector<std::string>{"answer one"});
   EXPECT_EQ(rec.replies[8], std::vector<std::string>{"answer two"});
   EXPECT_TRUE(rec.failures.empty());
-  EXPECT_EQ(ring->exchanges(), 0u);  // both sockets closed, slots free
+  EXPECT_TRUE(rec.strays.empty());
+  EXPECT_EQ(ring->exchanges(), 0u);  // the socket closed with its last exchange
+
+  // A later turn's exchange is a new batch: a new socket, so a new port.
+  ASSERT_GE(ring->StartExchange(9, server.address, Msg(3, "question three"), 512), 0);
+  ring->Wait(absl::ZeroDuration(), rec);
+  SocketAddress from3;
+  EXPECT_EQ(server.Receive(&from3), Msg(3, "question three"));
+  EXPECT_NE(from3.port(), from1.port());
+}
+
+TEST(RingTest, BatchesAreSmallAndPerServer) {
+  RING_OR_SKIP(ring, 64);
+  ASSERT_NE(ring, nullptr);
+  Server a, b;
+  Recorder rec;
+  const size_t n = Ring::kExchangesPerBatch + 1;
+  for (size_t i = 0; i < n; ++i) {
+    ASSERT_GE(ring->StartExchange(i, a.address, Msg(static_cast<uint16_t>(100 + i), "q"), 512), 0);
+  }
+  ASSERT_GE(ring->StartExchange(n, b.address, Msg(100, "q"), 512), 0);  // the same ID, another server
+  ring->Wait(absl::ZeroDuration(), rec);
+  std::map<uint16_t, size_t> per_port;
+  for (size_t i = 0; i < n; ++i) {
+    SocketAddress from;
+    ASSERT_EQ(a.Receive(&from).substr(2), "q");
+    ++per_port[from.port()];
+  }
+  EXPECT_EQ(per_port.size(), 2u);
+  EXPECT_EQ(per_port.begin()->second + per_port.rbegin()->second, n);
+  EXPECT_TRUE(per_port.begin()->second == Ring::kExchangesPerBatch || per_port.rbegin()->second == Ring::kExchangesPerBatch);
+  SocketAddress from_b;
+  ASSERT_EQ(b.Receive(&from_b), Msg(100, "q"));
+  EXPECT_EQ(per_port.count(from_b.port()), 0u);
+}
+
+TEST(RingTest, AnIdTakenInTheBatchIsRefused) {
+  RING_OR_SKIP(ring, 16);
+  ASSERT_NE(ring, nullptr);
+  Server server;
+  ASSERT_GE(ring->StartExchange(1, server.address, Msg(5, "q"), 512), 0);
+  EXPECT_EQ(ring->StartExchange(2, server.address, Msg(5, "q"), 512), -1);  // the caller's own socket then
+  EXPECT_EQ(ring->StartExchange(3, server.address, "x", 512), -1);          // no ID
 }
 
 TEST(RingTest, KeepsListeningAfterADatagramThatIsNotTheReply) {
@@ -115,40 +168,75 @@ TEST(RingTest, KeepsListeningAfterADatagramThatIsNotTheReply) {
   ASSERT_NE(ring, nullptr);
   Server server;
   Recorder rec;
-  ASSERT_GE(ring->StartExchange(1, server.address, "q", 512), 0);
+  ASSERT_GE(ring->StartExchange(1, server.address, Msg(1, "q"), 512), 0);
   ring->Wait(absl::ZeroDuration(), rec);
   SocketAddress from;
-  ASSERT_EQ(server.Receive(&from), "q");
-  server.Send(from, "not it");
+  ASSERT_EQ(server.Receive(&from), Msg(1, "q"));
+  server.Send(from, Msg(1, "not it"));
   WaitUntil(*ring, rec, [&] { return rec.replies[1].size() == 1; });
   EXPECT_EQ(ring->exchanges(), 1u);
-  server.Send(from, "the reply");
+  server.Send(from, Msg(1, "the reply"));
   WaitUntil(*ring, rec, [&] { return ring->exchanges() == 0; });
   EXPECT_EQ(rec.replies[1], (std::vector<std::string>{"not it", "the reply"}));
+}
+
+// A datagram whose ID no exchange of the batch waits for names those still waiting; one with
+// the ID of an exchange that is over names none.
+TEST(RingTest, StrayIdsAreReportedWithTheExchangesStillWaiting) {
+  RING_OR_SKIP(ring, 16);
+  ASSERT_NE(ring, nullptr);
+  Server server;
+  Recorder rec;
+  ASSERT_GE(ring->StartExchange(1, server.address, Msg(10, "q1"), 512), 0);
+  ASSERT_GE(ring->StartExchange(2, server.address, Msg(20, "q2"), 512), 0);
+  ring->Wait(absl::ZeroDuration(), rec);
+  SocketAddress from;
+  ASSERT_EQ(server.Receive(&from), Msg(10, "q1"));
+  ASSERT_EQ(server.Receive(&from), Msg(20, "q2"));
+  server.Send(from, Msg(99, "guess"));
+  WaitUntil(*ring, rec, [&] { return rec.strays.size() == 1; });
+  ASSERT_EQ(rec.strays.size(), 1u);
+  EXPECT_EQ(rec.strays[0], (std::vector<uint64_t>{1, 2}));
+  server.Send(from, Msg(10, "a1"));
+  WaitUntil(*ring, rec, [&] { return rec.replies[1].size() == 1; });
+  server.Send(from, Msg(10, "a1 again"));  // late: exchange 1 is over
+  server.Send(from, "x");                  // too short for an ID: exchange 2 may be its target
+  WaitUntil(*ring, rec, [&] { return rec.strays.size() == 3; });
+  ASSERT_EQ(rec.strays.size(), 3u);
+  EXPECT_EQ(rec.strays[1], std::vector<uint64_t>{});
+  EXPECT_EQ(rec.strays[2], std::vector<uint64_t>{2});
+  server.Send(from, Msg(20, "a2"));
+  WaitUntil(*ring, rec, [&] { return ring->exchanges() == 0; });
+  EXPECT_EQ(rec.replies[1], std::vector<std::string>{"a1"});
+  EXPECT_EQ(rec.replies[2], std::vector<std::string>{"a2"});
+  EXPECT_EQ(ring->exchanges(), 0u);
 }
 
 TEST(RingTest, FailuresAreReportedOnce) {
   RING_OR_SKIP(ring, 16);
   ASSERT_NE(ring, nullptr);
   Recorder rec;
-  // Nobody on this port: ICMP port unreachable, ECONNREFUSED on the connected socket.
+  // Nobody on this port: ICMP port unreachable, ECONNREFUSED on the connected socket, for
+  // every exchange of the batch.
   SocketAddress gone;
   {
     Server closed;
     gone = closed.address;
   }
-  ASSERT_GE(ring->StartExchange(1, gone, "q", 512), 0);
+  ASSERT_GE(ring->StartExchange(1, gone, Msg(1, "q"), 512), 0);
+  ASSERT_GE(ring->StartExchange(3, gone, Msg(3, "q"), 512), 0);
   // A reply longer than the exchange takes.
   Server server;
-  ASSERT_GE(ring->StartExchange(2, server.address, "q", 512), 0);
+  ASSERT_GE(ring->StartExchange(2, server.address, Msg(2, "q"), 512), 0);
   ring->Wait(absl::ZeroDuration(), rec);
   SocketAddress from;
-  ASSERT_EQ(server.Receive(&from), "q");
-  server.Send(from, std::string(600, 'x'));
-  WaitUntil(*ring, rec, [&] { return rec.failures.size() == 2 && ring->exchanges() == 0; });
+  ASSERT_EQ(server.Receive(&from), Msg(2, "q"));
+  server.Send(from, Msg(2, std::string(600, 'x')));
+  WaitUntil(*ring, rec, [&] { return rec.failures.size() == 3 && ring->exchanges() == 0; });
   EXPECT_EQ(rec.failures[1], ECONNREFUSED);
+  EXPECT_EQ(rec.failures[3], ECONNREFUSED);
   EXPECT_EQ(rec.failures[2], EMSGSIZE);
-  EXPECT_EQ(rec.failure_calls, 2);
+  EXPECT_EQ(rec.failure_calls, 3);
   EXPECT_TRUE(rec.replies.empty());
   EXPECT_EQ(ring->exchanges(), 0u);
 }
@@ -158,19 +246,32 @@ TEST(RingTest, AbandonedExchangeIsClosedWithoutCallbacks) {
   ASSERT_NE(ring, nullptr);
   Server server;
   Recorder rec;
-  const int slot = ring->StartExchange(1, server.address, "q", 512);
+  const int slot = ring->StartExchange(1, server.address, Msg(1, "q"), 512);
   ASSERT_GE(slot, 0);
   ring->Wait(absl::ZeroDuration(), rec);
   SocketAddress from;
-  ASSERT_EQ(server.Receive(&from), "q");
+  ASSERT_EQ(server.Receive(&from), Msg(1, "q"));
   ring->Abandon(slot);
   ring->Abandon(slot);  // twice is fine
   WaitUntil(*ring, rec, [&] { return ring->exchanges() == 0; });
   EXPECT_EQ(ring->exchanges(), 0u);
-  server.Send(from, "late reply");  // nobody listens any more
+  server.Send(from, Msg(1, "late reply"));  // nobody listens any more
   ring->Wait(absl::Milliseconds(50), rec);
   EXPECT_TRUE(rec.replies.empty());
+  EXPECT_TRUE(rec.strays.empty());
   EXPECT_TRUE(rec.failures.empty());
+
+  // Abandoned before it went out: nothing is sent; its batch partner goes alone.
+  const int early = ring->StartExchange(2, server.address, Msg(2, "never sent"), 512);
+  ASSERT_GE(early, 0);
+  ASSERT_GE(ring->StartExchange(3, server.address, Msg(3, "sent"), 512), 0);
+  ring->Abandon(early);
+  ring->Wait(absl::ZeroDuration(), rec);
+  EXPECT_EQ(server.Receive(&from), Msg(3, "sent"));
+  server.Send(from, Msg(3, "a3"));
+  WaitUntil(*ring, rec, [&] { return ring->exchanges() == 0; });
+  EXPECT_EQ(rec.replies[3], std::vector<std::string>{"a3"});
+  EXPECT_EQ(rec.replies.count(2), 0u);
 }
 
 TEST(RingTest, SlotsAreBoundedAndReused) {
@@ -178,18 +279,19 @@ TEST(RingTest, SlotsAreBoundedAndReused) {
   ASSERT_NE(ring, nullptr);
   Server server;
   Recorder rec;
-  ASSERT_GE(ring->StartExchange(1, server.address, "a", 512), 0);
-  ASSERT_GE(ring->StartExchange(2, server.address, "b", 512), 0);
-  EXPECT_EQ(ring->StartExchange(3, server.address, "c", 512), -1);  // the caller's own socket then
+  ASSERT_GE(ring->StartExchange(1, server.address, Msg(1, "a"), 512), 0);
+  ASSERT_GE(ring->StartExchange(2, server.address, Msg(2, "b"), 512), 0);
+  EXPECT_EQ(ring->StartExchange(3, server.address, Msg(3, "c"), 512), -1);  // the caller's own socket then
   ring->Wait(absl::ZeroDuration(), rec);
   for (int i = 0; i < 2; ++i) {
     SocketAddress from;
     const std::string q = server.Receive(&from);
-    server.Send(from, "re " + q);
+    ASSERT_EQ(q.size(), 3u);
+    server.Send(from, Msg(static_cast<uint16_t>(q[1]), "re"));
   }
   WaitUntil(*ring, rec, [&] { return ring->exchanges() == 0; });
   ASSERT_EQ(ring->exchanges(), 0u);
-  EXPECT_GE(ring->StartExchange(4, server.address, "d", 512), 0);  // a freed slot, reused
+  EXPECT_GE(ring->StartExchange(4, server.address, Msg(4, "d"), 512), 0);  // a freed slot, reused
 }
 
 TEST(RingTest, PollReportsEveryReadinessWithItsTag) {
