@@ -223,6 +223,7 @@ void Ring::Cancel(uint32_t index) {
 }
 
 void Ring::Close(uint32_t index) {
+  batches_[index].closing = true;
   io_uring_sqe* sqe = Sqe();
   if (sqe == nullptr) return retry_.push_back(UserData(kClose, index));
   io_uring_prep_close_direct(sqe, index);
@@ -240,6 +241,7 @@ void Ring::Free(uint32_t index) {
   batch.live = 0;
   batch.submitted = false;
   batch.receiving = false;
+  batch.closing = false;
   // A buffer for a client that takes large answers is not kept for the next batch.
   if (batch.reply.size() > kKeptReplyBuffer) std::vector<char>().swap(batch.reply);
   free_batches_.push_back(index);
@@ -323,12 +325,14 @@ void Ring::Dispatch(const Completion& c, Handler& handler) {
       // cancelled without completions of their own (a failed IOSQE_CQE_SKIP_SUCCESS request
       // skips its link's), so the socket is closed here.
       Batch& batch = batches_[index];
+      if (batch.closing) return;
       FailLive(batch, -c.res, handler);
       batch.receiving = false;
       return Close(static_cast<uint32_t>(index));
     }
     case kRecv: {
       Batch& batch = batches_[index];
+      if (batch.closing) return;
       batch.receiving = false;
       if (c.res < 0) {
         FailLive(batch, -c.res, handler);

@@ -97,6 +97,7 @@ class Ring {
     size_t live = 0;         // exchanges still live
     bool submitted = false;  // its socket's chain went to the kernel
     bool receiving = false;  // a receive is queued or in flight
+    bool closing = false;    // its close is queued: nothing more happens to it until Free
     std::vector<char> reply;
   };
   struct Polled {
