@@ -1,4 +1,5 @@
 #include "lib/common/ip.h"
+#include "lib/common/socket_address.h"
 
 #include <arpa/inet.h>
 
@@ -34,6 +35,17 @@ TEST(IpAddrTest, AppendToAppends) {
   IpAddr::Parse("2001:db8::1")->AppendTo(&text);
   EXPECT_EQ(text, "ips: 203.0.113.5,2001:db8::1");
   EXPECT_EQ(IpAddr::Parse("::ffff:0.0.0.0")->ToString(), "0.0.0.0");
+}
+
+// The DNS proxy's ring batches exchanges per server by this comparison.
+TEST(SocketAddressTest, EqualMeansSameAddressAndPort) {
+  const SocketAddress a = *SocketAddress::Parse("198.51.100.1:53");
+  EXPECT_TRUE(a == *SocketAddress::Parse("198.51.100.1:53"));
+  EXPECT_FALSE(a == *SocketAddress::Parse("198.51.100.1:54"));
+  EXPECT_FALSE(a == *SocketAddress::Parse("198.51.100.2:53"));
+  EXPECT_TRUE(a == *SocketAddress::Parse("[::ffff:198.51.100.1]:53"));  // parsed as IPv4
+  EXPECT_TRUE(*SocketAddress::Parse("[2001:db8::1]:53") == *SocketAddress::Parse("[2001:db8::1]:53"));
+  EXPECT_FALSE(*SocketAddress::Parse("[2001:db8::1]:53") == *SocketAddress::Parse("[2001:db8::2]:53"));
 }
 
 }  // namespace
