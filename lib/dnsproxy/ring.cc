@@ -139,10 +139,7 @@ int Ring::StartExchange(uint64_t serial, const SocketAddress& server, absl::stri
   }
   if (!found) {
     batch_index = TakeSlot(batches_, free_batches_);  // fewer batches than exchanges: in the file table
-    Batch& batch = batches_[batch_index];
-    batch.server = server;
-    batch.submitted = false;
-    batch.receiving = false;
+    batches_[batch_index].server = server;  // the rest as Free left it
     filling_.push_back(batch_index);
   }
   Batch& batch = batches_[batch_index];
@@ -171,7 +168,6 @@ bool Ring::SubmitBatch(uint32_t index) {
   }
   io_uring_sqe* sqe = Sqe(3 + static_cast<unsigned>(batch.live));
   if (sqe == nullptr) return false;
-  batch.submitted = true;
   io_uring_prep_socket_direct(sqe, batch.server.family(), SOCK_DGRAM, 0, index, 0);
   io_uring_sqe_set_data64(sqe, UserData(kStep, index));
   sqe->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
@@ -239,7 +235,6 @@ void Ring::Free(uint32_t index) {
   }
   batch.exchanges.clear();
   batch.live = 0;
-  batch.submitted = false;
   batch.receiving = false;
   batch.closing = false;
   // A buffer for a client that takes large answers is not kept for the next batch.

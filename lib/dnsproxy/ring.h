@@ -95,7 +95,6 @@ class Ring {
     SocketAddress server;
     std::vector<uint32_t> exchanges;
     size_t live = 0;         // exchanges still live
-    bool submitted = false;  // its socket's chain went to the kernel
     bool receiving = false;  // a receive is queued or in flight
     bool closing = false;    // its close is queued: nothing more happens to it until Free
     std::vector<char> reply;
