@@ -248,11 +248,11 @@ void Ring::Wait(absl::Duration timeout, Handler& handler) {
   std::vector<uint64_t> again;
   again.swap(retry_);
   for (uint64_t user_data : again) Prepare(user_data);
-  std::vector<uint32_t> filled;
-  filled.swap(filling_);
-  for (uint32_t b : filled) {
+  submitting_.swap(filling_);  // both keep their capacity: no allocation per turn
+  for (uint32_t b : submitting_) {
     if (!SubmitBatch(b)) filling_.push_back(b);  // short of memory: next time
   }
+  submitting_.clear();
   io_uring_cqe* first = nullptr;
   // -ETIME (nothing completed in time) and -EINTR are not errors here.
   (void)io_uring_submit_and_wait_timeout(&ring_, &first, 1, &ts, nullptr);

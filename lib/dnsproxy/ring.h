@@ -131,6 +131,7 @@ class Ring {
   std::deque<Batch> batches_;
   std::vector<uint32_t> free_batches_;
   std::vector<uint32_t> filling_;  // batches taking exchanges until the next Wait
+  std::vector<uint32_t> submitting_;  // scratch for Wait
   std::vector<Polled> polled_;
   std::vector<uint64_t> retry_;  // operations to prepare again, see Prepare
   std::vector<uint64_t> suspects_;  // scratch for OnStrayReply
