@@ -3,9 +3,8 @@
 // answers the question that was sent, and pull out the addresses it gives (through CNAMEs) with
 // their TTL. Nothing here allocates per record beyond the results.
 //
-// Answers are read with c-ares (ares_parse_a_reply / ares_parse_aaaa_reply: CNAME chains,
-// TTLs, fuzzed upstream); headers and questions are read here because c-ares 1.18 has no query
-// parser, and the proxy must rewrite IDs and the question's case in place.
+// Read here rather than with c-ares: it has no query parser, the proxy rewrites IDs and the
+// question's case in place, and its reply parser costs (message.cc says how much).
 #ifndef ACNS_LIB_DNS_MESSAGE_H_
 #define ACNS_LIB_DNS_MESSAGE_H_
 

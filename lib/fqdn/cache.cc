@@ -5,7 +5,9 @@
 #include <limits>
 #include <utility>
 
+#include "absl/algorithm/container.h"
 #include "absl/hash/hash.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "lib/common/slots.h"
@@ -157,8 +159,15 @@ absl::StatusOr<uint64_t> FqdnCache::Insert(uint64_t endpoint, absl::string_view 
 absl::StatusOr<uint64_t> FqdnCache::Learn(uint64_t endpoint, absl::string_view qname,
                                           std::span<const IpAddr> ips, UnixSeconds expires,
                                           uint32_t ttl, UnixSeconds now) {
-  std::string canonical = policy::CanonicalFqdn(qname);
-  if (canonical.size() <= 1 || canonical.size() > kMaxNameLength) {
+  // The canonical name (lower case, root dot) on the stack: this runs for every answer.
+  char canonical_bytes[kMaxNameLength + 1];
+  absl::string_view canonical;
+  if (const size_t size = qname.size() + (qname.empty() || qname.back() != '.'); size <= kMaxNameLength) {
+    for (size_t i = 0; i < qname.size(); ++i) canonical_bytes[i] = absl::ascii_tolower(static_cast<unsigned char>(qname[i]));
+    canonical_bytes[size - 1] = '.';
+    canonical = absl::string_view(canonical_bytes, size);
+  }
+  if (canonical.size() <= 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         "name \"", absl::CEscape(qname.substr(0, 300)), "\" is empty, the root, or longer than ",
         kMaxNameLength - 1, " characters"));
@@ -238,11 +247,12 @@ void FqdnCache::InsertLease(uint32_t name_id, uint32_t endpoint, const IpAddr& i
 
 void FqdnCache::EnforceIpLimit(uint32_t name_id, uint32_t endpoint, UnixSeconds now) {
   auto& leases = names_[name_id].leases;
+  auto is_live = [endpoint](const LeaseRec& lease) { return lease.endpoint == endpoint && lease.expires != kZombie; };
+  if (static_cast<size_t>(absl::c_count_if(leases, is_live)) <= options_.max_ips_per_hostname) return;
   std::vector<LeaseRec*> live;
   for (LeaseRec& lease : leases) {
-    if (lease.endpoint == endpoint && lease.expires != kZombie) live.push_back(&lease);
+    if (is_live(lease)) live.push_back(&lease);
   }
-  if (live.size() <= options_.max_ips_per_hostname) return;
   const size_t excess = live.size() - options_.max_ips_per_hostname;
   // The earliest-expiring go first: the newest answers are kept.
   std::nth_element(live.begin(), live.begin() + excess - 1, live.end(),

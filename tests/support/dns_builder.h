@@ -29,8 +29,9 @@ class DnsBuilder {
     return *this;
   }
   // An answer record; `name` may be "@N" for a compression pointer to offset N.
-  DnsBuilder& Answer(absl::string_view name, uint16_t type, uint32_t ttl, const std::string& rdata) {
-    Record(name, type, ttl, rdata);
+  DnsBuilder& Answer(absl::string_view name, uint16_t type, uint32_t ttl, const std::string& rdata,
+                     uint16_t klass = 1) {
+    Record(name, type, ttl, rdata, klass);
     Bump(6);
     return *this;
   }
@@ -82,10 +83,10 @@ class DnsBuilder {
       out_ += NameWire(name);
     }
   }
-  void Record(absl::string_view name, uint16_t type, uint32_t ttl, const std::string& rdata) {
+  void Record(absl::string_view name, uint16_t type, uint32_t ttl, const std::string& rdata, uint16_t klass) {
     Name(name);
     Put16(type);
-    Put16(1);
+    Put16(klass);
     Put32(ttl);
     Put16(static_cast<uint16_t>(rdata.size()));
     out_ += rdata;

@@ -172,16 +172,77 @@ TEST(DnsReplyTest, AddressesThroughCnamesWithMinimumTtl) {
   EXPECT_EQ(both->ttl, 20u);
 }
 
+TEST(DnsReplyTest, ChainsCnamesInAnyOrderAndStopsAtLoops) {
+  Question q = ParseQuery(DnsBuilder(1, kRd).Question("a.test", kTypeA).str())->question;
+  // The target's address and the second CNAME come before the first CNAME; names differ in case.
+  auto info = ParseReply(DnsBuilder(1, kQr)
+                             .Question("a.test", kTypeA)
+                             .Answer("C.TEST", kTypeA, 90, DnsBuilder::A("198.51.100.3"))
+                             .Answer("b.test", kTypeCname, 70, DnsBuilder::NameWire("c.test"))
+                             .Answer("@12", kTypeCname, 80, DnsBuilder::NameWire("B.test"))
+                             .Answer("a.test", kTypeA, 60, DnsBuilder::A("198.51.100.1"))
+                             .str(),
+                         q);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(Strings(info->ips), (std::vector<std::string>{"198.51.100.1", "198.51.100.3"}));
+  EXPECT_EQ(info->cnames, (std::vector<std::string>{"b.test.", "c.test."}));
+  EXPECT_EQ(info->ttl, 60u);
+
+  // a -> b -> a: the chain ends where it loops.
+  auto loop = ParseReply(DnsBuilder(1, kQr)
+                             .Question("a.test", kTypeA)
+                             .Answer("@12", kTypeCname, 30, DnsBuilder::NameWire("b.test"))
+                             .Answer("b.test", kTypeCname, 30, DnsBuilder::NameWire("A.test"))
+                             .Answer("b.test", kTypeA, 30, DnsBuilder::A("198.51.100.2"))
+                             .str(),
+                         q);
+  ASSERT_TRUE(loop.ok()) << loop.status();
+  EXPECT_EQ(loop->cnames, std::vector<std::string>{"b.test."});
+  EXPECT_EQ(Strings(loop->ips), std::vector<std::string>{"198.51.100.2"});
+}
+
+TEST(DnsReplyTest, TakesOnlyWhatAnswersTheQuestion) {
+  Question q = ParseQuery(DnsBuilder(1, kRd).Question("a.test", kTypeA).str())->question;
+  // Another class, another type, and a TTL with its top bit set (0, RFC 2181).
+  auto info = ParseReply(DnsBuilder(1, kQr)
+                             .Question("a.test", kTypeA)
+                             .Answer("@12", kTypeA, 40, DnsBuilder::A("203.0.113.1"), /*klass=*/3)
+                             .Answer("@12", kTypeCname, 40, DnsBuilder::NameWire("x.test"), /*klass=*/3)
+                             .Answer("@12", kTypeAaaa, 40, DnsBuilder::Aaaa("2001:db8::1"))
+                             .Answer("@12", kTypeA, 0x80000001u, DnsBuilder::A("198.51.100.1"))
+                             .str(),
+                         q);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(Strings(info->ips), std::vector<std::string>{"198.51.100.1"});
+  EXPECT_TRUE(info->cnames.empty());
+  EXPECT_EQ(info->ttl, 0u);
+  // A CNAME whose target cannot be read makes the reply malformed.
+  EXPECT_FALSE(ParseReply(DnsBuilder(1, kQr)
+                              .Question("a.test", kTypeA)
+                              .Answer("@12", kTypeCname, 40, std::string("\x05" "ab"))
+                              .str(),
+                          q)
+                   .ok());
+  // So does a record whose name points forward.
+  EXPECT_FALSE(ParseReply(DnsBuilder(1, kQr)
+                              .Question("a.test", kTypeA)
+                              .Answer("@200", kTypeA, 40, DnsBuilder::A("198.51.100.1"))
+                              .str(),
+                          q)
+                   .ok());
+}
+
 TEST(DnsReplyTest, RefusesRepliesToAnotherQuestion) {
   Question q = ParseQuery(DnsBuilder(1, kRd).Question("a.test", kTypeA).str())->question;
   EXPECT_FALSE(ParseReply(DnsBuilder(1, kQr).Question("b.test", kTypeA).str(), q).ok());
   EXPECT_FALSE(ParseReply(DnsBuilder(1, kQr).Question("a.test", kTypeAaaa).str(), q).ok());
   EXPECT_FALSE(ParseReply(DnsBuilder(1, 0).Question("a.test", kTypeA).str(), q).ok());
   EXPECT_FALSE(ParseReply(DnsBuilder(1, kQr).str(), q).ok());
-  // An A record of the wrong size gives no address (c-ares skips it).
+  // An A record of the wrong size gives no address.
   auto broken = ParseReply(DnsBuilder(1, kQr).Question("a.test", kTypeA)
                                .Answer("@12", kTypeA, 40, "xyz").str(), q);
-  EXPECT_TRUE(!broken.ok() || broken->ips.empty());
+  ASSERT_TRUE(broken.ok()) << broken.status();
+  EXPECT_TRUE(broken->ips.empty());
   // A reply cut inside its records is refused.
   const std::string good = DnsBuilder(1, kQr).Question("a.test", kTypeA)
                                .Answer("@12", kTypeA, 40, DnsBuilder::A("198.51.100.1")).str();
