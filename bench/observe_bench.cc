@@ -179,7 +179,9 @@ BENCHMARK(BM_EncodeJson);
 // The mutex deadlock detector off, as the node runtime turns it off (lib/node/runtime.cc).
 const bool kNoDeadlockDetection = (absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore), true);
 
-// What the builder thread does per datapath event: the flow, its record, the metrics, the ring.
+// What the builder thread does per datapath event: its endpoints looked up, the metrics, the
+// ring; with range(0) = 1 a reader also reads every flow as it comes (a follower: each record
+// built once).
 void BM_ObserverPerEvent(benchmark::State& state) {
   const OnePod context;
   prometheus::Registry registry;
@@ -189,10 +191,20 @@ void BM_ObserverPerEvent(benchmark::State& state) {
   e.kind = acns::node::NodeEvent::Kind::kDatapath;
   e.time = absl::Now();
   e.datapath = DropEvent();
-  for (auto _ : state) observer.Record(e);
+  const bool read = state.range(0) != 0;
+  std::vector<acns::observe::FlowRing::Entry> newest;
+  uint64_t skipped = 0;
+  for (auto _ : state) {
+    observer.Record(e);
+    if (read) {
+      newest.clear();
+      observer.ring().Read(observer.ring().next() - 1, 1, &newest, &skipped);
+      benchmark::DoNotOptimize(newest);
+    }
+  }
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_ObserverPerEvent);
+BENCHMARK(BM_ObserverPerEvent)->ArgName("read")->Arg(0)->Arg(1);
 
 // Datapath events pushed at range(0) per second for one second (in bursts of 1,000 per ms) into
 // an observer with metrics: flows built and events lost.

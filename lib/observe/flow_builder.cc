@@ -161,7 +161,43 @@ void WriteUuid(std::string* out) {
   }
 }
 
+void ResolveDnsFacts(const dnsproxy::DnsEvent& e, const FlowContext& context, FlowFacts* out) {
+  out->pod = e.endpoint != 0 ? context.EndpointById(e.endpoint) : nullptr;
+  if (out->pod == nullptr) out->pod = context.EndpointByIp(e.client.ip());
+  out->peer = context.EndpointByIp(e.server.ip());
+  out->peer_identity = out->peer != nullptr ? out->peer->identity : context.IdentityOf(e.server.ip());
+  out->peer_names.clear();
+  out->policies.clear();
+}
+
+void ResolveDatapathFacts(const acns_event& e, const FlowContext& context, FlowFacts* out) {
+  auto source = IpAddr::FromFamily(e.family == ACNS_FAMILY_IPV4 ? 4 : 6, e.saddr);
+  auto destination = IpAddr::FromFamily(e.family == ACNS_FAMILY_IPV4 ? 4 : 6, e.daddr);
+  out->pod = context.EndpointByInterface(e.ifindex);
+  if (out->pod == nullptr && source.ok()) out->pod = context.EndpointByIp(*source);
+  out->peer = destination.ok() ? context.EndpointByIp(*destination) : nullptr;
+  out->peer_identity = 0;
+  out->peer_names.clear();
+  if (destination.ok() && out->peer == nullptr) out->peer_names = context.NamesOf(*destination);
+  out->policies.clear();
+  if (e.policy_cookie != 0 && e.verdict != ACNS_PKT_DROP_POLICY) out->policies = context.PoliciesOf(e.policy_cookie);
+}
+
 void BuildDnsFlow(const dnsproxy::DnsEvent& e, absl::Time time, const FlowContext& context,
+                  const std::string& node_name, flow::Flow* out, FlowRecycler* r) {
+  FlowFacts facts;
+  ResolveDnsFacts(e, context, &facts);
+  BuildDnsFlow(e, time, facts, node_name, out, r);
+}
+
+void BuildDatapathFlow(const acns_event& e, absl::Time time, const FlowContext& context,
+                       const std::string& node_name, flow::Flow* out, FlowRecycler* r) {
+  FlowFacts facts;
+  ResolveDatapathFacts(e, context, &facts);
+  BuildDatapathFlow(e, time, facts, node_name, out, r);
+}
+
+void BuildDnsFlow(const dnsproxy::DnsEvent& e, absl::Time time, const FlowFacts& facts,
                   const std::string& node_name, flow::Flow* out, FlowRecycler* r) {
   using dnsproxy::DnsEvent;
   const bool response = e.type == DnsEvent::Type::kResponse;
@@ -181,15 +217,11 @@ void BuildDnsFlow(const dnsproxy::DnsEvent& e, absl::Time time, const FlowContex
     case DnsEvent::Verdict::kError: out->set_verdict(flow::ERROR); break;
   }
 
-  EndpointRef pod = e.endpoint != 0 ? context.EndpointById(e.endpoint) : nullptr;
-  if (pod == nullptr) pod = context.EndpointByIp(e.client.ip());
-  const EndpointRef server = context.EndpointByIp(e.server.ip());
-  const uint32_t server_identity = server != nullptr ? server->identity : context.IdentityOf(e.server.ip());
   // A response travels from the server back to the pod.
   flow::Endpoint* source = NewSub(r, out, &flow::Flow::set_allocated_source);
   flow::Endpoint* destination = NewSub(r, out, &flow::Flow::set_allocated_destination);
-  FillEndpoint(pod, 0, response ? destination : source);
-  FillEndpoint(server, server_identity, response ? source : destination);
+  FillEndpoint(facts.pod, 0, response ? destination : source);
+  FillEndpoint(facts.peer, facts.peer_identity, response ? source : destination);
   const SocketAddress& from = response ? e.server : e.client;
   const SocketAddress& to = response ? e.client : e.server;
   FillIp(from.ip(), to.ip(), out, r);
@@ -253,7 +285,7 @@ void BuildDnsFlow(const dnsproxy::DnsEvent& e, absl::Time time, const FlowContex
   absl::StrAppend(summary, " TTL: ", e.ttl, " (Proxy ", *query, " ", *qtype, ")");
 }
 
-void BuildDatapathFlow(const acns_event& e, absl::Time time, const FlowContext& context,
+void BuildDatapathFlow(const acns_event& e, absl::Time time, const FlowFacts& facts,
                        const std::string& node_name, flow::Flow* out, FlowRecycler* r) {
   SetTimestamp(time, NewSub(r, out, &flow::Flow::set_allocated_time));
   WriteUuid(out->mutable_uuid());
@@ -264,14 +296,9 @@ void BuildDatapathFlow(const acns_event& e, absl::Time time, const FlowContext& 
   auto destination = IpAddr::FromFamily(e.family == ACNS_FAMILY_IPV4 ? 4 : 6, e.daddr);
   if (source.ok() && destination.ok()) FillIp(*source, *destination, out, r);
 
-  EndpointRef pod = context.EndpointByInterface(e.ifindex);
-  if (pod == nullptr && source.ok()) pod = context.EndpointByIp(*source);
-  FillEndpoint(pod, 0, NewSub(r, out, &flow::Flow::set_allocated_source));
-  EndpointRef peer = destination.ok() ? context.EndpointByIp(*destination) : nullptr;
-  FillEndpoint(peer, e.identity, NewSub(r, out, &flow::Flow::set_allocated_destination));
-  if (destination.ok() && peer == nullptr) {
-    for (std::string& name : context.NamesOf(*destination)) out->add_destination_names(std::move(name));
-  }
+  FillEndpoint(facts.pod, 0, NewSub(r, out, &flow::Flow::set_allocated_source));
+  FillEndpoint(facts.peer, e.identity, NewSub(r, out, &flow::Flow::set_allocated_destination));
+  for (const std::string& name : facts.peer_names) out->add_destination_names(name);
   NewSub(r, out, &flow::Flow::set_allocated_interface)->set_index(e.ifindex);
 
   const uint16_t sport = ntohs(e.sport), dport = ntohs(e.dport);
@@ -333,9 +360,7 @@ void BuildDatapathFlow(const acns_event& e, absl::Time time, const FlowContext& 
   }
   // The policies whose rules made the entry that allowed it (drops match no entry: acns writes
   // no deny entries, so egress_denied_by stays empty).
-  if (e.policy_cookie != 0 && e.verdict != ACNS_PKT_DROP_POLICY) {
-    for (const policy::PolicyRef& ref : context.PoliciesOf(e.policy_cookie)) SetPolicy(ref, out->add_egress_allowed_by());
-  }
+  for (const policy::PolicyRef& ref : facts.policies) SetPolicy(ref, out->add_egress_allowed_by());
 }
 
 }  // namespace acns::observe

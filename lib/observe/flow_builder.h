@@ -59,12 +59,31 @@ class FlowContext {
 std::string DnsTypeName(uint16_t type);
 std::string DnsRcodeName(uint8_t rcode);
 
+// What the node knew about an event's endpoints when it happened. The observer keeps it with the
+// event and builds the flow when a reader first wants it: the flow says what it would have said
+// then, even if the pod has left since.
+struct FlowFacts {
+  EndpointRef pod;   // DNS: the client's endpoint; datapath: the sender's
+  EndpointRef peer;  // DNS: the server's endpoint; datapath: the destination's
+  uint32_t peer_identity = 0;               // DNS: the server's identity
+  std::vector<std::string> peer_names;      // datapath: the names of a destination that is no endpoint
+  std::vector<policy::PolicyRef> policies;  // datapath: behind the entry that allowed it
+};
+// Ask `context` what a flow of the event needs (written over `out`, reusing its vectors).
+void ResolveDnsFacts(const dnsproxy::DnsEvent& e, const FlowContext& context, FlowFacts* out);
+void ResolveDatapathFacts(const acns_event& e, const FlowContext& context, FlowFacts* out);
+
 // A request or a response of the DNS proxy. The response goes from the server to the pod
 // (source and destination swapped, is_reply true), as Hubble shows it. `out` must be empty; its
 // sub-messages come from `recycler` when given.
-void BuildDnsFlow(const dnsproxy::DnsEvent& e, absl::Time time, const FlowContext& context,
+void BuildDnsFlow(const dnsproxy::DnsEvent& e, absl::Time time, const FlowFacts& facts,
                   const std::string& node_name, flow::Flow* out, FlowRecycler* recycler = nullptr);
 // A datapath verdict: a new flow allowed or redirected (policy verdict) or a dropped packet.
+void BuildDatapathFlow(const acns_event& e, absl::Time time, const FlowFacts& facts,
+                       const std::string& node_name, flow::Flow* out, FlowRecycler* recycler = nullptr);
+// The same with what `context` says now.
+void BuildDnsFlow(const dnsproxy::DnsEvent& e, absl::Time time, const FlowContext& context,
+                  const std::string& node_name, flow::Flow* out, FlowRecycler* recycler = nullptr);
 void BuildDatapathFlow(const acns_event& e, absl::Time time, const FlowContext& context,
                        const std::string& node_name, flow::Flow* out, FlowRecycler* recycler = nullptr);
 

@@ -12,6 +12,10 @@ namespace {
 
 using prometheus::BuildCounter;
 
+// Keys whose series are remembered (FlowMetrics::ObserveLike): pods times the kinds of flows
+// each has, far fewer on a node.
+constexpr size_t kMaxRememberedKeys = 16384;
+
 std::string Lower(const std::string& s) { return absl::AsciiStrToLower(s); }
 
 // Hubble's protocol label: the L7 protocol, else the L4 one.
@@ -73,10 +77,33 @@ void FlowMetrics::Count(Family* family, const std::string& pod, std::initializer
     if (live) series_[pod].emplace_back(family, counter);
   }
   it->second->Increment();
+  if (recording_ != nullptr) recording_->push_back(it->second);
+}
+
+void FlowMetrics::Observe(const flow::Flow& f, const FlowMetricsKey& key) {
+  absl::MutexLock lock(&mu_);
+  if (series_of_key_.size() >= kMaxRememberedKeys) series_of_key_.clear();
+  auto& series = series_of_key_[key];
+  series.clear();
+  recording_ = &series;
+  ObserveLocked(f);
+  recording_ = nullptr;
+}
+
+bool FlowMetrics::ObserveLike(const FlowMetricsKey& key) {
+  absl::MutexLock lock(&mu_);
+  auto it = series_of_key_.find(key);
+  if (it == series_of_key_.end()) return false;
+  for (prometheus::Counter* counter : it->second) counter->Increment();
+  return true;
 }
 
 void FlowMetrics::Observe(const flow::Flow& f) {
   absl::MutexLock lock(&mu_);
+  ObserveLocked(f);
+}
+
+void FlowMetrics::ObserveLocked(const flow::Flow& f) {
   PodOf(f, &pod_);
   const std::string& pod = pod_;
   const std::string protocol = Protocol(f);
@@ -145,6 +172,7 @@ void FlowMetrics::SetLivePods(absl::flat_hash_set<std::string> pods) {
     absl::erase_if(counters_, [&](const auto& entry) { return gone.contains(entry.second); });
     series_.erase(it++);
   }
+  series_of_key_.clear();  // its counters may be gone, and a pod's liveness changes its series
   live_pods_ = std::move(pods);
   pods_known_ = true;
 }

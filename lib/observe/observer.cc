@@ -2,7 +2,11 @@
 
 #include <pthread.h>
 
+#include <netinet/in.h>
+
 #include <algorithm>
+
+#include "absl/algorithm/container.h"
 
 namespace acns::observe {
 namespace {
@@ -27,22 +31,80 @@ observer::GetFlowsResponse LostEventRecord(flow::LostEventSource source, uint64_
   return record;
 }
 
-FlowRing::FlowRing(size_t capacity) : slots_(std::max<size_t>(capacity, 1)) {}
+void RingRecord::AssignEvent(const node::NodeEvent& e) {
+  if (e.kind == node::NodeEvent::Kind::kDns) {
+    event_.AssignDns(e.dns, e.time);
+  } else {
+    event_.kind = e.kind;
+    event_.time = e.time;
+    event_.datapath = e.datapath;
+  }
+  from_event_ = true;
+}
 
-FlowRing::Entry FlowRing::Push(Entry entry) {
-  absl::MutexLock lock(&mu_);
-  Entry old = std::move(slots_[next_ % slots_.size()]);
-  slots_[next_ % slots_.size()] = std::move(entry);
-  ++next_;
-  return old;
+FlowRing::FlowRing(size_t capacity, std::string node_name)
+    : node_name_(std::move(node_name)), slots_(std::max<size_t>(capacity, 1)) {}
+
+std::shared_ptr<RingRecord> FlowRing::NewRecord() {
+  if (spare_.empty()) return std::make_shared<RingRecord>();
+  std::shared_ptr<RingRecord> record = std::move(spare_.back());
+  spare_.pop_back();
+  return record;
+}
+
+void FlowRing::Push(std::shared_ptr<RingRecord> record) {
+  std::shared_ptr<RingRecord> old;
+  {
+    absl::MutexLock lock(&mu_);
+    old = std::move(slots_[next_ % slots_.size()]);
+    slots_[next_ % slots_.size()] = std::move(record);
+    ++next_;
+  }
+  // Only Read hands out the record, and the ring no longer has it: a count of 1 stays 1.
+  if (old == nullptr || old.use_count() != 1 || spare_.size() >= kKeptSlots) return;
+  Entry built;
+  {
+    absl::MutexLock lock(&old->mu_);  // a reader's build happens before
+    built = std::move(old->built_);
+  }
+  if (built != nullptr) {
+    absl::MutexLock lock(&build_mu_);
+    recycler_.Retire(std::move(built));
+  }
+  old->from_event_ = false;
+  spare_.push_back(std::move(old));
+}
+
+FlowRing::Entry FlowRing::Get(RingRecord& r) const {
+  absl::MutexLock lock(&r.mu_);
+  if (r.built_ != nullptr || !r.from_event_) return r.built_;
+  absl::MutexLock build_lock(&build_mu_);
+  std::shared_ptr<observer::GetFlowsResponse> record = recycler_.NewRecord();
+  flow::Flow* f = NewSub(&recycler_, record.get(), &observer::GetFlowsResponse::set_allocated_flow);
+  const node::NodeEvent& e = r.event_;
+  if (e.kind == node::NodeEvent::Kind::kDns) {
+    BuildDnsFlow(e.dns, e.time, r.facts_, node_name_, f, &recycler_);
+  } else {
+    BuildDatapathFlow(e.datapath, e.time, r.facts_, node_name_, f, &recycler_);
+  }
+  record->set_node_name(node_name_);
+  NewSub(&recycler_, record.get(), &observer::GetFlowsResponse::set_allocated_time)->CopyFrom(f->time());
+  r.built_ = std::move(record);
+  return r.built_;
 }
 
 uint64_t FlowRing::Read(uint64_t from, size_t max, std::vector<Entry>* out, uint64_t* skipped) const {
-  absl::MutexLock lock(&mu_);
-  const uint64_t oldest = next_ > slots_.size() ? next_ - slots_.size() : 0;
-  *skipped = from < oldest ? oldest - from : 0;
-  uint64_t seq = std::max(from, oldest);
-  for (; seq < next_ && max > 0; ++seq, --max) out->push_back(slots_[seq % slots_.size()]);
+  std::vector<std::shared_ptr<RingRecord>> records;
+  uint64_t seq;
+  {
+    absl::MutexLock lock(&mu_);
+    const uint64_t oldest = next_ > slots_.size() ? next_ - slots_.size() : 0;
+    *skipped = from < oldest ? oldest - from : 0;
+    seq = std::max(from, oldest);
+    for (; seq < next_ && max > 0; ++seq, --max) records.push_back(slots_[seq % slots_.size()]);
+  }
+  // Built outside the ring's lock: the writer goes on meanwhile.
+  for (const auto& r : records) out->push_back(Get(*r));
   return seq;
 }
 
@@ -63,7 +125,7 @@ uint64_t FlowRing::next() const {
 }
 
 Observer::Observer(ObserverOptions options, const FlowContext* context)
-    : options_(std::move(options)), context_(context), ring_(options_.flow_capacity) {
+    : options_(std::move(options)), context_(context), ring_(options_.flow_capacity, options_.node_name) {
   builder_ = std::thread([this] { BuildLoop(); });
   ::pthread_setname_np(builder_.native_handle(), "acns-flows");
 }
@@ -118,23 +180,45 @@ void Observer::ReportReaderLost(uint64_t count) const {
 
 void Observer::PushLost(flow::LostEventSource source, uint64_t count) {
   if (options_.metrics != nullptr) options_.metrics->ObserveLost(source, count);
-  recycler_.Retire(
-      ring_.Push(std::make_shared<observer::GetFlowsResponse>(LostEventRecord(source, count, options_.node_name))));
+  ring_.Push(std::make_shared<observer::GetFlowsResponse>(LostEventRecord(source, count, options_.node_name)));
 }
 
-void Observer::Record(const node::NodeEvent& e) {
-  std::shared_ptr<observer::GetFlowsResponse> record = recycler_.NewRecord();
-  flow::Flow* f = NewSub(&recycler_, record.get(), &observer::GetFlowsResponse::set_allocated_flow);
+namespace {
+
+// What of the event decides its flow's metric series (FlowMetricsKey): everything FlowMetrics
+// reads from the flow, as the builder derives it from the event.
+FlowMetricsKey MetricsKeyOf(const node::NodeEvent& e, const FlowFacts& facts) {
+  FlowMetricsKey key{.pod = facts.pod};
   if (e.kind == node::NodeEvent::Kind::kDns) {
-    BuildDnsFlow(e.dns, e.time, *context_, options_.node_name, f, &recycler_);
+    const dnsproxy::DnsEvent& d = e.dns;
+    const uint32_t v4 = static_cast<uint32_t>(absl::c_count_if(d.ips, [](const IpAddr& ip) { return ip.is_v4(); }));
+    key.event = {1u | static_cast<uint32_t>(d.type) << 4 | static_cast<uint32_t>(d.verdict) << 8 |
+                     uint32_t{d.tcp} << 12 | uint32_t{d.rcode} << 16,
+                 d.qtype, v4, static_cast<uint32_t>(d.ips.size() - v4) | static_cast<uint32_t>(d.cnames.size()) << 16};
   } else {
-    BuildDatapathFlow(e.datapath, e.time, *context_, options_.node_name, f, &recycler_);
+    const acns_event& p = e.datapath;
+    key.event = {2u | uint32_t{p.verdict} << 8 | uint32_t{p.protocol} << 16 | uint32_t{p.family} << 24,
+                 p.protocol == IPPROTO_TCP ? uint32_t{p.tcp_flags} : 0u, 0, 0};
   }
-  record->set_node_name(options_.node_name);
-  NewSub(&recycler_, record.get(), &observer::GetFlowsResponse::set_allocated_time)->CopyFrom(f->time());
-  if (options_.metrics != nullptr) options_.metrics->Observe(*f);
-  // The record the ring drops goes back to the recycler (when no reader holds it).
-  recycler_.Retire(ring_.Push(std::move(record)));
+  return key;
+}
+
+}  // namespace
+
+void Observer::Record(const node::NodeEvent& e) {
+  std::shared_ptr<RingRecord> record = ring_.NewRecord();
+  record->AssignEvent(e);
+  if (e.kind == node::NodeEvent::Kind::kDns) {
+    ResolveDnsFacts(record->event().dns, *context_, &record->facts());
+  } else {
+    ResolveDatapathFacts(e.datapath, *context_, &record->facts());
+  }
+  if (options_.metrics != nullptr) {
+    const FlowMetricsKey key = MetricsKeyOf(e, record->facts());
+    // A kind of flow seen before counts without being built.
+    if (!options_.metrics->ObserveLike(key)) options_.metrics->Observe(ring_.Get(*record)->flow(), key);
+  }
+  ring_.Push(std::move(record));
   flows_.fetch_add(1, std::memory_order_relaxed);
 }
 

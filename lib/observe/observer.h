@@ -1,5 +1,6 @@
-// The flow observer: turns the node's events into Hubble flows on a thread of its own and keeps
-// the most recent ones in a bounded ring that readers (the Hubble API) walk and follow. Nothing
+// The flow observer: takes the node's events on a thread of its own, counts them in the metrics
+// and keeps the most recent ones in a bounded ring that readers (the Hubble API, the flow log)
+// walk and follow, as Hubble flows built when first read. Nothing
 // is lost silently: events that did not fit the queue in front of the builder, and events the
 // kernel could not write to its ring buffer, become Hubble LostEvent records in the ring; a
 // reader the ring laps is told how many it missed.
@@ -23,15 +24,47 @@
 
 namespace acns::observe {
 
-// A bounded ring of GetFlowsResponse records (flows and lost-event notices), numbered from 0
-// in the order written. Readers copy shared pointers; the writer never waits for them.
+// One record of the ring: a Hubble record built already (a lost-events notice), or an event with
+// what the node knew of its endpoints then, built into its flow the first time a reader wants
+// it. Most are never read (the ring keeps the last few thousand of up to 100,000 a second), so
+// most are never built: building every flow was most of the observer's CPU.
+class RingRecord {
+ public:
+  RingRecord() = default;
+  explicit RingRecord(std::shared_ptr<const observer::GetFlowsResponse> built) : built_(std::move(built)) {}
+  RingRecord(const RingRecord&) = delete;
+  RingRecord& operator=(const RingRecord&) = delete;
+
+  // Becomes the record of `event` (its strings reused), with facts to resolve into facts().
+  void AssignEvent(const node::NodeEvent& event);
+  const node::NodeEvent& event() const { return event_; }
+  FlowFacts& facts() { return facts_; }
+
+ private:
+  friend class FlowRing;
+  node::NodeEvent event_;
+  FlowFacts facts_;
+  bool from_event_ = false;
+  absl::Mutex mu_;
+  std::shared_ptr<const observer::GetFlowsResponse> built_ ABSL_GUARDED_BY(mu_);
+};
+
+// A bounded ring of records (flows and lost-event notices), numbered from 0 in the order
+// written. Readers get the records built and share them; the writer never waits for a build.
 class FlowRing {
  public:
   using Entry = std::shared_ptr<const observer::GetFlowsResponse>;
-  explicit FlowRing(size_t capacity);
+  // Flows built from events carry `node_name`.
+  explicit FlowRing(size_t capacity, std::string node_name = "");
 
-  // Returns the entry it overwrote (null while the ring fills).
-  Entry Push(Entry entry);
+  // An empty record to fill and Push: one the ring let go of and nobody holds, or a new one.
+  std::shared_ptr<RingRecord> NewRecord();
+  // Writes a record; one writer at a time.
+  void Push(std::shared_ptr<RingRecord> record);
+  void Push(Entry built) { Push(std::make_shared<RingRecord>(std::move(built))); }
+  // `record` built (once; later calls share it).
+  Entry Get(RingRecord& record) const;
+
   // Entries from `from` (clamped to the oldest kept) to the newest, at most `max`; `*skipped`
   // counts the ones wanted but already overwritten. Returns the number after the last one read.
   uint64_t Read(uint64_t from, size_t max, std::vector<Entry>* out, uint64_t* skipped) const;
@@ -43,9 +76,14 @@ class FlowRing {
   size_t capacity() const { return slots_.size(); }
 
  private:
+  const std::string node_name_;
   mutable absl::Mutex mu_;
-  std::vector<Entry> slots_;
-  uint64_t next_ = 0;
+  std::vector<std::shared_ptr<RingRecord>> slots_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::shared_ptr<RingRecord>> spare_;  // the writer's
+  // Builds take their sub-messages from records let go of (FlowRecycler), from any reader.
+  mutable absl::Mutex build_mu_;
+  mutable FlowRecycler recycler_ ABSL_GUARDED_BY(build_mu_);
 };
 
 // A LostEvent notice of `count` events lost at `source`, stamped now.
@@ -82,8 +120,9 @@ class Observer {
   // A reader the ring lapped missed `count` records (counted in the metrics).
   void ReportReaderLost(uint64_t count) const;
 
-  // What the builder thread does with one event: builds its record into the ring, counted in
-  // the metrics. Public for benchmarks (never while the builder has events to build).
+  // What the builder thread does with one event: writes it into the ring with what the node
+  // knows of its endpoints now, counted in the metrics. Public for benchmarks (never while the
+  // builder has events to build).
   void Record(const node::NodeEvent& event);
 
   const FlowRing& ring() const { return ring_; }
@@ -101,7 +140,6 @@ class Observer {
   const FlowContext* const context_;
   const absl::Time started_ = absl::Now();
   FlowRing ring_;
-  FlowRecycler recycler_;  // the builder thread's
   std::atomic<uint64_t> flows_{0};
   std::atomic<uint64_t> kernel_lost_reported_{0};
 

@@ -49,14 +49,15 @@ class FakeNode : public FlowContext {
     pod_->labels = {"k8s:app=web", "k8s:io.kubernetes.pod.namespace=shop"};
   }
   EndpointRef EndpointById(uint64_t id) const override {
-    return id == 7 ? pod_ : nullptr;
+    return id == 7 && !pod_left_ ? pod_ : nullptr;
   }
   EndpointRef EndpointByIp(const IpAddr& ip) const override {
-    return ip.ToString() == "198.51.100.7" ? pod_ : nullptr;
+    return ip.ToString() == "198.51.100.7" && !pod_left_ ? pod_ : nullptr;
   }
   EndpointRef EndpointByInterface(uint32_t ifindex) const override {
-    return ifindex == 42 ? pod_ : nullptr;
+    return ifindex == 42 && !pod_left_ ? pod_ : nullptr;
   }
+  void PodLeaves() { pod_left_ = true; }
   std::vector<std::string> NamesOf(const IpAddr& ip) const override {
     if (ip.ToString() == "203.0.113.5") return {"api.example.com"};
     return {};
@@ -70,6 +71,7 @@ class FakeNode : public FlowContext {
 
  private:
   std::shared_ptr<EndpointView> pod_ = std::make_shared<EndpointView>();
+  bool pod_left_ = false;
 };
 
 const absl::Time kTime = absl::FromUnixSeconds(1700000000) + absl::Milliseconds(250);
@@ -532,6 +534,120 @@ TEST(ObserverTest, RecycledRecordsReadAsFreshOnesAndHeldOnesStayIntact) {
     want.clear_uuid();
     EXPECT_EQ(got.SerializeAsString(), want.SerializeAsString()) << "flow " << i;
   }
+}
+
+// Flows are built when first read, from what the node knew when the event happened: a pod that
+// left since is still named.
+TEST(ObserverTest, AFlowReadLaterSaysWhatTheNodeKnewThen) {
+  FakeNode node;
+  Observer observer({.flow_capacity = 8, .node_name = "node-a"}, &node);
+  flow::Flow dns_then = DnsFlow(dnsproxy::DnsEvent::Type::kRequest, dnsproxy::DnsEvent::Verdict::kForwarded);
+  acns_event allowed = DatapathEvent(ACNS_PKT_ALLOW, IPPROTO_TCP);
+  allowed.policy_cookie = 3;
+  flow::Flow datapath_then;
+  BuildDatapathFlow(allowed, kTime, node, "node-a", &datapath_then);
+
+  dnsproxy::DnsEvent e;
+  e.endpoint = 7;
+  e.client = *SocketAddress::Parse("198.51.100.7:40000");
+  e.server = *SocketAddress::Parse("198.51.100.53:53");
+  e.qname = "api.example.com.";
+  e.qtype = 28;
+  node::NodeEvent dns = node::NodeEvent::FromDns(e);
+  dns.time = kTime;
+  observer.Record(dns);
+  node::NodeEvent datapath;
+  datapath.kind = node::NodeEvent::Kind::kDatapath;
+  datapath.time = kTime;
+  datapath.datapath = allowed;
+  observer.Record(datapath);
+  node.PodLeaves();
+
+  std::vector<FlowRing::Entry> all;
+  uint64_t skipped;
+  observer.ring().Read(0, 8, &all, &skipped);
+  ASSERT_EQ(all.size(), 2u);
+  for (auto [got, want] : {std::pair{all[0]->flow(), dns_then}, std::pair{all[1]->flow(), datapath_then}}) {
+    EXPECT_EQ(got.source().pod_name(), "web-1");
+    got.clear_uuid();
+    want.clear_uuid();
+    EXPECT_EQ(got.SerializeAsString(), want.SerializeAsString()) << got.DebugString() << "\nwant\n" << want.DebugString();
+  }
+  // Read again: the same record, not another build (a build writes a new UUID).
+  std::vector<FlowRing::Entry> again;
+  observer.ring().Read(0, 8, &again, &skipped);
+  EXPECT_EQ(again[0].get(), all[0].get());
+}
+
+// The observer counts a kind of flow it has counted before without building it
+// (FlowMetrics::ObserveLike): the series must be those of the flow itself, for every field of the
+// event that the metrics read.
+TEST(ObserverTest, MetricsOfFlowsNotBuiltAreThoseOfTheFlows) {
+  using dnsproxy::DnsEvent;
+  FakeNode node;
+  static const std::vector<IpAddr> v4 = {*IpAddr::Parse("203.0.113.5"), *IpAddr::Parse("203.0.113.6")};
+  static const std::vector<IpAddr> mixed = {*IpAddr::Parse("203.0.113.5"), *IpAddr::Parse("2001:db8::5")};
+  static const std::vector<IpAddr> v6 = {*IpAddr::Parse("2001:db8::5")};
+  static const std::vector<std::string> cnames = {"a.example.com.", "b.example.com."};
+  std::vector<node::NodeEvent> events;
+  for (DnsEvent::Type type : {DnsEvent::Type::kRequest, DnsEvent::Type::kResponse}) {
+    for (DnsEvent::Verdict verdict : {DnsEvent::Verdict::kForwarded, DnsEvent::Verdict::kDenied, DnsEvent::Verdict::kError}) {
+      for (int variant = 0; variant < 10; ++variant) {
+        DnsEvent e;
+        e.type = type;
+        e.verdict = verdict;
+        e.endpoint = variant == 9 ? 0 : 7;  // 9: a client that is no pod
+        e.client = *SocketAddress::Parse(variant == 9 ? "198.51.100.99:40000" : "198.51.100.7:40000");
+        e.server = *SocketAddress::Parse("198.51.100.53:53");
+        e.qname = "api.example.com.";
+        e.qtype = variant == 1 ? 28 : 1;
+        e.tcp = variant == 2;
+        e.rcode = variant == 3 ? 3 : 0;
+        if (variant == 4) e.ips = std::span<const IpAddr>(v4).first(1);
+        if (variant == 5) e.ips = v4;
+        if (variant == 6) e.ips = mixed;
+        if (variant == 7) e.ips = v6;
+        if (variant == 8) e.cnames = std::span<const std::string>(cnames).first(variant % 2 + 1);
+        if (variant == 6) e.cnames = cnames;
+        events.push_back(node::NodeEvent::FromDns(e));
+      }
+    }
+  }
+  for (uint8_t verdict : {ACNS_PKT_ALLOW, ACNS_PKT_DROP_POLICY, ACNS_PKT_REDIRECT}) {
+    for (int protocol : std::initializer_list<int>{IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6, 47}) {
+      for (uint8_t flags : {uint8_t{0x02}, uint8_t{0x12}, uint8_t{0x01}, uint8_t{0x04}, uint8_t{0x10}}) {
+        for (int family : {ACNS_FAMILY_IPV4, ACNS_FAMILY_IPV6}) {
+          node::NodeEvent ne;
+          ne.kind = node::NodeEvent::Kind::kDatapath;
+          ne.time = kTime;
+          ne.datapath = DatapathEvent(verdict, static_cast<uint8_t>(protocol));
+          ne.datapath.tcp_flags = protocol == IPPROTO_TCP ? flags : 0;
+          ne.datapath.family = static_cast<uint8_t>(family);
+          if (flags == 0x10) ne.datapath.ifindex = 9;  // the sender is no pod (by interface; by address it is)
+          events.push_back(std::move(ne));
+        }
+      }
+    }
+  }
+  prometheus::Registry through_observer, from_flows;
+  FlowMetrics observed(through_observer), direct(from_flows);
+  Observer observer({.flow_capacity = 4, .node_name = "node-a", .metrics = &observed}, &node);
+  for (int round = 0; round < 3; ++round) {
+    for (const node::NodeEvent& e : events) {
+      observer.Record(e);
+      flow::Flow f;
+      if (e.kind == node::NodeEvent::Kind::kDns) BuildDnsFlow(e.dns, e.time, node, "node-a", &f);
+      else BuildDatapathFlow(e.datapath, e.time, node, "node-a", &f);
+      direct.Observe(f);
+    }
+    if (round == 1) {  // series of pods that left go, and the remembered ones with them
+      observed.SetLivePods({"shop/other"});
+      direct.SetLivePods({"shop/other"});
+    }
+  }
+  const std::string want = prometheus::TextSerializer().Serialize(from_flows.Collect());
+  EXPECT_EQ(prometheus::TextSerializer().Serialize(through_observer.Collect()), want);
+  EXPECT_NE(want.find("hubble_tcp_flags_total{family=\"IPv6\",flag=\"SYN-ACK\",source=\"\"} 3"), std::string::npos) << want;
 }
 
 observer::GetFlowsResponse Response(const flow::Flow& f) {
