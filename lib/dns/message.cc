@@ -141,6 +141,15 @@ bool ReadHeader(absl::string_view msg, Header* out) {
 
 absl::StatusOr<Query> ParseQuery(absl::string_view msg) {
   Query q;
+  if (absl::Status s = ParseQuery(msg, &q); !s.ok()) return s;
+  return q;
+}
+
+absl::Status ParseQuery(absl::string_view msg, Query* out) {
+  Query& q = *out;
+  q.has_edns = false;
+  q.edns_udp_size = 0;
+  q.edns_size_offset = 0;
   if (!ReadHeader(msg, &q.header)) return absl::InvalidArgumentError("shorter than a DNS header");
   if (q.header.qr()) return absl::InvalidArgumentError("a response, not a query");
   if (q.header.opcode() != 0) {
@@ -152,9 +161,8 @@ absl::StatusOr<Query> ParseQuery(absl::string_view msg) {
   size_t pos = kHeaderSize;
   if (absl::Status s = ReadQuestion(msg, &pos, &q.question); !s.ok()) return s;
   const int records = q.header.ancount + q.header.nscount + q.header.arcount;
-  std::string name;
   for (int i = 0; i < records; ++i) {
-    if (absl::Status s = ReadName(msg, &pos, /*allow_compression=*/true, &name); !s.ok()) return s;
+    if (absl::Status s = ReadName(msg, &pos, /*allow_compression=*/true, nullptr); !s.ok()) return s;
     if (pos + 10 > msg.size()) return absl::InvalidArgumentError("a record ends early");
     const uint16_t type = Get16(msg, pos);
     const uint16_t rrclass = Get16(msg, pos + 2);
@@ -168,7 +176,7 @@ absl::StatusOr<Query> ParseQuery(absl::string_view msg) {
       q.edns_size_offset = pos - rdlength - 8;
     }
   }
-  return q;
+  return absl::OkStatus();
 }
 
 std::string BuildReply(absl::string_view query_msg, const Query& query, Rcode rcode) {

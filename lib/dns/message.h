@@ -81,6 +81,8 @@ inline constexpr uint16_t kMaxForwardedUdpSize = 1232;
 // compression in a query's question). InvalidArgument says what is wrong; if the message has a
 // header at all, the proxy answers FORMERR (BuildHeaderOnlyReply), else it drops it.
 absl::StatusOr<Query> ParseQuery(absl::string_view msg);
+// The same into `*out`, reusing its name's storage.
+absl::Status ParseQuery(absl::string_view msg, Query* out);
 
 // A reply to `query` (the bytes it came in) with `rcode`, the question echoed as received, no
 // records, and an OPT record (UDP size 1232) if the query had one. ID, opcode, RD and CD are

@@ -69,6 +69,8 @@ constexpr size_t kMaxServerSockets = 256;
 // one over kUdpQueryBuffer bytes is answered FORMERR.
 constexpr size_t kUdpBatch = 32;
 constexpr size_t kUdpQueryBuffer = 4096;
+// Finished queries' records a worker keeps for the next ones: a burst's worth, not a peak's.
+constexpr size_t kSparePending = 1024;
 // A burst is read in turns of this many batches per listener. Between turns the worker submits
 // the exchanges it prepared, takes the replies that came in and sends the answers, so the first
 // queries of a burst are on their way (and answered) while the rest are still being read.
@@ -316,6 +318,8 @@ class DnsProxy::Worker : private Ring::Handler {
     uint32_t ttl = 0;
     std::vector<std::string> cnames;
   };
+  // A query from the moment it is read until its answer is sent (held, if it waits for the
+  // datapath). Kept for the next query once done (see TakePending).
   struct Pending {
     Trace trace;
     CountedFd fd;         // the plain path's socket, or
@@ -331,13 +335,40 @@ class DnsProxy::Worker : private Ring::Handler {
     dns::Query query;
     uint16_t upstream_id = 0;
     uint64_t endpoint = 0;
+    std::string reply;  // the answer as the client gets it
+
+    // Empty again, its strings and vectors keeping their storage.
+    void Reset() {
+      trace.endpoint = 0;
+      trace.tcp = false;
+      trace.qname.clear();
+      trace.qtype = 0;
+      trace.verdict = DnsEvent::Verdict::kForwarded;
+      trace.timed_out = false;
+      trace.received = trace.forwarded = trace.answered = absl::Time();
+      trace.ips.clear();
+      trace.ttl = 0;
+      trace.cnames.clear();
+      fd.reset();
+      ring_slot = -1;
+      tcp = false;
+      reply_capacity = 0;
+      upstream_query.clear();
+      unwanted_replies = 0;
+      upstream_out.clear();
+      upstream_in.clear();
+      origin = Origin();
+      query_msg.clear();
+      upstream_id = 0;
+      endpoint = 0;
+      reply.clear();
+    }
   };
+  // An answer waiting until the datapath enforces what it taught the cache (options().wait_for_ack).
   struct Held {
     uint64_t seq;
     absl::Time deadline;
-    Origin origin;
-    std::string reply;
-    Trace trace;
+    std::unique_ptr<Pending> query;
   };
   struct ClientConn {
     explicit ClientConn(Admission* a) : admission(a) {}
@@ -456,7 +487,7 @@ class DnsProxy::Worker : private Ring::Handler {
   bool OnReply(uint64_t serial, absl::string_view datagram) override {
     auto it = pending_.find(serial);
     if (it == pending_.end()) return true;
-    return TakeReply(it, std::string(datagram));
+    return TakeReply(it, datagram);
   }
   void OnStrayReply(absl::Span<const uint64_t> suspects) override {
     Bump(counters().rejected_replies);
@@ -530,13 +561,13 @@ class DnsProxy::Worker : private Ring::Handler {
       }
       if (origin.server.len() == 0) return;  // cannot answer as a server we do not know
     }
-    std::string query(static_cast<const char*>(msg.msg_iov->iov_base), in.msg_len);
+    const absl::string_view query(static_cast<const char*>(msg.msg_iov->iov_base), in.msg_len);
     if (msg.msg_flags & MSG_TRUNC) {
       Bump(counters().queries);
       Bump(counters().malformed);
       return Reply(origin, dns::BuildHeaderOnlyReply(query, dns::kFormErr));
     }
-    OnQuery(origin, std::move(query));
+    OnQuery(origin, query);
   }
 
   void Accept(size_t index) {
@@ -631,7 +662,7 @@ class DnsProxy::Worker : private Ring::Handler {
       used += 2 + len;
       ++c.inflight;
       c.last_progress = absl::Now();
-      OnQuery(Origin{-1, c.peer, id, c.server, c.transparent}, std::move(msg));
+      OnQuery(Origin{-1, c.peer, id, c.server, c.transparent}, msg);
       if (conns_.find(id) == conns_.end()) return false;
     }
     c.in.erase(0, used);
@@ -834,33 +865,38 @@ class DnsProxy::Worker : private Ring::Handler {
     options().on_event(e);
   }
 
-  void OnQuery(const Origin& origin, std::string msg) {
+  void OnQuery(const Origin& origin, absl::string_view msg) {
     Bump(counters().queries);
-    const bool tcp = origin.conn != 0;
-    auto query = dns::ParseQuery(msg);
-    if (!query.ok()) {
+    std::unique_ptr<Pending> pending = TakePending();
+    Pending& p = *pending;
+    if (absl::Status parsed = dns::ParseQuery(msg, &p.query); !parsed.ok()) {
       Bump(counters().malformed);
-      const dns::Rcode rcode = absl::IsUnimplemented(query.status()) ? dns::kNotImp : dns::kFormErr;
+      const dns::Rcode rcode = absl::IsUnimplemented(parsed) ? dns::kNotImp : dns::kFormErr;
+      ReturnPending(std::move(pending));
       return Reply(origin, dns::BuildHeaderOnlyReply(msg, rcode));
     }
-    Trace trace;
-    trace.tcp = tcp;
+    p.query_msg.assign(msg.data(), msg.size());
+    p.origin = origin;
+    p.tcp = origin.conn != 0;
+    Trace& trace = p.trace;
+    trace.tcp = p.tcp;
     trace.received = absl::Now();
     if (options().on_event) {
-      trace.qname = query->question.name;
-      trace.qtype = query->question.qtype;
+      trace.qname.assign(p.query.question.name);
+      trace.qtype = p.query.question.qtype;
     }
     auto reply_with = [&](dns::Rcode rcode, DnsEvent::Verdict verdict) {
       trace.verdict = verdict;
       EmitRequest(origin, trace);
-      Respond(origin, dns::BuildReply(msg, *query, rcode), trace);
+      Respond(origin, dns::BuildReply(p.query_msg, p.query, rcode), trace);
+      ReturnPending(std::move(pending));
     };
 
     // Unknown: no endpoint has the client's address, or the engine does not know its id.
     std::optional<uint64_t> endpoint = (*endpoints_)(origin.client.ip());
     std::optional<policy::DnsDecision> decision;
     if (endpoint.has_value()) {
-      decision = engine_->CheckDns(*endpoint, ServerFor(origin), query->question.name);
+      decision = engine_->CheckDns(*endpoint, ServerFor(origin), p.query.question.name);
       if (decision->reason == policy::DnsReason::kUnknownEndpoint) endpoint.reset();
     }
     trace.endpoint = endpoint.value_or(0);
@@ -881,32 +917,40 @@ class DnsProxy::Worker : private Ring::Handler {
     // Our own ID, and (0x20) a random case of the name; the size the client takes stays the
     // client's up to kMaxForwardedUdpSize.
     const uint16_t id = static_cast<uint16_t>(absl::Uniform<uint32_t>(rng_, 0, 65536));
-    std::string out = msg;
+    std::string& out = p.upstream_query;
+    out.assign(msg.data(), msg.size());
     out[0] = static_cast<char>(id >> 8);
     out[1] = static_cast<char>(id & 0xff);
-    if (options().randomize_case) dns::RandomizeCase(out, query->question, rng_);
-    dns::CapEdnsUdpSize(out, *query, dns::kMaxForwardedUdpSize);
+    if (options().randomize_case) dns::RandomizeCase(out, p.query.question, rng_);
+    dns::CapEdnsUdpSize(out, p.query, dns::kMaxForwardedUdpSize);
     const uint64_t serial = next_serial_++;
-    auto pending = std::make_unique<Pending>();
-    pending->tcp = tcp;
-    pending->upstream_query = std::move(out);
-    pending->origin = origin;
     // A server may not answer over UDP with more than was advertised (RFC 6891): a larger reply
     // is the server's failure.
-    pending->reply_capacity = std::min<size_t>(ClientUdpCapacity(*query), dns::kMaxForwardedUdpSize);
-    if (!StartExchange(serial, *pending)) {
+    p.reply_capacity = std::min<size_t>(ClientUdpCapacity(p.query), dns::kMaxForwardedUdpSize);
+    if (!StartExchange(serial, p)) {
       return reply_with(dns::kServFail, DnsEvent::Verdict::kError);
     }
     EmitRequest(origin, trace);
     trace.forwarded = absl::Now();
-    pending->trace = std::move(trace);
-    pending->query_msg = std::move(msg);
-    pending->query = *std::move(query);
-    pending->upstream_id = id;
-    pending->endpoint = endpoint.value_or(0);
+    p.upstream_id = id;
+    p.endpoint = endpoint.value_or(0);
     pending_.emplace(serial, std::move(pending));
     deadlines_.emplace_back(absl::Now() + options().upstream_timeout, serial);
     counters().inflight.fetch_add(1);
+  }
+
+  // A Pending for a new query: one an earlier query left, whose strings keep their storage (no
+  // allocation per query), or a new one.
+  std::unique_ptr<Pending> TakePending() {
+    if (spare_pending_.empty()) return std::make_unique<Pending>();
+    std::unique_ptr<Pending> p = std::move(spare_pending_.back());
+    spare_pending_.pop_back();
+    return p;
+  }
+  void ReturnPending(std::unique_ptr<Pending> p) {
+    if (spare_pending_.size() >= kSparePending) return;
+    p->Reset();
+    spare_pending_.push_back(std::move(p));
   }
 
   // The most a client over UDP takes (RFC 6891; 512 without EDNS).
@@ -977,13 +1021,11 @@ class DnsProxy::Worker : private Ring::Handler {
   }
 
   void AnswerServFail(absl::flat_hash_map<uint64_t, std::unique_ptr<Pending>>::iterator it) {
-    Pending& p = *it->second;
-    const Origin origin = p.origin;
-    const std::string reply = dns::BuildReply(p.query_msg, p.query, dns::kServFail);
-    Trace trace = std::move(p.trace);
-    trace.verdict = DnsEvent::Verdict::kError;
-    Remove(it);
-    Respond(origin, reply, trace);
+    std::unique_ptr<Pending> p = Finish(it);
+    p->reply = dns::BuildReply(p->query_msg, p->query, dns::kServFail);
+    p->trace.verdict = DnsEvent::Verdict::kError;
+    Respond(p->origin, p->reply, p->trace);
+    ReturnPending(std::move(p));
   }
 
   void OnUpstream(uint64_t serial, uint32_t events) {
@@ -998,7 +1040,7 @@ class DnsProxy::Worker : private Ring::Handler {
         return FailUpstream(it);  // ECONNREFUSED and friends: the upstream is not there
       }
       if (static_cast<size_t>(n) > p.reply_capacity) return FailUpstream(it);  // as the ring does
-      if (TakeReply(it, std::string(buf_.data(), static_cast<size_t>(n)))) return;
+      if (TakeReply(it, absl::string_view(buf_.data(), static_cast<size_t>(n)))) return;
     }
   }
 
@@ -1019,7 +1061,7 @@ class DnsProxy::Worker : private Ring::Handler {
         if (p.upstream_in.size() >= 2) {
           const size_t len = (static_cast<uint8_t>(p.upstream_in[0]) << 8) | static_cast<uint8_t>(p.upstream_in[1]);
           if (p.upstream_in.size() >= 2 + len) {
-            TakeReply(it, p.upstream_in.substr(2, len));
+            TakeReply(it, absl::string_view(p.upstream_in).substr(2, len));
             return;
           }
         }
@@ -1033,14 +1075,14 @@ class DnsProxy::Worker : private Ring::Handler {
   // Takes a reply if it answers the query (ID, question and, over UDP, the question's 0x20
   // case). Returns false if the exchange keeps listening on its socket for the real reply (the
   // reply is counted and dropped), true if it is over there (answered, failed, or gone to TCP).
-  bool TakeReply(absl::flat_hash_map<uint64_t, std::unique_ptr<Pending>>::iterator it, std::string reply) {
+  bool TakeReply(absl::flat_hash_map<uint64_t, std::unique_ptr<Pending>>::iterator it, absl::string_view datagram) {
     Pending& p = *it->second;
     dns::Header header;
-    if (!dns::ReadHeader(reply, &header) || header.id != p.upstream_id) {
+    if (!dns::ReadHeader(datagram, &header) || header.id != p.upstream_id) {
       Bump(counters().rejected_replies);
       return Unwanted(it);
     }
-    auto info = dns::ParseReply(reply, p.query.question);
+    auto info = dns::ParseReply(datagram, p.query.question);
     if (!info.ok()) {
       Bump(counters().rejected_replies);
       return Unwanted(it);
@@ -1048,7 +1090,7 @@ class DnsProxy::Worker : private Ring::Handler {
     // Over TCP the case is not checked: no one off-path reaches the stream, and a server that
     // does not keep the case is answered there.
     if (!p.tcp && options().randomize_case &&
-        !dns::SameNameBytes(reply, info->question, p.upstream_query, p.query.question)) {
+        !dns::SameNameBytes(datagram, info->question, p.upstream_query, p.query.question)) {
       Bump(counters().case_mismatches);
       return Unwanted(it);
     }
@@ -1068,36 +1110,43 @@ class DnsProxy::Worker : private Ring::Handler {
         Bump(counters().answers_not_learned);
       }
     }
+    std::string& reply = p.reply;
+    reply.assign(datagram.data(), datagram.size());
     dns::RestoreClientView(reply, p.query.header.id, p.query_msg, p.query.question, info->question);
     if (p.origin.conn == 0 && reply.size() > ClientUdpCapacity(p.query)) {
       // A UDP query answered over TCP, with more than the client takes: it asks again over TCP.
       reply = dns::BuildReply(p.query_msg, p.query, static_cast<dns::Rcode>(info->header.rcode()));
       reply[2] = static_cast<char>(reply[2] | 0x02);  // TC
     }
-    const Origin origin = p.origin;
-    Trace trace = std::move(p.trace);
-    trace.answered = absl::Now();
+    p.trace.answered = absl::Now();
     if (options().on_event) {
-      trace.ips = std::move(info->ips);
-      trace.ttl = info->ttl;
-      trace.cnames = std::move(info->cnames);
+      p.trace.ips.assign(info->ips.begin(), info->ips.end());
+      p.trace.ttl = info->ttl;
+      p.trace.cnames.assign(info->cnames.begin(), info->cnames.end());
     }
-    Remove(it);
+    std::unique_ptr<Pending> done = Finish(it);
     if (options().wait_for_ack && seq > proxy_->acked_seq_.load()) {
       holding_.store(true);
-      held_.push_back(Held{seq, absl::Now() + options().response_max_delay, origin, std::move(reply),
-                           std::move(trace)});
+      held_.push_back(Held{seq, absl::Now() + options().response_max_delay, std::move(done)});
     } else {
-      Respond(origin, reply, trace);
+      Respond(done->origin, done->reply, done->trace);
+      ReturnPending(std::move(done));
     }
     return true;
   }
 
-  void Remove(absl::flat_hash_map<uint64_t, std::unique_ptr<Pending>>::iterator it) {
+  // Takes the query out of the ones in flight.
+  std::unique_ptr<Pending> Finish(absl::flat_hash_map<uint64_t, std::unique_ptr<Pending>>::iterator it) {
     if (it->second->ring_slot >= 0) ring_->Abandon(it->second->ring_slot);
-    pending_.erase(it);  // closing the socket also takes it out of epoll
+    it->second->ring_slot = -1;
+    std::unique_ptr<Pending> p = std::move(it->second);
+    pending_.erase(it);
+    p->fd.reset();  // closing the socket also takes it out of epoll
     counters().inflight.fetch_sub(1);
+    return p;
   }
+
+  void Remove(absl::flat_hash_map<uint64_t, std::unique_ptr<Pending>>::iterator it) { ReturnPending(Finish(it)); }
 
   void ExpireAndRelease() {
     const absl::Time now = absl::Now();
@@ -1119,7 +1168,8 @@ class DnsProxy::Worker : private Ring::Handler {
       Held h = std::move(held_.front());
       held_.pop_front();
       if (h.seq > acked) Bump(counters().held_released_late);
-      Respond(h.origin, h.reply, h.trace);
+      Respond(h.query->origin, h.query->reply, h.query->trace);
+      ReturnPending(std::move(h.query));
     }
     if (held_.empty()) holding_.store(false);
     CloseIdleConnections(now);
@@ -1162,6 +1212,7 @@ class DnsProxy::Worker : private Ring::Handler {
   absl::BitGen rng_;
   uint64_t next_serial_ = 1;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Pending>> pending_;
+  std::vector<std::unique_ptr<Pending>> spare_pending_;  // see TakePending
   std::deque<std::pair<absl::Time, uint64_t>> deadlines_;  // same timeout for all: FIFO order
   std::deque<Held> held_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<ClientConn>> conns_;
