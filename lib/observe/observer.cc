@@ -17,8 +17,9 @@ constexpr size_t kBuildBatch = 256;
 constexpr size_t kKeptSlots = 1024;
 // Woken for every event, the builder spent more CPU in wakeups than in building (a third of its
 // time in the kernel at 17k DNS queries/s, perf): once it has emptied the queue it lets events
-// gather this long before it looks again. Flows reach readers that much later.
-constexpr absl::Duration kGather = absl::Milliseconds(1);
+// gather this long before it looks again. Flows reach readers that much later. 10 ms rather
+// than 1: at 5,000 DNS queries/s the thread took 1.0 instead of 2.0 us per query.
+constexpr absl::Duration kGather = absl::Milliseconds(10);
 
 }  // namespace
 
