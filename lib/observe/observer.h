@@ -1,9 +1,9 @@
 // The flow observer: takes the node's events on a thread of its own, counts them in the metrics
 // and keeps the most recent ones in a bounded ring that readers (the Hubble API, the flow log)
-// walk and follow, as Hubble flows built when first read. Nothing
-// is lost silently: events that did not fit the queue in front of the builder, and events the
-// kernel could not write to its ring buffer, become Hubble LostEvent records in the ring; a
-// reader the ring laps is told how many it missed.
+// walk and follow, as Hubble flows built when first read. Nothing is lost silently: events that
+// did not fit the queue in front of the builder, and events the kernel could not write to its
+// ring buffer, become Hubble LostEvent records in the ring; a reader the ring laps is told how
+// many it missed.
 #ifndef ACNS_LIB_OBSERVE_OBSERVER_H_
 #define ACNS_LIB_OBSERVE_OBSERVER_H_
 
@@ -50,7 +50,8 @@ class RingRecord {
 };
 
 // A bounded ring of records (flows and lost-event notices), numbered from 0 in the order
-// written. Readers get the records built and share them; the writer never waits for a build.
+// written. Readers build the records they read and share them; the writer waits for no more
+// than one record's build (while it recycles a record the ring let go of).
 class FlowRing {
  public:
   using Entry = std::shared_ptr<const observer::GetFlowsResponse>;
