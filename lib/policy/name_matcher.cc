@@ -190,8 +190,9 @@ absl::StatusOr<NameMatcher::Dfa> NameMatcher::CompileOne(std::span<const FqdnPat
   if (!start_state.ok()) return start_state.status();
 
   NodeSet target;
+  std::vector<uint32_t>& next = dfa.wide;
   for (uint32_t state = 0; state < sets.size(); ++state) {
-    dfa.next.resize(sets.size() * dfa.num_classes, 0);  // this state's row, all dead
+    next.resize(sets.size() * dfa.num_classes, 0);  // this state's row, all dead
     if (state == 0) continue;  // dead stays dead
     for (uint32_t cls = 1; cls < dfa.num_classes; ++cls) {
       target.clear();
@@ -210,12 +211,17 @@ absl::StatusOr<NameMatcher::Dfa> NameMatcher::CompileOne(std::span<const FqdnPat
       if (target.empty()) continue;
       auto to = intern(target);
       if (!to.ok()) return to.status();
-      dfa.next[state * dfa.num_classes + cls] = *to * dfa.num_classes;  // row offset
+      next[state * dfa.num_classes + cls] = *to;
     }
   }
 
-  dfa.next.shrink_to_fit();
-  dfa.start = *start_state * dfa.num_classes;
+  if (sets.size() <= std::numeric_limits<uint16_t>::max() + size_t{1}) {
+    dfa.narrow.assign(next.begin(), next.end());
+    std::vector<uint32_t>().swap(next);
+  } else {
+    next.shrink_to_fit();
+  }
+  dfa.start = *start_state;
   dfa.id_base = id_base;
   dfa.accept_begin.reserve(sets.size() + 1);
   std::vector<uint32_t> accepts;
@@ -274,7 +280,7 @@ NameMatcher::Stats NameMatcher::stats() const {
   stats.dfas = dfas_.size();
   for (const Dfa& dfa : dfas_) {
     stats.states += dfa.accept_begin.size() - 1;
-    stats.memory_bytes += sizeof(Dfa) + dfa.next.capacity() * sizeof(uint32_t) +
+    stats.memory_bytes += sizeof(Dfa) + dfa.narrow.capacity() * sizeof(uint16_t) + dfa.wide.capacity() * sizeof(uint32_t) +
                           dfa.accept_begin.capacity() * sizeof(uint32_t) +
                           dfa.accept_ids.capacity() * sizeof(uint32_t);
   }
