@@ -258,5 +258,40 @@ TEST(NameMatcherTest, ManyPatternsStayOneAutomaton) {
   EXPECT_FALSE(m->MatchesAny("zone6.example.org"));
 }
 
+// Past 65,536 states the table takes 32-bit entries (16-bit ones below): both read the same.
+TEST(NameMatcherTest, WideAndNarrowTablesGiveSameResults) {
+  std::vector<FqdnPattern> patterns;
+  for (int i = 0; i < 14000; ++i) {
+    switch (i % 4) {
+      case 0: patterns.push_back({N, "api" + std::to_string(i) + ".example.com"}); break;
+      case 1: patterns.push_back({P, "*.svc" + std::to_string(i) + ".example.net"}); break;
+      case 2: patterns.push_back({P, "**.zone" + std::to_string(i) + ".example.org"}); break;
+      case 3: patterns.push_back({P, "web" + std::to_string(i) + "-*.example.io"}); break;
+    }
+  }
+  auto wide = NameMatcher::Compile(patterns);
+  auto narrow = NameMatcher::Compile(patterns, NameMatcher::Limits{.max_table_bytes = size_t{8} << 20});
+  ASSERT_TRUE(wide.ok()) << wide.status();
+  ASSERT_TRUE(narrow.ok()) << narrow.status();
+  ASSERT_EQ(wide->stats().dfas, 1u);
+  ASSERT_GT(wide->stats().states, 65536u);
+  ASSERT_GT(narrow->stats().dfas, 1u);
+  EXPECT_LT(narrow->stats().memory_bytes, wide->stats().memory_bytes * 2 / 3);
+  for (int i = 0; i < 14100; i += 7) {
+    const std::string n = std::to_string(i);
+    const std::string names[4] = {"api" + n + ".example.com", "x.svc" + n + ".example.net",
+                                  "a.b.zone" + n + ".example.org", "web" + n + "-eu.example.io"};
+    for (int shape = 0; shape < 4; ++shape) {
+      std::vector<uint32_t> a, b;
+      wide->ForEachMatch(names[shape], [&](uint32_t id) { return a.push_back(id), true; });
+      narrow->ForEachMatch(names[shape], [&](uint32_t id) { return b.push_back(id), true; });
+      EXPECT_EQ(a, b) << names[shape];
+      // Pattern i has shape i % 4.
+      const bool listed = i < 14000 && i % 4 == shape;
+      EXPECT_EQ(a, listed ? std::vector<uint32_t>{static_cast<uint32_t>(i)} : std::vector<uint32_t>{}) << names[shape];
+    }
+  }
+}
+
 }  // namespace
 }  // namespace acns::policy
